@@ -1,0 +1,42 @@
+"""hvae: MusicVAE-family models in PyTorch.
+
+Public API::
+
+    import hvae
+    conv = hvae.get_converter("drums", slice_bars=4)
+    examples = conv.to_tensors("beat.mid")          # list of hvae.Example
+    midi = conv.from_tensors(examples[0].outputs)   # miditoolkit.MidiFile
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hvae.errors import (CheckpointError, ConversionError, HvaeError, IncompatibleError, MidiReadError,
+                         PluginError, UnknownComponentError)
+from hvae.interfaces import Converter, Decoder, Encoder, Example, Loss
+from hvae.music import NoteSequence, quantize, read_midi
+
+__version__ = "0.1.0"
+
+
+def get_converter(name: str, **options: Any) -> Converter:
+    """A converter by registered name, with options by the reference's names."""
+    from hvae.plugins import registry
+
+    cls = registry().get("converters", name).factory
+    return cls(**options)
+
+
+def list_components(kind: str) -> list[str]:
+    """Registered names of one kind: converters, encoders, decoders or losses."""
+    from hvae.plugins import registry
+
+    return registry().names(kind)
+
+
+__all__ = [
+    "CheckpointError", "ConversionError", "Converter", "Decoder", "Encoder", "Example", "HvaeError",
+    "IncompatibleError", "Loss", "MidiReadError", "NoteSequence", "PluginError", "UnknownComponentError",
+    "get_converter", "list_components", "quantize", "read_midi",
+]

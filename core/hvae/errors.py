@@ -1,0 +1,29 @@
+"""Domain exceptions. The CLI turns them into one-line messages; nothing else should."""
+
+
+class HvaeError(Exception):
+    """Base class of every error hvae raises on purpose."""
+
+
+class MidiReadError(HvaeError):
+    """A MIDI file could not be read (corrupt, truncated, not MIDI, unreadable)."""
+
+
+class ConversionError(HvaeError):
+    """A note sequence cannot be converted (wrong meter, tempo changes, negative times, ...)."""
+
+
+class PluginError(HvaeError):
+    """Plugin loading or registration went wrong (duplicate names, bad hooks)."""
+
+
+class UnknownComponentError(HvaeError):
+    """A converter, encoder, decoder, loss or preset name that nothing registered."""
+
+
+class IncompatibleError(HvaeError):
+    """A converter, decoder and loss that do not fit together."""
+
+
+class CheckpointError(HvaeError):
+    """A checkpoint that is missing, corrupt or not an hvae checkpoint."""

@@ -1,0 +1,154 @@
+"""The four component interfaces. Plugins subclass these; the core uses nothing else.
+
+Shapes: B batch, T steps, D depth, Z latent size, R the raw size a loss asks of the decoder.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar, Sequence
+
+import miditoolkit
+import numpy as np
+import torch
+from torch import nn
+
+from hvae.music import MidiSource
+
+OUTPUT_KINDS = ("onehot", "groove", "multihot")
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One training window, as numpy arrays (float32)."""
+
+    inputs: np.ndarray  # (T, input_depth)
+    outputs: np.ndarray  # (T, output_depth)
+    controls: np.ndarray  # (T, control_depth); control_depth may be 0
+    length: int  # steps actually used (== T for fixed-length converters)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConverterOptions:
+    """Options common to every converter; subclasses add their own fields."""
+
+    steps_per_quarter: int = 4  # quantisation: steps per quarter note
+    quarters_per_bar: int = 4  # only 4/4 is accepted by the built-ins
+    max_tensors_per_notesequence: int | None = None  # None: every window
+
+
+class Converter(abc.ABC):
+    """MIDI <-> tensors for one representation (drums, groove, melody, ...)."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[ConverterOptions]] = ConverterOptions
+    output_kind: ClassVar[str]  # one of OUTPUT_KINDS
+
+    def __init__(self, options: ConverterOptions | None = None, **overrides: Any):
+        from hvae.options import apply_overrides
+
+        base = options if options is not None else self.Options()
+        self.options = apply_overrides(base, overrides, what=f"converter {self.name!r}")
+
+    @property
+    @abc.abstractmethod
+    def input_depth(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def output_depth(self) -> int: ...
+
+    @property
+    def control_depth(self) -> int:
+        return 0
+
+    @property
+    @abc.abstractmethod
+    def steps(self) -> int:
+        """Fixed number of steps per example (e.g. 64 for 4 bars of 16 steps)."""
+
+    @abc.abstractmethod
+    def to_tensors(self, source: MidiSource) -> list[Example]:
+        """Every window of ``source`` (path, bytes, MidiFile or NoteSequence) as examples.
+
+        Raises :class:`hvae.errors.MidiReadError` when the file is unreadable and
+        :class:`hvae.errors.ConversionError` when it cannot be converted at all.
+        An empty list means readable but nothing usable (no drums, too short, ...).
+        """
+
+    @abc.abstractmethod
+    def from_tensors(self, outputs: np.ndarray, controls: np.ndarray | None = None,
+                     qpm: float = 120.0) -> miditoolkit.MidiFile:
+        """One example's outputs, shape ``(steps, output_depth)``, as MIDI at ``qpm``."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "output_kind": self.output_kind, "input_depth": self.input_depth,
+                "output_depth": self.output_depth, "control_depth": self.control_depth,
+                "steps": self.steps, "options": dataclasses.asdict(self.options)}
+
+
+class Loss(abc.ABC):
+    """An output distribution: training loss, metrics and sampling of the next step."""
+
+    name: ClassVar[str]
+    accepts: ClassVar[frozenset[str]]  # output kinds this loss is right for
+    description: ClassVar[str] = ""
+
+    def __init__(self, output_depth: int, **options: Any):
+        self.output_depth = output_depth
+
+    @property
+    def raw_size(self) -> int:
+        """Size of the decoder's raw output per step."""
+        return self.output_depth
+
+    @abc.abstractmethod
+    def __call__(self, raw: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Per-sequence loss ``(B,)`` summed over valid steps, and metric tensors.
+
+        raw ``(B, T, R)``, targets ``(B, T, D)``, mask ``(B, T)`` (1.0 on valid steps).
+        """
+
+    @abc.abstractmethod
+    def sample_step(self, raw: torch.Tensor, temperature: float,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw the next output ``(B, D)`` from raw ``(B, R)`` at ``temperature``."""
+
+
+class Encoder(nn.Module):
+    """``(inputs (B, T, D), lengths (B,)) -> (mu (B, Z), sigma (B, Z))``."""
+
+    name: ClassVar[str]
+
+
+class Decoder(nn.Module):
+    """Maps z to raw outputs. Teacher-forced in ``forward``, free-running in ``sample``."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def forward(self, z: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor,
+                controls: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw outputs ``(B, T, R)`` given z ``(B, Z)`` and targets ``(B, T, D)``."""
+
+    @abc.abstractmethod
+    def sample(self, z: torch.Tensor, steps: int, temperature: float, loss: Loss,
+               controls: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Outputs ``(B, steps, D)`` drawn step by step through ``loss.sample_step``."""
+
+
+def check_compatible(output_kind: str, loss_cls: type[Loss], loss_name: str, converter_name: str,
+                     all_losses: Sequence[type[Loss]] = ()) -> None:
+    """Raise :class:`IncompatibleError` when ``loss_cls`` does not accept ``output_kind``."""
+    from hvae.errors import IncompatibleError
+
+    if output_kind in loss_cls.accepts:
+        return
+    fitting = sorted(getattr(l, "name", "?") for l in all_losses if output_kind in l.accepts)
+    raise IncompatibleError(
+        f"Loss {loss_name!r} does not fit converter {converter_name!r}: the converter writes "
+        f"{output_kind!r} outputs, and {loss_name!r} models {', '.join(sorted(loss_cls.accepts))} outputs"
+        f"{' (' + loss_cls.description + ')' if loss_cls.description else ''}. "
+        f"Losses that fit: {', '.join(fitting) or 'none installed'}. Use --force to train it anyway.")

@@ -1,0 +1,309 @@
+"""Notes in seconds and in steps: the reference's MIDI semantics, without TensorFlow.
+
+``read_midi`` reads a MIDI file the way the reference does (its MIDI layer is pretty_midi
+under note_seq): tempo and time-signature events are read from the first track only, a
+note-off closes every open note of its channel and pitch that started on an earlier tick,
+and a note that opens and closes on the same tick is dropped. Parsing is mido's (the MIDI
+library under miditoolkit); writing uses miditoolkit.
+
+``quantize`` follows the reference's quantisation: one time signature and one tempo per
+file (or an error), steps = int(seconds * steps_per_second + 0.5), a note is at least one
+step long, and no note may start before zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+import miditoolkit
+import mido
+import numpy as np
+
+from hvae.errors import ConversionError, MidiReadError
+
+DEFAULT_QPM = 120.0
+STANDARD_PPQ = 220  # ticks per quarter the reference writes
+MAX_TICK = 10**10  # the reference reads MIDI with absurd tick values too; we refuse beyond this
+DRUM_CHANNEL = 9
+
+MidiSource = Union[str, os.PathLike, bytes, miditoolkit.MidiFile, "NoteSequence"]
+
+
+@dataclasses.dataclass
+class Note:
+    pitch: int
+    velocity: int
+    start: float  # seconds
+    end: float  # seconds
+    is_drum: bool = False
+    program: int = 0
+    instrument: int = 0  # index of the MIDI instrument (track, channel, program) it came from
+    start_step: int = 0  # filled by quantize()
+    end_step: int = 0
+
+
+@dataclasses.dataclass
+class NoteSequence:
+    """Notes plus the tempo and meter information a converter needs. Times in seconds."""
+
+    notes: list[Note] = dataclasses.field(default_factory=list)
+    tempos: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # (time s, qpm)
+    time_signatures: list[tuple[float, int, int]] = dataclasses.field(default_factory=list)  # (time s, num, den)
+    total_time: float = 0.0  # end of the last note, seconds
+    ticks_per_quarter: int = STANDARD_PPQ
+    source: str = ""  # file name, for messages
+    # Filled by quantize():
+    steps_per_quarter: int = 0
+    qpm: float = DEFAULT_QPM
+    total_steps: int = 0
+    numerator: int = 4
+    denominator: int = 4
+
+    @property
+    def steps_per_bar(self) -> float:
+        """Steps in one bar of this (quantized) sequence; may be fractional (e.g. 7/8 at 1 step/quarter)."""
+        quarters_per_bar = 4.0 * self.numerator / self.denominator
+        return quarters_per_bar * self.steps_per_quarter
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps_per_quarter * self.qpm / 60.0
+
+
+def _open_mido(source: MidiSource, name: str) -> mido.MidiFile:
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            return mido.MidiFile(file=io.BytesIO(source), clip=True)
+        return mido.MidiFile(filename=os.fspath(source), clip=True)
+    except FileNotFoundError:
+        raise MidiReadError(f"{name}: no such file") from None
+    except PermissionError:
+        raise MidiReadError(f"{name}: permission denied") from None
+    except IsADirectoryError:
+        raise MidiReadError(f"{name}: is a directory") from None
+    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise MidiReadError(f"{name}: not a readable MIDI file ({type(exc).__name__}: {exc})") from None
+
+
+def read_midi(source: MidiSource) -> NoteSequence:
+    """Read MIDI (a path, bytes, a ``miditoolkit.MidiFile`` or a NoteSequence) into seconds.
+
+    Raises :class:`MidiReadError` for anything that is not readable MIDI.
+    """
+    if isinstance(source, NoteSequence):
+        return source
+    if isinstance(source, miditoolkit.MidiFile):
+        return from_miditoolkit(source)
+    name = "<bytes>" if isinstance(source, (bytes, bytearray)) else os.fspath(source)
+    midi = _open_mido(source, name)
+    try:
+        return _from_mido(midi, name)
+    except MidiReadError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError, OverflowError, MemoryError) as exc:
+        raise MidiReadError(f"{name}: malformed MIDI ({type(exc).__name__}: {exc})") from None
+
+
+def _from_mido(midi: mido.MidiFile, name: str) -> NoteSequence:
+    if midi.type == 2:
+        raise MidiReadError(f"{name}: MIDI type 2 (independent sequences) is not supported")
+    if not midi.tracks:
+        raise MidiReadError(f"{name}: no tracks")
+    resolution = midi.ticks_per_beat
+    if not resolution or resolution <= 0:
+        raise MidiReadError(f"{name}: invalid ticks per quarter {resolution}")
+
+    # Absolute ticks per event, track by track.
+    tracks: list[list[tuple[int, mido.Message]]] = []
+    max_tick = 0
+    for track in midi.tracks:
+        tick = 0
+        events = []
+        for msg in track:
+            tick += msg.time
+            events.append((tick, msg))
+        if events:
+            max_tick = max(max_tick, events[-1][0])
+        tracks.append(events)
+    if max_tick > MAX_TICK:
+        raise MidiReadError(f"{name}: largest tick {max_tick} is absurd; the file is probably corrupt")
+
+    # Tempo map from the first track only, as the reference.
+    scales = [(0, 60.0 / (DEFAULT_QPM * resolution))]  # (tick, seconds per tick)
+    for tick, msg in tracks[0]:
+        if msg.type == "set_tempo":
+            if msg.tempo <= 0:
+                raise MidiReadError(f"{name}: tempo of zero at tick {tick}")
+            scale = 60.0 / ((6e7 / msg.tempo) * resolution)
+            if tick == 0:
+                scales = [(0, scale)]
+            elif scale != scales[-1][1]:
+                scales.append((tick, scale))
+    scale_ticks = np.array([t for t, _ in scales], dtype=np.int64)
+    scale_values = np.array([s for _, s in scales], dtype=np.float64)
+    # Seconds at each tempo change, accumulated the way the reference builds its tick table.
+    scale_starts = np.zeros(len(scales))
+    for i in range(1, len(scales)):
+        scale_starts[i] = scale_starts[i - 1] + scale_values[i - 1] * (scale_ticks[i] - scale_ticks[i - 1])
+
+    def seconds(tick: int) -> float:
+        i = int(np.searchsorted(scale_ticks, tick, side="right")) - 1
+        return float(scale_starts[i] + scale_values[i] * (tick - scale_ticks[i]))
+
+    ns = NoteSequence(ticks_per_quarter=resolution, source=name)
+    for tick, scale in scales:
+        ns.tempos.append((seconds(tick), 60.0 / (scale * resolution)))
+    for tick, msg in tracks[0]:
+        if msg.type == "time_signature":
+            ns.time_signatures.append((seconds(tick), msg.numerator, msg.denominator))
+
+    # Instruments keyed by (program, channel, track), in order of first note, as the reference.
+    instrument_index: dict[tuple[int, int, int], int] = {}
+    notes_by_instrument: list[list[Note]] = []
+    for track_idx, events in enumerate(tracks):
+        open_notes: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+        program = [0] * 16
+        for tick, msg in events:
+            kind = msg.type
+            if kind == "program_change":
+                program[msg.channel] = msg.program
+            elif kind == "note_on" and msg.velocity > 0:
+                open_notes[(msg.channel, msg.note)].append((tick, msg.velocity))
+            elif kind == "note_off" or kind == "note_on":
+                key = (msg.channel, msg.note)
+                if key not in open_notes:
+                    continue
+                opened = open_notes[key]
+                to_close = [(s, v) for s, v in opened if s != tick]
+                to_keep = [(s, v) for s, v in opened if s == tick]
+                for start_tick, velocity in to_close:
+                    ikey = (program[msg.channel], msg.channel, track_idx)
+                    if ikey not in instrument_index:
+                        instrument_index[ikey] = len(notes_by_instrument)
+                        notes_by_instrument.append([])
+                    inst = instrument_index[ikey]
+                    notes_by_instrument[inst].append(Note(
+                        pitch=msg.note, velocity=velocity, start=seconds(start_tick), end=seconds(tick),
+                        is_drum=msg.channel == DRUM_CHANNEL, program=program[msg.channel], instrument=inst))
+                if to_close and to_keep:
+                    open_notes[key] = to_keep
+                else:
+                    del open_notes[key]
+    for notes in notes_by_instrument:
+        ns.notes.extend(notes)
+    ns.total_time = max((n.end for n in ns.notes), default=0.0)
+    return ns
+
+
+def from_miditoolkit(midi: miditoolkit.MidiFile) -> NoteSequence:
+    """Convert an in-memory ``miditoolkit.MidiFile`` (ticks) to a NoteSequence (seconds)."""
+    tick_to_time = midi.get_tick_to_time_mapping()
+    last = len(tick_to_time) - 1
+    seconds_per_tick_end = 60.0 / ((midi.tempo_changes[-1].tempo if midi.tempo_changes else DEFAULT_QPM)
+                                   * midi.ticks_per_beat)
+
+    def seconds(tick: int) -> float:
+        if tick <= last:
+            return float(tick_to_time[tick])
+        return float(tick_to_time[last] + (tick - last) * seconds_per_tick_end)
+
+    ns = NoteSequence(ticks_per_quarter=midi.ticks_per_beat, source="<MidiFile>")
+    ns.tempos = [(seconds(t.time), float(t.tempo)) for t in midi.tempo_changes] or [(0.0, DEFAULT_QPM)]
+    ns.time_signatures = [(seconds(ts.time), ts.numerator, ts.denominator) for ts in midi.time_signature_changes]
+    for index, inst in enumerate(midi.instruments):
+        for n in inst.notes:
+            if n.end <= n.start:
+                continue
+            ns.notes.append(Note(n.pitch, n.velocity, seconds(n.start), seconds(n.end),
+                                 bool(inst.is_drum), int(inst.program), index))
+    ns.total_time = max((n.end for n in ns.notes), default=0.0)
+    return ns
+
+
+def quantize_to_step(seconds: float, steps_per_second: float, cutoff: float = 0.5) -> int:
+    """The reference's rounding: ``int(seconds * steps_per_second + (1 - cutoff))``."""
+    return int(seconds * steps_per_second + (1.0 - cutoff))
+
+
+def quantize(ns: NoteSequence, steps_per_quarter: int) -> NoteSequence:
+    """A quantized copy of ``ns`` (note steps filled in), as the reference quantizes.
+
+    Raises :class:`ConversionError` for a time-signature change, a tempo change, a bad
+    time signature or a note at negative time.
+    """
+    numerator, denominator = 4, 4
+    if ns.time_signatures:
+        sigs = sorted(ns.time_signatures, key=lambda ts: ts[0])
+        if sigs[0][0] != 0 and not (sigs[0][1] == 4 and sigs[0][2] == 4):
+            raise ConversionError(f"implicit time-signature change from 4/4 to {sigs[0][1]}/{sigs[0][2]}")
+        for _, num, den in sigs[1:]:
+            if (num, den) != (ns.time_signatures[0][1], ns.time_signatures[0][2]):
+                raise ConversionError(
+                    f"time-signature change from {sigs[0][1]}/{sigs[0][2]} to {num}/{den}")
+        numerator, denominator = ns.time_signatures[0][1], ns.time_signatures[0][2]
+    if denominator <= 0 or denominator & (denominator - 1):
+        raise ConversionError(f"time signature {numerator}/{denominator}: denominator is not a power of 2")
+    if numerator == 0:
+        raise ConversionError(f"time signature {numerator}/{denominator}: numerator is 0")
+    qpm = DEFAULT_QPM
+    if ns.tempos:
+        tempos = sorted(ns.tempos, key=lambda t: t[0])
+        if tempos[0][0] != 0 and tempos[0][1] != DEFAULT_QPM:
+            raise ConversionError(f"implicit tempo change from 120 qpm to {tempos[0][1]:.1f} qpm")
+        for _, t_qpm in tempos[1:]:
+            if t_qpm != ns.tempos[0][1]:
+                raise ConversionError(f"tempo change from {tempos[0][1]:.1f} qpm to {t_qpm:.1f} qpm")
+        qpm = ns.tempos[0][1]
+    steps_per_second = steps_per_quarter * qpm / 60.0
+    notes = []
+    total_steps = quantize_to_step(ns.total_time, steps_per_second)
+    for n in ns.notes:
+        start = quantize_to_step(n.start, steps_per_second)
+        end = quantize_to_step(n.end, steps_per_second)
+        if end == start:
+            end += 1
+        if start < 0 or end < 0:
+            raise ConversionError(f"note at negative time (step {start})")
+        total_steps = max(total_steps, end)
+        notes.append(dataclasses.replace(n, start_step=start, end_step=end))
+    return dataclasses.replace(
+        ns, notes=notes, tempos=[(0.0, qpm)], time_signatures=[(0.0, numerator, denominator)],
+        steps_per_quarter=steps_per_quarter, qpm=qpm, total_steps=total_steps,
+        numerator=numerator, denominator=denominator)
+
+
+def to_midi(notes: Iterable[Note], qpm: float = DEFAULT_QPM, ticks_per_quarter: int = STANDARD_PPQ,
+            time_signature: tuple[int, int] | None = None) -> miditoolkit.MidiFile:
+    """Write notes (seconds) into a ``miditoolkit.MidiFile`` at a constant tempo.
+
+    Drum notes go to one drum instrument (channel 10); other notes to one instrument per
+    program, in order of first appearance.
+    """
+    midi = miditoolkit.MidiFile(ticks_per_beat=ticks_per_quarter)
+    midi.tempo_changes = [miditoolkit.TempoChange(float(qpm), 0)]
+    if time_signature is not None:
+        midi.time_signature_changes = [miditoolkit.TimeSignature(time_signature[0], time_signature[1], 0)]
+    ticks_per_second = ticks_per_quarter * qpm / 60.0
+    instruments: dict[tuple[int, bool], miditoolkit.Instrument] = {}
+    for n in notes:
+        key = (n.program, n.is_drum)
+        if key not in instruments:
+            instruments[key] = miditoolkit.Instrument(program=n.program, is_drum=n.is_drum,
+                                                      name="drums" if n.is_drum else "")
+        start = int(round(max(n.start, 0.0) * ticks_per_second))
+        end = max(int(round(max(n.end, 0.0) * ticks_per_second)), start + 1)
+        instruments[key].notes.append(miditoolkit.Note(int(n.velocity), int(n.pitch), start, end))
+    midi.instruments = list(instruments.values())
+    midi.max_tick = max((n.end for i in midi.instruments for n in i.notes), default=0)
+    return midi
+
+
+def midi_notes(midi: miditoolkit.MidiFile) -> list[Note]:
+    """The notes of a ``miditoolkit.MidiFile`` in seconds (for tests and reports)."""
+    return read_midi(midi).notes

@@ -1,0 +1,79 @@
+"""Options dataclasses: overrides by keyword or by ``key=value`` strings from the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any, Mapping, Sequence
+
+from hvae.errors import HvaeError
+
+
+def field_names(options_type: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(options_type)]
+
+
+def apply_overrides(options: Any, overrides: Mapping[str, Any], what: str = "options") -> Any:
+    """``dataclasses.replace`` with a clear error for a name the dataclass does not have."""
+    if not overrides:
+        return options
+    names = field_names(type(options))
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise HvaeError(f"Unknown option(s) for {what}: {', '.join(unknown)}. Valid: {', '.join(names)}.")
+    return dataclasses.replace(options, **overrides)
+
+
+def _coerce(text: str, annotation: Any, key: str) -> Any:
+    """Turn a command-line string into the field's type (int, float, bool, None, tuples, literals)."""
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)) and args:
+        for arg in args:
+            try:
+                return _coerce(text, arg, key)
+            except (ValueError, HvaeError):
+                continue
+        raise HvaeError(f"Option {key}: cannot read {text!r}")
+    if annotation is bool:
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise HvaeError(f"Option {key}: expected true/false, got {text!r}")
+    if annotation is int:
+        return int(text)
+    if annotation is float:
+        return float(text)
+    if annotation is str:
+        return text
+    if origin in (tuple, list):
+        value = json.loads(text) if text.strip().startswith("[") else [v for v in text.split(",") if v.strip()]
+        inner = args[0] if args else str
+        return tuple(_coerce(str(v), inner, key) for v in value)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_overrides(options_type: type, pairs: Sequence[str], what: str = "options") -> dict[str, Any]:
+    """Parse ``["slice_bars=4", "roll_input=true"]`` against ``options_type``'s field types."""
+    hints = typing.get_type_hints(options_type)
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise HvaeError(f"Option {pair!r} is not key=value")
+        key, value = pair.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key not in hints:
+            raise HvaeError(f"Unknown option {key!r} for {what}. Valid: {', '.join(field_names(options_type))}.")
+        try:
+            result[key] = _coerce(value, hints[key], key)
+        except ValueError:
+            raise HvaeError(f"Option {key}: cannot read {value!r} as {hints[key]}") from None
+    return result

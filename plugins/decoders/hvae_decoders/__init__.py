@@ -1,0 +1,21 @@
+"""hvae's built-in encoder and decoders: the reference's LSTM models."""
+
+from hvae.hookspecs import hookimpl
+
+
+@hookimpl
+def hvae_register_encoders(register):
+    from hvae_decoders.encoders import BidirectionalLstmEncoder
+
+    register(BidirectionalLstmEncoder)
+
+
+@hookimpl
+def hvae_register_decoders(register):
+    from hvae_decoders.flat import FlatDecoder
+    from hvae_decoders.groove import GrooveDecoder
+    from hvae_decoders.hierarchical import HierarchicalDecoder
+
+    register(FlatDecoder)
+    register(HierarchicalDecoder)
+    register(GrooveDecoder)

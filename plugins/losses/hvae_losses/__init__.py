@@ -1,0 +1,15 @@
+"""hvae's built-in losses (output distributions)."""
+
+from hvae.hookspecs import hookimpl
+
+
+@hookimpl
+def hvae_register_losses(register):
+    from hvae_losses.bernoulli import BernoulliLoss
+    from hvae_losses.categorical import CategoricalLoss
+    from hvae_losses.groove import GatedGrooveLoss, GrooveLoss
+
+    register(CategoricalLoss)
+    register(GrooveLoss)
+    register(GatedGrooveLoss)
+    register(BernoulliLoss)
