@@ -68,13 +68,27 @@ class Converter(abc.ABC):
     def steps(self) -> int:
         """Fixed number of steps per example (e.g. 64 for 4 bars of 16 steps)."""
 
-    @abc.abstractmethod
     def to_tensors(self, source: MidiSource) -> list[Example]:
         """Every window of ``source`` (path, bytes, MidiFile or NoteSequence) as examples.
 
-        Raises :class:`hvae.errors.MidiReadError` when the file is unreadable and
-        :class:`hvae.errors.ConversionError` when it cannot be converted at all.
-        An empty list means readable but nothing usable (no drums, too short, ...).
+        Returns an empty list when the file is readable MIDI but yields nothing usable
+        (wrong meter, no drums, too short), as the reference does. Raises
+        :class:`hvae.errors.MidiReadError` when the file is not readable MIDI.
+        """
+        from hvae.errors import ConversionError
+
+        try:
+            return self.convert(source)
+        except ConversionError:
+            return []
+
+    @abc.abstractmethod
+    def convert(self, source: MidiSource) -> list[Example]:
+        """Like :meth:`to_tensors`, but says why nothing is usable.
+
+        Raises :class:`hvae.errors.ConversionError` with a one-line reason ("3/4 time:
+        12 steps per bar, 16 needed", "no drum notes", ...) instead of returning ``[]``;
+        :class:`hvae.errors.MidiReadError` when the file is not readable MIDI.
         """
 
     @abc.abstractmethod
