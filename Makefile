@@ -1,0 +1,32 @@
+# hvae: the two front-door commands (see README.md).
+#   make demo   set up, then train on the bundled demo data and write MIDI samples
+#   make test   set up, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PLUGINS := plugins/converters plugins/decoders plugins/losses
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.installed
+
+# torch==2.13.0 first: a CPU build that pip takes from this machine's disk; the project's own
+# requirement is a range (torch>=2.1,<3) that it satisfies, so nothing larger is pulled in.
+$(VENV)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]' $(addprefix -e ,$(PLUGINS))
+	touch $@
+
+demo: setup
+	$(BIN)/hvae run
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m pytest benchmarks/ --benchmark-only -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .benchmarks
