@@ -19,7 +19,7 @@ import math
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Callable, Iterable, Sequence, Union
 
 import miditoolkit
 import mido
@@ -145,16 +145,7 @@ def _from_mido(midi: mido.MidiFile, name: str) -> NoteSequence:
                 scales = [(0, scale)]
             elif scale != scales[-1][1]:
                 scales.append((tick, scale))
-    scale_ticks = np.array([t for t, _ in scales], dtype=np.int64)
-    scale_values = np.array([s for _, s in scales], dtype=np.float64)
-    # Seconds at each tempo change, accumulated the way the reference builds its tick table.
-    scale_starts = np.zeros(len(scales))
-    for i in range(1, len(scales)):
-        scale_starts[i] = scale_starts[i - 1] + scale_values[i - 1] * (scale_ticks[i] - scale_ticks[i - 1])
-
-    def seconds(tick: int) -> float:
-        i = int(np.searchsorted(scale_ticks, tick, side="right")) - 1
-        return float(scale_starts[i] + scale_values[i] * (tick - scale_ticks[i]))
+    seconds = _tick_seconds(scales)
 
     ns = NoteSequence(ticks_per_quarter=resolution, source=name)
     for tick, scale in scales:
@@ -201,20 +192,43 @@ def _from_mido(midi: mido.MidiFile, name: str) -> NoteSequence:
     return ns
 
 
-def from_miditoolkit(midi: miditoolkit.MidiFile) -> NoteSequence:
-    """Convert an in-memory ``miditoolkit.MidiFile`` (ticks) to a NoteSequence (seconds)."""
-    tick_to_time = midi.get_tick_to_time_mapping()
-    last = len(tick_to_time) - 1
-    seconds_per_tick_end = 60.0 / ((midi.tempo_changes[-1].tempo if midi.tempo_changes else DEFAULT_QPM)
-                                   * midi.ticks_per_beat)
+def _tick_seconds(scales: Sequence[tuple[int, float]]) -> Callable[[int], float]:
+    """Tick -> seconds for a tempo map of ``(tick, seconds per tick)`` changes, the first at tick 0.
+
+    The seconds at each change are accumulated change by change, the way the reference builds
+    its tick table, so times agree with it to the last bit.
+    """
+    scale_ticks = np.array([t for t, _ in scales], dtype=np.int64)
+    scale_values = np.array([s for _, s in scales], dtype=np.float64)
+    scale_starts = np.zeros(len(scales))
+    for i in range(1, len(scales)):
+        scale_starts[i] = scale_starts[i - 1] + scale_values[i - 1] * (scale_ticks[i] - scale_ticks[i - 1])
 
     def seconds(tick: int) -> float:
-        if tick <= last:
-            return float(tick_to_time[tick])
-        return float(tick_to_time[last] + (tick - last) * seconds_per_tick_end)
+        i = int(np.searchsorted(scale_ticks, tick, side="right")) - 1
+        return float(scale_starts[i] + scale_values[i] * (tick - scale_ticks[i]))
 
-    ns = NoteSequence(ticks_per_quarter=midi.ticks_per_beat, source="<MidiFile>")
-    ns.tempos = [(seconds(t.time), float(t.tempo)) for t in midi.tempo_changes] or [(0.0, DEFAULT_QPM)]
+    return seconds
+
+
+def from_miditoolkit(midi: miditoolkit.MidiFile) -> NoteSequence:
+    """Convert an in-memory ``miditoolkit.MidiFile`` (ticks) to a NoteSequence (seconds).
+
+    Seconds and tempos use the same arithmetic as reading the file's bytes, so a file gives
+    the same times either way (to the last bit, which matters for notes half a step off the grid).
+    """
+    resolution = midi.ticks_per_beat
+    scales = [(0, 60.0 / (DEFAULT_QPM * resolution))]  # (tick, seconds per tick)
+    for change in sorted(midi.tempo_changes, key=lambda t: t.time):
+        scale = 60.0 / (change.tempo * resolution)
+        if change.time == 0:
+            scales = [(0, scale)]
+        elif scale != scales[-1][1]:
+            scales.append((change.time, scale))
+    seconds = _tick_seconds(scales)
+
+    ns = NoteSequence(ticks_per_quarter=resolution, source="<MidiFile>")
+    ns.tempos = [(seconds(tick), 60.0 / (scale * resolution)) for tick, scale in scales]
     ns.time_signatures = [(seconds(ts.time), ts.numerator, ts.denominator) for ts in midi.time_signature_changes]
     for index, inst in enumerate(midi.instruments):
         for n in inst.notes:
@@ -224,6 +238,7 @@ def from_miditoolkit(midi: miditoolkit.MidiFile) -> NoteSequence:
                                  bool(inst.is_drum), int(inst.program), index))
     ns.total_time = max((n.end for n in ns.notes), default=0.0)
     return ns
+
 
 
 def quantize_to_step(seconds: float, steps_per_second: float, cutoff: float = 0.5) -> int:
@@ -296,14 +311,101 @@ def to_midi(notes: Iterable[Note], qpm: float = DEFAULT_QPM, ticks_per_quarter: 
         if key not in instruments:
             instruments[key] = miditoolkit.Instrument(program=n.program, is_drum=n.is_drum,
                                                       name="drums" if n.is_drum else "")
-        start = int(round(max(n.start, 0.0) * ticks_per_second))
-        end = max(int(round(max(n.end, 0.0) * ticks_per_second)), start + 1)
+        start = _nearest_tick(n.start, ticks_per_second)
+        end = max(_nearest_tick(n.end, ticks_per_second), start + 1)
         instruments[key].notes.append(miditoolkit.Note(int(n.velocity), int(n.pitch), start, end))
     midi.instruments = list(instruments.values())
     midi.max_tick = max((n.end for i in midi.instruments for n in i.notes), default=0)
     return midi
 
 
+def _nearest_tick(seconds: float, ticks_per_second: float) -> int:
+    """The nearest tick to ``seconds`` (clamped at 0); a time half-way between two ticks goes to
+    the later one, as the reference's MIDI writer rounds."""
+    return int(math.floor(max(seconds, 0.0) * ticks_per_second + 0.5))
+
+
 def midi_notes(midi: miditoolkit.MidiFile) -> list[Note]:
     """The notes of a ``miditoolkit.MidiFile`` in seconds (for tests and reports)."""
     return read_midi(midi).notes
+
+
+def split_on_time_changes(ns: NoteSequence) -> list[NoteSequence]:
+    """Cut ``ns`` wherever the tempo or the time signature really changes, as the reference does.
+
+    Each piece starts at 0 s and carries the one tempo and time signature in force at its
+    start (the last one set at or before it). A change to the value already in force (4/4
+    and 120 qpm before any event) is no cut; neither is one at 0 s or at or after the last
+    note's end. Notes go to the piece they start in and are cut at its end; notes that start
+    before 0 s are dropped. A sequence without notes gives no pieces.
+    """
+    changes = sorted([(t, "meter", (num, den)) for t, num, den in ns.time_signatures]
+                     + [(t, "tempo", qpm) for t, qpm in ns.tempos], key=lambda c: c[0])
+    in_force = {"meter": (4, 4), "tempo": DEFAULT_QPM}
+    cuts = [0.0]
+    for time, kind, value in changes:
+        if time >= ns.total_time or value == in_force[kind]:
+            continue
+        if time > cuts[-1]:
+            cuts.append(time)
+        in_force[kind] = value
+    if ns.total_time > cuts[-1]:
+        cuts.append(ns.total_time)
+    if len(cuts) < 2:
+        return []
+    return _cut(ns, cuts)
+
+
+def _cut(ns: NoteSequence, cuts: Sequence[float]) -> list[NoteSequence]:
+    """The pieces of ``ns`` between consecutive times of ``cuts`` (seconds, ascending), each shifted to 0 s."""
+    last = len(cuts) - 1
+    notes: list[list[Note]] = [[] for _ in range(last)]
+    piece = -1
+    for note in sorted(ns.notes, key=lambda n: n.start):
+        if note.start < cuts[0]:
+            continue
+        while piece < last and note.start >= cuts[piece + 1]:
+            piece += 1
+        if piece == last:
+            break
+        start, end = note.start - cuts[piece], min(note.end, cuts[piece + 1]) - cuts[piece]
+        same = start == note.start and end == note.end
+        notes[piece].append(note if same else dataclasses.replace(note, start=start, end=end))
+    meters = _state_per_piece([(t, (num, den)) for t, num, den in ns.time_signatures], cuts)
+    tempos = _state_per_piece(list(ns.tempos), cuts)
+    return [dataclasses.replace(
+        ns, notes=notes[i], total_time=max((n.end for n in notes[i]), default=0.0),
+        time_signatures=[(t, num, den) for t, (num, den) in meters[i]], tempos=tempos[i])
+        for i in range(last)]
+
+
+def _state_per_piece(events: list[tuple[float, object]], cuts: Sequence[float]) -> list[list[tuple[float, object]]]:
+    """Tempo or meter events ``(time s, value)`` of each piece between ``cuts``.
+
+    A piece opens with the event in force at its start (moved to 0 s) and keeps the events
+    strictly inside it, shifted; an event on a cut belongs to the next piece's opening.
+    """
+    last = len(cuts) - 1
+    pieces: list[list[tuple[float, object]]] = [[] for _ in range(last)]
+    before = None
+    piece = -1
+    for time, value in sorted(events, key=lambda e: e[0]):
+        if time <= cuts[0]:
+            before = (time, value)
+            continue
+        while piece < last and time > cuts[piece + 1]:
+            piece += 1
+            if piece == last:
+                break
+            if before is not None:
+                pieces[piece].append((0.0, before[1]))
+        if piece == last:
+            break
+        if time < cuts[piece + 1]:
+            pieces[piece].append((time - cuts[piece], value))
+        before = (time, value)
+    while piece < last - 1:
+        piece += 1
+        if before is not None:
+            pieces[piece].append((0.0, before[1]))
+    return pieces
