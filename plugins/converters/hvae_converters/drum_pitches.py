@@ -9,17 +9,18 @@ from __future__ import annotations
 DRUM_CLASS_NAMES = ("kick", "snare", "closed hi-hat", "open hi-hat", "low tom", "mid tom", "high tom",
                     "crash", "ride")
 
-# Every General MIDI percussion pitch, folded into nine classes (the reference's default set).
+# Every General MIDI percussion pitch and the Roland kit's 22 and 26, folded into nine classes
+# (the reference's default set).
 REDUCED: tuple[tuple[int, ...], ...] = (
     (36, 35),
     (38, 27, 28, 31, 32, 33, 34, 37, 39, 40, 56, 65, 66, 75, 85),
-    (42, 44, 54, 68, 69, 70, 71, 73, 78, 80),
-    (46, 67, 72, 74, 79, 81),
-    (45, 29, 41, 61, 64, 84),
+    (42, 44, 54, 68, 69, 70, 71, 73, 78, 80, 22),
+    (46, 67, 72, 74, 79, 81, 26),
+    (45, 29, 41, 43, 61, 64, 84),
     (48, 47, 60, 63, 77, 86, 87),
-    (50, 30, 43, 62, 76, 83),
-    (49, 55, 57, 58),
-    (51, 52, 53, 59, 82),
+    (50, 30, 62, 76, 83),
+    (49, 52, 55, 57, 58),
+    (51, 53, 59, 82),
 )
 
 # The pitches a Roland TD-11 kit (the Groove MIDI Dataset's) sends, in the same nine classes.
@@ -35,8 +36,11 @@ ROLAND: tuple[tuple[int, ...], ...] = (
     (51, 53, 59),
 )
 
-# One class per General MIDI percussion pitch (61 classes), in REDUCED's order.
-FULL: tuple[tuple[int, ...], ...] = tuple((p,) for cls in REDUCED for p in cls)
+# One class per General MIDI percussion pitch (61 classes), in the reference's order.
+FULL: tuple[tuple[int, ...], ...] = tuple((p,) for p in (
+    36, 35, 38, 27, 28, 31, 32, 33, 34, 37, 39, 40, 56, 65, 66, 75, 85, 42, 44, 54, 68, 69, 70, 71, 73,
+    78, 80, 46, 67, 72, 74, 79, 81, 45, 29, 41, 61, 64, 84, 48, 47, 60, 63, 77, 86, 87, 50, 30, 43, 62,
+    76, 83, 49, 55, 57, 58, 51, 52, 53, 59, 82))
 
 PITCH_CLASS_SETS = {"reduced": REDUCED, "roland": ROLAND, "full": FULL}
 

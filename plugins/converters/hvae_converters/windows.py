@@ -1,0 +1,55 @@
+"""Windows over step sequences: slide, drop repeats, sample — as the reference's one-hot converters do.
+
+A track is a 1-D array with one integer event code per step; a window is a run of
+consecutive steps of it. The helpers keep the order windows first appear in, so a
+converter's output is deterministic where the reference's (a Python set) is not.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+def slide(track: np.ndarray, size: int, hop: int) -> np.ndarray:
+    """Every window of ``size`` steps starting at 0, hop, 2·hop, … that fits in ``track``.
+
+    ``track`` (L,) → windows (W, size), views into ``track``; W = 0 when L < size.
+    """
+    if len(track) < size:
+        return np.empty((0, size), dtype=track.dtype)
+    return np.lib.stride_tricks.sliding_window_view(track, size)[::hop]
+
+
+def first_occurrences(windows: np.ndarray) -> np.ndarray:
+    """``windows`` (W, T) without repeats, each kept where it first appears: (W', T)."""
+    if len(windows) < 2:
+        return windows
+    _, first = np.unique(windows, axis=0, return_index=True)
+    return windows[np.sort(first)]
+
+
+def distinct_tracks(tracks: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Tracks of any lengths (each (L,)) without repeats, each kept where it first appears."""
+    seen: set[tuple[int, bytes]] = set()
+    kept = []
+    for track in tracks:
+        key = (len(track), track.tobytes())
+        if key not in seen:
+            seen.add(key)
+            kept.append(track)
+    return kept
+
+
+def sample(items: Sequence[T], limit: int | None, rng: np.random.Generator) -> list[T]:
+    """At most ``limit`` of ``items``, drawn without replacement, in their original order.
+
+    ``limit`` None or 0 keeps everything, as the reference's ``max_tensors_per_notesequence``.
+    """
+    if not limit or len(items) <= limit:
+        return list(items)
+    chosen = np.sort(rng.choice(len(items), size=limit, replace=False))
+    return [items[i] for i in chosen]
