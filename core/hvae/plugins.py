@@ -87,6 +87,11 @@ class Registry:
                 f"Unknown {kind[:-1]} {name!r}. Installed: {installed}. Run 'hvae plugins'.") from None
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (pluggy's validation errors span several)."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
 def _load_entry_points(pm: pluggy.PluginManager) -> tuple[dict[str, tuple[str, str]], list[PluginFailure]]:
     """Load every ``hvae`` entry point; a plugin that fails to import is recorded, not fatal."""
     distributions: dict[str, tuple[str, str]] = {}
@@ -99,12 +104,12 @@ def _load_entry_points(pm: pluggy.PluginManager) -> tuple[dict[str, tuple[str, s
         try:
             plugin = ep.load()
         except Exception as exc:
-            failures.append(PluginFailure(ep.name, dist, f"import failed: {type(exc).__name__}: {exc}"))
+            failures.append(PluginFailure(ep.name, dist, f"import failed: {type(exc).__name__}: {_one_line(exc)}"))
             continue
         try:
             pm.register(plugin, name=ep.name)
         except Exception as exc:  # e.g. a hook implementation with a wrong signature
-            failures.append(PluginFailure(ep.name, dist, f"rejected: {exc}"))
+            failures.append(PluginFailure(ep.name, dist, f"rejected: {_one_line(exc)}"))
             continue
         distributions[ep.name] = (dist, version)
     return distributions, failures
@@ -128,7 +133,10 @@ def get_plugin_manager(extra_plugins: dict[str, object] | None = None) -> tuple[
     pm.add_hookspecs(hookspecs)
     distributions, failures = _load_entry_points(pm)
     for name, plugin in (extra_plugins or {}).items():
-        pm.register(plugin, name=name)
+        try:
+            pm.register(plugin, name=name)
+        except Exception as exc:  # e.g. a hook implementation with a wrong signature
+            failures.append(PluginFailure(name, None, f"rejected: {_one_line(exc)}"))
     _check_pending(pm, failures, distributions)
     return pm, distributions, failures
 

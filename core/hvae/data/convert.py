@@ -1,0 +1,166 @@
+"""Converting many MIDI files in parallel, file by file, without letting one file stop the run.
+
+Each file goes through ``converter.convert(path)``. A file that is not readable MIDI
+(:class:`MidiReadError`), that yields nothing usable (:class:`ConversionError`, or no
+windows), or on which a converter fails unexpectedly (any other exception, reported with
+its type) is skipped with a one-line reason; the others are stacked and encoded compactly
+(:mod:`hvae.data.encoding`) in the worker, so little crosses between processes.
+
+Workers are processes. Each rebuilds the converter from its registered name and options
+(so third-party converters work the same as built-in ones) and converts chunks of files.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import os
+import signal
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from hvae.data.encoding import Encoded, encode
+from hvae.errors import ConversionError, HvaeError, MidiReadError
+from hvae.interfaces import Converter
+from hvae.plugins import registry
+
+CONVERTED, UNREADABLE, UNUSABLE, FAILED = "converted", "unreadable", "unusable", "failed"  # a file's status
+FILES_PER_UPDATE = 16  # target: about this many progress updates per worker over a run
+MAX_CHUNK = 8  # files per task, at most: an interrupted run waits for at most a few tasks
+
+
+@dataclasses.dataclass(frozen=True)
+class FileResult:
+    """The outcome of converting one file; arrays only when ``status == CONVERTED``."""
+
+    index: int  # position in the list of files given to convert_files
+    status: str  # CONVERTED, UNREADABLE, UNUSABLE or FAILED
+    reason: str  # why the file was skipped; "" when converted
+    windows: int
+    inputs: Encoded | None = None  # (windows, T, input_depth)
+    outputs: Encoded | None = None  # (windows, T, output_depth)
+    controls: Encoded | None = None  # (windows, T, control_depth)
+    lengths: np.ndarray | None = None  # (windows,) int32, steps used
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _reason(exc: BaseException, path: str) -> str:
+    """An exception's message on one line, without the file name it may start with (the summary names the file)."""
+    message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    for prefix in (f"{path}: ", f"{Path(path).name}: "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
+
+
+def _stack(converter: Converter, examples: list, what: str, depth: int) -> np.ndarray:
+    steps = converter.steps
+    arrays = []
+    for example in examples:
+        array = np.asarray(getattr(example, what), dtype=np.float32)
+        if depth == 0 and array.size == 0:
+            array = array.reshape(steps, 0)
+        if array.shape != (steps, depth):
+            raise ValueError(f"converter returned {what} of shape {array.shape}, ({steps}, {depth}) expected")
+        arrays.append(array)
+    return np.stack(arrays)
+
+
+def convert_file(converter: Converter, index: int, path: str) -> FileResult:
+    """Convert one file; never raises for anything the file or the converter does."""
+    try:
+        examples = list(converter.convert(path))
+        if not examples:
+            return FileResult(index, UNUSABLE, "no windows", 0)
+        inputs = _stack(converter, examples, "inputs", converter.input_depth)
+        outputs = _stack(converter, examples, "outputs", converter.output_depth)
+        controls = _stack(converter, examples, "controls", converter.control_depth)
+        lengths = np.array([int(e.length) for e in examples], dtype=np.int32)
+    except MidiReadError as exc:
+        return FileResult(index, UNREADABLE, _reason(exc, path) or "not readable MIDI", 0)
+    except ConversionError as exc:
+        return FileResult(index, UNUSABLE, _reason(exc, path) or "no usable windows", 0)
+    except (Exception, SystemExit) as exc:
+        message = _reason(exc, path)
+        return FileResult(index, FAILED, f"{type(exc).__name__}: {message}" if message else type(exc).__name__, 0)
+    return FileResult(index, CONVERTED, "", len(examples), encode(inputs), encode(outputs), encode(controls),
+                      lengths)
+
+
+_worker_converter: Converter | None = None
+
+
+def _init_worker(name: str, options: Any) -> None:
+    """Process-pool initializer: rebuild the converter from the registry. Ctrl-C is the parent's."""
+    global _worker_converter
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_converter = registry().get("converters", name).factory(options)
+
+
+def _convert_chunk(chunk: Sequence[tuple[int, str]]) -> list[FileResult]:
+    assert _worker_converter is not None, "worker not initialised"
+    return [convert_file(_worker_converter, index, path) for index, path in chunk]
+
+
+def _chunks(paths: Sequence[str], workers: int) -> list[list[tuple[int, str]]]:
+    size = max(1, min(MAX_CHUNK, len(paths) // (workers * FILES_PER_UPDATE)))
+    indexed = list(enumerate(paths))
+    return [indexed[i:i + size] for i in range(0, len(indexed), size)]
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Fork where the platform has it (fast, and in-process registrations carry over), else spawn."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _start_pool(converter: Converter, paths: Sequence[str], workers: int
+                ) -> tuple[concurrent.futures.ProcessPoolExecutor, list[concurrent.futures.Future]]:
+    """Start the workers and queue every chunk (before any progress-bar thread exists, for fork's sake)."""
+    executor = concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
+        initargs=(converter.name, converter.options))
+    return executor, [executor.submit(_convert_chunk, chunk) for chunk in _chunks(paths, workers)]
+
+
+def convert_files(converter: Converter, paths: Sequence[str], workers: int,
+                  progress: bool = True) -> list[FileResult]:
+    """Convert ``paths`` with ``workers`` processes (1: in this process); results in the order of ``paths``.
+
+    Shows a progress bar (files/s and windows so far) on stderr when ``progress``.
+    """
+    workers = max(1, min(workers, len(paths)))
+    executor, futures = _start_pool(converter, paths, workers) if workers > 1 else (None, [])
+    results: list[FileResult] = []
+    windows = 0
+    try:
+        with tqdm(total=len(paths), unit="file", desc=f"Converting with {converter.name}",
+                  disable=not progress, dynamic_ncols=True, delay=0.5) as bar:
+            batches: Iterator[list[FileResult]] = (
+                (future.result() for future in concurrent.futures.as_completed(futures)) if executor
+                else ([convert_file(converter, i, p)] for i, p in enumerate(paths)))
+            for batch in batches:
+                results.extend(batch)
+                windows += sum(r.windows for r in batch)
+                bar.set_postfix(windows=windows, refresh=False)
+                bar.update(len(batch))
+    except BrokenProcessPool as exc:
+        raise HvaeError(f"A conversion worker died ({exc}). Run with one worker to see which file.") from None
+    finally:
+        if executor is not None:
+            for future in futures:  # on an interrupt, drop the queued work; running tasks end soon
+                future.cancel()
+            executor.shutdown(wait=len(results) == len(paths))
+    results.sort(key=lambda r: r.index)
+    return results

@@ -1,0 +1,118 @@
+"""Which MIDI files a data folder holds, and which split each one belongs to.
+
+Files: every ``*.mid`` / ``*.midi`` (any case) under the data folder, recursively, in order
+of their POSIX path relative to it.
+
+Splits, in this order of precedence:
+
+1. The data set's own split table, found in the data folder or the nearest folder above it:
+   the Groove MIDI Dataset's ``info.csv`` or MAESTRO's ``maestro-v3.0.0.csv``. Both map
+   ``midi_filename`` (a path relative to the table's folder) to ``split``
+   (``train``, ``validation`` or ``test``).
+2. Any file the table does not list, and every file when there is no table, is split by a
+   hash of its path relative to the table's folder (or to the data folder): the first eight
+   hex digits of its SHA-256, modulo 10 — 0 to 7 train, 8 validation, 9 test (about
+   80/10/10). The same file always lands in the same split, on any machine, and adding or
+   removing files never moves another file.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import os
+import stat as stat_module
+from pathlib import Path
+
+from hvae.errors import HvaeError
+
+SPLITS = ("train", "validation", "test")
+SPLIT_TABLES = ("info.csv", "maestro-v3.0.0.csv")
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitTable:
+    """A data set's own split assignment."""
+
+    path: Path  # the csv file
+    splits: dict[str, str]  # midi_filename (POSIX, relative to path.parent) -> split
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+
+@dataclasses.dataclass(frozen=True)
+class MidiFile:
+    """One MIDI file found under the data folder."""
+
+    path: Path  # absolute
+    relpath: str  # POSIX path relative to the data folder
+    size: int  # bytes
+    mtime_ns: int  # modification time, nanoseconds since the epoch
+    split: str  # one of SPLITS
+    split_from: str  # "table" (the data set's csv) or "hash"
+
+
+def hash_split(key: str) -> str:
+    """The split of a file not listed in a split table, from its relative POSIX path."""
+    bucket = int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % 10
+    return "train" if bucket < 8 else ("validation" if bucket == 8 else "test")
+
+
+def _read_split_table(path: Path) -> SplitTable | None:
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"midi_filename", "split"} <= set(reader.fieldnames):
+                return None
+            rows = {Path(row["midi_filename"]).as_posix(): row["split"].strip().lower() for row in reader}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return SplitTable(path, {name: split for name, split in rows.items() if split in SPLITS})
+
+
+def find_split_table(data_dir: Path) -> SplitTable | None:
+    """The split table in ``data_dir`` or the nearest folder above it, if any."""
+    for folder in (data_dir, *data_dir.parents):
+        for name in SPLIT_TABLES:
+            candidate = folder / name
+            if candidate.is_file():
+                table = _read_split_table(candidate)
+                if table is not None:
+                    return table
+    return None
+
+
+def find_midi_files(data_dir: str | os.PathLike) -> tuple[list[MidiFile], SplitTable | None]:
+    """Every MIDI file under ``data_dir`` with its split, and the split table used (if any).
+
+    Raises :class:`HvaeError` when ``data_dir`` is not a folder.
+    """
+    root = Path(data_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise HvaeError(f"Data folder {os.fspath(data_dir)!r} does not exist or is not a folder.")
+    table = find_split_table(root)
+    key_root = table.root if table is not None else root
+    found: list[MidiFile] = []
+    for folder, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for filename in filenames:
+            if not filename.lower().endswith(MIDI_SUFFIXES):
+                continue
+            path = Path(folder) / filename
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            if not stat_module.S_ISREG(stat.st_mode):
+                continue
+            key = path.relative_to(key_root).as_posix()
+            listed = table.splits.get(key) if table is not None else None
+            found.append(MidiFile(path=path, relpath=path.relative_to(root).as_posix(), size=stat.st_size,
+                                  mtime_ns=stat.st_mtime_ns, split=listed or hash_split(key),
+                                  split_from="table" if listed else "hash"))
+    found.sort(key=lambda f: f.relpath)
+    return found, table
