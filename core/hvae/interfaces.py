@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import miditoolkit
 import numpy as np
@@ -102,15 +102,30 @@ class Converter(abc.ABC):
                 "steps": self.steps, "options": dataclasses.asdict(self.options)}
 
 
+@dataclasses.dataclass(frozen=True)
+class LossOptions:
+    """Options common to every loss (none yet); subclasses add their own fields."""
+
+
 class Loss(abc.ABC):
     """An output distribution: training loss, metrics and sampling of the next step."""
 
     name: ClassVar[str]
+    Options: ClassVar[type] = LossOptions
     accepts: ClassVar[frozenset[str]]  # output kinds this loss is right for
     description: ClassVar[str] = ""
+    # Why this loss is wrong for an output kind it does not accept; ``{depth}`` is the output depth.
+    why_not: ClassVar[Mapping[str, str]] = {}
+    # True when each step is one class out of output_depth: the loss then offers sample_indices,
+    # and a decoder may feed the sample back as a row gather instead of a matmul.
+    draws_classes: ClassVar[bool] = False
 
-    def __init__(self, output_depth: int, **options: Any):
+    def __init__(self, output_depth: int, options: Any = None, **overrides: Any):
+        from hvae.options import apply_overrides
+
         self.output_depth = output_depth
+        base = options if options is not None else self.Options()
+        self.options = apply_overrides(base, overrides, what=f"loss {self.name!r}")
 
     @property
     def raw_size(self) -> int:
@@ -119,7 +134,7 @@ class Loss(abc.ABC):
 
     @abc.abstractmethod
     def __call__(self, raw: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Per-sequence loss ``(B,)`` summed over valid steps, and metric tensors.
+        """Per-sequence loss ``(B,)`` summed over valid steps, and 0-dim metric tensors.
 
         raw ``(B, T, R)``, targets ``(B, T, D)``, mask ``(B, T)`` (1.0 on valid steps).
         """
@@ -129,22 +144,46 @@ class Loss(abc.ABC):
                     generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw the next output ``(B, D)`` from raw ``(B, R)`` at ``temperature``."""
 
+    def sample_indices(self, raw: torch.Tensor, temperature: float,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """For losses with ``draws_classes``: the class drawn per row, ``(B,)`` int64.
+
+        Must consume ``generator`` exactly as :meth:`sample_step` does, so both give the same draw.
+        """
+        raise NotImplementedError(f"loss {self.name!r} does not draw classes")
+
 
 class Encoder(nn.Module):
-    """``(inputs (B, T, D), lengths (B,)) -> (mu (B, Z), sigma (B, Z))``."""
+    """``forward(inputs (B, T, input_depth), lengths (B,)) -> (mu (B, Z), sigma (B, Z))``.
+
+    Built as ``EncoderClass(input_depth, z_size, options=None, **overrides)``; ``input_depth``
+    includes the control depth (controls are concatenated to the inputs, as the reference does).
+    """
 
     name: ClassVar[str]
+    Options: ClassVar[type]
 
 
 class Decoder(nn.Module):
-    """Maps z to raw outputs. Teacher-forced in ``forward``, free-running in ``sample``."""
+    """Maps z to raw outputs. Teacher-forced in ``forward``, free-running in ``sample``.
+
+    Built as ``DecoderClass(output_depth=, raw_size=, z_size=, control_depth=, steps=, options=None,
+    **overrides)``: ``raw_size`` is what the loss asks per step, ``steps`` the converter's length.
+    """
 
     name: ClassVar[str]
+    Options: ClassVar[type]
+    default_loss: ClassVar[str | None] = None  # the loss used when the model config names none
 
     @abc.abstractmethod
     def forward(self, z: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor,
-                controls: torch.Tensor | None = None) -> torch.Tensor:
-        """Raw outputs ``(B, T, R)`` given z ``(B, Z)`` and targets ``(B, T, D)``."""
+                controls: torch.Tensor | None = None, *, sampling_probability: float = 0.0,
+                loss: Loss | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Raw outputs ``(B, T, R)`` given z ``(B, Z)`` and targets ``(B, T, D)``.
+
+        Step t sees target t-1 (zeros at t=0), or, with probability ``sampling_probability`` per
+        sequence and step, the model's own draw through ``loss.sample_step`` (scheduled sampling).
+        """
 
     @abc.abstractmethod
     def sample(self, z: torch.Tensor, steps: int, temperature: float, loss: Loss,
@@ -154,15 +193,22 @@ class Decoder(nn.Module):
 
 
 def check_compatible(output_kind: str, loss_cls: type[Loss], loss_name: str, converter_name: str,
-                     all_losses: Sequence[type[Loss]] = ()) -> None:
-    """Raise :class:`IncompatibleError` when ``loss_cls`` does not accept ``output_kind``."""
+                     all_losses: Sequence[type[Loss]] = (), output_depth: int | None = None) -> None:
+    """Raise :class:`IncompatibleError` when ``loss_cls`` does not accept ``output_kind``.
+
+    The message says what the converter writes, what the loss models, why the two do not fit
+    (the loss's ``why_not``) and which installed losses would.
+    """
     from hvae.errors import IncompatibleError
 
     if output_kind in loss_cls.accepts:
         return
     fitting = sorted(getattr(l, "name", "?") for l in all_losses if output_kind in l.accepts)
+    reason = loss_cls.why_not.get(output_kind, "")
+    if reason:
+        reason = " " + reason.format(depth=output_depth if output_depth is not None else "the") + "."
     raise IncompatibleError(
         f"Loss {loss_name!r} does not fit converter {converter_name!r}: the converter writes "
         f"{output_kind!r} outputs, and {loss_name!r} models {', '.join(sorted(loss_cls.accepts))} outputs"
-        f"{' (' + loss_cls.description + ')' if loss_cls.description else ''}. "
+        f"{' (' + loss_cls.description + ')' if loss_cls.description else ''}.{reason} "
         f"Losses that fit: {', '.join(fitting) or 'none installed'}. Use --force to train it anyway.")

@@ -1,0 +1,78 @@
+"""Devices and precision: the one place that decides where tensors live and in which float type.
+
+    device = resolve_device("auto")              # cuda if present, else cpu
+    with autocast(device, enabled=True):         # bfloat16 on CPU, bfloat16 or float16 on CUDA
+        out = model(batch, step)
+
+Sampling under ``autocast`` runs the decoder's step loop with its weights in the autocast dtype
+(half the bytes read per step); the LSTM cell state stays float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ContextManager
+
+import torch
+
+from hvae.errors import HvaeError
+
+PRECISIONS = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+              "fp16": torch.float16, "float16": torch.float16}
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a device.
+
+    Raises :class:`hvae.errors.HvaeError` when CUDA is asked for but absent, or the index is out of range.
+    """
+    text = str(spec).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise HvaeError(f"Unknown device {spec!r}. Use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise HvaeError(f"Device {spec!r} was asked for, but this PyTorch build sees no CUDA GPU; use cpu or auto.")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise HvaeError(f"Device {spec!r} does not exist: {count} CUDA device(s), cuda:0 to cuda:{count - 1}.")
+    elif device.type != "cpu":
+        raise HvaeError(f"Device {spec!r} is not supported. Use auto, cpu, cuda or cuda:N.")
+    return device
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``"fp32"`` (None: no autocast), ``"bf16"`` or ``"fp16"`` on ``device``."""
+    key = name.strip().lower()
+    if key not in PRECISIONS:
+        raise HvaeError(f"Unknown precision {name!r}. Use fp32, bf16 or fp16.")
+    dtype = PRECISIONS[key]
+    if dtype is torch.float16 and device.type != "cuda":
+        raise HvaeError("fp16 needs a CUDA device; on CPU use bf16.")
+    if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise HvaeError("This GPU has no bfloat16; use fp16.")
+    return dtype
+
+
+def default_autocast_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 on CPU and on GPUs that have it, else float16."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def autocast(device: torch.device | str, enabled: bool = True, dtype: torch.dtype | None = None) -> ContextManager:
+    """Mixed precision on ``device`` when ``enabled`` (opt-in on CPU); a no-op context otherwise."""
+    device = torch.device(device)
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype or default_autocast_dtype(device))
+
+
+def grad_scaler(device: torch.device | str, dtype: torch.dtype | None) -> torch.amp.GradScaler:
+    """A loss scaler, enabled only for float16 on CUDA (bfloat16 and float32 need none)."""
+    device = torch.device(device)
+    return torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and dtype is torch.float16)

@@ -1,0 +1,140 @@
+"""Named model + data + training settings, as plain data.
+
+The reference's configurations keep their exact sizes; the report's four 4-bar runs and a small demo
+follow. Converter options use the reference's names. Training ``steps`` are hvae's defaults: the
+reference leaves the number of steps to a command-line flag.
+
+    preset = get_preset("hier-drums-4bar")
+    converter = preset.make_converter()
+    model = build_model(preset.model, converter, force=preset.force)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from hvae.errors import UnknownComponentError
+from hvae.interfaces import Converter
+from hvae.model import ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    name: str  # what users type
+    description: str  # one line: what it is and where it comes from
+    converter: str  # registered converter name
+    converter_options: Mapping[str, Any]  # the converter's options, by the reference's names
+    model: ModelConfig  # the model and its optimisation
+    batch_size: int  # examples per training step
+    steps: int  # training steps
+    dataset: str  # the data it is meant for: "gmd" (Groove MIDI Dataset) or "maestro"
+    transpose_range: tuple[int, int] | None = None  # augmentation: random transposition in semitones
+    force: bool = False  # the loss does not fit the converter: building needs force=True, on purpose
+
+    def make_converter(self) -> Converter:
+        """The preset's converter, from the plugin registry."""
+        from hvae.plugins import registry
+
+        return registry().get("converters", self.converter).factory(**self.converter_options)
+
+
+# The reference's 2-bar models (cat-drums_2bar_small, cat-mel_2bar_small): 2x256 decoder, 512 encoder.
+_SMALL = dict(z_size=256, encoder_options={"rnn_sizes": (512,)}, decoder_options={"rnn_sizes": (256, 256)})
+# The report's 4-bar hierarchical runs: the small sizes, a conductor of 2x256, 4 bars of 16 steps.
+_HIER_4BAR = dict(z_size=256, decoder="hierarchical", encoder_options={"rnn_sizes": (512,)},
+                  decoder_options={"rnn_sizes": (256, 256), "level_lengths": (4, 16)})
+# Drum models' KL settings (cat-drums_2bar_small) and scheduled sampling.
+_DRUMS_KL = dict(free_bits=48.0, max_beta=0.2)
+_MELODY_KL = dict(free_bits=0.0, max_beta=0.2, beta_rate=0.99999)
+_INVERSE_SIGMOID = dict(sampling_schedule="inverse_sigmoid", sampling_rate=1000.0)
+_GROOVE_4BAR = {"split_bars": 4, "steps_per_quarter": 4, "quarters_per_bar": 4}
+
+PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset(
+        name="cat-drums_2bar_small",
+        description="The reference's 2-bar drum model: one-hot over 512 drum combinations, roll inputs.",
+        converter="drums",
+        converter_options={"max_bars": 100, "slice_bars": 2, "steps_per_quarter": 4, "roll_input": True},
+        model=ModelConfig(**_SMALL, **_DRUMS_KL, **_INVERSE_SIGMOID),
+        batch_size=512, steps=50_000, dataset="gmd"),
+    Preset(
+        name="cat-mel_2bar_small",
+        description="The reference's 2-bar melody model: 90 melody events, programs 0-31.",
+        converter="melody",
+        converter_options={"skip_polyphony": False, "max_bars": 100, "slice_bars": 2, "steps_per_quarter": 4},
+        model=ModelConfig(**_SMALL, **_MELODY_KL, **_INVERSE_SIGMOID),
+        batch_size=512, steps=50_000, dataset="maestro", transpose_range=(-5, 5)),
+    Preset(
+        name="hierdec-mel_16bar",
+        description="The reference's 16-bar melody model: conductor and decoder of 2x1024, 16 bars of 16 steps.",
+        converter="melody",
+        converter_options={"skip_polyphony": False, "max_bars": 100, "slice_bars": 16, "steps_per_quarter": 4},
+        model=ModelConfig(z_size=512, decoder="hierarchical", encoder_options={"rnn_sizes": (2048, 2048)},
+                          decoder_options={"rnn_sizes": (1024, 1024), "level_lengths": (16, 16)},
+                          free_bits=256.0, max_beta=0.2),
+        batch_size=512, steps=50_000, dataset="maestro"),
+    Preset(
+        name="groovae_4bar",
+        description="The reference's GrooVAE: hits, velocities and offsets of 9 drums over 4 bars.",
+        converter="groove",
+        converter_options=_GROOVE_4BAR,
+        model=ModelConfig(z_size=256, decoder="groove", loss="groove", encoder_options={"rnn_sizes": (512,)},
+                          decoder_options={"rnn_sizes": (256, 256)}, dropout=0.7, **_DRUMS_KL),
+        batch_size=512, steps=50_000, dataset="gmd"),
+    Preset(
+        name="hier-groove-4bar",
+        description=("The report's failing run: hierarchical decoder and softmax cross-entropy on groove "
+                     "tensors (needs force)."),
+        converter="groove",
+        converter_options=_GROOVE_4BAR,
+        model=ModelConfig(**_HIER_4BAR, loss="categorical", **_DRUMS_KL),
+        batch_size=512, steps=50_000, dataset="gmd", force=True),
+    Preset(
+        name="groovae-4bar",
+        description="The report's GrooVAE run: groove converter, GrooVAE decoder, groove loss.",
+        converter="groove",
+        converter_options=_GROOVE_4BAR,
+        model=ModelConfig(z_size=256, decoder="groove", loss="groove", encoder_options={"rnn_sizes": (512,)},
+                          decoder_options={"rnn_sizes": (256, 256)}, dropout=0.7, **_DRUMS_KL),
+        batch_size=512, steps=50_000, dataset="gmd"),
+    Preset(
+        name="hier-drums-4bar",
+        description="The report's best run: hierarchical decoder on 4-bar one-hot drums, categorical loss.",
+        converter="drums",
+        converter_options={"max_bars": 100, "slice_bars": 4, "steps_per_quarter": 4, "roll_input": True},
+        model=ModelConfig(**_HIER_4BAR, loss="categorical", **_DRUMS_KL, **_INVERSE_SIGMOID),
+        batch_size=512, steps=50_000, dataset="gmd"),
+    Preset(
+        name="hier-mel-4bar",
+        description="The report's melody run: hierarchical decoder on 4-bar MAESTRO melodies.",
+        converter="melody",
+        converter_options={"skip_polyphony": False, "max_bars": 100, "slice_bars": 4, "steps_per_quarter": 4},
+        model=ModelConfig(**_HIER_4BAR, loss="categorical", **_MELODY_KL, **_INVERSE_SIGMOID),
+        batch_size=512, steps=50_000, dataset="maestro", transpose_range=(-5, 5)),
+    Preset(
+        name="demo",
+        description=("A small 4-bar hierarchical drum model that learns from the bundled 64-file GMD subset "
+                     "in 2-3 minutes on 2 CPU cores."),
+        converter="drums",
+        converter_options={"max_bars": 100, "slice_bars": 4, "steps_per_quarter": 4, "roll_input": True},
+        # A higher, faster-decaying learning rate than the reference's: 800 steps must suffice.
+        model=ModelConfig(z_size=64, decoder="hierarchical", loss="categorical",
+                          encoder_options={"rnn_sizes": (128,)},
+                          decoder_options={"rnn_sizes": (128,), "level_lengths": (4, 16)},
+                          free_bits=48.0, max_beta=0.2, learning_rate=4e-3, decay_rate=0.9985),
+        batch_size=64, steps=800, dataset="gmd"),
+]}
+
+
+def list_presets() -> list[str]:
+    """Preset names, sorted."""
+    return sorted(PRESETS)
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; :class:`hvae.errors.UnknownComponentError` lists them otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UnknownComponentError(f"Unknown preset {name!r}. Presets: {', '.join(list_presets())}.") from None

@@ -1,0 +1,148 @@
+"""The LSTM decoder every built-in decoder is made of: the reference's BaseLstmDecoder.
+
+It is conditioned on an embedding: z for a flat decoder, a bar's conductor output for the
+hierarchical one. Step t's input is ``[previous output (D), embedding (K), controls at t (C)]``;
+the initial state is ``tanh(dense(embedding))``; a dense layer on the top LSTM output gives the raw
+outputs the loss reads.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hvae.interfaces import Loss
+from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear, lstm_cell
+from hvae_decoders.stepping import CoreSampler, SteppingWeights
+
+# The first layer's input part of step t's gates, given the previous step's raw output (None at t = 0).
+InputGates = Callable[[int, "torch.Tensor | None"], torch.Tensor]
+
+
+def one_hot(indices: torch.Tensor, depth: int) -> torch.Tensor:
+    """Class indices ``(B, T)`` as float32 one-hot vectors ``(B, T, depth)``."""
+    out = torch.zeros(*indices.shape, depth, device=indices.device)
+    return out.scatter_(-1, indices.unsqueeze(-1), 1.0)
+
+
+def shift_right(targets: torch.Tensor) -> torch.Tensor:
+    """Targets ``(B, T, D)`` delayed one step with zeros first: what each step is fed."""
+    return torch.cat([targets.new_zeros(targets[:, :1].shape), targets[:, :-1]], dim=1)
+
+
+class LstmCore(nn.Module):
+    """Stacked LSTM over ``[previous output, embedding, controls]`` with raw outputs of ``raw_size``."""
+
+    def __init__(self, output_depth: int, raw_size: int, embedding_size: int, control_depth: int,
+                 sizes: tuple[int, ...], dropout: float):
+        super().__init__()
+        self.output_depth = output_depth
+        self.embedding_size = embedding_size
+        self.control_depth = control_depth
+        self.initial_state = InitialState(embedding_size, sizes)
+        self.lstm = StackedLstm(output_depth + embedding_size + control_depth, sizes, dropout)
+        self.output = glorot_linear(sizes[-1], raw_size)
+        self._stepping: tuple[tuple, SteppingWeights] | None = None
+
+    def _inputs(self, previous: torch.Tensor, embedding: torch.Tensor,
+                controls: torch.Tensor | None) -> torch.Tensor:
+        """``[previous (N, T, D), embedding repeated (N, T, K), controls (N, T, C)]`` -> ``(N, T, I)``."""
+        parts = [previous, embedding.unsqueeze(1).expand(-1, previous.shape[1], -1)]
+        if controls is not None:
+            parts.append(controls)
+        return torch.cat(parts, dim=-1)
+
+    def teacher_forced(self, embedding: torch.Tensor, previous: torch.Tensor,
+                       controls: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw outputs ``(N, T, R)`` when step t is fed ``previous[:, t]`` (one LSTM call per layer)."""
+        top = self.lstm(self._inputs(previous, embedding, controls), self.initial_state(embedding))
+        return self.output(top)  # (N, T, R)
+
+    def scheduled(self, embedding: torch.Tensor, previous: torch.Tensor, controls: torch.Tensor | None,
+                  probability: float, loss: Loss, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Raw outputs ``(N, T, R)`` with scheduled sampling, as the reference's training helper.
+
+        From step 1 on, each sequence is fed, with ``probability``, the loss's draw (temperature 1)
+        from the previous raw output instead of ``previous[:, t]``. Gradients flow through the draw
+        where it is differentiable (groove velocities and offsets), as in the reference. Steps run
+        one at a time on the LSTM layers' own weights.
+        """
+        use_draw = torch.rand(previous.shape[:2], generator=generator, device=previous.device) < probability  # (N, T)
+        make_gates = self._input_gates_with_dropout if self.lstm.dropout and self.training else self._input_gates
+        input_gates = make_gates(embedding, previous, controls, use_draw, loss, generator)
+        state = self.initial_state(embedding)
+        raws: list[torch.Tensor] = []
+        for t in range(previous.shape[1]):
+            top, state = self._step(input_gates(t, raws[-1] if raws else None), state)
+            raws.append(self.output(top))  # (N, R)
+        return torch.stack(raws, dim=1)
+
+    def _input_gates(self, embedding: torch.Tensor, previous: torch.Tensor, controls: torch.Tensor | None,
+                     use_draw: torch.Tensor, loss: Loss, generator: torch.Generator | None) -> InputGates:
+        """``gates(t, last_raw)``: the first layer's input part of step t's gates ``(N, 4H_0)``.
+
+        The embedding, control and target parts are projected for all steps at once; a drawn class
+        is a row gather, other draws a product.
+        """
+        first = self.lstm.layers[0]
+        w_fed, w_embedding, w_controls = first.weight_ih_l0.split(
+            [self.output_depth, self.embedding_size, self.control_depth], dim=1)  # (4H_0, D), (4H_0, K), (4H_0, C)
+        base = F.linear(embedding, w_embedding, first.bias_ih_l0 + first.bias_hh_l0).unsqueeze(1)  # (N, 1, 4H_0)
+        if controls is not None:
+            base = base + F.linear(controls, w_controls)  # (N, T, 4H_0)
+        fed_targets = F.linear(previous, w_fed)  # (N, T, 4H_0)
+
+        def gates(t: int, last_raw: torch.Tensor | None) -> torch.Tensor:
+            fed = fed_targets[:, t]
+            if last_raw is not None:
+                if loss.draws_classes:
+                    drawn = w_fed.t()[loss.sample_indices(last_raw, 1.0, generator)]
+                else:
+                    drawn = F.linear(loss.sample_step(last_raw, 1.0, generator).to(previous.dtype), w_fed)
+                fed = torch.where(use_draw[:, t, None], drawn, fed)
+            return base[:, min(t, base.shape[1] - 1)] + fed
+
+        return gates
+
+    def _input_gates_with_dropout(self, embedding: torch.Tensor, previous: torch.Tensor,
+                                  controls: torch.Tensor | None, use_draw: torch.Tensor, loss: Loss,
+                                  generator: torch.Generator | None) -> InputGates:
+        """Like :meth:`_input_gates` with dropout on the whole input: each step's input is projected."""
+        first = self.lstm.layers[0]
+        bias = first.bias_ih_l0 + first.bias_hh_l0
+
+        def gates(t: int, last_raw: torch.Tensor | None) -> torch.Tensor:
+            fed = previous[:, t]
+            if last_raw is not None:
+                drawn = loss.sample_step(last_raw, 1.0, generator).to(previous.dtype)
+                fed = torch.where(use_draw[:, t, None], drawn, fed)
+            parts = [fed, embedding] + ([controls[:, t]] if controls is not None else [])
+            return F.linear(self.lstm.drop(torch.cat(parts, dim=-1)), first.weight_ih_l0, bias)
+
+        return gates
+
+    def _step(self, input_gates: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One differentiable step of every layer: the top output ``(N, H_top)`` and the new state."""
+        layers = self.lstm.layers
+        h, c = lstm_cell(input_gates + F.linear(state[0][0], layers[0].weight_hh_l0), state[0][1])
+        new_state = [(h, c)]
+        for layer, (h_layer, c_layer) in zip(layers[1:], state[1:]):
+            gates = F.linear(self.lstm.drop(h), layer.weight_ih_l0, layer.bias_ih_l0 + layer.bias_hh_l0)
+            h, c = lstm_cell(gates + F.linear(h_layer, layer.weight_hh_l0), c_layer)
+            new_state.append((h, c))
+        return h, new_state
+
+    def stepping_weights(self, classes: bool, dtype: torch.dtype) -> SteppingWeights:
+        """Weights laid out for :class:`CoreSampler`, rebuilt only when a parameter changed."""
+        key = (classes, dtype) + tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if self._stepping is None or self._stepping[0] != key:
+            with torch.no_grad():
+                self._stepping = (key, SteppingWeights.from_core(self, classes, dtype))
+        return self._stepping[1]
+
+    def sampler(self, batch: int, loss: Loss, temperature: float, generator: torch.Generator | None,
+                dtype: torch.dtype) -> CoreSampler:
+        return CoreSampler(self.stepping_weights(loss.draws_classes, dtype), batch, loss, temperature, generator)

@@ -1,0 +1,62 @@
+"""The flat decoder: one stacked LSTM over the whole sequence, conditioned on z."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from hvae.interfaces import Decoder, Loss
+from hvae_decoders.core import LstmCore, one_hot, shift_right
+from hvae_decoders.options import resolve_options
+from hvae_decoders.stepping import stepping_dtype
+
+
+@dataclasses.dataclass(frozen=True)
+class FlatDecoderOptions:
+    rnn_sizes: tuple[int, ...] = (512,)  # LSTM units per layer (the reference's dec_rnn_size)
+    dropout: float = 0.0  # dropout on each layer's input while training (1 - the reference's dropout_keep_prob)
+
+
+class FlatDecoder(Decoder):
+    """The reference's BaseLstmDecoder: initial state ``tanh(dense(z))``, input ``[previous output, z, controls]``."""
+
+    name = "flat"
+    Options = FlatDecoderOptions
+
+    def __init__(self, *, output_depth: int, raw_size: int, z_size: int, control_depth: int = 0,
+                 steps: int, options: Any = None, **overrides: Any):
+        super().__init__()
+        self.options = resolve_options(self, options, overrides, f"decoder {self.name!r}")
+        self.output_depth, self.steps = output_depth, steps
+        self.core = LstmCore(output_depth, raw_size, z_size, control_depth,
+                             tuple(self.options.rnn_sizes), self.options.dropout)
+
+    def forward(self, z: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor,
+                controls: torch.Tensor | None = None, *, sampling_probability: float = 0.0,
+                loss: Loss | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        previous = shift_right(targets)  # (B, T, D)
+        if sampling_probability > 0.0:
+            return self.core.scheduled(z, previous, controls, sampling_probability, loss, generator)
+        return self.core.teacher_forced(z, previous, controls)  # (B, T, R)
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, steps: int, temperature: float, loss: Loss,
+               controls: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        batch = z.shape[0]
+        dtype = stepping_dtype(z.device, self.core.output.weight.dtype)
+        with torch.autocast(z.device.type, enabled=False):
+            sampler = self.core.sampler(batch, loss, temperature, generator, dtype)
+            sampler.reset(self.core.initial_state(z))
+            base = sampler.w.project_embedding(z)  # (B, 4H_0)
+            if controls is not None:
+                base = base.unsqueeze(1) + sampler.w.project_controls(controls[:, :steps])  # (B, T, 4H_0)
+            if loss.draws_classes:
+                drawn = torch.empty(batch, steps, dtype=torch.long, device=z.device)  # (B, T)
+                sampler.run(base, steps, drawn)
+                return one_hot(drawn, self.output_depth)  # (B, T, D)
+            values = torch.empty(batch, steps, self.output_depth, device=z.device)  # (B, T, D)
+            sampler.run(base, steps, values)
+            return values

@@ -1,0 +1,98 @@
+"""LSTM building blocks with the reference's initialisation and state layout.
+
+The reference's LSTM cell has one kernel over ``[input, hidden]`` (Glorot-uniform), one bias (zeros)
+and adds 1.0 to the forget gate. Here each layer is a one-layer ``nn.LSTM`` (cuDNN on CUDA) whose
+forget-gate input bias starts at 1.0 and whose second bias is held at zero, so Adam sees the same
+parameters as the reference's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+State = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (h, c), each (N, H)
+
+
+def reference_lstm(input_size: int, hidden_size: int) -> nn.LSTM:
+    """A one-layer, batch-first ``nn.LSTM`` initialised as the reference's cell."""
+    lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
+    limit = math.sqrt(6.0 / (input_size + hidden_size + 4 * hidden_size))
+    with torch.no_grad():
+        lstm.weight_ih_l0.uniform_(-limit, limit)
+        lstm.weight_hh_l0.uniform_(-limit, limit)
+        lstm.bias_ih_l0.zero_()
+        lstm.bias_ih_l0[hidden_size:2 * hidden_size] = 1.0  # gate order i, f, g, o: the forget gate
+        lstm.bias_hh_l0.zero_()
+    lstm.bias_hh_l0.requires_grad_(False)
+    return lstm
+
+
+def glorot_linear(in_features: int, out_features: int) -> nn.Linear:
+    """A dense layer with the reference's default initialisation (Glorot-uniform, zero bias)."""
+    layer = nn.Linear(in_features, out_features)
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def small_normal_linear(in_features: int, out_features: int) -> nn.Linear:
+    """A dense layer initialised N(0, 0.001²) with zero bias, as the reference's z projections."""
+    layer = nn.Linear(in_features, out_features)
+    nn.init.normal_(layer.weight, std=0.001)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def lstm_cell(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM update from pre-activation gates ``(N, 4H)`` in PyTorch's order i, f, g, o: ``(h, c)``."""
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+class StackedLstm(nn.Module):
+    """LSTM layers of ``sizes`` units, each with dropout on its own input while training."""
+
+    def __init__(self, input_size: int, sizes: tuple[int, ...], dropout: float):
+        super().__init__()
+        self.input_size = input_size
+        self.sizes = tuple(int(s) for s in sizes)
+        self.dropout = dropout
+        inputs = (input_size,) + self.sizes[:-1]
+        self.layers = nn.ModuleList(reference_lstm(i, h) for i, h in zip(inputs, self.sizes))
+
+    def drop(self, x: torch.Tensor, apply: bool = True) -> torch.Tensor:
+        """Dropout on a layer's input while training (and ``apply``)."""
+        return F.dropout(x, self.dropout, self.training) if self.dropout and apply else x
+
+    def forward(self, x: torch.Tensor, state: State, dropout: bool = True) -> torch.Tensor:
+        """Top layer outputs ``(N, T, H_top)`` for inputs ``(N, T, I)`` from ``state``.
+
+        ``dropout=False`` turns dropout off even while training (free-running generation).
+        """
+        for layer, (h, c) in zip(self.layers, state):
+            x, _ = layer(self.drop(x, dropout), (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()))
+        return x
+
+
+class InitialState(nn.Module):
+    """``tanh(dense(embedding))`` split into each layer's state.
+
+    The split follows the reference's flattened order ``c0, h0, c1, h1, ...``, so a checkpoint's
+    dense layer maps to the same state.
+    """
+
+    def __init__(self, embedding_size: int, sizes: tuple[int, ...]):
+        super().__init__()
+        self.sizes = tuple(sizes)
+        self.dense = small_normal_linear(embedding_size, 2 * sum(self.sizes))
+
+    def forward(self, embedding: torch.Tensor) -> State:
+        """Embedding ``(N, E)`` -> per layer ``(h, c)``, each ``(N, H)``."""
+        flat = torch.tanh(self.dense(embedding))  # (N, 2 * sum(H))
+        parts = flat.split([size for size in self.sizes for _ in range(2)], dim=-1)
+        return [(parts[2 * i + 1], parts[2 * i]) for i in range(len(self.sizes))]

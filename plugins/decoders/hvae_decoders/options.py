@@ -1,0 +1,27 @@
+"""Checks shared by the decoders' and the encoder's options."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from hvae.errors import HvaeError
+from hvae.options import apply_overrides
+
+
+def resolve_options(component: Any, options: Any, overrides: dict[str, Any], what: str) -> Any:
+    """``component.Options`` (or ``options``) with ``overrides`` applied and sizes and dropout checked."""
+    resolved = apply_overrides(options if options is not None else component.Options(), overrides, what=what)
+    as_tuples = {f.name: tuple(getattr(resolved, f.name)) for f in dataclasses.fields(resolved)
+                 if isinstance(getattr(resolved, f.name), list)}  # JSON gives lists back for tuples
+    resolved = dataclasses.replace(resolved, **as_tuples)
+    for field in ("rnn_sizes", "conductor_sizes"):
+        sizes = getattr(resolved, field, None)
+        if sizes is None and field == "conductor_sizes":
+            continue
+        if not sizes or any(int(size) < 1 for size in sizes):
+            raise HvaeError(f"{what}: {field} must list one or more positive layer sizes, got {sizes!r}.")
+    dropout = getattr(resolved, "dropout", 0.0)
+    if not 0.0 <= dropout < 1.0:
+        raise HvaeError(f"{what}: dropout must be in [0, 1), got {dropout!r}.")
+    return resolved

@@ -1,0 +1,190 @@
+"""Free-running decoding without autograd: the weights of an LstmCore laid out for stepping.
+
+Each step of a sampled sequence needs, per layer, one matrix product and a few in-place element-wise
+operations on preallocated buffers. The embedding's part of the first layer's input (z, or a bar's
+conductor output) and the controls' part are projected once per sequence, not every step; a fed-back
+one-hot output is a row gather instead of a matrix product. Gates are reordered ``i, f, o, g`` so one
+sigmoid covers three of them. Nothing here reads a tensor's value on the host, so CUDA streams stay busy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from hvae.interfaces import Loss
+from hvae_decoders.lstm import State
+
+
+def _gate_rows(hidden: int, device: torch.device) -> torch.Tensor:
+    """Row order taking PyTorch's gates ``i, f, g, o`` to ``i, f, o, g``."""
+    return torch.cat([torch.arange(0, 2 * hidden), torch.arange(3 * hidden, 4 * hidden),
+                      torch.arange(2 * hidden, 3 * hidden)]).to(device)
+
+
+@dataclasses.dataclass(frozen=True)
+class SteppingWeights:
+    """One LstmCore's weights for stepping, in one dtype. H_l: layer sizes, D: output depth."""
+
+    sizes: tuple[int, ...]  # units per layer
+    output_depth: int  # D, the fed-back output's size
+    classes: bool  # True: the fed-back output is a class index (row gather)
+    feed: torch.Tensor  # classes: (D, 4H_0) rows by class; else (D + H_0, 4H_0) over [output, h_0]
+    recurrent: torch.Tensor | None  # classes only: (H_0, 4H_0)
+    embedding: torch.Tensor  # (4H_0, K): the embedding's columns of the first layer
+    bias: torch.Tensor  # (4H_0,): the first layer's biases
+    controls: torch.Tensor | None  # (4H_0, C) or None without controls
+    layers: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # layers 1..: ((H_{l-1} + H_l, 4H_l), (4H_l,))
+    output: torch.Tensor  # (H_top, R)
+    output_bias: torch.Tensor  # (R,)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.output.dtype
+
+    @classmethod
+    def from_core(cls, core, classes: bool, dtype: torch.dtype) -> "SteppingWeights":
+        """Lay out ``core``'s current parameters (an LstmCore: inputs ``[output, embedding, controls]``)."""
+        depth, embedding_size = core.output_depth, core.embedding_size
+        layers = list(core.lstm.layers)
+        first = layers[0]
+        first_rows = _gate_rows(first.hidden_size, first.weight_ih_l0.device)
+        w_in = first.weight_ih_l0[first_rows]  # (4H_0, D + K + C)
+        w_rec = first.weight_hh_l0[first_rows]  # (4H_0, H_0)
+        w_out = w_in[:, :depth]  # (4H_0, D)
+        if classes:
+            feed, recurrent = w_out.t(), w_rec.t()
+        else:
+            feed, recurrent = torch.cat([w_out, w_rec], dim=1).t(), None
+        stacked = []
+        for layer in layers[1:]:
+            rows = _gate_rows(layer.hidden_size, layer.weight_ih_l0.device)
+            weight = torch.cat([layer.weight_ih_l0[rows], layer.weight_hh_l0[rows]], dim=1).t()
+            stacked.append((weight, (layer.bias_ih_l0 + layer.bias_hh_l0)[rows]))
+        control_cols = w_in[:, depth + embedding_size:]
+
+        def cast(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(dtype).contiguous()
+
+        def right_factor(t: torch.Tensor | None) -> torch.Tensor | None:
+            """A (K, N) matrix product operand in the memory order the CPU kernels read fastest:
+            row-major for float32, column-major (a transposed view) for 16-bit floats."""
+            if t is None or dtype == torch.float32:
+                return cast(t)
+            return t.t().to(dtype).contiguous().t()
+
+        return cls(
+            sizes=tuple(layer.hidden_size for layer in layers), output_depth=depth, classes=classes,
+            feed=cast(feed) if classes else right_factor(feed), recurrent=right_factor(recurrent),
+            embedding=cast(w_in[:, depth:depth + embedding_size]),
+            bias=cast((first.bias_ih_l0 + first.bias_hh_l0)[first_rows]),
+            controls=cast(control_cols) if control_cols.shape[1] else None,
+            layers=tuple((right_factor(w), cast(b)) for w, b in stacked),
+            output=right_factor(core.output.weight.t()), output_bias=cast(core.output.bias))
+
+    def project_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The first layer's constant input part: ``(..., K) -> (..., 4H_0)`` with biases."""
+        return F.linear(embedding.to(self.dtype), self.embedding, self.bias)
+
+    def project_controls(self, controls: torch.Tensor) -> torch.Tensor:
+        """The first layer's per-step control part: ``(..., T, C) -> (..., T, 4H_0)``."""
+        return F.linear(controls.to(self.dtype), self.controls)
+
+
+class CoreSampler:
+    """Preallocated buffers and the step loop for ``batch`` sequences of one LstmCore."""
+
+    def __init__(self, weights: SteppingWeights, batch: int, loss: Loss, temperature: float,
+                 generator: torch.Generator | None):
+        self.w, self.loss, self.temperature, self.generator = weights, loss, temperature, generator
+        dtype, device = weights.dtype, weights.output.device
+        sizes, depth = weights.sizes, weights.output_depth
+        zeros = lambda width, dt=dtype: torch.zeros(batch, width, dtype=dt, device=device)
+        # operands[l]: the left factor of layer l's product; h_slots[l] the part holding layer l's h.
+        if weights.classes:
+            self.operands = [zeros(sizes[0])]
+            self.h_slots = [self.operands[0]]
+            self.feed_slot = None
+        else:
+            self.operands = [zeros(depth + sizes[0])]
+            self.h_slots = [self.operands[0][:, depth:]]
+            self.feed_slot = self.operands[0][:, :depth]
+        self.in_slots = [None]
+        for below, size in zip(sizes[:-1], sizes[1:]):
+            operand = zeros(below + size)
+            self.operands.append(operand)
+            self.in_slots.append(operand[:, :below])
+            self.h_slots.append(operand[:, below:])
+        self.cells = [zeros(size, torch.float32) for size in sizes]  # c in float32 whatever the dtype
+        self.tanh_cells = [zeros(size, torch.float32) for size in sizes]
+        self.gates = [zeros(4 * size) for size in sizes]
+        self.raw = zeros(weights.output.shape[1])
+
+    def reset(self, state: State) -> None:
+        """Start from per-layer ``(h, c)`` states, each ``(B, H)``."""
+        for slot, cell, (h, c) in zip(self.h_slots, self.cells, state):
+            slot.copy_(h)
+            cell.copy_(c)
+
+    def _cell(self, layer: int) -> None:
+        """Update layer's c and h in place from its gate buffer (order i, f, o, g)."""
+        size = self.w.sizes[layer]
+        gates, cell = self.gates[layer], self.cells[layer]
+        gates[:, :3 * size].sigmoid_()
+        gates[:, 3 * size:].tanh_()
+        cell.mul_(gates[:, size:2 * size]).addcmul_(gates[:, :size], gates[:, 3 * size:])
+        torch.tanh(cell, out=self.tanh_cells[layer])
+        torch.mul(gates[:, 2 * size:3 * size], self.tanh_cells[layer], out=self.h_slots[layer])
+        if layer + 1 < len(self.w.sizes):
+            self.in_slots[layer + 1].copy_(self.h_slots[layer])
+
+    def run(self, base: torch.Tensor, steps: int, out: torch.Tensor,
+            feed: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Decode ``steps`` steps from the current state; returns the last draw.
+
+        base: the first layer's constant input part ``(B, 4H_0)``, or one per step ``(B, steps, 4H_0)``.
+        out: where draws go, ``(B, steps)`` class indices or ``(B, steps, D)`` values.
+        feed: the output fed back before the first step (indices ``(B,)`` or values ``(B, D)``);
+        None for the zeros the reference starts from.
+        """
+        w, loss = self.w, self.loss
+        per_step = base.dim() == 3
+        if not w.classes:
+            if feed is None:
+                self.feed_slot.zero_()
+            else:
+                self.feed_slot.copy_(feed)
+        for t in range(steps):
+            step_base = base[:, t] if per_step else base
+            first = self.gates[0]
+            if not w.classes:
+                torch.addmm(step_base, self.operands[0], w.feed, out=first)
+            else:
+                if feed is None:
+                    first.copy_(step_base)
+                else:
+                    torch.index_select(w.feed, 0, feed, out=first)
+                    first.add_(step_base)
+                first.addmm_(self.operands[0], w.recurrent)
+            self._cell(0)
+            for layer, (weight, bias) in enumerate(w.layers, start=1):
+                torch.addmm(bias, self.operands[layer], weight, out=self.gates[layer])
+                self._cell(layer)
+            torch.addmm(w.output_bias, self.h_slots[-1], w.output, out=self.raw)
+            if w.classes:
+                feed = loss.sample_indices(self.raw, self.temperature, self.generator)  # (B,)
+                out[:, t] = feed
+            else:
+                feed = loss.sample_step(self.raw, self.temperature, self.generator)  # (B, D)
+                out[:, t] = feed
+                self.feed_slot.copy_(feed)
+        return feed
+
+
+def stepping_dtype(device: torch.device, default: torch.dtype) -> torch.dtype:
+    """The dtype sampling runs in: autocast's when it is on for ``device``, else ``default``."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return default

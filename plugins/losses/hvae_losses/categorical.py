@@ -1,0 +1,54 @@
+"""Softmax cross-entropy over one-hot steps: the reference's CategoricalLstmDecoder loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hvae.interfaces import Loss
+from hvae_losses.common import GREEDY_TEMPERATURE, mean_over_valid, sum_valid_steps
+
+
+class CategoricalLoss(Loss):
+    """One class per step out of ``output_depth`` (a drum combination, a melody event).
+
+    The loss is written ``-(targets * log_softmax(raw)).sum(-1)``, which is cross-entropy for one-hot
+    targets and is also what the reference computes when the targets are not one-hot (a forced run
+    on groove tensors).
+    """
+
+    name = "categorical"
+    accepts = frozenset({"onehot"})
+    description = "softmax cross-entropy: exactly one class per step"
+    why_not = {
+        "groove": ("Softmax cross-entropy over {depth} values treats multi-hot hits and continuous "
+                   "velocities/offsets as one categorical distribution: it rewards putting all "
+                   "probability on one value per step and cannot express several hits, a loudness or a timing"),
+        "multihot": ("Softmax cross-entropy over {depth} values treats a roll with several drums "
+                     "at once as one categorical choice, so it can draw only one drum per step"),
+    }
+    draws_classes = True
+
+    def __call__(self, raw: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        log_probs = F.log_softmax(raw.float(), dim=-1)  # (B, T, D)
+        per_step = -(targets * log_probs).sum(dim=-1)  # (B, T)
+        correct = (raw.argmax(dim=-1) == targets.argmax(dim=-1)).to(per_step.dtype)  # (B, T)
+        return sum_valid_steps(per_step, mask), {"accuracy": mean_over_valid(correct, mask)}
+
+    def sample_indices(self, raw: torch.Tensor, temperature: float,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """A class per row from ``softmax(raw / temperature)``; the argmax at temperature ~0.
+
+        Draws by the Gumbel-max trick: ``argmax(raw / temperature + G)`` with ``G = -log(-log U)``,
+        ``U ~ Uniform(0, 1)``, is distributed as the softmax and needs no normalisation.
+        """
+        if temperature <= GREEDY_TEMPERATURE:
+            return raw.argmax(dim=-1)
+        uniform = torch.rand(raw.shape, generator=generator, device=raw.device, dtype=torch.float32)
+        neg_gumbel = uniform.log_().neg_().log_()  # -G
+        return (raw.float() / temperature - neg_gumbel).argmax(dim=-1)
+
+    def sample_step(self, raw: torch.Tensor, temperature: float,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        indices = self.sample_indices(raw, temperature, generator)  # (B,)
+        return F.one_hot(indices, raw.shape[-1]).to(raw.dtype)  # (B, D)

@@ -1,0 +1,377 @@
+"""The encoder and the decoders: shapes, gradients, the fast sampler against a plain LSTM loop,
+the hierarchical decoder's batched bars against bar-by-bar decoding, and lengths in the encoder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hvae.errors import HvaeError
+from hvae.plugins import registry
+
+torch.set_num_threads(1)
+
+Z = 8
+SIZES = (16, 12)  # unequal layer sizes: the stacking must not assume equal ones
+STEPS = 8
+HIER_LEVELS = (2, 4)
+CONTROLS = 3
+# output kind -> (depth, loss names that fit)
+KINDS = {"onehot": (12, ["categorical"]), "groove": (9, ["groove", "groove-gated"]), "multihot": (5, ["bernoulli"])}
+COMBOS = [(decoder, kind, loss) for decoder in ("flat", "hierarchical", "groove")
+          for kind, (_, losses) in KINDS.items() for loss in losses]
+
+
+def make_loss(name: str, depth: int):
+    return registry().get("losses", name).factory(depth)
+
+
+def make_decoder(name: str, depth: int, raw_size: int, control_depth: int = 0, seed: int = 0, **options):
+    torch.manual_seed(seed)
+    options.setdefault("rnn_sizes", SIZES)
+    if name == "hierarchical":
+        options.setdefault("level_lengths", HIER_LEVELS)
+        options.setdefault("conductor_sizes", (10, 14))
+    cls = registry().get("decoders", name).factory
+    return cls(output_depth=depth, raw_size=raw_size, z_size=Z, control_depth=control_depth, steps=STEPS, **options)
+
+
+def targets_for(kind: str, batch: int, steps: int = STEPS) -> torch.Tensor:
+    depth = KINDS[kind][0]
+    if kind == "onehot":
+        return F.one_hot(torch.randint(0, depth, (batch, steps)), depth).float()
+    if kind == "groove":
+        hits = (torch.rand(batch, steps, depth // 3) > 0.6).float()
+        return torch.cat([hits, torch.rand_like(hits) * hits, (torch.rand_like(hits) * 2 - 1) * hits], -1)
+    return (torch.rand(batch, steps, depth) > 0.7).float()
+
+
+def check_values(kind: str, values: torch.Tensor) -> None:
+    depth = KINDS[kind][0]
+    if kind == "onehot":
+        assert torch.equal(values.sum(-1), torch.ones(values.shape[:-1]))
+    elif kind == "groove":
+        hits, velocities, offsets = values.split(depth // 3, -1)
+        assert set(hits.unique().tolist()) <= {0.0, 1.0}
+        assert velocities.min() >= 0 and velocities.max() <= 1 and offsets.min() >= -1 and offsets.max() <= 1
+    else:
+        assert set(values.unique().tolist()) <= {0.0, 1.0}
+
+
+# --- every decoder with every loss that fits ---------------------------------------------------
+
+
+@pytest.mark.parametrize("decoder_name,kind,loss_name", COMBOS)
+def test_decoder_and_loss_train_and_sample(decoder_name, kind, loss_name):
+    depth = KINDS[kind][0]
+    loss = make_loss(loss_name, depth)
+    decoder = make_decoder(decoder_name, depth, loss.raw_size, dropout=0.1)
+    targets = targets_for(kind, 3)
+    z = torch.randn(3, Z)
+    raw = decoder(z, targets, torch.full((3,), STEPS))
+    assert raw.shape == (3, STEPS, loss.raw_size)
+    per_sequence, _ = loss(raw, targets, torch.ones(3, STEPS))
+    per_sequence.mean().backward()
+    trainable = [p for p in decoder.parameters() if p.requires_grad]
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable)
+    assert any(p.grad.abs().sum() > 0 for p in trainable)
+    decoder.eval()
+    drawn = decoder.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(0))
+    assert drawn.shape == (3, STEPS, depth)
+    check_values(kind, drawn)
+
+
+@pytest.mark.parametrize("decoder_name", ["flat", "hierarchical"])
+def test_decoders_take_controls(decoder_name):
+    loss = make_loss("categorical", 12)
+    decoder = make_decoder(decoder_name, 12, 12, control_depth=CONTROLS).eval()
+    z, controls = torch.randn(2, Z), torch.randn(2, STEPS, CONTROLS)
+    assert decoder(z, targets_for("onehot", 2), torch.full((2,), STEPS), controls).shape == (2, STEPS, 12)
+    assert decoder.sample(z, STEPS, 1.0, loss, controls).shape == (2, STEPS, 12)
+
+
+def test_the_groove_decoder_has_grooves_defaults():
+    cls = registry().get("decoders", "groove").factory
+    decoder = cls(output_depth=27, raw_size=27, z_size=Z, steps=64)
+    assert decoder.options.rnn_sizes == (256, 256)
+    assert decoder.options.dropout == pytest.approx(0.7)
+    assert cls.default_loss == "groove"
+
+
+# --- the fast sampler equals a plain step-by-step nn.LSTM loop ---------------------------------
+
+
+def plain_core_steps(core, embedding, steps, temperature, loss, generator, feed, controls=None):
+    """Step an LstmCore with its own nn.LSTM layers one step at a time, feeding back loss draws."""
+    states = [(h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()) for h, c in core.initial_state(embedding)]
+    outputs = []
+    for t in range(steps):
+        x = torch.cat([feed, embedding] + ([controls[:, t]] if controls is not None else []), -1)
+        for i, layer in enumerate(core.lstm.layers):
+            y, states[i] = layer(x.unsqueeze(1), states[i])
+            x = y.squeeze(1)
+        feed = loss.sample_step(core.output(x), temperature, generator)
+        outputs.append(feed)
+    return torch.stack(outputs, 1)
+
+
+def plain_flat_sample(decoder, z, temperature, loss, generator, controls=None):
+    feed = torch.zeros(z.shape[0], decoder.output_depth)
+    return plain_core_steps(decoder.core, z, STEPS, temperature, loss, generator, feed, controls)
+
+
+def plain_hierarchical_sample(decoder, z, temperature, loss, generator):
+    bars, length = HIER_LEVELS
+    states = [(h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()) for h, c in decoder.conductor_state(z)]
+    feed, bars_out = torch.zeros(z.shape[0], decoder.output_depth), []
+    for _ in range(bars):
+        x = torch.zeros(z.shape[0], 1)
+        for i, layer in enumerate(decoder.conductor.layers):
+            y, states[i] = layer(x.unsqueeze(1), states[i])
+            x = y.squeeze(1)
+        bar = plain_core_steps(decoder.core, x, length, temperature, loss, generator, feed)
+        feed = bar[:, -1]
+        bars_out.append(bar)
+    return torch.cat(bars_out, 1)
+
+
+@pytest.mark.parametrize("kind,loss_name", [("onehot", "categorical"), ("groove", "groove"), ("multihot", "bernoulli")])
+def test_fast_flat_sampling_equals_a_plain_lstm_loop(kind, loss_name):
+    depth = KINDS[kind][0]
+    loss = make_loss(loss_name, depth)
+    decoder = make_decoder("flat", depth, loss.raw_size, seed=1).eval()
+    with torch.no_grad():  # make the outputs depend strongly on the state, so a wrong gate shows
+        decoder.core.output.weight.mul_(20)
+    z = torch.randn(6, Z)
+    fast = decoder.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        plain = plain_flat_sample(decoder, z, 1.0, loss, torch.Generator().manual_seed(7))
+    assert torch.allclose(fast, plain, atol=1e-5)
+
+
+def test_fast_sampling_with_controls_equals_a_plain_lstm_loop():
+    loss = make_loss("categorical", 12)
+    decoder = make_decoder("flat", 12, 12, control_depth=CONTROLS, seed=2).eval()
+    with torch.no_grad():
+        decoder.core.output.weight.mul_(20)
+    z, controls = torch.randn(5, Z), torch.randn(5, STEPS, CONTROLS) * 3
+    fast = decoder.sample(z, STEPS, 1.0, loss, controls, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        plain = plain_flat_sample(decoder, z, 1.0, loss, torch.Generator().manual_seed(3), controls)
+    assert torch.equal(fast, plain)
+
+
+@pytest.mark.parametrize("kind,loss_name", [("onehot", "categorical"), ("groove", "groove")])
+def test_fast_hierarchical_sampling_equals_a_plain_lstm_loop(kind, loss_name):
+    depth = KINDS[kind][0]
+    loss = make_loss(loss_name, depth)
+    decoder = make_decoder("hierarchical", depth, loss.raw_size, seed=3).eval()
+    with torch.no_grad():
+        decoder.core.output.weight.mul_(20)
+    z = torch.randn(6, Z)
+    fast = decoder.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        plain = plain_hierarchical_sample(decoder, z, 1.0, loss, torch.Generator().manual_seed(11))
+    assert torch.allclose(fast, plain, atol=1e-5)
+
+
+def test_sampling_follows_weight_updates():
+    loss = make_loss("categorical", 12)
+    decoder = make_decoder("flat", 12, 12, seed=4).eval()
+    z = torch.randn(6, Z)
+    decoder.sample(z, STEPS, 1.0, loss)  # lays out the weights once
+    with torch.no_grad():
+        for p in decoder.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    fast = decoder.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        plain = plain_flat_sample(decoder, z, 1.0, loss, torch.Generator().manual_seed(2))
+    assert torch.equal(fast, plain)
+
+
+@pytest.mark.parametrize("decoder_name", ["flat", "hierarchical"])
+def test_sampling_is_reproducible_with_a_seeded_generator(decoder_name):
+    loss = make_loss("categorical", 12)
+    decoder = make_decoder(decoder_name, 12, 12).eval()
+    with torch.no_grad():
+        decoder.core.output.weight.mul_(20)
+    z = torch.randn(4, Z)
+    first = decoder.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(9))
+    again = decoder.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(9))
+    other = decoder.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(10))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_sampling_works_under_inference_mode_and_bfloat16_autocast():
+    loss = make_loss("categorical", 12)
+    decoder = make_decoder("hierarchical", 12, 12).eval()
+    z = torch.randn(3, Z)
+    with torch.inference_mode():
+        plain = decoder.sample(z, STEPS, 0.0, loss)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = decoder.sample(z, STEPS, 0.0, loss)
+    check_values("onehot", plain)
+    check_values("onehot", half)
+    assert half.dtype == torch.float32
+
+
+def test_greedy_sampling_picks_the_most_likely_output_each_step():
+    loss = make_loss("categorical", 12)
+    decoder = make_decoder("flat", 12, 12).eval()
+    z = torch.randn(3, Z)
+    greedy = decoder.sample(z, STEPS, 0.0, loss)
+    with torch.no_grad():
+        raw = decoder(z, greedy, torch.full((3,), STEPS))  # teacher-forced on its own greedy outputs
+    assert torch.equal(raw.argmax(-1), greedy.argmax(-1))
+
+
+# --- teacher forcing -------------------------------------------------------------------------
+
+
+def test_hierarchical_teacher_forcing_equals_bar_by_bar_decoding():
+    decoder = make_decoder("hierarchical", 12, 12, control_depth=CONTROLS).eval()
+    z, targets = torch.randn(3, Z), targets_for("onehot", 3)
+    controls = torch.randn(3, STEPS, CONTROLS)
+    with torch.no_grad():
+        batched = decoder(z, targets, torch.full((3,), STEPS), controls)
+        embeddings = decoder.conduct(z)  # (B, bars, H)
+        previous = torch.cat([torch.zeros(3, 1, 12), targets[:, :-1]], 1)
+        bars, length = HIER_LEVELS
+        by_bar = []
+        for bar in range(bars):
+            steps = slice(bar * length, (bar + 1) * length)
+            embedding = embeddings[:, bar]
+            state = [(h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous())
+                     for h, c in decoder.core.initial_state(embedding)]
+            x = torch.cat([previous[:, steps], embedding.unsqueeze(1).expand(-1, length, -1), controls[:, steps]], -1)
+            for i, layer in enumerate(decoder.core.lstm.layers):
+                x, _ = layer(x, state[i])
+            by_bar.append(decoder.core.output(x))
+    assert torch.allclose(batched, torch.cat(by_bar, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("decoder_name,kind,loss_name,control_depth,dropout", [
+    ("flat", "onehot", "categorical", 0, 0.0), ("hierarchical", "onehot", "categorical", CONTROLS, 0.0),
+    ("flat", "groove", "groove", CONTROLS, 0.0), ("hierarchical", "multihot", "bernoulli", 0, 0.0),
+    ("flat", "onehot", "categorical", CONTROLS, 1e-12), ("hierarchical", "groove", "groove", 0, 1e-12)])
+def test_scheduled_sampling_never_sampling_equals_teacher_forcing(decoder_name, kind, loss_name, control_depth,
+                                                                  dropout):
+    """The step-by-step training loop computes what nn.LSTM computes (a 1e-12 dropout takes the
+    branch that projects each step's whole input, and drops nothing)."""
+    depth = KINDS[kind][0]
+    loss = make_loss(loss_name, depth)
+    decoder = make_decoder(decoder_name, depth, loss.raw_size, control_depth=control_depth, dropout=dropout)
+    z, targets, lengths = torch.randn(3, Z), targets_for(kind, 3), torch.full((3,), STEPS)
+    controls = torch.randn(3, STEPS, control_depth) if control_depth else None
+    teacher = decoder(z, targets, lengths, controls)
+    stepped = decoder(z, targets, lengths, controls, sampling_probability=1e-12, loss=loss)
+    assert torch.allclose(stepped, teacher, atol=1e-5)
+    stepped.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in decoder.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("decoder_name,dropout", [("flat", 0.0), ("hierarchical", 0.0), ("flat", 1e-12)])
+def test_scheduled_sampling_always_sampling_feeds_the_models_own_draws(decoder_name, dropout):
+    categorical = registry().get("losses", "categorical").factory
+
+    class Greedy(categorical):  # every draw is the argmax, so the draws can be read off the outputs
+        def sample_indices(self, raw, temperature, generator=None):
+            return super().sample_indices(raw, 0.0, generator)
+
+    decoder = make_decoder(decoder_name, 12, 12, dropout=dropout)
+    z, targets, lengths = torch.randn(3, Z), targets_for("onehot", 3), torch.full((3,), STEPS)
+    always = decoder(z, targets, lengths, sampling_probability=1.0, loss=Greedy(12))
+    own = F.one_hot(always.argmax(-1), 12).float()
+    if decoder_name == "hierarchical":  # each bar starts from the target before it, as the reference trains
+        own[:, HIER_LEVELS[1] - 1] = targets[:, HIER_LEVELS[1] - 1]
+    assert torch.allclose(always, decoder(z, own, lengths), atol=1e-5)
+    assert not torch.allclose(always[:, 1:], decoder(z, targets, lengths)[:, 1:])
+
+
+def test_hierarchical_level_lengths_must_cover_the_steps():
+    with pytest.raises(HvaeError, match="level_lengths"):
+        make_decoder("hierarchical", 12, 12, level_lengths=(3, 4))
+    cls = registry().get("decoders", "hierarchical").factory
+    assert cls(output_depth=12, raw_size=12, z_size=Z, steps=64, rnn_sizes=(8,)).options.level_lengths == (4, 16)
+    with pytest.raises(HvaeError, match="whole bars"):
+        cls(output_depth=12, raw_size=12, z_size=Z, steps=40, rnn_sizes=(8,))
+
+
+def test_bad_decoder_options_are_refused():
+    with pytest.raises(HvaeError, match="Unknown option"):
+        make_decoder("flat", 12, 12, hidden=3)
+    with pytest.raises(HvaeError, match="dropout"):
+        make_decoder("flat", 12, 12, dropout=1.0)
+    with pytest.raises(HvaeError, match="rnn_sizes"):
+        make_decoder("flat", 12, 12, rnn_sizes=())
+
+
+def test_initial_state_follows_the_references_c_then_h_order():
+    decoder = make_decoder("flat", 12, 12)
+    z = torch.randn(2, Z)
+    flat = torch.tanh(decoder.core.initial_state.dense(z))
+    (h0, c0), (h1, c1) = decoder.core.initial_state(z)
+    assert torch.equal(torch.cat([c0, h0, c1, h1], -1), flat)
+
+
+def test_lstm_parameters_start_as_the_references():
+    decoder = make_decoder("flat", 12, 12)
+    layer = decoder.core.lstm.layers[0]
+    hidden = SIZES[0]
+    assert torch.equal(layer.bias_ih_l0[hidden:2 * hidden], torch.ones(hidden))  # forget bias 1
+    assert layer.bias_ih_l0[:hidden].abs().sum() == 0 and layer.bias_ih_l0[2 * hidden:].abs().sum() == 0
+    assert not layer.bias_hh_l0.requires_grad and layer.bias_hh_l0.abs().sum() == 0
+    assert decoder.core.initial_state.dense.weight.std() < 0.01
+
+
+# --- encoder ---------------------------------------------------------------------------------
+
+
+def make_encoder(input_depth=6, **options):
+    torch.manual_seed(0)
+    options.setdefault("rnn_sizes", (10, 8))
+    return registry().get("encoders", "bidirectional").factory(input_depth, Z, **options).eval()
+
+
+def test_encoder_gives_mu_and_positive_sigma():
+    mu, sigma = make_encoder()(torch.randn(4, STEPS, 6), torch.full((4,), STEPS))
+    assert mu.shape == sigma.shape == (4, Z)
+    assert (sigma > 0).all()
+
+
+def test_padding_does_not_change_the_encoding():
+    encoder = make_encoder()
+    inputs = torch.randn(3, STEPS, 6)
+    lengths = torch.tensor([STEPS, 5, 2])
+    junk = inputs.clone()
+    for row, length in enumerate(lengths.tolist()):
+        junk[row, length:] = torch.randn(STEPS - length, 6) * 10
+    mu, sigma = encoder(inputs, lengths)
+    mu_junk, sigma_junk = encoder(junk, lengths)
+    assert torch.allclose(mu, mu_junk, atol=1e-6) and torch.allclose(sigma, sigma_junk, atol=1e-6)
+    alone, _ = encoder(inputs[1:2, :5], torch.tensor([5]))
+    assert torch.allclose(alone, mu[1:2], atol=1e-6)
+
+
+def test_the_encoding_reads_the_first_and_last_valid_steps():
+    encoder = make_encoder(rnn_sizes=(10,))
+    with torch.no_grad():
+        encoder.mu.weight.normal_()
+    inputs, lengths = torch.randn(1, STEPS, 6), torch.tensor([5])
+    mu, _ = encoder(inputs, lengths)
+    for step in (0, 4):
+        changed = inputs.clone()
+        changed[0, step] += 1.0
+        assert not torch.allclose(encoder(changed, lengths)[0], mu)
+
+
+def test_encoder_dropout_only_while_training():
+    encoder = make_encoder(dropout=0.5)
+    inputs, lengths = torch.randn(2, STEPS, 6), torch.full((2,), STEPS)
+    assert torch.equal(encoder(inputs, lengths)[0], encoder(inputs, lengths)[0])
+    encoder.train()
+    with torch.no_grad():
+        encoder.mu.weight.normal_()
+    assert not torch.equal(encoder(inputs, lengths)[0], encoder(inputs, lengths)[0])
