@@ -30,6 +30,7 @@ from hvae.errors import ConversionError, MidiReadError
 DEFAULT_QPM = 120.0
 STANDARD_PPQ = 220  # ticks per quarter the reference writes
 MAX_TICK = 10**10  # the reference reads MIDI with absurd tick values too; we refuse beyond this
+MAX_STEPS = 1_000_000  # longest quantized sequence converted (35 hours at 4 steps per quarter, 120 qpm)
 DRUM_CHANNEL = 9
 
 MidiSource = Union[str, os.PathLike, bytes, miditoolkit.MidiFile, "NoteSequence"]
@@ -87,7 +88,9 @@ def _open_mido(source: MidiSource, name: str) -> mido.MidiFile:
         raise MidiReadError(f"{name}: permission denied") from None
     except IsADirectoryError:
         raise MidiReadError(f"{name}: is a directory") from None
-    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as exc:
+    except EOFError:
+        raise MidiReadError(f"{name}: not a readable MIDI file (it ends early: empty or truncated)") from None
+    except (OSError, ValueError, KeyError, IndexError, TypeError, mido.KeySignatureError) as exc:
         raise MidiReadError(f"{name}: not a readable MIDI file ({type(exc).__name__}: {exc})") from None
 
 
@@ -250,7 +253,7 @@ def quantize(ns: NoteSequence, steps_per_quarter: int) -> NoteSequence:
     """A quantized copy of ``ns`` (note steps filled in), as the reference quantizes.
 
     Raises :class:`ConversionError` for a time-signature change, a tempo change, a bad
-    time signature or a note at negative time.
+    time signature, a note at negative time or notes reaching beyond ``MAX_STEPS`` steps.
     """
     numerator, denominator = 4, 4
     if ns.time_signatures:
@@ -287,6 +290,9 @@ def quantize(ns: NoteSequence, steps_per_quarter: int) -> NoteSequence:
             raise ConversionError(f"note at negative time (step {start})")
         total_steps = max(total_steps, end)
         notes.append(dataclasses.replace(n, start_step=start, end_step=end))
+    if total_steps > MAX_STEPS:
+        raise ConversionError(f"notes reach step {total_steps:,} ({ns.total_time:,.0f} s); at most "
+                              f"{MAX_STEPS:,} steps are converted")
     return dataclasses.replace(
         ns, notes=notes, tempos=[(0.0, qpm)], time_signatures=[(0.0, numerator, denominator)],
         steps_per_quarter=steps_per_quarter, qpm=qpm, total_steps=total_steps,

@@ -50,8 +50,8 @@ class MidiFile:
 
     path: Path  # absolute
     relpath: str  # POSIX path relative to the data folder
-    size: int  # bytes
-    mtime_ns: int  # modification time, nanoseconds since the epoch
+    size: int  # bytes (-1 when the entry cannot be read)
+    mtime_ns: int  # modification time, nanoseconds since the epoch (-1 when unreadable)
     split: str  # one of SPLITS
     split_from: str  # "table" (the data set's csv) or "hash"
 
@@ -105,14 +105,15 @@ def find_midi_files(data_dir: str | os.PathLike) -> tuple[list[MidiFile], SplitT
             path = Path(folder) / filename
             try:
                 stat = path.stat()
-            except OSError:
-                continue
-            if not stat_module.S_ISREG(stat.st_mode):
-                continue
+                size, mtime_ns = stat.st_size, stat.st_mtime_ns
+                if not stat_module.S_ISREG(stat.st_mode):
+                    continue
+            except OSError:  # a dangling link or an unreadable entry: kept, so its conversion says why
+                size, mtime_ns = -1, -1
             key = path.relative_to(key_root).as_posix()
             listed = table.splits.get(key) if table is not None else None
-            found.append(MidiFile(path=path, relpath=path.relative_to(root).as_posix(), size=stat.st_size,
-                                  mtime_ns=stat.st_mtime_ns, split=listed or hash_split(key),
+            found.append(MidiFile(path=path, relpath=path.relative_to(root).as_posix(), size=size,
+                                  mtime_ns=mtime_ns, split=listed or hash_split(key),
                                   split_from="table" if listed else "hash"))
     found.sort(key=lambda f: f.relpath)
     return found, table
