@@ -27,3 +27,7 @@ class IncompatibleError(HvaeError):
 
 class CheckpointError(HvaeError):
     """A checkpoint that is missing, corrupt or not an hvae checkpoint."""
+
+
+class TrainingError(HvaeError):
+    """Training cannot go on (a loss that is not finite); the last checkpoint is left intact."""

@@ -1,0 +1,333 @@
+"""``hvae train``, ``hvae sample`` and ``hvae run``: train a model, write MIDI from it, or both at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import click
+
+from hvae.data import DEMO_DIR, default_cache_dir
+from hvae.errors import HvaeError
+from hvae.model import ModelConfig
+from hvae.options import field_names, parse_overrides
+from hvae.presets import Preset, get_preset, list_presets
+from hvae.sampling import DEFAULT_QPM, sample_checkpoint
+from hvae.training import RunConfig, TrainConfig, Trainer, TrainResult
+
+DEFAULT_PRESET = "demo"
+RUNS_DIR = Path("runs")  # where run directories go when --out is not given (relative to the working directory)
+COMPONENT_KINDS = {"encoder": "encoders", "decoder": "decoders", "loss": "losses"}
+TRAIN_FLAGS = ("steps", "batch_size", "seed", "device", "amp", "threads", "log_every", "eval_every",
+               "checkpoint_every", "workers")  # the TrainConfig fields that have their own command-line option
+
+
+def register(main: click.Group) -> None:
+    """Add ``train``, ``sample`` and ``run`` to the ``hvae`` command line."""
+    main.add_command(train)
+    main.add_command(sample)
+    main.add_command(run)
+
+
+def _carry_over(options: dict[str, Any], factory: type) -> dict[str, Any]:
+    """The options a replaced component shares (by name) with its replacement."""
+    names = set(field_names(factory.Options))
+    return {k: v for k, v in options.items() if k in names}
+
+
+def _model_from_cli(model: ModelConfig, encoder: str | None, decoder: str | None, loss: str | None,
+                    pairs: Sequence[str]) -> ModelConfig:
+    """The preset's model with components replaced and ``key=value`` overrides applied.
+
+    A replaced encoder or decoder keeps the preset's options it also has (layer sizes, dropout);
+    a replaced loss starts from its defaults. ``encoder.KEY=VALUE``, ``decoder.KEY=VALUE`` and
+    ``loss.KEY=VALUE`` set a component's options; other keys are ModelConfig fields.
+    """
+    from hvae.plugins import registry
+
+    reg = registry()
+    changes: dict[str, Any] = {}
+    for role, name in (("encoder", encoder), ("decoder", decoder)):
+        if name is not None and name != getattr(model, role):
+            factory = reg.get(COMPONENT_KINDS[role], name).factory
+            changes[role], changes[f"{role}_options"] = name, _carry_over(dict(getattr(model, f"{role}_options")),
+                                                                         factory)
+    if loss is not None and loss != model.loss:
+        reg.get("losses", loss)
+        changes["loss"], changes["loss_options"] = loss, {}
+    model = dataclasses.replace(model, **changes)
+    plain = [pair for pair in pairs if "." not in pair.split("=", 1)[0]]
+    model = dataclasses.replace(model, **parse_overrides(ModelConfig, plain, what="the model"))
+    for pair in pairs:
+        if pair in plain:
+            continue
+        role, rest = pair.split(".", 1)
+        if role not in COMPONENT_KINDS:
+            raise HvaeError(f"Option {pair!r}: a dotted key starts with encoder., decoder. or loss.")
+        name = getattr(model, role)
+        if name is None:
+            raise HvaeError(f"Option {pair!r}: name the {role} with --{role} to set its options.")
+        factory = reg.get(COMPONENT_KINDS[role], name).factory
+        value = parse_overrides(factory.Options, [rest], what=f"{role} {name!r}")
+        model = dataclasses.replace(model, **{f"{role}_options": {**getattr(model, f"{role}_options"), **value}})
+    return model
+
+
+def run_config_from_cli(preset_name: str | None, converter: str | None, encoder: str | None, decoder: str | None,
+                        loss: str | None, converter_pairs: Sequence[str], model_pairs: Sequence[str],
+                        train_options: dict[str, Any], data_dir: Path | None, cache_dir: Path | None,
+                        force: bool) -> RunConfig:
+    """A run's configuration: the preset (default ``demo``), then what the command line says on top.
+
+    A converter other than the preset's keeps the preset's converter options it also has.
+    """
+    from hvae.plugins import registry
+
+    preset: Preset = get_preset(preset_name or DEFAULT_PRESET)
+    converter_name = converter or preset.converter
+    factory = registry().get("converters", converter_name).factory
+    options = dict(preset.converter_options) if converter_name == preset.converter else \
+        _carry_over(dict(preset.converter_options), factory)
+    options.update(parse_overrides(factory.Options, converter_pairs, what=f"converter {converter_name!r}"))
+    try:
+        built = factory(**options)
+    except HvaeError:
+        raise
+    except Exception as exc:  # a third-party converter that validates with plain exceptions
+        raise HvaeError(f"Converter {converter_name!r} rejected its options: {type(exc).__name__}: {exc}") from None
+    model = _model_from_cli(preset.model, encoder, decoder, loss, model_pairs)
+    train = TrainConfig(batch_size=preset.batch_size, steps=preset.steps)
+    train = dataclasses.replace(train, **{k: v for k, v in train_options.items() if v is not None})
+    if data_dir is None:
+        if preset.dataset != "gmd":
+            raise HvaeError(f"Preset {preset.name!r} is meant for the {preset.dataset} data set, which is not "
+                            f"bundled: give its folder with --data.")
+        data_dir = DEMO_DIR
+    changed = (converter_name, model.encoder, model.decoder, model.loss) != \
+        (preset.converter, preset.model.encoder, preset.model.decoder, preset.model.loss)
+    name = "-".join(n for n in (converter_name, model.decoder, model.loss) if n) if changed else preset.name
+    return RunConfig(name=name, converter=converter_name, converter_options=dataclasses.asdict(built.options),
+                     model=model, train=train, data_dir=str(Path(data_dir).resolve()),
+                     cache_dir=str(cache_dir or default_cache_dir(data_dir, built.name, built.options)),
+                     preset=preset.name, force=force or (preset.force and not changed))
+
+
+def default_run_dir(name: str) -> Path:
+    """``runs/<name>-<YYYYmmdd-HHMMSS>``, with a counter when that exists already."""
+    base = RUNS_DIR / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, count = base, 1
+    while candidate.exists():
+        count += 1
+        candidate = base.with_name(f"{base.name}-{count}")
+    return candidate
+
+
+def _config_options(func: Callable) -> Callable:
+    """The options ``train`` and ``run`` share: what to train, on what, and how."""
+    presets = ", ".join(list_presets())
+    options = [
+        click.option("--preset", "-p", metavar="NAME", default=None,
+                     help=f"Start from this preset; the options below override it. Default: {DEFAULT_PRESET}. "
+                          f"Presets: {presets}."),
+        click.option("--converter", "-c", metavar="NAME", default=None,
+                     help="Converter (MIDI <-> tensors): drums, groove, melody or a plugin's. Default: the preset's."),
+        click.option("--encoder", metavar="NAME", default=None,
+                     help="Encoder, e.g. bidirectional. Default: the preset's."),
+        click.option("--decoder", metavar="NAME", default=None,
+                     help="Decoder: flat, hierarchical, groove or a plugin's. Default: the preset's; a new decoder "
+                          "keeps the preset's layer sizes."),
+        click.option("--loss", metavar="NAME", default=None,
+                     help="Loss (output distribution): categorical, groove, groove-gated, bernoulli or a plugin's. "
+                          "Default: the preset's. 'hvae plugins' lists what is installed."),
+        click.option("--option", "-o", "converter_options", multiple=True, metavar="KEY=VALUE",
+                     help="A converter option by the reference's name (-o slice_bars=2); repeat for more."),
+        click.option("--model-option", "-m", "model_options", multiple=True, metavar="KEY=VALUE",
+                     help="A model option: a ModelConfig field (-m z_size=64 -m free_bits=0) or a component's "
+                          "(-m decoder.rnn_sizes=128,128 -m encoder.rnn_sizes=256); repeat for more."),
+        click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     default=None,
+                     help="Folder of MIDI files (searched recursively; splits from its info.csv, else by path "
+                          "hash). Default: the bundled 64-file Groove MIDI Dataset demo subset."),
+        click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Folder of the prepared windows. Default: one per data folder, converter and options "
+                          "under $HVAE_CACHE (else ~/.cache/hvae); reused when up to date."),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Run directory to create (config.json, metrics.jsonl, checkpoints/, samples/). "
+                          "Default: runs/<name>-<date-time>."),
+        click.option("--steps", type=click.IntRange(min=1), default=None,
+                     help="Training steps in total. Default: the preset's."),
+        click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None,
+                     help="Examples per training step. Default: the preset's."),
+        click.option("--seed", type=int, default=None,
+                     help="Seed of initialisation, batch order, latent noise and dropout. Default: 0."),
+        click.option("--log-every", type=click.IntRange(min=1), default=None,
+                     help="Steps between lines in metrics.jsonl. Default: 10."),
+        click.option("--eval-every", type=click.IntRange(min=0), default=None,
+                     help="Steps between validation passes (always one at the end; 0: only then). Default: 500."),
+        click.option("--checkpoint-every", type=click.IntRange(min=1), default=None,
+                     help="Steps between checkpoints (always one at the end). Default: 500."),
+        click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
+                     help="Processes converting MIDI when the data is not cached yet. Default: one per CPU."),
+        click.option("--force", is_flag=True,
+                     help="Train a converter and loss that do not fit (e.g. softmax cross-entropy on groove "
+                          "tensors) instead of refusing: to reproduce such a failure on purpose."),
+    ]
+    func = _device_options(func)
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _device_options(func: Callable) -> Callable:
+    func = click.option("--progress/--no-progress", default=True, show_default=True,
+                        help="Show progress bars on stderr.")(func)
+    func = click.option("--threads", type=click.IntRange(min=1), default=None,
+                        help="CPU threads for training. Default: PyTorch's (one per core); 1 is often faster "
+                             "for small models and on a machine other jobs share.")(func)
+    func = click.option("--amp/--no-amp", default=None,
+                        help="Mixed precision (bfloat16 autocast; float16 on GPUs without bfloat16). "
+                             "Default: off.")(func)
+    return click.option("--device", "-d", metavar="DEVICE", default=None,
+                        help="auto (CUDA when there is one), cpu, cuda or cuda:N. Default: auto.")(func)
+
+
+def _config_from_params(params: dict[str, Any]) -> RunConfig:
+    return run_config_from_cli(
+        params["preset"], params["converter"], params["encoder"], params["decoder"], params["loss"],
+        params["converter_options"], params["model_options"], {k: params[k] for k in TRAIN_FLAGS},
+        params["data_dir"], params["cache_dir"], params["force"])
+
+
+def _describe(trainer: Trainer) -> None:
+    c, m = trainer.config, trainer.model.config
+    parameters = sum(p.numel() for p in trainer.model.parameters())
+    click.echo(f"Run:    {trainer.run_dir}  (name {c.name}{', preset ' + c.preset if c.preset else ''})")
+    click.echo(f"Model:  {c.converter} -> {m.encoder} encoder -> {m.decoder} decoder -> {m.loss} loss, "
+               f"z {m.z_size}, {parameters:,} parameters{'  [FORCED: incompatible loss]' if c.force else ''}")
+    click.echo(f"Data:   {len(trainer.train_set):,} training and {len(trainer.validation_set):,} validation "
+               f"windows from {c.data_dir}")
+    click.echo(f"Train:  steps {trainer.step} -> {c.train.steps}, batch {c.train.batch_size}, seed {c.train.seed}, "
+               f"device {trainer.device}{', amp' if c.train.amp else ''}")
+
+
+def _report(result: TrainResult) -> None:
+    """Summarise a training call; exit with the shell's status for the signal (130 for Ctrl-C) if one stopped it."""
+    if result.first and result.last:
+        losses = f"loss {result.last['loss']:.4g}"
+        if result.first["step"] != result.last["step"]:
+            losses = f"loss {result.first['loss']:.4g} (step {result.first['step']}) -> {result.last['loss']:.4g}"
+        click.echo(f"Trained to step {result.step} in {result.seconds:.1f} s: {losses}, "
+                   f"KL {result.last['kl_bits']:.3g} bits")
+    if result.validation:
+        extra = "".join(f", {k} {result.validation[k]:.3g}" for k in ("accuracy", "hit_f1") if k in result.validation)
+        click.echo(f"Validation: loss {result.validation['loss']:.4g}{extra}")
+    click.echo(f"Checkpoint: {result.checkpoint}")
+    if result.interrupted:
+        click.echo(f"Stopped by {result.interrupted} at step {result.step}; continue with: "
+                   f"hvae train --resume {result.run_dir}", err=True)
+        raise SystemExit(128 + signal.Signals[result.interrupted].value)
+
+
+def _start(params: dict[str, Any]) -> Trainer:
+    config = _config_from_params(params)
+    return Trainer.start(params["out_dir"] or default_run_dir(config.name), config, progress=params["progress"])
+
+
+@click.command()
+@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Continue the run in this directory from its newest checkpoint, exactly as if it had not "
+                   "stopped. Only --steps, --device, --amp, --threads and --progress may be given with "
+                   "it.")
+@_config_options
+@click.pass_context
+def train(ctx: click.Context, resume_dir: Path | None, **params: Any) -> None:
+    """Train a model; write checkpoints and metrics.jsonl into a run directory.
+
+    The data is prepared first (or found in its cache). Ctrl-C finishes the step under way,
+    writes a checkpoint and stops; --resume continues from it. A loss that is not finite stops
+    training and leaves the last checkpoint intact.
+
+    \b
+    Examples:
+      hvae train                                   # the demo preset on the bundled demo data
+      hvae train --preset hier-drums-4bar --data groove/ --out runs/hier-drums
+      hvae train --resume runs/hier-drums --steps 60000
+    """
+    if resume_dir is not None:
+        allowed = {"steps", "device", "amp", "threads", "progress"}
+        given = sorted(f"--{k.replace('_', '-')}" for k in params if k not in allowed and
+                       ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT)
+        if given:
+            raise click.UsageError(f"--resume continues a run as it was configured; {', '.join(given)} "
+                                   f"cannot be given with it.")
+        trainer = Trainer.resume(resume_dir, steps=params["steps"], device=params["device"], amp=params["amp"],
+                                 threads=params["threads"], progress=params["progress"])
+    else:
+        trainer = _start(params)
+    _describe(trainer)
+    _report(trainer.train(progress=params["progress"]))
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.option("--num-samples", "-n", type=click.IntRange(min=1), default=5, show_default=True,
+              help="How many sequences to draw (one MIDI file each).")
+@click.option("--temperature", "-t", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
+              help="Sampling temperature: below 1 is more conservative, above 1 more adventurous.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the MIDI files. Default: the run directory's samples/.")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the latent vectors and the draws; the same seed gives the same files. Default: random.")
+@click.option("--qpm", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_QPM, show_default=True,
+              help="Tempo of the written MIDI, in quarter notes per minute.")
+@click.option("--device", "-d", metavar="DEVICE", default="auto", show_default=True,
+              help="auto (CUDA when there is one), cpu, cuda or cuda:N.")
+def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path | None, seed: int | None,
+           qpm: float, device: str) -> None:
+    """Draw sequences from a trained model and write them as MIDI files; print their paths.
+
+    CHECKPOINT is a run directory (its newest checkpoint), a checkpoint directory, or a
+    checkpoint's checkpoint.json. Files are named <name>_sample_<date_time>-000-of-005.mid,
+    as the reference names them.
+    """
+    for path in sample_checkpoint(checkpoint, out_dir, n=num_samples, temperature=temperature, seed=seed,
+                                  qpm=qpm, device=device):
+        click.echo(str(path))
+
+
+@click.command()
+@_config_options
+@click.option("--num-samples", "-n", type=click.IntRange(min=1), default=5, show_default=True,
+              help="How many MIDI files to sample once training ends.")
+@click.option("--temperature", "-t", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
+              help="Sampling temperature of those files.")
+@click.option("--qpm", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_QPM, show_default=True,
+              help="Tempo of the written MIDI, in quarter notes per minute.")
+def run(num_samples: int, temperature: float, qpm: float, **params: Any) -> None:
+    """Prepare the data, train, and sample MIDI: the whole pipeline in one command.
+
+    With no options at all it trains the 'demo' preset (a small 4-bar hierarchical drum model)
+    on the bundled Groove MIDI Dataset subset in a few minutes on a laptop CPU, and writes
+    runs/demo-<date-time>/ with config.json, metrics.jsonl, checkpoints/ and samples/*.mid.
+
+    A converter, decoder and loss that do not fit are refused before any work, with the reason
+    and what would fit; --force trains them anyway.
+
+    \b
+    Examples:
+      hvae run
+      hvae run --converter drums --decoder hierarchical --loss categorical -o slice_bars=4
+      hvae run --preset hier-groove-4bar --force --steps 200
+    """
+    trainer = _start(params)
+    _describe(trainer)
+    result = trainer.train(progress=params["progress"])
+    _report(result)
+    paths = sample_checkpoint(result.checkpoint, n=num_samples, temperature=temperature,
+                              seed=trainer.config.train.seed, qpm=qpm, device=str(trainer.device))
+    click.echo(f"Samples ({len(paths)}, temperature {temperature}):")
+    for path in paths:
+        click.echo(f"  {path}")

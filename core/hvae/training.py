@@ -1,0 +1,464 @@
+"""Training a MusicVAE: the loop, its metrics log, checkpoints, resuming, and stopping cleanly.
+
+A run directory holds::
+
+    config.json     the resolved RunConfig: converter and options, model, training, data (written first)
+    metrics.jsonl   one JSON object per logged step: {"split": "train" | "validation", "step": ..., ...}
+    checkpoints/    step-XXXXXXXX/ directories (see :mod:`hvae.checkpoint`), the newest few kept
+    samples/        MIDI files written by ``hvae run`` and ``hvae sample``
+
+The batch order is a function of (seed, step) only and every random-number generator is in the
+checkpoint, so ``k`` steps, a stop, and a resume give the same weights as the steps run straight.
+Ctrl-C (or SIGTERM) finishes the step under way, writes a checkpoint and returns; a loss that is
+not finite stops training before the bad step touches the weights, leaving the last checkpoint as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import math
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hvae import __version__
+from hvae.checkpoint import (Checkpoint, capture_rng, converter_from, from_jsonable, list_checkpoints,
+                             read_checkpoint, restore_rng, write_atomic, write_checkpoint)
+from hvae.data import PrepareReport, WindowSet, load_split, prepare_dataset
+from hvae.device import autocast, default_autocast_dtype, grad_scaler, resolve_device
+from hvae.errors import CheckpointError, HvaeError, TrainingError
+from hvae.interfaces import Converter
+from hvae.model import (Batch, ModelConfig, ModelOutput, MusicVAE, build_model, clip_gradients, make_lr_schedule,
+                        make_optimizer, model_from_dict)
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+LOGGED_PARTS = ("loss", "r_loss", "kl", "kl_bits")  # ModelOutput scalars written to metrics.jsonl
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train: batches, length, logging, validation, checkpoints, seed and device."""
+
+    batch_size: int = 512  # examples per optimiser step (the reference's)
+    steps: int = 50_000  # total optimiser steps; a resumed run continues up to this
+    log_every: int = 10  # steps between training lines in metrics.jsonl (and the first step)
+    eval_every: int = 500  # steps between validation passes; there is always one at the end; 0: only then
+    eval_examples: int | None = 2048  # validation windows per pass (a fixed seeded subset); None: all
+    checkpoint_every: int = 500  # steps between checkpoints; there is always one at the end
+    keep_checkpoints: int = 3  # newest checkpoints kept on disk
+    seed: int = 0  # seeds initialisation, batch order, the latent noise and dropout
+    device: str = "auto"  # "cpu", "cuda", "cuda:N" or "auto" (CUDA when there is one)
+    amp: bool = False  # mixed precision (autocast) where the device supports it
+    threads: int | None = None  # CPU threads torch may use while training; None: its default (one per core)
+    workers: int | None = None  # processes converting MIDI when the data is not cached; None: one per CPU
+
+    def __post_init__(self) -> None:
+        for field in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, field) < 1:
+                raise HvaeError(f"Training option {field} must be at least 1, got {getattr(self, field)}.")
+        if self.eval_every < 0:
+            raise HvaeError(f"Training option eval_every must be 0 or more, got {self.eval_every}.")
+        if self.threads is not None and self.threads < 1:
+            raise HvaeError(f"Training option threads must be at least 1 or None, got {self.threads}.")
+        if self.eval_examples is not None and self.eval_examples < 1:
+            raise HvaeError(f"Training option eval_examples must be at least 1 or None, got {self.eval_examples}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a run is made of; saved as ``config.json`` and in every checkpoint."""
+
+    name: str  # the run's name: the preset's, or converter-decoder-loss; it prefixes sample files
+    converter: str  # registered converter name
+    converter_options: Mapping[str, Any]  # the converter's options (every field)
+    model: ModelConfig  # resolved by build_model once built: loss and component options filled in
+    train: TrainConfig
+    data_dir: str  # folder of MIDI files the windows come from
+    cache_dir: str  # where the prepared windows are cached
+    preset: str | None = None  # the preset it started from, if any
+    force: bool = False  # the converter and loss were declared incompatible and trained anyway
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "RunConfig":
+        try:
+            fields = dict(data)
+            fields["model"] = ModelConfig(**fields["model"])
+            fields["train"] = from_jsonable(TrainConfig, fields["train"])
+            return cls(**fields)
+        except (KeyError, TypeError, CheckpointError) as exc:
+            raise CheckpointError(f"Not an hvae run configuration: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """How a call to :meth:`Trainer.train` ended."""
+
+    run_dir: Path
+    step: int  # optimiser steps taken in total
+    checkpoint: Path  # the newest checkpoint directory
+    interrupted: str | None  # the signal that stopped it ("SIGINT", "SIGTERM"), None when it ran to the end
+    first: dict[str, float] | None  # the first training line this call logged
+    last: dict[str, float] | None  # the last training line this call logged
+    validation: dict[str, float] | None  # the last validation pass, None when there was none
+    seconds: float  # wall time of the call
+
+
+def converter_of(config: RunConfig) -> Converter:
+    """The run's converter, rebuilt from its registered name and saved options."""
+    return converter_from(config.converter, dict(config.converter_options))
+
+
+def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
+    """The ``config.json`` of a run directory."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{run_dir} is not an hvae run directory (no {CONFIG_FILE}).") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is unreadable ({type(exc).__name__}: {exc}).") from None
+    return RunConfig.from_json(data)
+
+
+def prepare_data(config: RunConfig, converter: Converter, progress: bool = True) -> PrepareReport:
+    """Convert the run's MIDI folder into its cache, or find it already there."""
+    report = prepare_dataset(converter, config.data_dir, config.cache_dir, workers=config.train.workers,
+                             progress=progress)
+    if report.splits["train"].windows == 0:
+        raise HvaeError(f"No training windows: none of the {len(report.files)} MIDI files under {config.data_dir} "
+                        f"in the train split gave a window with converter {config.converter!r}. "
+                        f"Run 'hvae data prepare' to see why each file was skipped.")
+    return report
+
+
+def batch_indices(examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """The training rows of batch ``step`` (0-based), ``(batch_size,)`` int64.
+
+    The training set is read as an endless stream of seeded permutations, one per epoch, so the
+    batch depends on (seed, step) only: a resumed run draws exactly the batches a straight one would.
+    """
+    positions = np.arange(step * batch_size, (step + 1) * batch_size, dtype=np.int64)
+    epochs = positions // examples
+    rows = np.empty(batch_size, dtype=np.int64)
+    for epoch in np.unique(epochs):
+        here = epochs == epoch
+        rows[here] = _permutation(examples, seed, int(epoch))[positions[here] % examples]
+    return rows
+
+
+@functools.lru_cache(maxsize=4)
+def _permutation(examples: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.Generator(np.random.PCG64([seed, epoch])).permutation(examples)
+
+
+def make_batch(windows: WindowSet, rows: np.ndarray, device: torch.device) -> Batch:
+    """Rows of a split as a :class:`Batch` on ``device`` (controls None when the converter has none)."""
+    controls = windows.controls[rows]
+    batch = Batch(inputs=torch.from_numpy(windows.inputs[rows]), outputs=torch.from_numpy(windows.outputs[rows]),
+                  lengths=torch.from_numpy(windows.lengths[rows].astype(np.int64)),
+                  controls=torch.from_numpy(controls) if controls.shape[-1] else None)
+    return batch.to(device)
+
+
+class Trainer:
+    """One run in memory: model, optimiser, schedule, data and the step reached.
+
+    Build it with :meth:`start` (a new run directory) or :meth:`resume` (the newest checkpoint of
+    an existing one), then call :meth:`train`.
+    """
+
+    def __init__(self, run_dir: Path, config: RunConfig, model: MusicVAE, converter: Converter,
+                 train_set: WindowSet, validation_set: WindowSet, device: torch.device, step: int = 0):
+        self.run_dir, self.config, self.model, self.converter = run_dir, config, model, converter
+        self.train_set, self.validation_set, self.device, self.step = train_set, validation_set, device, step
+        self.optimizer = make_optimizer(model, model.config)
+        self.schedule = make_lr_schedule(self.optimizer, model.config)
+        amp_dtype = default_autocast_dtype(device) if config.train.amp else None
+        self.scaler = grad_scaler(device, amp_dtype)  # loss scaling, enabled for float16 on CUDA only
+        self.last_checkpoint: Path | None = None
+        self.checkpointed_step = -1  # step of last_checkpoint
+
+    @classmethod
+    def start(cls, run_dir: str | os.PathLike, config: RunConfig, progress: bool = True) -> "Trainer":
+        """A new run in ``run_dir`` (created; it must not hold a run already). Seeds everything first."""
+        run_dir = Path(run_dir)
+        if (run_dir / CONFIG_FILE).exists():
+            raise HvaeError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
+                            f"or choose another --out.")
+        device = resolve_device(config.train.device)
+        converter = converter_of(config)
+        torch.manual_seed(config.train.seed)
+        model = build_model(config.model, converter, force=config.force).to(device)
+        prepare_data(config, converter, progress)
+        config = dataclasses.replace(config, model=model.config,
+                                     converter_options=dataclasses.asdict(converter.options))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(run_dir / CONFIG_FILE, (json.dumps(config.to_json(), indent=2) + "\n").encode())
+        return cls(run_dir, config, model, converter, load_split(config.cache_dir, "train"),
+                   load_split(config.cache_dir, "validation"), device)
+
+    @classmethod
+    def resume(cls, run_dir: str | os.PathLike, steps: int | None = None, device: str | None = None,
+               amp: bool | None = None, threads: int | None = None, progress: bool = True) -> "Trainer":
+        """Continue the run in ``run_dir`` from its newest checkpoint, optionally to a new total of
+        ``steps``, on another ``device``, with mixed precision switched (``amp``) or other ``threads``.
+
+        Lines logged after that checkpoint are dropped from metrics.jsonl: those steps run again.
+        """
+        run_dir = Path(run_dir)
+        config = read_run_config(run_dir)
+        overrides = {k: v for k, v in (("steps", steps), ("device", device), ("amp", amp), ("threads", threads))
+                     if v is not None}
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
+        if not list_checkpoints(run_dir):
+            raise CheckpointError(f"{run_dir} has no checkpoint to resume from (it stopped before the first); "
+                                  f"start it again with another --out.")
+        checkpoint = read_checkpoint(run_dir)
+        target = resolve_device(config.train.device)
+        converter = converter_of(config)
+        try:
+            model = model_from_dict(checkpoint.meta["model"])
+            model.load_state_dict(checkpoint.model)
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"Checkpoint {checkpoint.path} does not fit this hvae and its plugins: "
+                                  f"{type(exc).__name__}: {exc}") from None
+        model.to(target)
+        prepare_data(config, converter, progress)
+        trainer = cls(run_dir, config, model, converter, load_split(config.cache_dir, "train"),
+                      load_split(config.cache_dir, "validation"), target, step=checkpoint.step)
+        trainer.optimizer.load_state_dict(checkpoint.optimizer)
+        trainer.schedule.load_state_dict(checkpoint.meta["lr_schedule"])
+        if checkpoint.meta.get("grad_scaler"):
+            trainer.scaler.load_state_dict(checkpoint.meta["grad_scaler"])
+        restore_rng(checkpoint.rng)
+        trainer.last_checkpoint, trainer.checkpointed_step = checkpoint.path, checkpoint.step
+        _truncate_metrics(run_dir / METRICS_FILE, checkpoint.step)
+        write_atomic(run_dir / CONFIG_FILE, (json.dumps(config.to_json(), indent=2) + "\n").encode())
+        return trainer
+
+    def train(self, progress: bool = True) -> TrainResult:
+        """Train up to ``config.train.steps``; log, validate and checkpoint on the way and at the end.
+
+        Raises :class:`TrainingError` when the loss is not finite (nothing of that step is applied
+        or saved). Returns early, after a checkpoint, on Ctrl-C or SIGTERM.
+        """
+        cfg = self.config.train
+        started = time.perf_counter()
+        first = last = validation = None
+        interval = _Interval()
+        self.model.train()
+        with _StopRequest() as stop, _cpu_threads(cfg.threads), \
+                open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as log, \
+                tqdm(total=cfg.steps, initial=self.step, unit="step", desc=self.config.name, disable=not progress,
+                     dynamic_ncols=True) as bar:
+            while self.step < cfg.steps and not stop.requested:
+                interval.add(*self._train_step(), examples=cfg.batch_size)
+                bar.update(1)
+                finished = self.step == cfg.steps
+                if self.step == 1 or self.step % cfg.log_every == 0 or finished or stop.requested:
+                    last = self._record(log, interval.take(self.step))
+                    first = first or last
+                    bar.set_postfix(loss=f"{last['loss']:.3g}", kl_bits=f"{last['kl_bits']:.3g}",
+                                    beta=f"{last['beta']:.3g}", ex_s=f"{last['examples_per_s']:.0f}")
+                if (finished or (cfg.eval_every and self.step % cfg.eval_every == 0)) and not stop.requested:
+                    evaluated = self.evaluate()
+                    if evaluated is not None:
+                        validation = self._record(log, evaluated)
+                if finished or self.step % cfg.checkpoint_every == 0 or stop.requested:
+                    self.save(metrics={"train": last, "validation": validation})
+                interval.restart()
+            if self.checkpointed_step != self.step:  # stopped before the first step
+                self.save(metrics={"train": last, "validation": validation})
+        return TrainResult(self.run_dir, self.step, self.last_checkpoint, stop.requested, first, last, validation,
+                           time.perf_counter() - started)
+
+    def _train_step(self) -> tuple[ModelOutput, float]:
+        """One optimiser step; returns the forward pass and the learning rate the update used."""
+        cfg = self.config.train
+        rows = batch_indices(len(self.train_set), cfg.batch_size, cfg.seed, self.step)
+        batch = make_batch(self.train_set, rows, self.device)
+        with autocast(self.device, enabled=cfg.amp):
+            out = self.model(batch, self.step)
+        loss = float(out.loss.detach())
+        if not math.isfinite(loss):
+            where = (f"the last good checkpoint, {self.last_checkpoint} (step {self.checkpointed_step}), is intact"
+                     if self.last_checkpoint else "no checkpoint was written yet")
+            raise TrainingError(
+                f"Training stopped: the loss is {loss} at step {self.step + 1} (reconstruction "
+                f"{float(out.r_loss.detach()):.4g}, KL {float(out.kl.detach()):.4g}); {where}. A learning rate "
+                f"too high for the model is the usual cause: lower learning_rate.")
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(out.loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        clip_gradients(self.model, self.model.config)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.step()
+        self.step += 1
+        return out, lr
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float] | None:
+        """Loss parts and metrics on the validation split (``eval_examples`` of it), averaged per window.
+
+        Runs on its own seeded random stream, so it neither depends on nor disturbs training's.
+        None when the split has no windows.
+        """
+        cfg = self.config.train
+        examples = len(self.validation_set)
+        if examples == 0:
+            return None
+        rows = np.random.Generator(np.random.PCG64([cfg.seed, examples])).permutation(examples)
+        rows = np.sort(rows[:cfg.eval_examples] if cfg.eval_examples else rows)
+        sums: dict[str, float] = {}
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        self.model.eval()
+        try:
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(cfg.seed)
+                for start in range(0, len(rows), cfg.batch_size):
+                    chunk = rows[start:start + cfg.batch_size]
+                    with autocast(self.device, enabled=cfg.amp):
+                        out = self.model(make_batch(self.validation_set, chunk, self.device), self.step)
+                    for name, value in _parts(out).items():
+                        sums[name] = sums.get(name, 0.0) + value * len(chunk)
+        finally:
+            self.model.train()
+        return {"split": "validation", "step": self.step, "examples": len(rows),
+                **{name: total / len(rows) for name, total in sums.items()}}
+
+    def save(self, metrics: Mapping[str, Any] | None = None) -> Path:
+        """Write a checkpoint of the current step (see :mod:`hvae.checkpoint`)."""
+        from hvae.plugins import registry
+
+        reg = registry()
+        components = {"converter": ("converters", self.config.converter),
+                      "encoder": ("encoders", self.model.config.encoder),
+                      "decoder": ("decoders", self.model.config.decoder),
+                      "loss": ("losses", self.model.config.loss)}
+        plugins = {}
+        for role, (kind, name) in components.items():
+            r = reg.get(kind, name)
+            plugins[role] = {"name": name, "plugin": r.plugin, "distribution": r.distribution, "version": r.version}
+        meta = {"name": self.config.name, "hvae_version": __version__, "run": self.config.to_json(),
+                "model": self.model.to_dict(), "plugins": plugins, "lr_schedule": self.schedule.state_dict(),
+                "grad_scaler": self.scaler.state_dict(), "metrics": dict(metrics or {})}
+        checkpoint = Checkpoint(step=self.step, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+                                rng=capture_rng(), meta=json.loads(json.dumps(meta)))
+        self.last_checkpoint = write_checkpoint(self.run_dir, checkpoint, keep=self.config.train.keep_checkpoints)
+        self.checkpointed_step = self.step
+        return self.last_checkpoint
+
+    def _record(self, log, record: dict[str, Any]) -> dict[str, Any]:
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        return record
+
+
+def _parts(out: ModelOutput) -> dict[str, float]:
+    """The logged scalars of one forward pass: loss parts, beta and the loss's metrics."""
+    parts = {name: float(getattr(out, name).detach()) for name in LOGGED_PARTS}
+    parts["beta"] = float(out.beta)
+    parts.update({name: float(value.detach()) for name, value in out.metrics.items()})
+    return parts
+
+
+class _Interval:
+    """Loss parts summed over the steps since the last training line, and the time they took."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = self.examples = 0
+        self.seconds = self.lr = 0.0
+        self.restart()
+
+    def restart(self) -> None:
+        """Start timing again (after validation or a checkpoint, which are not training time)."""
+        self.clock = time.perf_counter()
+
+    def add(self, out: ModelOutput, lr: float, examples: int) -> None:
+        self.lr = lr
+        for name, value in _parts(out).items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.steps += 1
+        self.examples += examples
+        now = time.perf_counter()
+        self.seconds += now - self.clock
+        self.clock = now
+
+    def take(self, step: int) -> dict[str, Any]:
+        """The training line for the steps so far: means over them, the learning rate of the last, and
+        examples per second of training time. Then a new interval starts."""
+        record = {"split": "train", "step": step, **{k: v / self.steps for k, v in self.sums.items()},
+                  "lr": self.lr, "examples_per_s": self.examples / max(self.seconds, 1e-9)}
+        self.sums, self.steps, self.examples, self.seconds = {}, 0, 0, 0.0
+        return record
+
+
+class _StopRequest:
+    """Turns Ctrl-C and SIGTERM into a request the loop honours after the step under way.
+
+    A second signal raises :class:`KeyboardInterrupt` at once. Only the main thread can hold
+    signal handlers; elsewhere signals keep their usual effect.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> "_StopRequest":
+        self.requested: str | None = None
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _cpu_threads(threads: int | None) -> Iterator[None]:
+    """Let torch use ``threads`` CPU threads inside the block (None: leave its setting alone)."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metrics.jsonl lines past ``step`` (and a torn last line a killed run may have left)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", 0) <= step:
+            kept.append(line + "\n")
+    write_atomic(path, "".join(kept).encode())
+
