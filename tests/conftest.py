@@ -52,3 +52,36 @@ def reference():
         return cache[name]
 
     return load
+
+
+# Tiny models trained once per session for the evaluation, latent-space and report tests (through `hvae train`).
+TINY_MODEL = ["-m", "z_size=16", "-m", "encoder.rnn_sizes=32", "--batch-size", "32", "--threads", "1",
+              "--no-progress"]
+
+
+def _train(out: Path, cache: Path, *args: str) -> Path:
+    from click.testing import CliRunner
+
+    from hvae.cli import main
+
+    result = CliRunner().invoke(main, ["train", *TINY_MODEL, *args, "--cache", str(cache), "--out", str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_drums(tmp_path_factory) -> Path:
+    """Run directory of a tiny hier-drums-4bar (32-unit LSTMs) trained 40 steps on the demo subset."""
+    root = tmp_path_factory.mktemp("trained-drums")
+    return _train(root / "run", root / "cache", "--preset", "hier-drums-4bar", "-m", "decoder.rnn_sizes=32",
+                  "--steps", "40")
+
+
+@pytest.fixture(scope="session")
+def trained_humanizer(tmp_path_factory) -> Path:
+    """Run directory of a small GrooVAE trained with humanize=True, 300 steps on the demo subset: enough to
+    decode hits with varied velocities and off-grid timing."""
+    root = tmp_path_factory.mktemp("trained-humanizer")
+    return _train(root / "run", root / "cache", "--preset", "groovae-4bar", "-o", "humanize=true",
+                  "-m", "decoder.rnn_sizes=64", "-m", "learning_rate=0.005", "-m", "dropout=0", "--steps", "300")

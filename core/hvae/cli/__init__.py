@@ -9,8 +9,15 @@ import click
 from hvae.errors import HvaeError
 
 
+ARGS = "hvae.args"  # key of the command line's arguments in click's context meta (to start it again)
+
+
 class HvaeGroup(click.Group):
     """Turns hvae's own errors into one-line messages instead of tracebacks."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[ARGS] = list(args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -36,7 +43,7 @@ def _register_commands() -> None:
     from hvae.cli import plugins as plugins_cmd
 
     main.add_command(plugins_cmd.plugins)
-    for module_name in ("data", "train"):
+    for module_name in ("data", "train", "evaluate", "latent"):
         try:
             module = __import__(f"hvae.cli.{module_name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -57,3 +57,10 @@ def pitch_classes(name: str) -> tuple[tuple[int, ...], ...]:
 def pitch_to_class(classes: tuple[tuple[int, ...], ...]) -> dict[int, int]:
     """Map each pitch to its class index."""
     return {pitch: index for index, cls in enumerate(classes) for pitch in cls}
+
+
+def class_names(classes: tuple[tuple[int, ...], ...]) -> tuple[str, ...]:
+    """Display names of drum classes: the nine drum names, or each class's first pitch."""
+    if len(classes) == len(DRUM_CLASS_NAMES):
+        return DRUM_CLASS_NAMES
+    return tuple(f"pitch {cls[0]}" for cls in classes)

@@ -36,7 +36,7 @@ import numpy as np
 from hvae.errors import ConversionError, HvaeError
 from hvae.interfaces import Converter, ConverterOptions, Example
 from hvae.music import MidiSource, Note, NoteSequence, quantize, read_midi, split_on_time_changes, to_midi
-from hvae_converters.drum_pitches import pitch_classes
+from hvae_converters.drum_pitches import class_names, pitch_classes
 from hvae_converters.windows import distinct_tracks, first_occurrences, sample, slide
 
 OUTPUT_VELOCITY = 80  # MIDI velocity of every note from_tensors writes
@@ -101,6 +101,11 @@ class DrumsConverter(Converter):
     def input_depth(self) -> int:
         o = self.options
         return (len(self.classes) + 1 if o.roll_input else 2 ** len(self.classes)) + o.add_end_token
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Names of the drum lanes, in class order (for piano rolls and reports)."""
+        return class_names(self.classes)
 
     @property
     def output_depth(self) -> int:

@@ -41,7 +41,7 @@ import numpy as np
 from hvae.errors import ConversionError, HvaeError
 from hvae.interfaces import Converter, ConverterOptions, Example
 from hvae.music import MidiSource, Note, NoteSequence, quantize, read_midi, to_midi
-from hvae_converters.drum_pitches import pitch_classes
+from hvae_converters.drum_pitches import class_names, pitch_classes
 
 TAP_CLASS = 3  # the class tapify writes every tap to (open hi-hat in the 9-class sets)
 VELOCITY_BIN_RANGE = (0.0, 1.0)  # velocities binned over this range (after / 127)
@@ -117,6 +117,11 @@ class GrooveConverter(Converter):
     @property
     def categorical(self) -> bool:
         return self.options.num_velocity_bins is not None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Names of the drum lanes, in class order (for piano rolls and reports)."""
+        return class_names(self.classes)
 
     @property
     def output_depth(self) -> int:

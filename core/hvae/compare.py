@@ -1,0 +1,355 @@
+"""``hvae compare``: train a grid of converter × decoder × loss combinations on the same data with the same
+budget, evaluate each on the same split, and write the experiment matrix.
+
+::
+
+    OUT/
+        results.md        the table (Markdown), with the combinations refused and why
+        results.csv       the same, every number
+        loss_curves.png   training loss and KL, one line per combination
+        same_input.png    each combination's reconstruction of the same file
+        report.html       all of the above on one page, linking each run's own report
+        runs/<name>/      each combination's run directory (config.json, metrics.jsonl, checkpoints/, report/)
+
+The grid is every preset given (the ``demo`` preset when none is) crossed with every converter, decoder
+and loss given (each preset's own when none is). A combination whose loss does not fit its converter's
+outputs is refused, with the reason, unless it is forced (``force``, or a preset that forces it).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import itertools
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from hvae.checkpoint import find_checkpoint, load_model, write_atomic
+from hvae.data.cache import default_cache_dir
+from hvae.errors import HvaeError, IncompatibleError, TrainingError
+from hvae.evaluation import Evaluation, evaluation_of, format_value, split_windows
+from hvae.latent import reconstruct_examples, window_quarters
+from hvae.model import build_model
+from hvae.music import DEFAULT_QPM
+from hvae.options import field_names
+from hvae.plugins import registry
+from hvae.presets import get_preset
+from hvae.report.comparison import write_comparison_page
+from hvae.report.curves import plot_curves, read_metrics
+from hvae.report.pianoroll import Panel, lanes_of, plot_rolls
+from hvae.report.run import ReportOptions, write_run_report
+from hvae.training import RunConfig, Trainer, converter_of
+
+DEFAULT_PRESET = "demo"
+CALIBRATION_STEPS = 10  # with a time budget: steps trained first to measure each combination's speed
+RUNS_DIR = "runs"
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """Training per combination: ``steps`` optimiser steps, or ``minutes`` of wall time (one of them)."""
+
+    steps: int | None = None
+    minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.steps is None) == (self.minutes is None):
+            raise HvaeError("Give the budget per combination in steps or in minutes (--steps N or --minutes M), "
+                            "one of them.")
+        if self.steps is not None and self.steps < 1:
+            raise HvaeError(f"The budget must be at least 1 step, got {self.steps}.")
+        if self.minutes is not None and not self.minutes > 0:
+            raise HvaeError(f"The budget must be more than 0 minutes, got {self.minutes}.")
+
+    def describe(self) -> str:
+        return f"{self.steps:,} steps" if self.steps is not None else f"{self.minutes:g} minutes"
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """What to combine, and what every combination shares."""
+
+    presets: tuple[str, ...] = ()  # bases; empty: DEFAULT_PRESET
+    converters: tuple[str, ...] = ()  # empty: each preset's own
+    decoders: tuple[str, ...] = ()  # empty: each preset's own
+    losses: tuple[str, ...] = ()  # empty: each preset's own
+    converter_options: tuple[str, ...] = ()  # KEY=VALUE, applied to each converter that has the option
+    model_options: tuple[str, ...] = ()  # KEY=VALUE, applied to every combination (as hvae train -m)
+    train_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # TrainConfig fields for all
+    data_dir: Path | None = None  # MIDI folder; None: each preset's default (the bundled demo subset)
+    cache_root: Path | None = None  # folder of the prepared windows (one subfolder per converter); None: default
+    force: bool = False  # train combinations whose loss does not fit instead of refusing them
+
+
+@dataclasses.dataclass(frozen=True)
+class Refused:
+    """A combination that was not trained."""
+
+    name: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """One trained combination."""
+
+    config: RunConfig
+    run_dir: Path
+    steps: int  # optimiser steps trained
+    seconds: float  # wall time of training (with its validation passes and checkpoints)
+    train_windows: int
+    parameters: int
+    final: Mapping[str, float] | None  # the last training line of metrics.jsonl
+    evaluation: Evaluation | None  # None when training stopped
+    error: str | None = None  # why training stopped early (a loss that is not finite)
+    report: Path | None = None  # the run's report page
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    def row(self) -> dict[str, Any]:
+        """Every number of this combination, for results.csv."""
+        m = self.config.model
+        row: dict[str, Any] = {
+            "name": self.name, "preset": self.config.preset, "converter": self.config.converter,
+            "decoder": m.decoder, "loss": m.loss, "forced": self.config.force, "steps": self.steps,
+            "seconds": round(self.seconds, 2), "batch_size": self.config.train.batch_size,
+            "train_windows": self.train_windows, "parameters": self.parameters,
+            "train_loss": (self.final or {}).get("loss"), "train_r_loss": (self.final or {}).get("r_loss"),
+            "train_kl_bits": (self.final or {}).get("kl_bits"), "error": self.error or "",
+        }
+        if self.evaluation is not None:
+            row.update({"split": self.evaluation.split, "windows": self.evaluation.windows, **self.evaluation.flat()})
+        return row
+
+
+def _converter_pairs(grid: Grid, converters: Sequence[str]) -> dict[str, list[str]]:
+    """The converter options each converter of the grid takes; an option none of them has is an error."""
+    reg = registry()
+    fields = {name: set(field_names(reg.get("converters", name).factory.Options)) for name in converters}
+    for pair in grid.converter_options:
+        key = pair.split("=", 1)[0].strip().replace("-", "_")
+        if not any(key in f for f in fields.values()):
+            raise HvaeError(f"Converter option {pair!r}: none of the converters compared ({', '.join(converters)}) "
+                            f"has an option {key!r}.")
+    return {name: [p for p in grid.converter_options if p.split("=", 1)[0].strip().replace("-", "_") in f]
+            for name, f in fields.items()}
+
+
+def plan(grid: Grid) -> tuple[list[RunConfig], list[Refused]]:
+    """The combinations to train, in order, and those refused (a loss that does not fit, unforced)."""
+    from hvae.cli.train import run_config_from_cli  # what `hvae train` makes of the same names and options
+
+    presets = grid.presets or (DEFAULT_PRESET,)
+    converters = sorted(set(grid.converters) | {get_preset(p).converter for p in presets})
+    pairs = _converter_pairs(grid, converters)
+    configs: list[RunConfig] = []
+    refused: list[Refused] = []
+    seen: set[str] = set()
+    for preset, converter, decoder, loss in itertools.product(
+            presets, grid.converters or (None,), grid.decoders or (None,), grid.losses or (None,)):
+        config = run_config_from_cli(preset, converter, None, decoder, loss,
+                                     pairs[converter or get_preset(preset).converter], grid.model_options,
+                                     dict(grid.train_options), grid.data_dir, None, grid.force)
+        if grid.converters or grid.decoders or grid.losses:  # name it by what varies
+            parts = (config.converter, config.model.decoder, config.model.loss)
+            config = dataclasses.replace(config, name="-".join(((preset,) if len(presets) > 1 else ()) + parts))
+        if grid.cache_root is not None:
+            cache = default_cache_dir(config.data_dir, config.converter, config.converter_options).name
+            config = dataclasses.replace(config, cache_dir=str(Path(grid.cache_root).resolve() / cache))
+        key = json.dumps({k: v for k, v in config.to_json().items() if k not in ("name", "preset")}, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            build_model(config.model, converter_of(config), force=config.force)
+        except IncompatibleError as exc:
+            refused.append(Refused(config.name, str(exc)))
+            continue
+        configs.append(config)
+    return configs, refused
+
+
+def _run_dir(out_dir: Path, name: str) -> Path:
+    base = out_dir / RUNS_DIR / name
+    candidate, count = base, 1
+    while candidate.exists():
+        count += 1
+        candidate = base.with_name(f"{name}-{count}")
+    return candidate
+
+
+def _train(config: RunConfig, run_dir: Path, budget: Budget, progress: bool) -> tuple[Trainer, float, str | None]:
+    """Train one combination within ``budget``: the trainer at its last step, the seconds it took, and
+    the error that stopped it early (None when it used its budget).
+
+    A time budget trains CALIBRATION_STEPS first, measures the steps per second of training, and
+    continues for the steps that fit in the time left.
+    """
+    steps = budget.steps if budget.steps is not None else CALIBRATION_STEPS
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=steps))
+    trainer = Trainer.start(run_dir, config, progress=progress)
+    seconds = 0.0
+    try:
+        result = trainer.train(progress=progress)
+        seconds += result.seconds
+        if budget.minutes is not None and result.last:
+            per_second = result.last["examples_per_s"] / config.train.batch_size
+            more = int(max(budget.minutes * 60.0 - seconds, 0.0) * per_second)
+            if more > 0:
+                trainer = Trainer.resume(run_dir, steps=trainer.step + more, progress=progress)
+                seconds += trainer.train(progress=progress).seconds
+    except TrainingError as exc:
+        return trainer, seconds, str(exc)
+    return trainer, seconds, None
+
+
+def run_grid(configs: Sequence[RunConfig], out_dir: str | os.PathLike, budget: Budget, split: str = "test",
+             report: ReportOptions | None = None, progress: bool = True,
+             echo: Callable[[str], None] = print) -> list[Outcome]:
+    """Train, evaluate on ``split`` and report each combination in turn; ``echo`` tells the user how it goes."""
+    out_dir = Path(out_dir)
+    report = dataclasses.replace(report or ReportOptions(), split=split)
+    outcomes = []
+    for k, config in enumerate(configs):
+        run_dir = _run_dir(out_dir, config.name)
+        echo(f"[{k + 1}/{len(configs)}] {run_dir.name}: {config.converter} converter, {config.model.decoder} decoder, "
+             f"{config.model.loss} loss{' (forced)' if config.force else ''}; {budget.describe()}")
+        trainer, seconds, error = _train(config, run_dir, budget, progress)
+        lines = [r for r in read_metrics(run_dir) if r.get("split") == "train"]
+        outcome = Outcome(config=trainer.config, run_dir=run_dir, steps=trainer.step, seconds=seconds,
+                          train_windows=len(trainer.train_set),
+                          parameters=sum(p.numel() for p in trainer.model.parameters()),
+                          final=lines[-1] if lines else None, evaluation=None, error=error)
+        if error is None:
+            checkpoint = find_checkpoint(run_dir)
+            loaded = load_model(checkpoint, trainer.device)
+            windows, data_dir = split_windows(trainer.config, loaded.converter, split, progress=progress)
+            evaluation = evaluation_of(loaded, checkpoint, windows, data_dir, report.batch_size, report.qpm, progress)
+            page = write_run_report(run_dir, report, evaluation, progress)
+            outcome = dataclasses.replace(outcome, evaluation=evaluation, report=page)
+            echo(f"    {_summary(evaluation)}")
+        else:
+            echo(f"    stopped: {error}")
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _summary(evaluation: Evaluation) -> str:
+    parts = [f"{key} {format_value(value)}" for key, value in evaluation.sampled.items()
+             if key in ("accuracy", "hit_f1", "velocity_mae", "timing_mae_ms")]
+    return f"sampled on {evaluation.split}: " + ", ".join(parts + [f"KL {format_value(evaluation.kl_bits)} bits"])
+
+
+def _pair(evaluation: Evaluation | None, key: str) -> str:
+    """``teacher-forced / sampled`` of one metric, or a dash where it does not apply."""
+    if evaluation is None or key not in evaluation.teacher_forced:
+        return "–"
+    return f"{format_value(evaluation.teacher_forced[key])} / {format_value(evaluation.sampled[key])}"
+
+
+TABLE_HEADERS = ("combination", "converter → decoder → loss", "steps", "train s", "train windows", "final loss",
+                 "KL bits", "accuracy TF / sampled", "hit F1 TF / sampled", "hit P / R sampled",
+                 "velocity MAE sampled", "timing MAE ms sampled")
+
+
+def table_rows(outcomes: Sequence[Outcome]) -> list[list[str]]:
+    """The results table's cells, as text (see TABLE_HEADERS)."""
+    rows = []
+    for o in outcomes:
+        e = o.evaluation
+        sampled = e.sampled if e is not None else {}
+        p_r = (f"{format_value(sampled['hit_precision'])} / {format_value(sampled['hit_recall'])}"
+               if "hit_precision" in sampled else "–")
+        final = f"{o.final['loss']:.4g}" if o.final else "–"
+        parts = f"{o.config.converter} → {o.config.model.decoder} → {o.config.model.loss}"
+        rows.append([o.name, parts + (" (forced)" if o.config.force else ""), f"{o.steps:,}", f"{o.seconds:.0f}",
+                     f"{o.train_windows:,}", final + (" (stopped)" if o.error else ""),
+                     format_value(e.kl_bits) if e is not None else "–", _pair(e, "accuracy"), _pair(e, "hit_f1"),
+                     p_r, format_value(sampled["velocity_mae"]) if "velocity_mae" in sampled else "–",
+                     format_value(sampled["timing_mae_ms"]) if "timing_mae_ms" in sampled else "–"])
+    return rows
+
+
+def _markdown(outcomes: Sequence[Outcome], refused: Sequence[Refused], budget: Budget, split: str,
+              qpm: float) -> str:
+    rows = table_rows(outcomes)
+    lines = [f"# hvae compare: {len(outcomes)} combination{'s' if len(outcomes) != 1 else ''}, "
+             f"{budget.describe()} each", ""]
+    if outcomes:
+        first = outcomes[0].config
+        lines += [f"Data: {first.data_dir}. Metrics on the {split} split; TF = teacher-forced, sampled = "
+                  f"free-running from μ; hits over (step, drum class) cells; velocity in MIDI units; timing in "
+                  f"ms at {qpm:g} qpm.", ""]
+    lines.append("| " + " | ".join(TABLE_HEADERS) + " |")
+    lines.append("|" + "|".join("---" if k < 2 else "---:" for k in range(len(TABLE_HEADERS))) + "|")
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    stopped = [o for o in outcomes if o.error]
+    if stopped:
+        lines += ["", "Stopped early:"] + [f"- {o.name}: {o.error}" for o in stopped]
+    if refused:
+        lines += ["", "Refused (not trained; --force trains them):"] + [f"- {r.name}: {r.reason}" for r in refused]
+    return "\n".join(lines) + "\n"
+
+
+def _csv(outcomes: Sequence[Outcome]) -> str:
+    rows = [o.row() for o in outcomes]
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def same_input_picture(outcomes: Sequence[Outcome], split: str, path: Path) -> tuple[Path, str] | None:
+    """Each evaluated combination's view of the first window of one file of ``split`` (the first file
+    every combination has a window of) and its reconstruction; the PNG and that file's path."""
+    evaluated = [o for o in outcomes if o.evaluation is not None]
+    if not evaluated:
+        return None
+    loaded = [load_model(find_checkpoint(o.run_dir)) for o in evaluated]
+    windows = [split_windows(o.config, m.converter, split, progress=False)[0] for o, m in zip(evaluated, loaded)]
+    common = set.intersection(*({w.source(i) for i in range(len(w))} for w in windows))
+    if not common:
+        return None
+    source = sorted(common)[0]
+    panels = []
+    for outcome, model, w in zip(evaluated, loaded, windows):
+        index = next(i for i in range(len(w)) if w.source(i) == source)
+        decoded = reconstruct_examples(model.model, [w[index]])[0]
+        lanes = lanes_of(model.converter)
+        panels.append(Panel(f"{outcome.name}: the window as its converter reads it",
+                            model.converter.from_tensors(w[index].outputs), lanes))
+        panels.append(Panel(f"{outcome.name}: reconstruction", model.converter.from_tensors(decoded), lanes))
+    quarters = max(window_quarters(m.converter) for m in loaded)
+    return plot_rolls(panels, path, quarters, loaded[0].converter.options.steps_per_quarter), source
+
+
+def write_results(out_dir: str | os.PathLike, outcomes: Sequence[Outcome], refused: Sequence[Refused],
+                  budget: Budget, split: str, qpm: float = DEFAULT_QPM) -> dict[str, Path]:
+    """Write results.md, results.csv, loss_curves.png, same_input.png and report.html; returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"results.md": out_dir / "results.md", "results.csv": out_dir / "results.csv"}
+    write_atomic(paths["results.md"], _markdown(outcomes, refused, budget, split, qpm).encode())
+    write_atomic(paths["results.csv"], _csv(outcomes).encode())
+    paths["loss_curves.png"] = plot_curves({o.name: read_metrics(o.run_dir) for o in outcomes},
+                                           out_dir / "loss_curves.png",
+                                           f"{len(outcomes)} combinations, {budget.describe()} each")
+    same = same_input_picture(outcomes, split, out_dir / "same_input.png")
+    if same is not None:
+        paths["same_input.png"] = same[0]
+    paths["report.html"] = write_comparison_page(
+        out_dir / "report.html", title=f"hvae compare: {budget.describe()} per combination",
+        headers=TABLE_HEADERS, rows=table_rows(outcomes),
+        runs=[(o.name, o.report) for o in outcomes], refused=[(r.name, r.reason) for r in refused],
+        stopped=[(o.name, o.error) for o in outcomes if o.error], curves=paths["loss_curves.png"],
+        same_input=same, split=split)
+    return paths

@@ -1,0 +1,279 @@
+"""Reconstruction quality of a trained model on a data split, measured as the MusicVAE and GrooVAE papers do.
+
+Every window of the split is encoded to μ and decoded from μ twice:
+
+- teacher-forced: the decoder is fed the true previous step; each step's prediction is the loss's most
+  likely draw from the decoder's outputs (the most likely class; a hit where p > 0.5, with the predicted
+  velocity and offset);
+- sampled: the decoder runs free from μ, fed its own most likely draws (temperature 0).
+
+Metrics are pooled over every valid step of every window (not averaged per window):
+
+- ``accuracy`` (one-hot and roll outputs): the fraction of steps decoded exactly right;
+- ``hit_precision``, ``hit_recall``, ``hit_f1``: over (step, drum class) cells, for every output whose drum
+  hits can be read (the drums converter's class combinations, rolls, groove hits), so converters compare;
+- ``velocity_mae`` (groove): mean |predicted - true| velocity in MIDI units (0-127), over the cells where
+  both the target and the prediction have a hit;
+- ``timing_mae_ms`` (groove): over the same cells, mean |predicted - true| onset in milliseconds. An offset
+  o in [-1, 1] puts the onset o/2 steps before its grid step, and a step lasts 60,000 / qpm /
+  steps_per_quarter ms (125 ms at the 120 qpm the converters write, 4 steps per quarter), so
+  ms = |Δo| / 2 · step ms.
+
+Besides these: the mean KL(q(z|x) ‖ N(0, I)) in bits per window and the teacher-forced reconstruction
+loss in nats per window (both from μ).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hvae.checkpoint import LoadedModel, find_checkpoint, load_model, read_manifest
+from hvae.data import default_cache_dir, load_split, prepare_dataset
+from hvae.data.windows import WindowSet
+from hvae.device import resolve_device
+from hvae.errors import HvaeError
+from hvae.interfaces import Converter
+from hvae.model import LN2, MusicVAE, kl_divergence, step_mask
+from hvae.music import DEFAULT_QPM  # the tempo MIDI is written at (the reference's 120 qpm)
+from hvae.training import RunConfig
+
+GREEDY = 0.0  # decoding temperature of the metrics: the most likely draw at every step
+MODES = ("teacher_forced", "sampled")
+# Metric names, in the order tables show them, with their labels.
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "hit_precision": "hit precision",
+    "hit_recall": "hit recall",
+    "hit_f1": "hit F1",
+    "velocity_mae": "velocity MAE (MIDI units)",
+    "timing_mae_ms": "timing MAE (ms)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """The metrics of one checkpoint on one split (see the module docstring for their definitions)."""
+
+    checkpoint: str  # the checkpoint directory evaluated
+    name: str  # the run's name
+    step: int  # training steps of the checkpoint
+    split: str  # train, validation or test
+    data_dir: str  # the MIDI folder the windows came from
+    windows: int  # windows evaluated
+    output_kind: str  # the converter's: onehot, groove or multihot
+    qpm: float  # tempo at which offsets were turned into milliseconds
+    step_ms: float  # one grid step at that tempo, in ms
+    kl_bits: float  # mean KL(q(z|x) || N(0, I)) per window, bits
+    reconstruction_loss: float  # mean teacher-forced reconstruction loss per window from mu, nats
+    teacher_forced: Mapping[str, float]  # metric name -> value (the names in METRIC_LABELS that apply)
+    sampled: Mapping[str, float]  # the same, decoding free-running from mu
+
+    def to_json(self) -> dict[str, Any]:
+        return json_safe(dataclasses.asdict(self))
+
+    def flat(self) -> dict[str, float]:
+        """Scalars for a table row: ``kl_bits``, ``reconstruction_loss``, ``tf_<metric>``, ``sampled_<metric>``."""
+        row = {"kl_bits": self.kl_bits, "reconstruction_loss": self.reconstruction_loss}
+        row.update({f"tf_{k}": v for k, v in self.teacher_forced.items()})
+        row.update({f"sampled_{k}": v for k, v in self.sampled.items()})
+        return row
+
+    def table(self) -> str:
+        """A plain-text table: one metric a line, teacher-forced and sampled side by side."""
+        lines = [f"{self.name} (step {self.step}) on the {self.split} split: {self.windows:,} windows "
+                 f"of {self.data_dir}",
+                 f"{'metric':<28}{'teacher-forced':>16}{'sampled':>12}"]
+        for key, label in METRIC_LABELS.items():
+            if key in self.teacher_forced:
+                lines.append(f"{label:<28}{format_value(self.teacher_forced[key]):>16}"
+                             f"{format_value(self.sampled[key]):>12}")
+        lines.append(f"{'KL (bits per window)':<28}{format_value(self.kl_bits):>16}")
+        lines.append(f"{'reconstruction loss (nats)':<28}{format_value(self.reconstruction_loss):>16}")
+        if "timing_mae_ms" in self.teacher_forced:
+            lines.append(f"Timing at {self.qpm:g} qpm: one step is {self.step_ms:g} ms, an offset of 1 is "
+                         f"{self.step_ms / 2:g} ms.")
+        return "\n".join(lines)
+
+
+def format_value(value: float) -> str:
+    """Four significant figures; "n/a" for NaN (a metric with nothing to count, e.g. no hit predicted)."""
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4g}"
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN floats as None, so it is valid JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def drum_hits(converter: Converter, outputs: torch.Tensor) -> torch.Tensor | None:
+    """The drum hits ``(B, T, N)`` (0/1) that ``outputs`` ``(B, T, D)`` hold, or None when they hold none.
+
+    Groove outputs: the first third of each step (hit > 0.5). Rolls: the first N values (N drum classes).
+    One-hot outputs of a converter with N drum ``classes`` and 2^N combinations (plus an end token):
+    bit c of the most likely class is drum c.
+    """
+    kind = converter.output_kind
+    classes = getattr(converter, "classes", None)
+    if kind == "groove":
+        return (outputs[..., :outputs.shape[-1] // 3] > 0.5).float()
+    if kind == "multihot":
+        return (outputs[..., :len(classes) if classes else outputs.shape[-1]] > 0.5).float()
+    if kind == "onehot" and classes and converter.output_depth in (2 ** len(classes), 2 ** len(classes) + 1):
+        labels = outputs.argmax(dim=-1)  # (B, T)
+        bits = (labels.unsqueeze(-1) >> torch.arange(len(classes), device=labels.device)) & 1
+        return (bits * (labels < 2 ** len(classes)).unsqueeze(-1)).float()
+    return None
+
+
+class MetricTally:
+    """Counts pooled over batches for one decoding mode; :meth:`metrics` turns them into rates."""
+
+    def __init__(self, converter: Converter, step_ms: float):
+        self.converter, self.step_ms = converter, step_ms
+        self.counts: dict[str, float] = {}
+
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        self.counts[name] = self.counts.get(name, 0.0) + float(value)
+
+    def add(self, predicted: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> None:
+        """Count one batch: predicted and target outputs ``(B, T, D)``, valid steps ``mask`` ``(B, T)``."""
+        kind = self.converter.output_kind
+        self._add("steps", mask.sum())
+        if kind == "onehot":
+            self._add("correct", ((predicted.argmax(-1) == targets.argmax(-1)).float() * mask).sum())
+        elif kind == "multihot":
+            self._add("correct", (((predicted > 0.5) == (targets > 0.5)).all(-1).float() * mask).sum())
+        hits, true_hits = drum_hits(self.converter, predicted), drum_hits(self.converter, targets)
+        if hits is None:
+            return
+        valid = mask.unsqueeze(-1)
+        both = hits * true_hits * valid  # (B, T, N)
+        self._add("true_positives", both.sum())
+        self._add("predicted_hits", (hits * valid).sum())
+        self._add("true_hits", (true_hits * valid).sum())
+        if kind == "groove":
+            drums = targets.shape[-1] // 3
+            velocity_error = (predicted[..., drums:2 * drums] - targets[..., drums:2 * drums]).abs() * 127.0
+            offset_error = (predicted[..., 2 * drums:] - targets[..., 2 * drums:]).abs()
+            self._add("velocity_error", (velocity_error * both).sum())
+            self._add("offset_error", (offset_error * both).sum())
+
+    def metrics(self) -> dict[str, float]:
+        """The rates counted so far (see the module docstring); NaN where there was nothing to count."""
+        c, nan = self.counts, float("nan")
+        ratio = lambda a, b: c[a] / c[b] if c.get(b) else nan
+        result: dict[str, float] = {}
+        if "correct" in c:
+            result["accuracy"] = ratio("correct", "steps")
+        if "true_positives" in c:
+            precision, recall = ratio("true_positives", "predicted_hits"), ratio("true_positives", "true_hits")
+            result["hit_precision"], result["hit_recall"] = precision, recall
+            result["hit_f1"] = (2 * c["true_positives"] / (c["predicted_hits"] + c["true_hits"])
+                                if c["predicted_hits"] + c["true_hits"] else nan)
+        if "velocity_error" in c:
+            result["velocity_mae"] = ratio("velocity_error", "true_positives")
+            result["timing_mae_ms"] = ratio("offset_error", "true_positives") / 2.0 * self.step_ms
+        return result
+
+
+def step_milliseconds(converter: Converter, qpm: float) -> float:
+    """One grid step of ``converter`` at ``qpm``, in ms: 60,000 / qpm / steps_per_quarter."""
+    return 60_000.0 / qpm / converter.options.steps_per_quarter
+
+
+@torch.no_grad()
+def evaluate_windows(model: MusicVAE, converter: Converter, windows: WindowSet, batch_size: int = 256,
+                     qpm: float = DEFAULT_QPM, progress: bool = True) -> dict[str, Any]:
+    """The metrics of ``model`` on every window of ``windows``: ``kl_bits``, ``reconstruction_loss``,
+    ``teacher_forced`` and ``sampled`` (dicts of metric name -> value), ``windows``."""
+    if len(windows) == 0:
+        raise HvaeError(f"The {windows.split} split has no windows to evaluate.")
+    if converter.output_kind == "groove" and converter.output_depth % 3:
+        raise HvaeError(f"Converter {converter.name!r} writes {converter.output_depth} values a step; evaluation "
+                        f"reads groove steps as thirds of hits, velocities and offsets.")
+    model.eval()
+    device = model.device
+    step_ms = step_milliseconds(converter, qpm)
+    tallies = {mode: MetricTally(converter, step_ms) for mode in MODES}
+    kl_bits = reconstruction = 0.0
+    starts = range(0, len(windows), batch_size)
+    for start in tqdm(starts, desc=f"evaluate {windows.split}", unit="batch", disable=not progress,
+                      dynamic_ncols=True):
+        rows = np.arange(start, min(start + batch_size, len(windows)))
+        targets = torch.from_numpy(windows.outputs[rows]).to(device)  # (B, T, D)
+        steps = min(targets.shape[1], model.spec.steps)
+        targets = targets[:, :steps]
+        inputs = torch.from_numpy(windows.inputs[rows]).to(device)[:, :steps]
+        controls = windows.controls[rows]
+        controls = torch.from_numpy(controls).to(device)[:, :steps] if controls.shape[-1] else None
+        lengths = torch.from_numpy(windows.lengths[rows].astype(np.int64)).to(device).clamp(max=steps)
+        mask = step_mask(lengths, steps)  # (B, T)
+        mu, sigma = model.encode(inputs, lengths, controls)
+        kl_bits += float(kl_divergence(mu.float(), sigma.float()).sum()) / LN2
+        raw = model.decoder(mu, targets, lengths, controls, sampling_probability=0.0, loss=model.loss)  # (B, T, R)
+        loss, _ = model.loss(raw, targets, mask)
+        reconstruction += float(loss.sum())
+        forced = model.loss.sample_step(raw.reshape(-1, raw.shape[-1]), GREEDY).reshape(targets.shape)
+        tallies["teacher_forced"].add(forced.float(), targets, mask)
+        sampled = model.decode(mu, GREEDY, controls)[:, :steps]  # (B, T, D)
+        tallies["sampled"].add(sampled.float(), targets, mask)
+    n = len(windows)
+    return {"windows": n, "kl_bits": kl_bits / n, "reconstruction_loss": reconstruction / n,
+            "teacher_forced": tallies["teacher_forced"].metrics(), "sampled": tallies["sampled"].metrics()}
+
+
+def run_config_of(checkpoint: str | os.PathLike) -> RunConfig:
+    """The configuration of the run a checkpoint belongs to (read from its manifest)."""
+    return RunConfig.from_json(read_manifest(checkpoint)["run"])
+
+
+def split_windows(config: RunConfig, converter: Converter, split: str, data_dir: str | os.PathLike | None = None,
+                  progress: bool = True) -> tuple[WindowSet, Path]:
+    """The ``split`` windows of the run's data (or of ``data_dir``, converted with the run's converter).
+
+    Returns the windows and the data folder; the data is prepared into its cache first when that is stale.
+    """
+    folder = Path(data_dir or config.data_dir)
+    cache_dir = config.cache_dir if data_dir is None else default_cache_dir(folder, converter.name, converter.options)
+    prepare_dataset(converter, folder, cache_dir, progress=progress)
+    return load_split(cache_dir, split), folder
+
+
+def evaluation_of(loaded: LoadedModel, checkpoint: Path, windows: WindowSet, data_dir: Path,
+                  batch_size: int = 256, qpm: float = DEFAULT_QPM, progress: bool = True) -> Evaluation:
+    """:func:`evaluate_windows` of a model loaded from ``checkpoint`` on ``windows`` (of ``data_dir``)."""
+    if len(windows) == 0:
+        raise HvaeError(f"The {windows.split} split of {data_dir} has no windows for converter "
+                        f"{loaded.converter.name!r}; choose another split.")
+    found = evaluate_windows(loaded.model, loaded.converter, windows, batch_size, qpm, progress)
+    return Evaluation(checkpoint=str(Path(checkpoint).resolve()), name=loaded.name, step=loaded.step,
+                      split=windows.split, data_dir=str(data_dir), windows=found["windows"],
+                      output_kind=loaded.converter.output_kind, qpm=qpm,
+                      step_ms=step_milliseconds(loaded.converter, qpm), kl_bits=found["kl_bits"],
+                      reconstruction_loss=found["reconstruction_loss"], teacher_forced=found["teacher_forced"],
+                      sampled=found["sampled"])
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", data_dir: str | os.PathLike | None = None,
+                        batch_size: int = 256, qpm: float = DEFAULT_QPM, device: str = "auto",
+                        progress: bool = True) -> Evaluation:
+    """Evaluate the checkpoint meant by ``checkpoint`` (a run directory, a checkpoint directory or its
+    JSON) on ``split`` of its run's data, or of ``data_dir``."""
+    directory = find_checkpoint(checkpoint)
+    loaded = load_model(directory, resolve_device(device))
+    windows, folder = split_windows(run_config_of(directory), loaded.converter, split, data_dir, progress)
+    return evaluation_of(loaded, directory, windows, folder, batch_size, qpm, progress)

@@ -1,0 +1,260 @@
+"""Working in latent space: reconstruct a MIDI file, interpolate between two, humanize a quantised drum part.
+
+A MIDI file is read with the model's converter into windows of the model's length; one window is
+encoded to μ and decoded free-running. User files are read as the reference reads them at inference:
+a converter with an ``is_inferring`` option (groove) is switched to it, so any General MIDI drum kit is
+read (into the same classes, in the same order, as in training).
+
+Temperature 0 decodes greedily (the most likely class; a hit where p > 0.5); above 0 it draws.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from pathlib import Path
+from typing import Sequence
+
+import miditoolkit
+import numpy as np
+import torch
+
+from hvae.checkpoint import LoadedModel, write_atomic
+from hvae.errors import ConversionError, HvaeError
+from hvae.evaluation import drum_hits
+from hvae.interfaces import Converter, Example
+from hvae.model import MusicVAE
+from hvae.music import DEFAULT_QPM  # the tempo MIDI is written at (the reference's 120 qpm)
+from hvae.options import field_names
+from hvae.report.pianoroll import Panel, lanes_of, plot_rolls
+
+SLERP_PARALLEL = 1e-6  # below this sin(angle) two latent vectors are parallel: interpolate linearly
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """One window of a MIDI file, as the converter reads it."""
+
+    path: Path  # the MIDI file
+    index: int  # which of its windows (0-based)
+    count: int  # how many windows the file gives
+    example: Example
+
+    @property
+    def label(self) -> str:
+        """``<file stem>-w<index>``: names the files written from this window."""
+        return f"{self.path.stem}-w{self.index}"
+
+    def note(self, option: str = "--window") -> str | None:
+        """What to tell the user when the file gives several windows; None when it gives one."""
+        if self.count == 1:
+            return None
+        return (f"{self.path} gives {self.count} windows; using window {self.index} "
+                f"(choose another with {option} K, 0 to {self.count - 1}).")
+
+
+@dataclasses.dataclass(frozen=True)
+class Written:
+    """What a latent-space command wrote, and what to tell the user about it."""
+
+    midi: tuple[Path, ...]  # MIDI files, in order
+    picture: Path  # the piano-roll PNG
+    notes: tuple[str, ...]  # messages for the user (several windows, hits kept)
+
+
+def user_converter(converter: Converter) -> Converter:
+    """``converter`` for reading a user's MIDI: in the reference's inference mode where it has one."""
+    if "is_inferring" not in field_names(type(converter.options)) or converter.options.is_inferring:
+        return converter
+    return type(converter)(dataclasses.replace(converter.options, is_inferring=True))
+
+
+def read_window(converter: Converter, path: str | os.PathLike, index: int | None = None) -> Window:
+    """Window ``index`` (default: the first) of ``path``; one-line errors that name the file."""
+    path = Path(path)
+    try:
+        examples = converter.convert(path)
+    except ConversionError as exc:
+        raise ConversionError(f"{path}: no {converter.steps}-step window for converter {converter.name!r}: "
+                              f"{exc}") from None
+    if index is None:
+        index = 0
+    elif not 0 <= index < len(examples):
+        raise HvaeError(f"{path} gives {len(examples)} window{'s' if len(examples) != 1 else ''} "
+                        f"(0 to {len(examples) - 1}); there is no window {index}.")
+    return Window(path, index, len(examples), examples[index])
+
+
+def _batch(model: MusicVAE, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Inputs ``(B, T, I)``, lengths ``(B,)`` and controls ``(B, T, C)`` (None without) on the model's device."""
+    device = model.device
+    inputs = torch.from_numpy(np.stack([e.inputs for e in examples])).to(device)
+    lengths = torch.tensor([e.length for e in examples], dtype=torch.int64, device=device)
+    controls = None
+    if examples[0].controls.shape[-1]:
+        controls = torch.from_numpy(np.stack([e.controls for e in examples])).to(device)
+    return inputs, lengths, controls
+
+
+def _generator(model: MusicVAE, seed: int | None) -> torch.Generator | None:
+    if seed is None:
+        return None
+    generator = torch.Generator(device=model.device)
+    generator.manual_seed(seed)
+    return generator
+
+
+@torch.no_grad()
+def reconstruct_examples(model: MusicVAE, examples: Sequence[Example], temperature: float = 0.0,
+                         seed: int | None = None) -> np.ndarray:
+    """Encode each example to μ and decode it: outputs ``(B, T, D)``."""
+    model.eval()
+    inputs, lengths, controls = _batch(model, examples)
+    return model.reconstruct(inputs, lengths, controls, temperature=temperature,
+                             generator=_generator(model, seed)).float().cpu().numpy()
+
+
+def slerp(p0: torch.Tensor, p1: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical linear interpolation from ``p0`` (t = 0) to ``p1`` (t = 1), vectors ``(Z,)``.
+
+    The angle is taken between the unit vectors, and the magnitudes interpolate with them, as the
+    reference's ``interpolate`` does; (nearly) parallel vectors are interpolated linearly.
+    """
+    cosine = torch.dot(p0 / p0.norm(), p1 / p1.norm()).clamp(-1.0, 1.0)
+    omega = torch.arccos(cosine)
+    sine = torch.sin(omega)
+    if sine.abs() < SLERP_PARALLEL:
+        return (1.0 - t) * p0 + t * p1
+    return torch.sin((1.0 - t) * omega) / sine * p0 + torch.sin(t * omega) / sine * p1
+
+
+@torch.no_grad()
+def interpolate_examples(model: MusicVAE, a: Example, b: Example, steps: int, temperature: float = 0.5,
+                         seed: int | None = None) -> np.ndarray:
+    """``steps`` sequences ``(steps, T, D)`` decoded from the slerp between the μ of ``a`` and ``b``,
+    t = 0 to 1 evenly, both ends included."""
+    if steps < 2:
+        raise HvaeError(f"An interpolation needs at least 2 steps (its two ends), got {steps}.")
+    if a.controls.shape[-1]:
+        raise HvaeError("This model is conditioned on controls per step; an interpolation has no controls "
+                        "to give it between its two ends.")
+    model.eval()
+    mu, _ = model.encode(*_batch(model, [a, b]))
+    z = torch.stack([slerp(mu[0], mu[1], float(t)) for t in np.linspace(0.0, 1.0, steps)])
+    return model.decode(z, temperature, generator=_generator(model, seed)).float().cpu().numpy()
+
+
+def concatenate(midis: Sequence[miditoolkit.MidiFile], quarters: float) -> miditoolkit.MidiFile:
+    """The files one after another, each starting ``quarters`` quarter notes after the one before;
+    tempo and time signature of the first, instruments matched by program and drum flag."""
+    joined = miditoolkit.MidiFile(ticks_per_beat=midis[0].ticks_per_beat)
+    joined.tempo_changes = list(midis[0].tempo_changes[:1])
+    joined.time_signature_changes = list(midis[0].time_signature_changes[:1])
+    instruments: dict[tuple[int, bool], miditoolkit.Instrument] = {}
+    for k, midi in enumerate(midis):
+        shift = round(k * quarters * midi.ticks_per_beat)
+        scale = joined.ticks_per_beat / midi.ticks_per_beat
+        for instrument in midi.instruments:
+            key = (instrument.program, instrument.is_drum)
+            target = instruments.setdefault(key, miditoolkit.Instrument(instrument.program, instrument.is_drum,
+                                                                        instrument.name))
+            target.notes.extend(miditoolkit.Note(n.velocity, n.pitch, round((n.start + shift) * scale),
+                                                 round((n.end + shift) * scale)) for n in instrument.notes)
+    joined.instruments = list(instruments.values())
+    joined.max_tick = max((n.end for i in joined.instruments for n in i.notes), default=0)
+    return joined
+
+
+def write_midi(midi: miditoolkit.MidiFile, path: Path) -> Path:
+    """Write ``midi`` to ``path`` atomically (the folder is created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    midi.dump(file=buffer)
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def window_quarters(converter: Converter) -> float:
+    """A window's length in quarter notes."""
+    return converter.steps / converter.options.steps_per_quarter
+
+
+def reconstruct_file(loaded: LoadedModel, path: str | os.PathLike, out_dir: str | os.PathLike,
+                     window: int | None = None, temperature: float = 0.0, seed: int | None = None,
+                     qpm: float = DEFAULT_QPM) -> Written:
+    """Encode one window of ``path``, decode it, and write the window as read, its reconstruction and
+    a picture of both into ``out_dir``."""
+    converter = user_converter(loaded.converter)
+    chosen = read_window(converter, path, window)
+    outputs = reconstruct_examples(loaded.model, [chosen.example], temperature, seed)[0]
+    out_dir = Path(out_dir)
+    original = converter.from_tensors(chosen.example.outputs, qpm=qpm)
+    rebuilt = converter.from_tensors(outputs, qpm=qpm)
+    lanes = lanes_of(converter)
+    picture = plot_rolls([Panel(f"{chosen.label}: as read", original, lanes),
+                          Panel(f"reconstruction ({loaded.name}, step {loaded.step})", rebuilt, lanes)],
+                         out_dir / f"{chosen.label}-reconstruction.png", window_quarters(converter))
+    midi = (write_midi(original, out_dir / f"{chosen.label}-original.mid"),
+            write_midi(rebuilt, out_dir / f"{chosen.label}-reconstruction.mid"))
+    return Written(midi, picture, tuple(n for n in (chosen.note(),) if n))
+
+
+def interpolate_files(loaded: LoadedModel, a: str | os.PathLike, b: str | os.PathLike, out_dir: str | os.PathLike,
+                      steps: int = 8, window_a: int | None = None, window_b: int | None = None,
+                      temperature: float = 0.5, seed: int | None = None, qpm: float = DEFAULT_QPM) -> Written:
+    """Write the ``steps`` sequences between a window of ``a`` and one of ``b`` (one MIDI file each, one
+    of them all in a row, and a picture) into ``out_dir``."""
+    converter = user_converter(loaded.converter)
+    start, end = read_window(converter, a, window_a), read_window(converter, b, window_b)
+    outputs = interpolate_examples(loaded.model, start.example, end.example, steps, temperature, seed)
+    out_dir = Path(out_dir)
+    stem = f"{start.label}_to_{end.label}"
+    midis = [converter.from_tensors(o, qpm=qpm) for o in outputs]
+    lanes = lanes_of(converter)
+    panels = [Panel(f"{start.label}: as read", converter.from_tensors(start.example.outputs, qpm=qpm), lanes)]
+    panels += [Panel(f"{k + 1}/{steps}: t = {t:.2f}", midi, lanes)
+               for k, (t, midi) in enumerate(zip(np.linspace(0.0, 1.0, steps), midis))]
+    panels.append(Panel(f"{end.label}: as read", converter.from_tensors(end.example.outputs, qpm=qpm), lanes))
+    picture = plot_rolls(panels, out_dir / f"{stem}.png", window_quarters(converter))
+    paths = [write_midi(midi, out_dir / f"{stem}-{k:02d}-of-{steps:02d}.mid") for k, midi in enumerate(midis)]
+    paths.append(write_midi(concatenate(midis, window_quarters(converter)), out_dir / f"{stem}-all.mid"))
+    notes = (start.note("--window-a"), end.note("--window-b"))
+    return Written(tuple(paths), picture, tuple(n for n in notes if n))
+
+
+def check_humanizer(loaded: LoadedModel) -> None:
+    """Refuse a model that was not trained to humanize (the groove converter's ``humanize=True``)."""
+    options = loaded.converter.options
+    if getattr(options, "humanize", False):
+        return
+    what = (f"groove converter with humanize={options.humanize}" if hasattr(options, "humanize")
+            else f"converter {loaded.converter.name!r}")
+    raise HvaeError(f"{loaded.name} was trained with the {what}: humanizing needs a GrooVAE trained with the "
+                    f"groove converter's humanize=True (hvae train --preset groovae-4bar -o humanize=true).")
+
+
+def humanize_file(loaded: LoadedModel, path: str | os.PathLike, out_dir: str | os.PathLike,
+                  window: int | None = None, temperature: float = 0.0, seed: int | None = None,
+                  qpm: float = DEFAULT_QPM) -> Written:
+    """Give one window of a quantised, flat-velocity drum file the velocities and timing the model
+    decodes from its hits; write it as read, humanized, and a picture of both into ``out_dir``."""
+    check_humanizer(loaded)
+    converter = user_converter(loaded.converter)
+    chosen = read_window(converter, path, window)
+    outputs = reconstruct_examples(loaded.model, [chosen.example], temperature, seed)[0]
+    out_dir = Path(out_dir)
+    given = converter.from_tensors(chosen.example.outputs, qpm=qpm)
+    humanized = converter.from_tensors(outputs, qpm=qpm)
+    lanes = lanes_of(converter)
+    picture = plot_rolls([Panel(f"{chosen.label}: as read", given, lanes),
+                          Panel(f"humanized ({loaded.name}, step {loaded.step})", humanized, lanes)],
+                         out_dir / f"{chosen.label}-humanized.png", window_quarters(converter))
+    midi = (write_midi(given, out_dir / f"{chosen.label}-input.mid"),
+            write_midi(humanized, out_dir / f"{chosen.label}-humanized.mid"))
+    hits_in = drum_hits(converter, torch.from_numpy(chosen.example.outputs[None]))[0]
+    hits_out = drum_hits(converter, torch.from_numpy(outputs[None]))[0]
+    kept = int((hits_in * hits_out).sum())
+    agreement = (f"The humanized part keeps {kept} of the {int(hits_in.sum())} input hits and adds "
+                 f"{int(hits_out.sum()) - kept}.")
+    return Written(midi, picture, tuple(n for n in (chosen.note(), agreement) if n))

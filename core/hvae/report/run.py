@@ -1,0 +1,231 @@
+"""``hvae report RUN_DIR``: one run's page — metrics, loss curves, samples, reconstructions and an
+interpolation, as piano rolls with their MIDI, and audio where fluidsynth and a soundfont are installed.
+
+::
+
+    RUN_DIR/report/
+        index.html      the page
+        metrics.json    the evaluation it shows (see hvae.evaluation)
+        img/            loss_curves.png, samples.png, reconstruction-<k>.png, interpolation.png
+        midi/           every sequence shown
+        audio/          their WAVs, where audio is rendered
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import miditoolkit
+import numpy as np
+
+from hvae.checkpoint import LoadedModel, find_checkpoint, load_model, write_atomic
+from hvae.data.windows import WindowSet
+from hvae.device import resolve_device
+from hvae.evaluation import METRIC_LABELS, Evaluation, evaluation_of, format_value, run_config_of, split_windows
+from hvae.latent import concatenate, interpolate_examples, reconstruct_examples, window_quarters, write_midi
+from hvae.music import DEFAULT_QPM
+from hvae.report import html
+from hvae.report.audio import Renderer, find_renderer
+from hvae.report.curves import plot_curves, read_metrics
+from hvae.report.pianoroll import Panel, lanes_of, plot_rolls
+from hvae.sampling import write_samples
+from hvae.training import RunConfig
+
+REPORT_DIR = "report"
+PAGE = "index.html"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportOptions:
+    """What a run's report shows and how it is made."""
+
+    split: str = "test"  # the split evaluated, and the windows reconstructed and interpolated come from
+    data_dir: str | None = None  # MIDI folder to take that split from; None: the run's own data
+    samples: int = 4  # sequences drawn from the prior (0: none)
+    temperature: float = 0.5  # of the samples and the interpolation
+    reconstructions: int = 3  # windows of the split reconstructed, each from a different file where possible
+    interpolation_steps: int = 5  # sequences between (and including) two reconstructed windows; 0: none
+    seed: int = 0  # seeds the samples and the interpolation's draws
+    qpm: float = DEFAULT_QPM  # tempo of the MIDI written, and of timing errors in ms
+    audio: bool = True  # render WAVs where fluidsynth and a soundfont are installed
+    device: str = "auto"
+    batch_size: int = 256  # windows per evaluation batch
+
+
+class _Media:
+    """Puts MIDI files into the report folder and gives the markup to reach them (and hear them)."""
+
+    def __init__(self, folder: Path, page: Path, renderer: Renderer | None):
+        self.folder, self.page, self.renderer = folder, page, renderer
+
+    def add(self, midi: miditoolkit.MidiFile, name: str) -> Path:
+        return write_midi(midi, self.folder / "midi" / f"{name}.mid")
+
+    def markup(self, items: Sequence[tuple[str, Path]]) -> str:
+        """A link to each MIDI file, with an audio player when audio is rendered."""
+        parts = []
+        for label, path in items:
+            if self.renderer is not None:
+                wav = self.renderer.render(path, self.folder / "audio" / f"{path.stem}.wav")
+                parts.append(html.audio(html.relative(wav, self.page), label))
+            parts.append(html.link(html.relative(path, self.page), f"{label} (MIDI)"))
+        return " ".join(parts)
+
+    def picture(self, png: Path, alt: str, caption: str, items: Sequence[tuple[str, Path]]) -> str:
+        return html.figure(html.relative(png, self.page), alt, caption, self.markup(items))
+
+
+def pick_windows(windows: WindowSet, count: int) -> list[int]:
+    """Up to ``count`` window indices spread over the split, the first window of different files."""
+    if count < 1 or len(windows) == 0:
+        return []
+    _, firsts = np.unique(windows.sources, return_index=True)
+    firsts = np.sort(firsts)
+    chosen = np.unique(np.linspace(0, len(firsts) - 1, min(count, len(firsts))).round().astype(int))
+    return [int(firsts[k]) for k in chosen]
+
+
+def _header(config: RunConfig, loaded: LoadedModel, checkpoint: Path) -> list[str]:
+    m = loaded.model.config
+    parameters = sum(p.numel() for p in loaded.model.parameters())
+    lines = [f"<h1>Run {html.escape(loaded.name)}</h1>",
+             f"<p class=\"meta\">{html.escape(config.converter)} converter &rarr; {html.escape(m.encoder)} encoder "
+             f"&rarr; {html.escape(m.decoder)} decoder &rarr; {html.escape(m.loss)} loss &middot; z {m.z_size} "
+             f"&middot; {parameters:,} parameters &middot; {loaded.step:,} steps of batch "
+             f"{config.train.batch_size}</p>",
+             f"<p class=\"meta\">Data: {html.escape(config.data_dir)}. Checkpoint: {html.escape(checkpoint)}.</p>"]
+    if config.force:
+        lines.append("<p class=\"forced\">FORCED: the loss does not fit the converter's outputs; this run was "
+                     "trained anyway (--force) to show what happens.</p>")
+    return lines
+
+
+def _metrics(evaluation: Evaluation) -> list[str]:
+    rows = [(label, format_value(evaluation.teacher_forced[key]), format_value(evaluation.sampled[key]))
+            for key, label in METRIC_LABELS.items() if key in evaluation.teacher_forced]
+    rows.append(("KL (bits per window)", format_value(evaluation.kl_bits), ""))
+    rows.append(("reconstruction loss (nats per window)", format_value(evaluation.reconstruction_loss), ""))
+    lines = [f"<h2>Reconstruction on the {html.escape(evaluation.split)} split</h2>",
+             f"<p>{evaluation.windows:,} windows, each encoded to &mu; and decoded from it: teacher-forced (fed "
+             f"the true previous step) and sampled (free-running on its own most likely draws). Rates are pooled "
+             f"over all steps; hits over (step, drum) cells.</p>",
+             html.table(("metric", "teacher-forced", "sampled"), rows)]
+    if "timing_mae_ms" in evaluation.teacher_forced:
+        lines.append(f"<p class=\"note\">Velocity and timing errors count where both the target and the "
+                     f"prediction have a hit. Timing in ms at {evaluation.qpm:g} qpm: one step is "
+                     f"{evaluation.step_ms:g} ms and an offset of 1 (the converter's unit) is half a step, "
+                     f"{evaluation.step_ms / 2:g} ms.</p>")
+    return lines
+
+
+def _curves(run_dir: Path, folder: Path, media: _Media) -> list[str]:
+    records = read_metrics(run_dir)
+    if not records:
+        return ["<h2>Training</h2>", "<p class=\"note\">No metrics.jsonl in the run directory.</p>"]
+    png = plot_curves({run_dir.name: records}, folder / "img" / "loss_curves.png")
+    return ["<h2>Training</h2>", media.picture(png, "loss curves", "Loss and KL per logged step.", [])]
+
+
+def _samples(loaded: LoadedModel, options: ReportOptions, folder: Path, media: _Media) -> list[str]:
+    if options.samples < 1:
+        return []
+    lines = [f"<h2>Samples (temperature {options.temperature:g})</h2>"]
+    if loaded.converter.control_depth:
+        return lines + ["<p class=\"note\">No samples: this model is conditioned on controls per step, which "
+                        "sampling from the prior does not have.</p>"]
+    paths = write_samples(loaded.model, loaded.converter, folder / "midi", loaded.name, n=options.samples,
+                          temperature=options.temperature, seed=options.seed, qpm=options.qpm)
+    lanes = lanes_of(loaded.converter)
+    panels = [Panel(f"sample {k + 1}", miditoolkit.MidiFile(str(p)), lanes) for k, p in enumerate(paths)]
+    png = plot_rolls(panels, folder / "img" / "samples.png", window_quarters(loaded.converter),
+                     loaded.converter.options.steps_per_quarter)
+    caption = f"{len(paths)} sequences decoded from z ~ N(0, I), seed {options.seed}."
+    return lines + [media.picture(png, "samples", caption, [(f"sample {k + 1}", p) for k, p in enumerate(paths)])]
+
+
+def _reconstructions(loaded: LoadedModel, windows: WindowSet, chosen: list[int], options: ReportOptions,
+                     folder: Path, media: _Media) -> list[str]:
+    if not chosen:
+        return []
+    converter, lanes = loaded.converter, lanes_of(loaded.converter)
+    examples = [windows[i] for i in chosen]
+    outputs = reconstruct_examples(loaded.model, examples)
+    lines = ["<h2>Reconstructions</h2>",
+             f"<p>Windows of the {html.escape(windows.split)} split, each encoded to &mu; and decoded greedily.</p>"]
+    for k, (index, example, decoded) in enumerate(zip(chosen, examples, outputs)):
+        source = windows.source(index)
+        original = converter.from_tensors(example.outputs, qpm=options.qpm)
+        rebuilt = converter.from_tensors(decoded, qpm=options.qpm)
+        png = plot_rolls([Panel(f"window {index}: {source}", original, lanes), Panel("reconstruction", rebuilt, lanes)],
+                         folder / "img" / f"reconstruction-{k + 1}.png", window_quarters(converter),
+                         converter.options.steps_per_quarter)
+        items = [("original", media.add(original, f"reconstruction-{k + 1}-original")),
+                 ("reconstruction", media.add(rebuilt, f"reconstruction-{k + 1}"))]
+        lines.append(media.picture(png, f"reconstruction {k + 1}", f"Window {index} of {source}.", items))
+    return lines
+
+
+def _interpolation(loaded: LoadedModel, windows: WindowSet, chosen: list[int], options: ReportOptions,
+                   folder: Path, media: _Media) -> list[str]:
+    if options.interpolation_steps < 2 or len(chosen) < 2:
+        return []
+    lines = [f"<h2>Interpolation (temperature {options.temperature:g})</h2>"]
+    if loaded.converter.control_depth:
+        return lines + ["<p class=\"note\">No interpolation: this model is conditioned on controls per step, "
+                        "which the points between two windows do not have.</p>"]
+    converter, lanes = loaded.converter, lanes_of(loaded.converter)
+    a, b = chosen[0], chosen[-1]
+    outputs = interpolate_examples(loaded.model, windows[a], windows[b], options.interpolation_steps,
+                                   options.temperature, options.seed)
+    steps = len(outputs)
+    panels = [Panel(f"A: window {a} ({windows.source(a)})", converter.from_tensors(windows[a].outputs, qpm=options.qpm),
+                    lanes)]
+    midis = [converter.from_tensors(o, qpm=options.qpm) for o in outputs]
+    panels += [Panel(f"t = {t:.2f}", midi, lanes) for t, midi in zip(np.linspace(0.0, 1.0, steps), midis)]
+    panels.append(Panel(f"B: window {b} ({windows.source(b)})",
+                        converter.from_tensors(windows[b].outputs, qpm=options.qpm), lanes))
+    png = plot_rolls(panels, folder / "img" / "interpolation.png", window_quarters(converter),
+                     converter.options.steps_per_quarter)
+    joined = media.add(concatenate(midis, window_quarters(converter)), "interpolation")
+    caption = (f"{steps} sequences decoded from the spherical interpolation between the μ of A and of B "
+               f"(t = 0 to 1), one after another in the MIDI file.")
+    return lines + [media.picture(png, "interpolation", caption, [("interpolation", joined)])]
+
+
+def write_run_report(run_dir: str | os.PathLike, options: ReportOptions = ReportOptions(),
+                     evaluation: Evaluation | None = None, progress: bool = True) -> Path:
+    """Write the report of the run (or checkpoint) at ``run_dir`` into its ``report`` folder (replacing
+    the last one) and return its ``index.html``.
+
+    ``evaluation`` is shown instead of evaluating again when given (it must be of the same split).
+    """
+    checkpoint = find_checkpoint(run_dir)
+    loaded = load_model(checkpoint, resolve_device(options.device))
+    config = run_config_of(checkpoint)
+    windows, data_dir = split_windows(config, loaded.converter, options.split, options.data_dir, progress)
+    if evaluation is None:
+        evaluation = evaluation_of(loaded, checkpoint, windows, data_dir, options.batch_size, options.qpm, progress)
+    folder = loaded.run_dir / REPORT_DIR
+    shutil.rmtree(folder, ignore_errors=True)  # the last report's files: samples have new names each time
+    folder.mkdir(parents=True)
+    page_path = folder / PAGE
+    write_atomic(folder / "metrics.json", (json.dumps(evaluation.to_json(), indent=2) + "\n").encode())
+    renderer, audio_note = find_renderer() if options.audio else (None, "Audio is off (--no-audio).")
+    media = _Media(folder, page_path, renderer)
+    chosen = pick_windows(windows, options.reconstructions)
+    body = _header(config, loaded, checkpoint)
+    body.append(f"<p class=\"note\">{html.escape(audio_note)}</p>")
+    body += _metrics(evaluation)
+    body += _curves(loaded.run_dir, folder, media)
+    body += _samples(loaded, options, folder, media)
+    body += _reconstructions(loaded, windows, chosen, options, folder, media)
+    body += _interpolation(loaded, windows, chosen, options, folder, media)
+    body.append(f"<p class=\"meta\">{html.link(html.relative(folder / 'metrics.json', page_path), 'metrics.json')}"
+                f"</p>")
+    write_atomic(page_path, html.page(f"hvae report: {loaded.name}", body).encode())
+    return page_path

@@ -1,0 +1,226 @@
+"""``hvae report RUN_DIR``: one run's HTML page, and the pictures it is made of.
+
+Spec: the page shows the evaluation (as ``hvae evaluate``), the loss curves, samples, reconstructions and
+an interpolation as piano-roll PNGs with drum lanes named; it links the MIDI of each and plays rendered
+WAVs where fluidsynth and a General MIDI soundfont are installed, with a note in the page where they are
+not; every link resolves; and the page looks right in a real browser (headless Chromium loads every image).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import miditoolkit
+import pytest
+from click.testing import CliRunner
+
+import hvae
+from hvae.cli import main
+from hvae.data import DEMO_DIR
+from hvae.report.audio import find_renderer
+from hvae.report.curves import plot_curves, read_metrics
+from hvae.report.pianoroll import Panel, lanes_of, plot_rolls
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run")
+# Appended to a copy of the page: once everything has loaded, write how many images decoded into the DOM.
+IMAGE_PROBE = """<script>
+window.addEventListener("load", () => {
+  const images = [...document.images];
+  const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute("src"));
+  const marker = document.createElement("pre");
+  marker.id = "image-probe";
+  marker.textContent = `IMAGES ${images.length} BROKEN ${broken.length} [${broken.join(",")}]`;
+  document.body.appendChild(marker);
+});
+</script>"""
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+class Page(HTMLParser):
+    """The parts of a page the tests look at: image sources, links, audio sources and the text."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.images, self.links, self.audio, self.text = [], [], [], []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs["src"])
+        elif tag == "a":
+            self.links.append(attrs["href"])
+        elif tag == "audio":
+            self.audio.append(attrs["src"])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+    @property
+    def words(self) -> str:
+        return " ".join(" ".join(self.text).split())
+
+
+def target(page: Path, src: str) -> Path:
+    return page.parent / unquote(src)
+
+
+@pytest.fixture(scope="module")
+def report(trained_drums) -> tuple[Path, Page]:
+    result = invoke("report", str(trained_drums), "--samples", "3", "--no-progress")
+    assert result.exit_code == 0, result.output
+    page = Path(result.stdout.strip())
+    return page, Page(page.read_text(encoding="utf-8"))
+
+
+def test_the_report_is_written_into_the_run_directory(report, trained_drums):
+    page, _ = report
+    assert page == trained_drums / "report" / "index.html"
+
+
+def test_every_picture_is_a_png_in_the_report_folder(report):
+    page, parsed = report
+    names = {Path(unquote(src)).name for src in parsed.images}
+    assert {"loss_curves.png", "samples.png", "reconstruction-1.png", "interpolation.png"} <= names
+    for src in parsed.images:
+        assert target(page, src).read_bytes().startswith(PNG_MAGIC), src
+
+
+def test_every_link_resolves_and_the_midi_reads_back(report):
+    page, parsed = report
+    midi = [href for href in parsed.links if href.endswith(".mid")]
+    assert len(midi) == 3 + 3 * 2 + 1  # samples, reconstructions (original and decoded), the interpolation
+    for href in parsed.links:
+        assert target(page, href).is_file(), href
+    for href in midi:
+        assert miditoolkit.MidiFile(str(target(page, href))).instruments[0].is_drum
+
+
+def test_the_page_shows_the_same_metrics_as_evaluate(report, trained_drums):
+    page, parsed = report
+    shown = json.loads((page.parent / "metrics.json").read_text())
+    evaluated = json.loads(invoke("evaluate", str(trained_drums), "--json", "--no-progress").stdout)
+    assert shown == evaluated
+    assert f"{shown['sampled']['accuracy']:.4g}" in parsed.words
+    assert "Reconstruction on the test split" in parsed.words and "teacher-forced" in parsed.words
+
+
+@pytest.mark.skipif(find_renderer()[0] is None, reason=find_renderer()[1])
+def test_with_fluidsynth_every_midi_file_has_a_wav_player(report):
+    page, parsed = report
+    assert len(parsed.audio) == len([href for href in parsed.links if href.endswith(".mid")])
+    for src in parsed.audio:
+        data = target(page, src).read_bytes()
+        assert data[:4] == b"RIFF" and data[8:12] == b"WAVE" and len(data) > 10_000, src
+    assert "Audio rendered by fluidsynth with" in parsed.words
+
+
+@pytest.fixture
+def run_copy(trained_drums, tmp_path) -> Path:
+    """A copy of the trained run, to report on without touching the shared one's report."""
+    return Path(shutil.copytree(trained_drums, tmp_path / "run"))
+
+
+def test_without_fluidsynth_the_page_says_so_and_has_no_players(run_copy, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no fluidsynth on it
+    result = invoke("report", str(run_copy), "--samples", "1", "--reconstructions", "1", "--no-progress")
+    assert result.exit_code == 0, result.output
+    parsed = Page(Path(result.stdout.strip()).read_text(encoding="utf-8"))
+    assert parsed.audio == [] and "Audio is not rendered: fluidsynth is not installed" in parsed.words
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth is not installed")
+def test_without_a_soundfont_the_page_says_where_it_looked(run_copy, tmp_path, monkeypatch):
+    monkeypatch.setenv("HVAE_SOUNDFONT", str(tmp_path / "missing.sf2"))
+    result = invoke("report", str(run_copy), "--samples", "1", "--reconstructions", "0", "--no-progress")
+    assert result.exit_code == 0, result.output
+    parsed = Page(Path(result.stdout.strip()).read_text(encoding="utf-8"))
+    assert parsed.audio == []
+    assert f"no General MIDI soundfont found (looked for {tmp_path / 'missing.sf2'}" in parsed.words
+
+
+def test_a_report_written_again_keeps_no_files_of_the_last_one(run_copy):
+    for samples in ("3", "1"):
+        result = invoke("report", str(run_copy), "--samples", samples, "--reconstructions", "0", "--no-audio",
+                        "--no-progress")
+        assert result.exit_code == 0, result.output
+    midi = sorted(p.name for p in (run_copy / "report" / "midi").iterdir())
+    assert len([name for name in midi if "_sample_" in name]) == 1
+    assert not (run_copy / "report" / "audio").exists()
+
+
+def test_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path):
+    result = invoke("report", str(tmp_path))
+    assert result.exit_code == 1 and result.output.strip().count("\n") == 0
+    assert result.output.startswith(f"Error: No checkpoint in {tmp_path}")
+
+
+def chromium() -> str | None:
+    return next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
+
+
+@pytest.mark.skipif(chromium() is None, reason="no chromium binary (Debian: apt-get install chromium)")
+def test_headless_chromium_loads_every_image_of_the_page(report):
+    page, parsed = report
+    probe = page.with_name("probe.html")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", IMAGE_PROBE + "</body>"), encoding="utf-8")
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+                              "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    probe.unlink()
+    found = re.search(r"IMAGES (\d+) BROKEN (\d+) \[(.*?)\]", dom.stdout)
+    assert found, dom.stderr[-2000:]
+    assert (int(found[1]), int(found[2])) == (len(parsed.images), 0), found[3]
+
+
+@pytest.mark.skipif(chromium() is None, reason="no chromium binary (Debian: apt-get install chromium)")
+def test_a_headless_chromium_screenshot_of_the_page_is_not_blank(report, tmp_path):
+    page, _ = report
+    shot = tmp_path / "page.png"
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}",
+                        "--window-size=1200,2000", page.as_uri()], capture_output=True, timeout=120)
+    data = shot.read_bytes()
+    assert data.startswith(PNG_MAGIC)
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (1200, 2000)
+    assert len(data) > 50_000  # a blank page compresses to a few kilobytes
+
+
+def test_drum_lanes_are_the_converters_classes_kick_first():
+    lanes = lanes_of(hvae.get_converter("groove"))
+    assert lanes.names[:3] == ("kick", "snare", "closed hi-hat") and len(lanes.names) == 9
+    assert lanes_of(hvae.get_converter("melody")) is None
+
+
+def test_a_piano_roll_is_1200_pixels_wide_and_grows_with_its_panels(tmp_path):
+    converter = hvae.get_converter("groove")
+    window = converter.to_tensors(DEMO_DIR / "drummer1/session1/2_funk_80_beat_4-4.mid")[1]
+    midi = converter.from_tensors(window.outputs)
+    sizes = []
+    for count in (1, 3):
+        png = plot_rolls([Panel(f"roll {k}", midi, lanes_of(converter)) for k in range(count)],
+                         tmp_path / f"roll{count}.png", quarters=16)
+        data = png.read_bytes()
+        sizes.append((int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")))
+    assert sizes[0][0] == sizes[1][0] == 1200 and sizes[1][1] > 2 * sizes[0][1]
+
+
+def test_loss_curves_are_drawn_from_metrics_jsonl(trained_drums, tmp_path):
+    records = read_metrics(trained_drums)
+    assert {r["split"] for r in records} == {"train", "validation"}
+    png = plot_curves({"a": records, "b": records[:2]}, tmp_path / "curves.png")
+    assert png.read_bytes().startswith(PNG_MAGIC)
