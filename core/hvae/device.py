@@ -6,6 +6,10 @@
 
 Sampling under ``autocast`` runs the decoder's step loop with its weights in the autocast dtype
 (half the bytes read per step); the LSTM cell state stays float32.
+
+Under torchrun each process trains on its own device: ``resolve_device("auto", local_rank=1)`` is
+``cuda:1`` on a machine with GPUs (``cuda:0`` where each process sees one GPU), else the CPU; and
+:func:`distributed_backend` picks the collective library for it (NCCL on CUDA, Gloo on CPU).
 """
 
 from __future__ import annotations
@@ -21,14 +25,18 @@ PRECISIONS = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16":
               "fp16": torch.float16, "float16": torch.float16}
 
 
-def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+def resolve_device(spec: str | torch.device = "auto", local_rank: int | None = None) -> torch.device:
     """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a device.
+
+    ``local_rank`` is the process's place among the training processes on this machine (torchrun's
+    ``LOCAL_RANK``) when there are several: ``"auto"`` and ``"cuda"`` then mean the GPU of that
+    process, and ``"cuda:N"`` is refused (every process would claim GPU N).
 
     Raises :class:`hvae.errors.HvaeError` when CUDA is asked for but absent, or the index is out of range.
     """
     text = str(spec).strip().lower()
     if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        text = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(text)
     except RuntimeError:
@@ -37,11 +45,24 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise HvaeError(f"Device {spec!r} was asked for, but this PyTorch build sees no CUDA GPU; use cpu or auto.")
         count = torch.cuda.device_count()
+        if local_rank is not None:
+            if device.index is not None:
+                raise HvaeError(f"Device {spec!r} names one GPU, but several processes train here and each "
+                                f"takes the GPU of its LOCAL_RANK: use cuda or auto.")
+            if count > 1 and local_rank >= count:
+                raise HvaeError(f"Process {local_rank} on this machine has no GPU of its own: {count} GPU(s) "
+                                f"are visible; start at most {count} processes per machine.")
+            device = torch.device("cuda", local_rank if count > 1 else 0)
         if device.index is not None and device.index >= count:
             raise HvaeError(f"Device {spec!r} does not exist: {count} CUDA device(s), cuda:0 to cuda:{count - 1}.")
     elif device.type != "cpu":
         raise HvaeError(f"Device {spec!r} is not supported. Use auto, cpu, cuda or cuda:N.")
     return device
+
+
+def distributed_backend(device: torch.device) -> str:
+    """The ``torch.distributed`` backend for processes training on ``device``: nccl on CUDA, gloo on CPU."""
+    return "nccl" if device.type == "cuda" else "gloo"
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:

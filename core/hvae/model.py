@@ -183,16 +183,21 @@ class MusicVAE(nn.Module):
             inputs = torch.cat([inputs, controls.float()], dim=-1)
         return self.encoder(inputs, lengths)
 
-    def forward(self, batch: Batch, step: int = 0, generator: torch.Generator | None = None) -> ModelOutput:
-        """Loss and its parts for ``batch`` at global step ``step`` (which sets beta and scheduled sampling)."""
+    def forward(self, batch: Batch, step: int = 0, generator: torch.Generator | None = None,
+                noise: torch.Tensor | None = None) -> ModelOutput:
+        """Loss and its parts for ``batch`` at global step ``step`` (which sets beta and scheduled sampling).
+
+        ``noise`` ``(B, Z)`` is the standard normal draw that samples z from q(z|x); None draws it here.
+        """
         cfg = self.config
         targets = batch.outputs[:, :self.spec.steps].float()  # (B, T, D)
         steps = targets.shape[1]
         controls = None if batch.controls is None else batch.controls[:, :steps].float()
         lengths = batch.lengths.to(targets.device).clamp(max=steps)  # (B,)
         mu, sigma = self.encode(batch.inputs[:, :steps], lengths, controls)
-        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        z = mu + sigma * noise  # (B, Z)
+        if noise is None:
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu + sigma * noise.to(mu.dtype)  # (B, Z)
         probability = sampling_probability_at(step, cfg, self.training)
         raw = self.decoder(z, targets, lengths, controls, sampling_probability=probability,
                            loss=self.loss, generator=generator)  # (B, T, R)

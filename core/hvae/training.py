@@ -7,10 +7,21 @@ A run directory holds::
     checkpoints/    step-XXXXXXXX/ directories (see :mod:`hvae.checkpoint`), the newest few kept
     samples/        MIDI files written by ``hvae run`` and ``hvae sample``
 
-The batch order is a function of (seed, step) only and every random-number generator is in the
-checkpoint, so ``k`` steps, a stop, and a resume give the same weights as the steps run straight.
-Ctrl-C (or SIGTERM) finishes the step under way, writes a checkpoint and returns; a loss that is
-not finite stops training before the bad step touches the weights, leaving the last checkpoint as it was.
+The batch order and every random draw of a step are functions of (seed, step) only: the latent
+noise comes from a generator seeded with (seed, step), dropout and scheduled sampling from a stream
+seeded with (seed, step, rank). So ``k`` steps, a stop, and a resume give the same weights as the
+steps run straight. Ctrl-C (or SIGTERM) finishes the step under way, writes a checkpoint and
+returns; a loss that is not finite stops training before the bad step touches the weights, leaving
+the last checkpoint as it was.
+
+Under torchrun (see :mod:`hvae.distributed`) every process runs this same loop. Rank ``r`` of ``N``
+takes rows ``r*B/N`` to ``(r+1)*B/N`` of each global batch of ``B`` and the same rows of the
+batch's latent noise, so the global batch, the data order and the noise are the single process's.
+The loss is a mean over the batch, and DistributedDataParallel averages the ranks' gradients: the
+mean of ``N`` equal-sized shard means is the global mean, so the update is the single-process
+update (to float rounding). Dropout masks are drawn per rank and are not the single process's.
+Rank 0 alone writes config.json, metrics.jsonl and checkpoints, and runs validation; the logged
+figures are means over the ranks.
 """
 
 from __future__ import annotations
@@ -25,17 +36,18 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import IO, Any, Iterator, Mapping
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from hvae import __version__
+from hvae import __version__, distributed
 from hvae.checkpoint import (Checkpoint, capture_rng, converter_from, from_jsonable, list_checkpoints,
                              read_checkpoint, restore_rng, write_atomic, write_checkpoint)
 from hvae.data import PrepareReport, WindowSet, load_split, prepare_dataset
-from hvae.device import autocast, default_autocast_dtype, grad_scaler, resolve_device
+from hvae.device import autocast, default_autocast_dtype, grad_scaler
+from hvae.distributed import World
 from hvae.errors import CheckpointError, HvaeError, TrainingError
 from hvae.interfaces import Converter
 from hvae.model import (Batch, ModelConfig, ModelOutput, MusicVAE, build_model, clip_gradients, make_lr_schedule,
@@ -44,13 +56,14 @@ from hvae.model import (Batch, ModelConfig, ModelOutput, MusicVAE, build_model, 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 LOGGED_PARTS = ("loss", "r_loss", "kl", "kl_bits")  # ModelOutput scalars written to metrics.jsonl
+NOISE_STREAM, RANK_STREAM = 1, 2  # tags of the two random streams of a training step (see _seed)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How to train: batches, length, logging, validation, checkpoints, seed and device."""
 
-    batch_size: int = 512  # examples per optimiser step (the reference's)
+    batch_size: int = 512  # examples per optimiser step (the reference's); split evenly over the processes
     steps: int = 50_000  # total optimiser steps; a resumed run continues up to this
     log_every: int = 10  # steps between training lines in metrics.jsonl (and the first step)
     eval_every: int = 500  # steps between validation passes; there is always one at the end; 0: only then
@@ -67,6 +80,8 @@ class TrainConfig:
         for field in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, field) < 1:
                 raise HvaeError(f"Training option {field} must be at least 1, got {getattr(self, field)}.")
+        if self.seed < 0:
+            raise HvaeError(f"Training option seed must be 0 or more, got {self.seed}.")
         if self.eval_every < 0:
             raise HvaeError(f"Training option eval_every must be 0 or more, got {self.eval_every}.")
         if self.threads is not None and self.threads < 1:
@@ -178,38 +193,48 @@ class Trainer:
     """One run in memory: model, optimiser, schedule, data and the step reached.
 
     Build it with :meth:`start` (a new run directory) or :meth:`resume` (the newest checkpoint of
-    an existing one), then call :meth:`train`.
+    an existing one), then call :meth:`train`. Under torchrun every process does the same, and
+    ``world`` says which process this is.
     """
 
     def __init__(self, run_dir: Path, config: RunConfig, model: MusicVAE, converter: Converter,
-                 train_set: WindowSet, validation_set: WindowSet, device: torch.device, step: int = 0):
+                 train_set: WindowSet, validation_set: WindowSet, device: torch.device, step: int = 0,
+                 world: World = World()):
         self.run_dir, self.config, self.model, self.converter = run_dir, config, model, converter
         self.train_set, self.validation_set, self.device, self.step = train_set, validation_set, device, step
+        self.world = world
+        world.share(config.train.batch_size)
+        self.parallel = world.wrap(model, device)  # what a training step calls: the model, or DDP around it
         self.optimizer = make_optimizer(model, model.config)
         self.schedule = make_lr_schedule(self.optimizer, model.config)
         amp_dtype = default_autocast_dtype(device) if config.train.amp else None
         self.scaler = grad_scaler(device, amp_dtype)  # loss scaling, enabled for float16 on CUDA only
+        self.noise = torch.Generator(device)  # the latent noise of each step, reseeded with (seed, step)
         self.last_checkpoint: Path | None = None
         self.checkpointed_step = -1  # step of last_checkpoint
 
     @classmethod
     def start(cls, run_dir: str | os.PathLike, config: RunConfig, progress: bool = True) -> "Trainer":
-        """A new run in ``run_dir`` (created; it must not hold a run already). Seeds everything first."""
-        run_dir = Path(run_dir)
-        if (run_dir / CONFIG_FILE).exists():
-            raise HvaeError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
-                            f"or choose another --out.")
-        device = resolve_device(config.train.device)
+        """A new run in ``run_dir`` (created; it must not hold a run already). Seeds everything first.
+
+        Under torchrun every process calls it: all take rank 0's ``run_dir``, and rank 0 prepares
+        the data while the others wait, then every rank loads it.
+        """
+        world, device = distributed.join(config.train.device)
+        world.share(config.train.batch_size)
+        run_dir = Path(world.from_main(os.fspath(run_dir)))
+        world.on_main(lambda: _check_new(run_dir))
         converter = converter_of(config)
         torch.manual_seed(config.train.seed)
         model = build_model(config.model, converter, force=config.force).to(device)
-        prepare_data(config, converter, progress)
+        world.on_main(lambda: prepare_data(config, converter, progress))
         config = dataclasses.replace(config, model=model.config,
                                      converter_options=dataclasses.asdict(converter.options))
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(run_dir / CONFIG_FILE, (json.dumps(config.to_json(), indent=2) + "\n").encode())
+        if world.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(run_dir / CONFIG_FILE, (json.dumps(config.to_json(), indent=2) + "\n").encode())
         return cls(run_dir, config, model, converter, load_split(config.cache_dir, "train"),
-                   load_split(config.cache_dir, "validation"), device)
+                   load_split(config.cache_dir, "validation"), device, world=world)
 
     @classmethod
     def resume(cls, run_dir: str | os.PathLike, steps: int | None = None, device: str | None = None,
@@ -218,17 +243,20 @@ class Trainer:
         ``steps``, on another ``device``, with mixed precision switched (``amp``) or other ``threads``.
 
         Lines logged after that checkpoint are dropped from metrics.jsonl: those steps run again.
+        Under torchrun every process reads the same checkpoint; it may have been written by a run
+        with another number of processes.
         """
         run_dir = Path(run_dir)
         config = read_run_config(run_dir)
         overrides = {k: v for k, v in (("steps", steps), ("device", device), ("amp", amp), ("threads", threads))
                      if v is not None}
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
+        world, target = distributed.join(config.train.device)
+        world.share(config.train.batch_size)
         if not list_checkpoints(run_dir):
             raise CheckpointError(f"{run_dir} has no checkpoint to resume from (it stopped before the first); "
                                   f"start it again with another --out.")
         checkpoint = read_checkpoint(run_dir)
-        target = resolve_device(config.train.device)
         converter = converter_of(config)
         try:
             model = model_from_dict(checkpoint.meta["model"])
@@ -237,87 +265,104 @@ class Trainer:
             raise CheckpointError(f"Checkpoint {checkpoint.path} does not fit this hvae and its plugins: "
                                   f"{type(exc).__name__}: {exc}") from None
         model.to(target)
-        prepare_data(config, converter, progress)
+        world.on_main(lambda: prepare_data(config, converter, progress))
         trainer = cls(run_dir, config, model, converter, load_split(config.cache_dir, "train"),
-                      load_split(config.cache_dir, "validation"), target, step=checkpoint.step)
+                      load_split(config.cache_dir, "validation"), target, step=checkpoint.step, world=world)
         trainer.optimizer.load_state_dict(checkpoint.optimizer)
         trainer.schedule.load_state_dict(checkpoint.meta["lr_schedule"])
         if checkpoint.meta.get("grad_scaler"):
             trainer.scaler.load_state_dict(checkpoint.meta["grad_scaler"])
         restore_rng(checkpoint.rng)
         trainer.last_checkpoint, trainer.checkpointed_step = checkpoint.path, checkpoint.step
-        _truncate_metrics(run_dir / METRICS_FILE, checkpoint.step)
-        write_atomic(run_dir / CONFIG_FILE, (json.dumps(config.to_json(), indent=2) + "\n").encode())
+        if world.main:
+            _truncate_metrics(run_dir / METRICS_FILE, checkpoint.step)
+            write_atomic(run_dir / CONFIG_FILE, (json.dumps(config.to_json(), indent=2) + "\n").encode())
         return trainer
 
     def train(self, progress: bool = True) -> TrainResult:
         """Train up to ``config.train.steps``; log, validate and checkpoint on the way and at the end.
 
         Raises :class:`TrainingError` when the loss is not finite (nothing of that step is applied
-        or saved). Returns early, after a checkpoint, on Ctrl-C or SIGTERM.
+        or saved). Returns early, after a checkpoint, on Ctrl-C or SIGTERM (to any of the processes:
+        they agree after each step, and all stop after the same one).
         """
         cfg = self.config.train
         started = time.perf_counter()
         first = last = validation = None
         interval = _Interval()
         self.model.train()
-        with _StopRequest() as stop, _cpu_threads(cfg.threads), \
-                open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as log, \
-                tqdm(total=cfg.steps, initial=self.step, unit="step", desc=self.config.name, disable=not progress,
-                     dynamic_ncols=True) as bar:
-            while self.step < cfg.steps and not stop.requested:
-                interval.add(*self._train_step(), examples=cfg.batch_size)
+        metrics_file = open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") if self.world.main \
+            else contextlib.nullcontext()
+        with _StopRequest() as stop, _cpu_threads(cfg.threads), metrics_file as log, \
+                tqdm(total=cfg.steps, initial=self.step, unit="step", desc=self.config.name,
+                     disable=not (progress and self.world.main), dynamic_ncols=True) as bar:
+            stopping = self._stop_signal(stop)
+            while self.step < cfg.steps and not stopping:
+                parts, lr = self._train_step()
+                stopping = self._stop_signal(stop)
+                interval.add(parts, lr, examples=cfg.batch_size)
                 bar.update(1)
                 finished = self.step == cfg.steps
-                if self.step == 1 or self.step % cfg.log_every == 0 or finished or stop.requested:
+                if self.step == 1 or self.step % cfg.log_every == 0 or finished or stopping:
                     last = self._record(log, interval.take(self.step))
                     first = first or last
                     bar.set_postfix(loss=f"{last['loss']:.3g}", kl_bits=f"{last['kl_bits']:.3g}",
                                     beta=f"{last['beta']:.3g}", ex_s=f"{last['examples_per_s']:.0f}")
-                if (finished or (cfg.eval_every and self.step % cfg.eval_every == 0)) and not stop.requested:
-                    evaluated = self.evaluate()
+                if (finished or (cfg.eval_every and self.step % cfg.eval_every == 0)) and not stopping:
+                    evaluated = self.world.from_main(self.evaluate() if self.world.main else None)
                     if evaluated is not None:
                         validation = self._record(log, evaluated)
-                if finished or self.step % cfg.checkpoint_every == 0 or stop.requested:
+                if finished or self.step % cfg.checkpoint_every == 0 or stopping:
                     self.save(metrics={"train": last, "validation": validation})
                 interval.restart()
             if self.checkpointed_step != self.step:  # stopped before the first step
                 self.save(metrics={"train": last, "validation": validation})
-        return TrainResult(self.run_dir, self.step, self.last_checkpoint, stop.requested, first, last, validation,
+        return TrainResult(self.run_dir, self.step, self.last_checkpoint, stopping, first, last, validation,
                            time.perf_counter() - started)
 
-    def _train_step(self) -> tuple[ModelOutput, float]:
-        """One optimiser step; returns the forward pass and the learning rate the update used."""
+    def _stop_signal(self, stop: "_StopRequest") -> str | None:
+        """The signal that stops training, agreed by the ranks (one that received a signal stops them all)."""
+        signum = self.world.largest(stop.signum)
+        return signal.Signals(signum).name if signum else None
+
+    def _train_step(self) -> tuple[dict[str, float], float]:
+        """One optimiser step; returns the loss parts (means over the ranks) and the learning rate the update used."""
         cfg = self.config.train
         rows = batch_indices(len(self.train_set), cfg.batch_size, cfg.seed, self.step)
-        batch = make_batch(self.train_set, rows, self.device)
-        with autocast(self.device, enabled=cfg.amp):
-            out = self.model(batch, self.step)
-        loss = float(out.loss.detach())
-        if not math.isfinite(loss):
+        batch = make_batch(self.train_set, self.world.shard(rows), self.device)
+        noise = self.world.shard(self._latent_noise(cfg.batch_size))  # (B / N, Z)
+        with _step_random(cfg.seed, self.step, self.world.rank, self.device), autocast(self.device, enabled=cfg.amp):
+            out = self.parallel(batch, self.step, noise=noise)
+        parts = _parts(out, self.world)
+        if not math.isfinite(parts["loss"]):
             where = (f"the last good checkpoint, {self.last_checkpoint} (step {self.checkpointed_step}), is intact"
                      if self.last_checkpoint else "no checkpoint was written yet")
             raise TrainingError(
-                f"Training stopped: the loss is {loss} at step {self.step + 1} (reconstruction "
-                f"{float(out.r_loss.detach()):.4g}, KL {float(out.kl.detach()):.4g}); {where}. A learning rate "
+                f"Training stopped: the loss is {parts['loss']} at step {self.step + 1} (reconstruction "
+                f"{parts['r_loss']:.4g}, KL {parts['kl']:.4g}); {where}. A learning rate "
                 f"too high for the model is the usual cause: lower learning_rate.")
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(out.loss).backward()
+        self.scaler.scale(out.loss).backward()  # under DDP: the gradients of the global batch mean on every rank
         self.scaler.unscale_(self.optimizer)
         clip_gradients(self.model, self.model.config)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.schedule.step()
         self.step += 1
-        return out, lr
+        return parts, lr
+
+    def _latent_noise(self, examples: int) -> torch.Tensor:
+        """``(examples, Z)`` standard normal draws for this step's global batch: the same on every rank."""
+        self.noise.manual_seed(_seed(self.config.train.seed, self.step, NOISE_STREAM))
+        return torch.randn((examples, self.model.config.z_size), generator=self.noise, device=self.device)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float] | None:
         """Loss parts and metrics on the validation split (``eval_examples`` of it), averaged per window.
 
         Runs on its own seeded random stream, so it neither depends on nor disturbs training's.
-        None when the split has no windows.
+        None when the split has no windows. Calls no collective: ``train`` runs it on rank 0 alone.
         """
         cfg = self.config.train
         examples = len(self.validation_set)
@@ -326,10 +371,9 @@ class Trainer:
         rows = np.random.Generator(np.random.PCG64([cfg.seed, examples])).permutation(examples)
         rows = np.sort(rows[:cfg.eval_examples] if cfg.eval_examples else rows)
         sums: dict[str, float] = {}
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
         self.model.eval()
         try:
-            with torch.random.fork_rng(devices=devices):
+            with torch.random.fork_rng(devices=_cuda_indices(self.device)):
                 torch.manual_seed(cfg.seed)
                 for start in range(0, len(rows), cfg.batch_size):
                     chunk = rows[start:start + cfg.batch_size]
@@ -343,7 +387,15 @@ class Trainer:
                 **{name: total / len(rows) for name, total in sums.items()}}
 
     def save(self, metrics: Mapping[str, Any] | None = None) -> Path:
-        """Write a checkpoint of the current step (see :mod:`hvae.checkpoint`)."""
+        """Write a checkpoint of the current step (see :mod:`hvae.checkpoint`).
+
+        Under torchrun every rank calls it: rank 0 writes, the others wait for the checkpoint's path.
+        """
+        self.last_checkpoint = self.world.from_main(self._write_checkpoint(metrics) if self.world.main else None)
+        self.checkpointed_step = self.step
+        return self.last_checkpoint
+
+    def _write_checkpoint(self, metrics: Mapping[str, Any] | None) -> Path:
         from hvae.plugins import registry
 
         reg = registry()
@@ -360,22 +412,51 @@ class Trainer:
                 "grad_scaler": self.scaler.state_dict(), "metrics": dict(metrics or {})}
         checkpoint = Checkpoint(step=self.step, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
                                 rng=capture_rng(), meta=json.loads(json.dumps(meta)))
-        self.last_checkpoint = write_checkpoint(self.run_dir, checkpoint, keep=self.config.train.keep_checkpoints)
-        self.checkpointed_step = self.step
-        return self.last_checkpoint
+        return write_checkpoint(self.run_dir, checkpoint, keep=self.config.train.keep_checkpoints)
 
-    def _record(self, log, record: dict[str, Any]) -> dict[str, Any]:
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+    def _record(self, log: IO[str] | None, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` as a metrics.jsonl line (on rank 0, the only one holding the file)."""
+        if log is not None:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
         return record
 
 
-def _parts(out: ModelOutput) -> dict[str, float]:
-    """The logged scalars of one forward pass: loss parts, beta and the loss's metrics."""
-    parts = {name: float(getattr(out, name).detach()) for name in LOGGED_PARTS}
-    parts["beta"] = float(out.beta)
-    parts.update({name: float(value.detach()) for name, value in out.metrics.items()})
-    return parts
+def _check_new(run_dir: Path) -> None:
+    if (run_dir / CONFIG_FILE).exists():
+        raise HvaeError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
+                        f"or choose another --out.")
+
+
+def _seed(seed: int, step: int, stream: int, *more: int) -> int:
+    """A 64-bit seed for one random stream of one training step (a NumPy SeedSequence of them all)."""
+    return int(np.random.SeedSequence([seed, step, stream, *more]).generate_state(1, np.uint64)[0])
+
+
+def _cuda_indices(device: torch.device) -> list[int]:
+    """The CUDA devices whose generators a fork of the random state must save: ``device``'s, if any."""
+    return [device.index or 0] if device.type == "cuda" else []
+
+
+@contextlib.contextmanager
+def _step_random(seed: int, step: int, rank: int, device: torch.device) -> Iterator[None]:
+    """Torch's global generators seeded with (seed, step, rank) inside the block, restored after it.
+
+    Dropout and scheduled sampling draw from them: a function of the step, so resuming repeats
+    them exactly, and of the rank, so the processes of a run do not repeat each other's masks.
+    """
+    with torch.random.fork_rng(devices=_cuda_indices(device)):
+        torch.manual_seed(_seed(seed, step, RANK_STREAM, rank))
+        yield
+
+
+def _parts(out: ModelOutput, world: World = World()) -> dict[str, float]:
+    """The logged scalars of one forward pass, means over the ranks: loss parts, beta and the loss's metrics."""
+    scalars = {name: getattr(out, name) for name in LOGGED_PARTS}
+    scalars["beta"] = torch.tensor(float(out.beta), device=out.loss.device)
+    scalars.update(out.metrics)
+    values = world.average(torch.stack([value.detach().double() for value in scalars.values()]))
+    return dict(zip(scalars, values.tolist()))
 
 
 class _Interval:
@@ -391,9 +472,9 @@ class _Interval:
         """Start timing again (after validation or a checkpoint, which are not training time)."""
         self.clock = time.perf_counter()
 
-    def add(self, out: ModelOutput, lr: float, examples: int) -> None:
+    def add(self, parts: dict[str, float], lr: float, examples: int) -> None:
         self.lr = lr
-        for name, value in _parts(out).items():
+        for name, value in parts.items():
             self.sums[name] = self.sums.get(name, 0.0) + value
         self.steps += 1
         self.examples += examples
@@ -420,16 +501,16 @@ class _StopRequest:
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __enter__(self) -> "_StopRequest":
-        self.requested: str | None = None
+        self.signum = 0  # the signal received, 0 for none
         self.previous = {}
         if threading.current_thread() is threading.main_thread():
             self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
+        if self.signum:
             raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
+        self.signum = signum
 
     def __exit__(self, *exc_info: Any) -> None:
         for sig, handler in self.previous.items():

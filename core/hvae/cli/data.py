@@ -10,6 +10,8 @@ import click
 
 from hvae.data import DEMO_DIR, SPLITS, PrepareReport, default_cache_dir, prepare_dataset, read_manifest
 from hvae.data.cache import options_dict, split_file_problem
+from hvae.data.merge import merge_caches
+from hvae.data.splits import Shard
 from hvae.errors import HvaeError
 from hvae.interfaces import Converter
 from hvae.options import parse_overrides
@@ -49,7 +51,8 @@ def _echo_summary(report: PrepareReport, verbose: bool) -> None:
     origin = f"{report.distribution} {report.version}" if report.distribution else "in-process plugin"
     click.echo(f"Converter: {report.converter} ({origin}), options: {_options_text(report)}")
     splits_from = f"splits from {Path(report.split_table).name}" if report.split_table else "splits by path hash"
-    click.echo(f"Data:      {report.data_dir} ({len(report.files)} MIDI files, {splits_from})")
+    of_shard = f" of shard {report.shard}" if report.shard else ""
+    click.echo(f"Data:      {report.data_dir} ({len(report.files)} MIDI files{of_shard}, {splits_from})")
     click.echo(f"Cache:     {report.cache_dir}")
     click.echo("")
     click.echo(f"{'split':<12}{'files':>8}{'converted':>11}{'windows':>10}")
@@ -81,7 +84,21 @@ def data() -> None:
     Example:
       hvae data prepare --converter drums -o slice_bars=4 --data groove/ --out cache/drums4
       hvae data info cache/drums4
+
+    \b
+    A large corpus in 4 shards (on 4 machines, or one after another), then merged:
+      hvae data prepare -c drums -o slice_bars=4 --data groove/ --shard 0/4 --out shards/0
+      ...
+      hvae data prepare -c drums -o slice_bars=4 --data groove/ --shard 3/4 --out shards/3
+      hvae data merge cache/drums4 shards/0 shards/1 shards/2 shards/3
     """
+
+
+def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard | None:
+    try:
+        return None if value is None else Shard.parse(value)
+    except HvaeError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @data.command(short_help="Convert a folder of MIDI files into cached training windows.")
@@ -99,11 +116,15 @@ def data() -> None:
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
               help="Conversion processes. Default: one per CPU; 1 converts in this process.")
 @click.option("--force", is_flag=True, help="Convert again even when the cache is up to date.")
+@click.option("--shard", metavar="K/N", callback=_shard, default=None,
+              help="Convert only shard K of N (0 to N-1): the files a hash of their path assigns to it, into a "
+                   "cache of their own ('hvae data merge' joins the N). Default --out: the whole folder's "
+                   "default cache folder with .shard-K-of-N appended.")
 @click.option("--verbose", "-v", is_flag=True,
               help=f"List every skipped file (default: the first {SHOWN_PER_REASON} for each reason).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
 def prepare(converter_name: str, options: tuple[str, ...], data_dir: Path | None, out_dir: Path | None,
-            workers: int | None, force: bool, verbose: bool, progress: bool) -> None:
+            workers: int | None, force: bool, shard: Shard | None, verbose: bool, progress: bool) -> None:
     """Convert every MIDI file under --data into training windows, cached per split.
 
     Each file goes to the split its data set assigns (the Groove MIDI Dataset's info.csv,
@@ -116,12 +137,20 @@ def prepare(converter_name: str, options: tuple[str, ...], data_dir: Path | None
     options and files reuses the cache at once; a changed option or file, or a damaged cache
     file, rebuilds it.
 
-    Exits with status 1 when no file gave a window.
+    With --shard K/N only the files of that shard are converted, into a cache of their own; run
+    every shard (on several machines, or one after another) and join them with 'hvae data merge'.
+    A shard that was interrupted is converted again by the same command, a finished one is reused.
+
+    Exits with status 1 when no file gave a window (a shard may have none).
     """
     converter = converter_from_cli(converter_name, options)
     data_dir = data_dir or DEMO_DIR
-    out_dir = out_dir or default_cache_dir(data_dir, converter.name, converter.options)
-    report = prepare_dataset(converter, data_dir, out_dir, workers=workers, progress=progress, force=force)
+    if out_dir is None:
+        out_dir = default_cache_dir(data_dir, converter.name, converter.options)
+        if shard is not None:
+            out_dir = out_dir.with_name(f"{out_dir.name}.shard-{shard.index}-of-{shard.count}")
+    report = prepare_dataset(converter, data_dir, out_dir, workers=workers, progress=progress, force=force,
+                             shard=shard)
     _echo_summary(report, verbose)
     if report.cached:
         click.echo(f"Cache up to date (built in {report.conversion_seconds:.1f} s with {report.workers} "
@@ -129,7 +158,7 @@ def prepare(converter_name: str, options: tuple[str, ...], data_dir: Path | None
     else:
         click.echo(f"Converted {len(report.files)} files in {report.conversion_seconds:.1f} s with {report.workers} "
                    f"worker{'s' if report.workers != 1 else ''} ({report.rebuild_reason}).")
-    if report.windows == 0:
+    if report.windows == 0 and shard is None:
         raise click.ClickException(
             f"No usable windows: none of the {len(report.files)} MIDI files under {data_dir} gave a window with "
             f"converter {converter.name!r} (reasons above).")
@@ -159,3 +188,23 @@ def info(cache_dir: Path, verbose: bool, as_json: bool) -> None:
         raise click.ClickException(f"Damaged cache: {'; '.join(problems)}. "
                                    f"'hvae data prepare' with the same options rebuilds it.")
     click.echo("Checksums: all split files intact.")
+
+
+@data.command(short_help="Join the caches of shards 0/N to N-1/N into one cache.")
+@click.argument("out_dir", metavar="OUT", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("shard_dirs", metavar="SHARD_DIR...", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--verbose", "-v", is_flag=True, help="List every skipped file.")
+def merge(out_dir: Path, shard_dirs: tuple[Path, ...], verbose: bool) -> None:
+    """Join shard caches written by 'hvae data prepare --shard K/N' into the cache OUT.
+
+    Every shard of the N must be given once, finished and intact (its files match their
+    checksums), and all prepared with the same converter, options and hvae. OUT is then the
+    cache one unsharded 'hvae data prepare' of the folder writes: give it as --cache to
+    'hvae train', which finds it up to date.
+    """
+    report = merge_caches(out_dir, shard_dirs)
+    _echo_summary(report, verbose)
+    click.echo(f"Merged {len(shard_dirs)} shards in {report.seconds:.1f} s (they took "
+               f"{report.conversion_seconds:.1f} s to convert with {report.workers} "
+               f"worker{'s' if report.workers != 1 else ''} in all).")

@@ -10,13 +10,15 @@ from typing import Any, Callable, Sequence
 
 import click
 
+from hvae import distributed
+from hvae.cli import ARGS
 from hvae.data import DEMO_DIR, default_cache_dir
 from hvae.errors import HvaeError
 from hvae.model import ModelConfig
 from hvae.options import field_names, parse_overrides
 from hvae.presets import Preset, get_preset, list_presets
 from hvae.sampling import DEFAULT_QPM, sample_checkpoint
-from hvae.training import RunConfig, TrainConfig, Trainer, TrainResult
+from hvae.training import RunConfig, TrainConfig, Trainer, TrainResult, read_run_config
 
 DEFAULT_PRESET = "demo"
 RUNS_DIR = Path("runs")  # where run directories go when --out is not given (relative to the working directory)
@@ -182,6 +184,10 @@ def _config_options(func: Callable) -> Callable:
 
 
 def _device_options(func: Callable) -> Callable:
+    func = click.option("--nproc", type=click.IntRange(min=1), default=None, metavar="N",
+                        help="Train in N processes on this machine (one per GPU, or CPU processes sharing the "
+                             "cores): starts torchrun with this command. The batch size must divide by N. "
+                             "Several machines: see docs/distributed.md.")(func)
     func = click.option("--progress/--no-progress", default=True, show_default=True,
                         help="Show progress bars on stderr.")(func)
     func = click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -202,6 +208,8 @@ def _config_from_params(params: dict[str, Any]) -> RunConfig:
 
 
 def _describe(trainer: Trainer) -> None:
+    if not trainer.world.main:
+        return
     c, m = trainer.config, trainer.model.config
     parameters = sum(p.numel() for p in trainer.model.parameters())
     click.echo(f"Run:    {trainer.run_dir}  (name {c.name}{', preset ' + c.preset if c.preset else ''})")
@@ -209,12 +217,22 @@ def _describe(trainer: Trainer) -> None:
                f"z {m.z_size}, {parameters:,} parameters{'  [FORCED: incompatible loss]' if c.force else ''}")
     click.echo(f"Data:   {len(trainer.train_set):,} training and {len(trainer.validation_set):,} validation "
                f"windows from {c.data_dir}")
-    click.echo(f"Train:  steps {trainer.step} -> {c.train.steps}, batch {c.train.batch_size}, seed {c.train.seed}, "
-               f"device {trainer.device}{', amp' if c.train.amp else ''}")
+    processes = trainer.world.size
+    shared = f" ({c.train.batch_size // processes} in each of {processes} processes)" if processes > 1 else ""
+    click.echo(f"Train:  steps {trainer.step} -> {c.train.steps}, batch {c.train.batch_size}{shared}, "
+               f"seed {c.train.seed}, device {trainer.device}{', amp' if c.train.amp else ''}")
 
 
-def _report(result: TrainResult) -> None:
-    """Summarise a training call; exit with the shell's status for the signal (130 for Ctrl-C) if one stopped it."""
+def _report(result: TrainResult, main: bool) -> None:
+    """Summarise a training call (on rank 0 alone); exit with the shell's status for the signal (130 for
+    Ctrl-C) if one stopped it (on every rank)."""
+    if main:
+        _summarise(result)
+    if result.interrupted:
+        raise SystemExit(128 + signal.Signals[result.interrupted].value)
+
+
+def _summarise(result: TrainResult) -> None:
     if result.first and result.last:
         losses = f"loss {result.last['loss']:.4g}"
         if result.first["step"] != result.last["step"]:
@@ -228,19 +246,32 @@ def _report(result: TrainResult) -> None:
     if result.interrupted:
         click.echo(f"Stopped by {result.interrupted} at step {result.step}; continue with: "
                    f"hvae train --resume {result.run_dir}", err=True)
-        raise SystemExit(128 + signal.Signals[result.interrupted].value)
 
 
-def _start(params: dict[str, Any]) -> Trainer:
-    config = _config_from_params(params)
+def _start(config: RunConfig, params: dict[str, Any]) -> Trainer:
     return Trainer.start(params["out_dir"] or default_run_dir(config.name), config, progress=params["progress"])
+
+
+def _in_processes(ctx: click.Context, params: dict[str, Any], batch_size: int) -> None:
+    """With --nproc N, start this command again in N processes under torchrun (see hvae.distributed.launch),
+    without --nproc: torchrun's own parser would take it for an abbreviation of its --nproc-per-node."""
+    if params["nproc"] is None:
+        return
+    distributed.World(size=params["nproc"]).share(batch_size)  # a batch that does not divide: say so once
+    args, given = [], iter(ctx.meta[ARGS])
+    for arg in given:
+        if arg == "--nproc":
+            next(given)
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    distributed.launch(params["nproc"], args)
 
 
 @click.command()
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Continue the run in this directory from its newest checkpoint, exactly as if it had not "
-                   "stopped. Only --steps, --device, --amp, --threads and --progress may be given with "
-                   "it.")
+                   "stopped. Only --steps, --device, --amp, --threads, --nproc and --progress may be given "
+                   "with it.")
 @_config_options
 @click.pass_context
 def train(ctx: click.Context, resume_dir: Path | None, **params: Any) -> None:
@@ -250,25 +281,32 @@ def train(ctx: click.Context, resume_dir: Path | None, **params: Any) -> None:
     writes a checkpoint and stops; --resume continues from it. A loss that is not finite stops
     training and leaves the last checkpoint intact.
 
+    Under torchrun (or with --nproc N) each process trains on its share of every batch and
+    rank 0 writes the run directory; a run resumes with any number of processes.
+
     \b
     Examples:
       hvae train                                   # the demo preset on the bundled demo data
       hvae train --preset hier-drums-4bar --data groove/ --out runs/hier-drums
       hvae train --resume runs/hier-drums --steps 60000
+      hvae train --nproc 4 --preset hier-drums-4bar --data groove/   # 4 processes (GPUs) on this machine
     """
     if resume_dir is not None:
-        allowed = {"steps", "device", "amp", "threads", "progress"}
+        allowed = {"steps", "device", "amp", "threads", "nproc", "progress"}
         given = sorted(f"--{k.replace('_', '-')}" for k in params if k not in allowed and
                        ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT)
         if given:
             raise click.UsageError(f"--resume continues a run as it was configured; {', '.join(given)} "
                                    f"cannot be given with it.")
+        _in_processes(ctx, params, read_run_config(resume_dir).train.batch_size)
         trainer = Trainer.resume(resume_dir, steps=params["steps"], device=params["device"], amp=params["amp"],
                                  threads=params["threads"], progress=params["progress"])
     else:
-        trainer = _start(params)
+        config = _config_from_params(params)
+        _in_processes(ctx, params, config.train.batch_size)
+        trainer = _start(config, params)
     _describe(trainer)
-    _report(trainer.train(progress=params["progress"]))
+    _report(trainer.train(progress=params["progress"]), trainer.world.main)
 
 
 @click.command()
@@ -306,7 +344,8 @@ def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path
               help="Sampling temperature of those files.")
 @click.option("--qpm", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_QPM, show_default=True,
               help="Tempo of the written MIDI, in quarter notes per minute.")
-def run(num_samples: int, temperature: float, qpm: float, **params: Any) -> None:
+@click.pass_context
+def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, **params: Any) -> None:
     """Prepare the data, train, and sample MIDI: the whole pipeline in one command.
 
     With no options at all it trains the 'demo' preset (a small 4-bar hierarchical drum model)
@@ -322,10 +361,14 @@ def run(num_samples: int, temperature: float, qpm: float, **params: Any) -> None
       hvae run --converter drums --decoder hierarchical --loss categorical -o slice_bars=4
       hvae run --preset hier-groove-4bar --force --steps 200
     """
-    trainer = _start(params)
+    config = _config_from_params(params)
+    _in_processes(ctx, params, config.train.batch_size)
+    trainer = _start(config, params)
     _describe(trainer)
     result = trainer.train(progress=params["progress"])
-    _report(result)
+    _report(result, trainer.world.main)
+    if not trainer.world.main:
+        return
     paths = sample_checkpoint(result.checkpoint, n=num_samples, temperature=temperature,
                               seed=trainer.config.train.seed, qpm=qpm, device=str(trainer.device))
     click.echo(f"Samples ({len(paths)}, temperature {temperature}):")

@@ -1,8 +1,13 @@
 """``prepare_dataset``: a folder of MIDI files, converted once into a per-split cache.
 
 The cache is reused while it is up to date — same hvae and converter versions, same
-converter options, same files (path, size, modification time, split) and split files that
-match their checksums — and rebuilt otherwise, with the reason in the report.
+converter options, same shard, same files (path, size, modification time, split) and split
+files that match their checksums — and rebuilt otherwise, with the reason in the report.
+
+A large corpus can be prepared in shards, on several machines or one after another: shard
+``K/N`` converts the files :class:`hvae.data.splits.Shard` assigns it, into a cache of its own,
+and :func:`hvae.data.merge.merge_caches` joins the shards into the cache one unsharded run
+would have written.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -21,7 +26,7 @@ import hvae
 from hvae.data import cache
 from hvae.data.convert import CONVERTED, FileResult, convert_files, default_workers
 from hvae.data.encoding import concatenate
-from hvae.data.splits import SPLITS, MidiFile, find_midi_files
+from hvae.data.splits import SPLITS, MidiFile, Shard, find_midi_files
 from hvae.errors import HvaeError
 from hvae.interfaces import Converter
 from hvae.plugins import Registration, registry
@@ -67,11 +72,12 @@ class PrepareReport:
     split_table: str | None  # path of the split table used, None when every split was hashed
     files: tuple[FileRecord, ...]
     splits: Mapping[str, SplitSummary]  # by split name, in SPLITS order
-    conversion_seconds: float  # wall time of the run that built the cache
+    conversion_seconds: float  # wall time of the run that built the cache (the shards' total when merged)
     workers: int  # processes that built it
     cached: bool  # True: the cache was already up to date and nothing was converted
     rebuild_reason: str | None  # why it was (re)built; None when cached
     seconds: float  # wall time of this call
+    shard: Shard | None = None  # the shard of the data folder it holds; None: every file
 
     @property
     def windows(self) -> int:
@@ -103,7 +109,7 @@ class PrepareReport:
             splits={name: SplitSummary(**{k: s[k] for k in ("files", "converted", "windows")})
                     for name, s in manifest["splits"].items()},
             conversion_seconds=manifest["timing"]["total_s"], workers=manifest["workers"], cached=cached,
-            rebuild_reason=rebuild_reason, seconds=seconds)
+            rebuild_reason=rebuild_reason, seconds=seconds, shard=Shard.from_json(manifest.get("shard")))
 
 
 def _registration(converter: Converter) -> Registration:
@@ -116,10 +122,12 @@ def _registration(converter: Converter) -> Registration:
     return reg
 
 
-def _cache_key(converter: Converter) -> dict[str, Any]:
+def cache_key(converter: Converter, shard: Shard | None = None) -> dict[str, Any]:
+    """What a cache must have been built with to be reused: format, versions, converter, shard."""
     reg = _registration(converter)
     description = cache.json_normal(converter.describe())
     return {"format": cache.FORMAT, "hvae_version": hvae.__version__,
+            "shard": None if shard is None else shard.to_json(),
             "converter": {"name": converter.name, "options": cache.options_dict(converter.options),
                           "distribution": reg.distribution, "version": reg.version,
                           **{k: description[k] for k in ("output_kind", "steps", "input_depth", "output_depth",
@@ -152,6 +160,9 @@ def _stale_reason(cache_dir: Path, key: Mapping[str, Any], files: Sequence[MidiF
         return f"converter options changed: {_changes(old.get('options') or {}, new['options'])}"
     if old != new:
         return f"converter changed: {_changes(old, new)}"
+    if manifest.get("shard") != key["shard"]:
+        before, after = (Shard.from_json(k) or "every file" for k in (manifest.get("shard"), key["shard"]))
+        return f"shard changed ({before} -> {after})"
     before = {_file_identity(f) for f in manifest.get("files", [])}
     now = {(f.relpath, f.size, f.mtime_ns, f.split) for f in files}
     if before != now:
@@ -185,35 +196,33 @@ def _split_arrays(converter: Converter, results: Sequence[FileResult], files: Se
     return arrays, encodings
 
 
-def _write_cache(converter: Converter, cache_dir: Path, header: Mapping[str, Any], files: Sequence[MidiFile],
-                 results: Sequence[FileResult]) -> dict[str, Any]:
-    """Write the split files, then the manifest (the commit point: ``header`` plus splits, files and
-    the time spent writing); returns the manifest."""
+def write_cache(cache_dir: Path, header: Mapping[str, Any], records: Sequence[FileRecord],
+                arrays: Callable[[str], tuple[dict[str, np.ndarray], dict[str, Any]]]) -> dict[str, Any]:
+    """Write each split's file (``arrays(split)``: its arrays and their encodings), then the manifest
+    (the commit point: ``header`` plus splits, the file records and the time spent writing); returns it."""
     writing = time.perf_counter()
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache.remove_temp_files(cache_dir)
     splits: dict[str, Any] = {}
     for split in SPLITS:
-        arrays, encodings = _split_arrays(converter, results, files, split)
-        entry = cache.write_arrays(cache_dir / f"{split}.npz", arrays)
-        in_split = [r for r in results if files[r.index].split == split]
-        splits[split] = {**entry, "files": len(in_split), "converted": sum(r.status == CONVERTED for r in in_split),
-                         "windows": int(len(arrays["lengths"])), "encodings": encodings}
+        split_arrays, encodings = arrays(split)
+        entry = cache.write_arrays(cache_dir / f"{split}.npz", split_arrays)
+        in_split = [r for r in records if r.split == split]
+        splits[split] = {**entry, "files": len(in_split), "converted": sum(r.converted for r in in_split),
+                         "windows": int(len(split_arrays["lengths"])), "encodings": encodings}
     timing = dict(header["timing"])
     timing["write_s"] = round(time.perf_counter() - writing, 3)
     timing["total_s"] = round(timing["scan_s"] + timing["convert_s"] + timing["write_s"], 3)
-    manifest = {
-        **header, "timing": timing, "splits": splits,
-        "files": [dataclasses.asdict(FileRecord(f.relpath, f.size, f.mtime_ns, f.split, f.split_from, r.status,
-                                                r.reason, r.windows)) for f, r in zip(files, results)],
-    }
+    manifest = {**header, "timing": timing, "splits": splits, "files": [dataclasses.asdict(r) for r in records]}
     cache.write_manifest(cache_dir, manifest)
     return manifest
 
 
 def prepare_dataset(converter: Converter, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                    workers: int | None = None, progress: bool = True, force: bool = False) -> PrepareReport:
-    """Convert every MIDI file under ``data_dir`` with ``converter`` into a cache in ``out_dir``.
+                    workers: int | None = None, progress: bool = True, force: bool = False,
+                    shard: Shard | None = None) -> PrepareReport:
+    """Convert every MIDI file under ``data_dir`` with ``converter`` into a cache in ``out_dir``
+    (with ``shard``, only the files of that shard).
 
     Splits follow the data set's own table or a path hash (see :mod:`hvae.data.splits`).
     ``workers`` processes convert (default: the CPUs available; 1 converts in this process);
@@ -227,14 +236,16 @@ def prepare_dataset(converter: Converter, data_dir: str | os.PathLike, out_dir: 
     files, table = find_midi_files(data_dir)
     if not files:
         raise HvaeError(f"No MIDI files (*.mid, *.midi) under {os.fspath(data_dir)}.")
+    if shard is not None:
+        files = [f for f in files if shard.holds(f.relpath)]
     cache_dir = Path(out_dir).expanduser().resolve()
-    key = _cache_key(converter)
+    key = cache_key(converter, shard)
     reason = "forced" if force else _stale_reason(cache_dir, key, files)
     if reason is None:
         return PrepareReport.from_manifest(cache_dir, cache.read_manifest(cache_dir), cached=True,
                                            rebuild_reason=None, seconds=time.perf_counter() - started)
     scanned = time.perf_counter()
-    workers = min(workers or default_workers(), len(files))
+    workers = max(1, min(workers or default_workers(), len(files)))
     results = convert_files(converter, [os.fspath(f.path) for f in files], workers, progress=progress)
     header = {
         **key,
@@ -245,8 +256,11 @@ def prepare_dataset(converter: Converter, data_dir: str | os.PathLike, out_dir: 
         "timing": {"scan_s": round(scanned - started, 3), "convert_s": round(time.perf_counter() - scanned, 3)},
         "totals": dict(Counter(r.status for r in results)),
     }
+    records = [FileRecord(f.relpath, f.size, f.mtime_ns, f.split, f.split_from, r.status, r.reason, r.windows)
+               for f, r in zip(files, results)]
     try:
-        manifest = _write_cache(converter, cache_dir, header, files, results)
+        manifest = write_cache(cache_dir, header, records,
+                               lambda split: _split_arrays(converter, results, files, split))
     except OSError as exc:
         raise cache.CacheError(f"Cannot write the cache in {cache_dir}: {exc.strerror or exc}.") from None
     return PrepareReport.from_manifest(cache_dir, manifest, cached=False, rebuild_reason=reason,

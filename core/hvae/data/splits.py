@@ -14,6 +14,10 @@ Splits, in this order of precedence:
    hex digits of its SHA-256, modulo 10 — 0 to 7 train, 8 validation, 9 test (about
    80/10/10). The same file always lands in the same split, on any machine, and adding or
    removing files never moves another file.
+
+Shards, for preparing a large corpus in parts (:class:`Shard`): a file belongs to shard
+``int(sha256(relpath)[8:24], 16) % N`` of ``N``, from its POSIX path relative to the data folder
+— other digits than the split's, so shards and hash splits are independent.
 """
 
 from __future__ import annotations
@@ -60,6 +64,44 @@ def hash_split(key: str) -> str:
     """The split of a file not listed in a split table, from its relative POSIX path."""
     bucket = int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % 10
     return "train" if bucket < 8 else ("validation" if bucket == 8 else "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (0-based, written ``K/N``): the files whose path hash picks it."""
+
+    index: int  # 0 to count - 1
+    count: int  # shards the data folder is split into
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise HvaeError(f"Shard {self}: the number of shards must be at least 1.")
+        if not 0 <= self.index < self.count:
+            raise HvaeError(f"Shard {self} does not exist: the shards of {self.count} are numbered 0/{self.count} "
+                            f"to {self.count - 1}/{self.count}.")
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """``"K/N"`` as a shard, e.g. ``"0/4"`` for the first of four."""
+        index, slash, count = text.strip().partition("/")
+        if not slash or not index.strip().isdigit() or not count.strip().isdigit():
+            raise HvaeError(f"Shard {text!r} is not K/N, e.g. 0/4 for the first of four shards (K from 0 to N - 1).")
+        return cls(int(index), int(count))
+
+    def holds(self, relpath: str) -> bool:
+        """Whether the file at ``relpath`` (POSIX, relative to the data folder) belongs to this shard."""
+        return int(hashlib.sha256(relpath.encode("utf-8")).hexdigest()[8:24], 16) % self.count == self.index
+
+    def to_json(self) -> dict[str, int]:
+        """As a manifest records it (a cache of every file records None)."""
+        return {"index": self.index, "count": self.count}
+
+    @classmethod
+    def from_json(cls, data: dict[str, int] | None) -> "Shard | None":
+        return None if data is None else cls(int(data["index"]), int(data["count"]))
 
 
 def _read_split_table(path: Path) -> SplitTable | None:
