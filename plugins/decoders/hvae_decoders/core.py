@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hvae.interfaces import Loss
-from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear, lstm_cell
+from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear, input_gates, lstm_cell
+from hvae_decoders.recurrence import gather_rows, one_hot_indices, runs_nn_lstm
 from hvae_decoders.stepping import CoreSampler, SteppingWeights
 
 # The first layer's input part of step t's gates, given the previous step's raw output (None at t = 0).
@@ -57,9 +58,37 @@ class LstmCore(nn.Module):
 
     def teacher_forced(self, embedding: torch.Tensor, previous: torch.Tensor,
                        controls: torch.Tensor | None = None) -> torch.Tensor:
-        """Raw outputs ``(N, T, R)`` when step t is fed ``previous[:, t]`` (one LSTM call per layer)."""
-        top = self.lstm(self._inputs(previous, embedding, controls), self.initial_state(embedding))
-        return self.output(top)  # (N, T, R)
+        """Raw outputs ``(N, T, R)`` when step t is fed ``previous[:, t]`` (one pass per layer).
+
+        Off CUDA the first layer's input part is built the cheap way: a one-hot previous output is a
+        row gather and the embedding is projected once per sequence, not once per step (unless
+        dropout, which drops each step's input differently, is on).
+        """
+        state = self.initial_state(embedding)
+        if runs_nn_lstm(previous.device):
+            return self.output(self.lstm(self._inputs(previous, embedding, controls), state))
+        first = self.lstm.layers[0]
+        if self.lstm.dropout and self.training:
+            inputs = self.lstm.drop(self._inputs(previous, embedding, controls))  # (N, T, I)
+            gates = input_gates(first, inputs.transpose(0, 1))  # (T N, 4H_0)
+        else:
+            w_fed, w_embedding, w_controls = self._first_layer_columns()
+            classes = one_hot_indices(previous)  # (N, T) or None
+            if classes is None:
+                fed = F.linear(previous.transpose(0, 1), w_fed)
+            else:
+                fed = gather_rows(w_fed, classes.t())  # (T, N, 4H_0)
+            gates = fed + F.linear(embedding, w_embedding, first.bias_ih_l0 + first.bias_hh_l0)
+            if controls is not None:
+                gates = gates + F.linear(controls.transpose(0, 1), w_controls)
+        top = self.lstm.from_first_gates(gates, state)  # (T, N, H_top)
+        return self.output(top).transpose(0, 1)  # (N, T, R)
+
+    def _first_layer_columns(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first layer's input weights for the fed output, the embedding and the controls:
+        ``(4H_0, D)``, ``(4H_0, K)``, ``(4H_0, C)``."""
+        return self.lstm.layers[0].weight_ih_l0.split([self.output_depth, self.embedding_size, self.control_depth],
+                                                      dim=1)
 
     def scheduled(self, embedding: torch.Tensor, previous: torch.Tensor, controls: torch.Tensor | None,
                   probability: float, loss: Loss, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -67,11 +96,18 @@ class LstmCore(nn.Module):
 
         From step 1 on, each sequence is fed, with ``probability``, the loss's draw (temperature 1)
         from the previous raw output instead of ``previous[:, t]``. Gradients flow through the draw
-        where it is differentiable (groove velocities and offsets), as in the reference. Steps run
-        one at a time on the LSTM layers' own weights.
+        where it is differentiable (groove velocities and offsets), as in the reference.
+
+        A drawn class carries no gradient, so without dropout the draws are made first, stepping
+        without autograd, and the outputs then computed teacher-forced on what was fed. Otherwise
+        steps run one at a time on the LSTM layers' own weights.
         """
         use_draw = torch.rand(previous.shape[:2], generator=generator, device=previous.device) < probability  # (N, T)
-        make_gates = self._input_gates_with_dropout if self.lstm.dropout and self.training else self._input_gates
+        dropping = self.lstm.dropout and self.training
+        if loss.draws_classes and not dropping:
+            return self.teacher_forced(embedding, self._fed_with_draws(embedding, previous, controls, use_draw,
+                                                                       loss, generator), controls)
+        make_gates = self._input_gates_with_dropout if dropping else self._input_gates
         input_gates = make_gates(embedding, previous, controls, use_draw, loss, generator)
         state = self.initial_state(embedding)
         raws: list[torch.Tensor] = []
@@ -80,30 +116,44 @@ class LstmCore(nn.Module):
             raws.append(self.output(top))  # (N, R)
         return torch.stack(raws, dim=1)
 
+    @torch.no_grad()
+    def _fed_with_draws(self, embedding: torch.Tensor, previous: torch.Tensor, controls: torch.Tensor | None,
+                        use_draw: torch.Tensor, loss: Loss, generator: torch.Generator | None) -> torch.Tensor:
+        """What scheduled sampling feeds each step, ``(N, T, D)``: ``previous``, with the class drawn
+        from step t-1's output (one-hot) at the steps ``use_draw`` picks from step 1 on."""
+        batch, steps, depth = previous.shape
+        sampler = self.sampler(batch, loss, 1.0, generator, torch.float32)
+        sampler.reset(self.initial_state(embedding))
+        base = sampler.w.project_embedding(embedding)  # (N, 4H_0)
+        if controls is not None:
+            base = base.unsqueeze(1) + sampler.w.project_controls(controls)  # (N, T, 4H_0)
+        drawn = torch.zeros(batch, steps, dtype=torch.long, device=previous.device)  # (N, T)
+        sampler.run_scheduled(base, sampler.w.project_fed(previous), use_draw, drawn)
+        use_draw = use_draw.clone()
+        use_draw[:, 0] = False
+        return torch.where(use_draw.unsqueeze(-1), one_hot(drawn, depth).to(previous.dtype), previous)
+
     def _input_gates(self, embedding: torch.Tensor, previous: torch.Tensor, controls: torch.Tensor | None,
                      use_draw: torch.Tensor, loss: Loss, generator: torch.Generator | None) -> InputGates:
         """``gates(t, last_raw)``: the first layer's input part of step t's gates ``(N, 4H_0)``.
 
-        The embedding, control and target parts are projected for all steps at once; a drawn class
-        is a row gather, other draws a product.
+        The embedding, control and target parts are projected for all steps at once and split into
+        steps once (so each step's gradient is not a full-size tensor).
         """
         first = self.lstm.layers[0]
-        w_fed, w_embedding, w_controls = first.weight_ih_l0.split(
-            [self.output_depth, self.embedding_size, self.control_depth], dim=1)  # (4H_0, D), (4H_0, K), (4H_0, C)
+        w_fed, w_embedding, w_controls = self._first_layer_columns()
         base = F.linear(embedding, w_embedding, first.bias_ih_l0 + first.bias_hh_l0).unsqueeze(1)  # (N, 1, 4H_0)
         if controls is not None:
             base = base + F.linear(controls, w_controls)  # (N, T, 4H_0)
-        fed_targets = F.linear(previous, w_fed)  # (N, T, 4H_0)
+        base_steps = base.unbind(1)
+        fed_targets = F.linear(previous, w_fed).unbind(1)  # T x (N, 4H_0)
 
         def gates(t: int, last_raw: torch.Tensor | None) -> torch.Tensor:
-            fed = fed_targets[:, t]
+            fed = fed_targets[t]
             if last_raw is not None:
-                if loss.draws_classes:
-                    drawn = w_fed.t()[loss.sample_indices(last_raw, 1.0, generator)]
-                else:
-                    drawn = F.linear(loss.sample_step(last_raw, 1.0, generator).to(previous.dtype), w_fed)
+                drawn = F.linear(loss.sample_step(last_raw, 1.0, generator).to(previous.dtype), w_fed)
                 fed = torch.where(use_draw[:, t, None], drawn, fed)
-            return base[:, min(t, base.shape[1] - 1)] + fed
+            return base_steps[min(t, len(base_steps) - 1)] + fed
 
         return gates
 

@@ -16,6 +16,11 @@ import torch.nn.functional as F
 
 from hvae.interfaces import Loss
 from hvae_decoders.lstm import State
+from hvae_decoders.recurrence import one_hot_indices, tanh_
+
+# From this many values per layer on (batch x units), float32 gates take tanh as 2 sigmoid(2x) - 1:
+# three cheap operations instead of CPU's slow tanh, which costs more beyond a few thousand values.
+SIGMOID_TANH_VALUES = 4096
 
 
 def _gate_rows(hidden: int, device: torch.device) -> torch.Tensor:
@@ -92,6 +97,14 @@ class SteppingWeights:
         """The first layer's per-step control part: ``(..., T, C) -> (..., T, 4H_0)``."""
         return F.linear(controls.to(self.dtype), self.controls)
 
+    def project_fed(self, fed: torch.Tensor) -> torch.Tensor:
+        """The first layer's part for fed outputs ``(N, T, D) -> (N, T, 4H_0)`` (class layout only);
+        one-hot rows are a row gather."""
+        classes = one_hot_indices(fed)
+        if classes is None:
+            return fed.to(self.dtype) @ self.feed
+        return torch.cat([self.feed, self.feed.new_zeros(1, self.feed.shape[1])])[classes]
+
 
 class CoreSampler:
     """Preallocated buffers and the step loop for ``batch`` sequences of one LstmCore."""
@@ -102,25 +115,20 @@ class CoreSampler:
         dtype, device = weights.dtype, weights.output.device
         sizes, depth = weights.sizes, weights.output_depth
         zeros = lambda width, dt=dtype: torch.zeros(batch, width, dtype=dt, device=device)
-        # operands[l]: the left factor of layer l's product; h_slots[l] the part holding layer l's h.
-        if weights.classes:
-            self.operands = [zeros(sizes[0])]
-            self.h_slots = [self.operands[0]]
-            self.feed_slot = None
-        else:
-            self.operands = [zeros(depth + sizes[0])]
-            self.h_slots = [self.operands[0][:, depth:]]
-            self.feed_slot = self.operands[0][:, :depth]
-        self.in_slots = [None]
-        for below, size in zip(sizes[:-1], sizes[1:]):
-            operand = zeros(below + size)
-            self.operands.append(operand)
-            self.in_slots.append(operand[:, :below])
-            self.h_slots.append(operand[:, below:])
+        # One row per sequence holds [fed output (values only), h_0, h_1, ...]: layer l's product reads
+        # the contiguous slice [h_{l-1}, h_l] (layer 0: [fed output, h_0]), so no h is ever copied.
+        lead = 0 if weights.classes else depth
+        starts = [lead + sum(sizes[:l]) for l in range(len(sizes))]
+        row = zeros(lead + sum(sizes))
+        self.h_slots = [row[:, start:start + size] for start, size in zip(starts, sizes)]
+        self.operands = [row[:, :lead + sizes[0]]] + [row[:, below:start + size] for below, start, size
+                                                      in zip(starts[:-1], starts[1:], sizes[1:])]
+        self.feed_slot = row[:, :lead] if lead else None
         self.cells = [zeros(size, torch.float32) for size in sizes]  # c in float32 whatever the dtype
         self.tanh_cells = [zeros(size, torch.float32) for size in sizes]
         self.gates = [zeros(4 * size) for size in sizes]
         self.raw = zeros(weights.output.shape[1])
+        self.sigmoid_tanh = dtype == torch.float32 and batch * max(sizes) >= SIGMOID_TANH_VALUES
 
     def reset(self, state: State) -> None:
         """Start from per-layer ``(h, c)`` states, each ``(B, H)``."""
@@ -132,13 +140,19 @@ class CoreSampler:
         """Update layer's c and h in place from its gate buffer (order i, f, o, g)."""
         size = self.w.sizes[layer]
         gates, cell = self.gates[layer], self.cells[layer]
-        gates[:, :3 * size].sigmoid_()
-        gates[:, 3 * size:].tanh_()
+        if self.sigmoid_tanh:
+            gates[:, 3 * size:].mul_(2)
+            gates.sigmoid_()
+            gates[:, 3 * size:].mul_(2).sub_(1)
+        else:
+            gates[:, :3 * size].sigmoid_()
+            gates[:, 3 * size:].tanh_()
         cell.mul_(gates[:, size:2 * size]).addcmul_(gates[:, :size], gates[:, 3 * size:])
-        torch.tanh(cell, out=self.tanh_cells[layer])
+        if self.sigmoid_tanh:
+            tanh_(cell, out=self.tanh_cells[layer])
+        else:
+            torch.tanh(cell, out=self.tanh_cells[layer])
         torch.mul(gates[:, 2 * size:3 * size], self.tanh_cells[layer], out=self.h_slots[layer])
-        if layer + 1 < len(self.w.sizes):
-            self.in_slots[layer + 1].copy_(self.h_slots[layer])
 
     def run(self, base: torch.Tensor, steps: int, out: torch.Tensor,
             feed: torch.Tensor | None = None) -> torch.Tensor | None:
@@ -156,6 +170,7 @@ class CoreSampler:
                 self.feed_slot.zero_()
             else:
                 self.feed_slot.copy_(feed)
+        draws = []
         for t in range(steps):
             step_base = base[:, t] if per_step else base
             first = self.gates[0]
@@ -175,12 +190,37 @@ class CoreSampler:
             torch.addmm(w.output_bias, self.h_slots[-1], w.output, out=self.raw)
             if w.classes:
                 feed = loss.sample_indices(self.raw, self.temperature, self.generator)  # (B,)
-                out[:, t] = feed
             else:
                 feed = loss.sample_step(self.raw, self.temperature, self.generator)  # (B, D)
-                out[:, t] = feed
                 self.feed_slot.copy_(feed)
+            draws.append(feed)
+        torch.stack(draws, dim=1, out=out)
         return feed
+
+    def run_scheduled(self, base: torch.Tensor, fed: torch.Tensor, use_draw: torch.Tensor,
+                      drawn: torch.Tensor) -> None:
+        """Scheduled sampling's draws (class layout): step t's first-layer input part is ``fed[:, t]``
+        or, where ``use_draw[:, t]`` (t >= 1), the row of the class drawn from step t-1's output.
+
+        base: ``(B, 4H_0)`` or ``(B, T, 4H_0)``; fed: ``(B, T, 4H_0)``; use_draw: ``(B, T)`` bool;
+        drawn: ``(B, T)`` int64, receives the draws at steps 1..T-1 (one per step, as training makes them).
+        """
+        w, loss = self.w, self.loss
+        per_step = base.dim() == 3
+        first = self.gates[0]
+        for t in range(fed.shape[1] - 1):
+            if t:
+                torch.index_select(w.feed, 0, drawn[:, t], out=first)
+                torch.where(use_draw[:, t, None], first, fed[:, t], out=first)
+            else:
+                first.copy_(fed[:, 0])
+            first.add_(base[:, t] if per_step else base).addmm_(self.operands[0], w.recurrent)
+            self._cell(0)
+            for layer, (weight, bias) in enumerate(w.layers, start=1):
+                torch.addmm(bias, self.operands[layer], weight, out=self.gates[layer])
+                self._cell(layer)
+            torch.addmm(w.output_bias, self.h_slots[-1], w.output, out=self.raw)
+            drawn[:, t + 1] = loss.sample_indices(self.raw, self.temperature, self.generator)
 
 
 def stepping_dtype(device: torch.device, default: torch.dtype) -> torch.dtype:

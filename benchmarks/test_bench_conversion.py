@@ -1,0 +1,29 @@
+"""Converting the whole Groove MIDI Dataset to 4-bar tensors, as ``hvae data prepare`` does, in files/s."""
+
+from __future__ import annotations
+
+import pytest
+
+import cases
+import workloads
+from hvae.data import prepare_dataset
+from hvae.presets import get_preset
+
+# The 4-bar presets whose converters are timed: one-hot drums and groove tensors.
+PRESETS = {"drums": "hier-drums-4bar", "groove": "groovae_4bar"}
+
+
+@pytest.mark.parametrize("converter", sorted(PRESETS))
+def test_convert_gmd(benchmark, converter, gmd_dir, tmp_path):
+    made = get_preset(PRESETS[converter]).make_converter()
+
+    def prepare():
+        return prepare_dataset(made, gmd_dir, tmp_path / "cache", workers=workloads.THREADS, progress=False,
+                               force=True)
+
+    report = benchmark.pedantic(prepare, rounds=2, warmup_rounds=0)
+    cases.CONVERSIONS.append(cases.Conversion(converter, len(report.files), report.windows,
+                                              benchmark.stats.stats.median))
+    benchmark.extra_info.update(files=len(report.files), windows=report.windows,
+                                files_per_s=len(report.files) / benchmark.stats.stats.median)
+

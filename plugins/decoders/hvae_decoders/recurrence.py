@@ -1,0 +1,142 @@
+"""An LSTM layer's recurrence for training on CPU, with each weight gradient computed in one product.
+
+``nn.LSTM`` on CPU (oneDNN) is fast to call but slow to train: its backward pass works step by
+step, weight gradients included. Here a layer is split into what can be batched and what cannot:
+
+- the input part of the gates for all steps is computed by the caller, as one product (or a row
+  gather for one-hot inputs, with a part that is constant over the sequence projected once);
+- :func:`recurrence` runs the steps: per step, one product with the recurrent weights and the gate
+  arithmetic in place; its backward pass runs the steps in reverse the same way and then computes
+  the recurrent weight gradient for all steps in one product;
+- the input weights' gradient follows from the gate gradients by autograd, again in one product.
+
+Several independent LSTMs of equal size run as one group (G, e.g. an encoder's two directions):
+their products are batched matrix products. On CUDA, cuDNN's ``nn.LSTM`` does all of this itself,
+so there the layers stay ``nn.LSTM`` calls (:func:`runs_nn_lstm`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Devices whose LSTM layers run as nn.LSTM (cuDNN on CUDA); elsewhere they run :func:`recurrence`.
+NN_LSTM_DEVICES = frozenset({"cuda"})
+
+
+def runs_nn_lstm(device: torch.device) -> bool:
+    return device.type in NN_LSTM_DEVICES
+
+
+def tanh_(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``tanh(x)`` as ``2 sigmoid(2x) - 1`` (into ``out``, else in place): equal to float rounding, and
+    on CPU several times faster than ``torch.tanh`` on more than a few thousand values."""
+    out = x.mul_(2) if out is None else torch.mul(x, 2, out=out)
+    return out.sigmoid_().mul_(2).sub_(1)
+
+
+def one_hot_indices(x: torch.Tensor) -> torch.Tensor | None:
+    """For ``x (..., D)`` whose rows are one-hot or all zeros: each row's class, ``D`` for a zero row.
+
+    None when some row is neither (continuous or multi-hot values). Reads ``x`` on the host.
+    """
+    binary = bool(((x == 0) | (x == 1)).all())
+    if not binary or bool((x.sum(dim=-1) > 1).any()):
+        return None
+    depth = x.shape[-1]
+    indices = x.argmax(dim=-1)
+    return torch.where(x.amax(dim=-1) > 0, indices, torch.full_like(indices, depth))
+
+
+def gather_rows(weight: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """``one_hot(indices) @ weight.T`` as a row gather: ``weight (4H, D)``, ``indices (...)`` with ``D``
+    for a zero input -> ``(..., 4H)``."""
+    table = torch.cat([weight.t(), weight.new_zeros(1, weight.shape[0])])  # (D + 1, 4H)
+    return torch.nn.functional.embedding(indices, table)
+
+
+class _Recurrence(torch.autograd.Function):
+    """See :func:`recurrence`. Gate order i, f, g, o (PyTorch's)."""
+
+    @staticmethod
+    def forward(ctx, flat_gates: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor,
+                c0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        groups, batch, size = h0.shape
+        gates = flat_gates.view(groups, -1, batch, 4 * size)  # (G, T, N, 4H)
+        steps = gates.shape[1]
+        hs = gates.new_empty(groups, steps, batch, size)
+        cs = gates.new_empty(groups, steps, batch, size)
+        h, c = h0, c0
+        for t in range(steps):
+            g = gates[:, t]  # (G, N, 4H): the input part, then the activations
+            g.baddbmm_(h, weight)
+            cell = g[..., 2 * size:3 * size]
+            cell.mul_(2)  # tanh(a) = 2 sigmoid(2a) - 1: one sigmoid for all four gates
+            g.sigmoid_()
+            cell.mul_(2).sub_(1)
+            c_t, h_t = cs[:, t], hs[:, t]
+            torch.mul(g[..., size:2 * size], c, out=c_t).addcmul_(g[..., :size], cell)
+            tanh_(c_t, out=h_t).mul_(g[..., 3 * size:])
+            h, c = h_t, c_t
+        ctx.mark_dirty(flat_gates)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(flat_gates, hs, cs, weight, h0, c0)
+        ctx.spent = False
+        return hs, flat_gates
+
+    @staticmethod
+    def backward(ctx, grad_hs: torch.Tensor | None, _grad_gates: None):
+        if ctx.spent:
+            raise RuntimeError("hvae's LSTM recurrence can be differentiated once per forward pass "
+                               "(its gate gradients overwrite the saved activations).")
+        ctx.spent = True
+        flat_gates, hs, cs, weight, h0, c0 = ctx.saved_tensors
+        groups, steps, batch, size = hs.shape
+        gates = flat_gates.view(groups, steps, batch, 4 * size)
+        weight_t = weight.transpose(1, 2)  # (G, 4H, H)
+        one = gates.new_ones(())
+        dh = torch.zeros_like(h0)  # (G, N, H): the gradient reaching h_t
+        dc = torch.zeros_like(c0)  # and c_t
+        tanh_c, scratch = torch.empty_like(c0), torch.empty_like(c0)
+        for t in range(steps - 1, -1, -1):
+            g = gates[:, t]  # the activations in; the gradients before the activations out
+            i, f, cell, o = g[..., :size], g[..., size:2 * size], g[..., 2 * size:3 * size], g[..., 3 * size:]
+            c_before = cs[:, t - 1] if t else c0
+            if grad_hs is not None:
+                dh.add_(grad_hs[:, t])
+            tanh_(cs[:, t], out=tanh_c)
+            torch.addcmul(one, tanh_c, tanh_c, value=-1, out=scratch)  # 1 - tanh(c)^2
+            dc.addcmul_(dh, scratch.mul_(o))  # dc = dc + dh o (1 - tanh(c)^2)
+            o.addcmul_(o, o, value=-1).mul_(dh).mul_(tanh_c)  # dh tanh(c) o (1 - o)
+            torch.addcmul(one, cell, cell, value=-1, out=scratch).mul_(i).mul_(dc)  # dc i (1 - cell^2)
+            i.addcmul_(i, i, value=-1).mul_(cell).mul_(dc)  # dc cell i (1 - i)
+            cell.copy_(scratch)
+            torch.mul(dc, f, out=scratch)  # the gradient reaching c_{t-1}
+            f.addcmul_(f, f, value=-1).mul_(c_before).mul_(dc)  # dc c_{t-1} f (1 - f)
+            dc, scratch = scratch, dc
+            if t or ctx.needs_input_grad[2]:
+                torch.bmm(g, weight_t, out=dh)
+        grad_weight = None
+        if ctx.needs_input_grad[1]:  # sum over steps of h_{t-1}^T dgates_t, in one product
+            rows = lambda x: x.reshape(x.shape[0], -1, x.shape[-1])  # (G, T', N, X) -> (G, T' N, X)
+            grad_weight = torch.baddbmm(torch.bmm(rows(hs[:, :-1]).transpose(1, 2), rows(gates[:, 1:])),
+                                        h0.transpose(1, 2), gates[:, 0])
+        return (flat_gates, grad_weight, dh if ctx.needs_input_grad[2] else None,
+                dc if ctx.needs_input_grad[3] else None)
+
+
+def recurrence(gates: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor) -> torch.Tensor:
+    """The outputs ``(G, T, N, H)`` of G groups of N LSTMs over T steps (in float32 at least).
+
+    gates: each step's input part of the gates with the biases (order i, f, g, o), ``(G, T, N, 4H)``
+    or any shape holding those values in that order (e.g. ``(T N, 4H)`` for G = 1). It is
+    overwritten (with the activations, then the gradients): pass a tensor made for the call, not a
+    view (a view is copied first).
+    weight: ``(G, H, 4H)``, the recurrent weights transposed (``weight_hh.t()``).
+    h0, c0: ``(G, N, H)``, the initial state.
+    """
+    dtype = torch.promote_types(gates.dtype, torch.float32)
+    if gates._is_view():
+        gates = gates.clone()
+    with torch.autocast(gates.device.type, enabled=False):
+        hs, _ = _Recurrence.apply(gates.to(dtype), weight.to(dtype), h0.to(dtype), c0.to(dtype))
+    return hs

@@ -1,0 +1,162 @@
+"""The fast paths compute what the plain ones compute: hvae's LSTM recurrence against nn.LSTM (forward
+and gradients, through whole models and a training step), and scheduled sampling's draw-first pass
+against a plain step-by-step loop. Same seed, same numbers within float tolerance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import hvae_decoders.recurrence as recurrence_module
+from hvae.model import Batch, DataSpec, ModelConfig, build_model, clip_gradients
+from hvae.plugins import registry
+from hvae_decoders.recurrence import one_hot_indices, recurrence
+
+torch.set_num_threads(1)
+
+STEPS = 8
+
+
+@pytest.fixture
+def plain_lstm(monkeypatch):
+    """Run every LSTM layer as nn.LSTM, as on CUDA."""
+    monkeypatch.setattr(recurrence_module, "NN_LSTM_DEVICES", frozenset({"cuda", "cpu"}))
+
+
+def test_recurrence_gradients_match_finite_differences_in_float64():
+    torch.manual_seed(0)
+    groups, steps, batch, size = 2, 4, 3, 5
+    shapes = [(groups, steps, batch, 4 * size), (groups, size, 4 * size), (groups, batch, size), (groups, batch, size)]
+    inputs = [torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in shapes]
+    weights = torch.randn(groups, steps, batch, size, dtype=torch.float64)
+
+    def f(*args):
+        gates, *rest = args
+        return (recurrence(gates.clone(), *rest) * weights).sum()
+
+    grads = torch.autograd.grad(f(*inputs), inputs)
+    for _ in range(4):  # directional derivatives along random directions
+        direction = [torch.randn_like(x) for x in inputs]
+        with torch.no_grad():
+            eps = 1e-6
+            plus = f(*[x + eps * d for x, d in zip(inputs, direction)])
+            minus = f(*[x - eps * d for x, d in zip(inputs, direction)])
+        numeric = (plus - minus) / (2 * eps)
+        analytic = sum((g * d).sum() for g, d in zip(grads, direction))
+        assert torch.allclose(analytic, numeric, rtol=1e-7, atol=1e-9)
+
+
+def test_recurrence_equals_nn_lstm():
+    torch.manual_seed(1)
+    lstm = torch.nn.LSTM(6, 7, batch_first=True)
+    x, h0, c0 = torch.randn(3, STEPS, 6), torch.randn(1, 3, 7), torch.randn(1, 3, 7)
+    expected, _ = lstm(x, (h0, c0))
+    gates = F.linear(x.transpose(0, 1), lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0)
+    got = recurrence(gates, lstm.weight_hh_l0.t().unsqueeze(0), h0, c0)[0].transpose(0, 1)
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_one_hot_rows_are_recognised():
+    one_hot = F.one_hot(torch.tensor([[2, 0], [1, 1]]), 3).float()
+    one_hot[1, 0] = 0
+    assert one_hot_indices(one_hot).tolist() == [[2, 0], [3, 1]]
+    assert one_hot_indices(one_hot * 0.5) is None
+    assert one_hot_indices(one_hot + F.one_hot(torch.tensor([[0, 1], [0, 0]]), 3).float()) is None
+
+
+# (name, data spec, model options): one-hot and multi-hot inputs, controls, both decoders,
+# scheduled sampling, and the groove loss.
+MODELS = {
+    "flat-onehot-scheduled": (
+        DataSpec("test", "onehot", 12, 12, 0, STEPS),
+        dict(decoder="flat", decoder_options={"rnn_sizes": (16, 12)}, sampling_schedule="constant",
+             sampling_rate=0.5)),
+    "hierarchical-roll-controls": (
+        DataSpec("test", "onehot", 5, 12, 3, STEPS),
+        dict(decoder="hierarchical", decoder_options={"rnn_sizes": (16,), "level_lengths": (2, 4),
+                                                      "conductor_sizes": (10, 14)})),
+    "hierarchical-onehot-scheduled": (
+        DataSpec("test", "onehot", 12, 12, 0, STEPS),
+        dict(decoder="hierarchical", decoder_options={"rnn_sizes": (16, 12), "level_lengths": (2, 4)},
+             sampling_schedule="constant", sampling_rate=0.5)),
+    "groove": (
+        DataSpec("test", "groove", 9, 9, 0, STEPS),
+        dict(decoder="groove", decoder_options={"rnn_sizes": (16, 12), "dropout": 0.0})),
+}
+
+
+def make_batch(spec: DataSpec, batch: int = 4) -> Batch:
+    g = torch.Generator().manual_seed(5)
+    if spec.output_kind == "onehot":
+        outputs = F.one_hot(torch.randint(0, spec.output_depth, (batch, STEPS), generator=g), spec.output_depth).float()
+    else:
+        hits = (torch.rand(batch, STEPS, 3, generator=g) < 0.4).float()
+        outputs = torch.cat([hits, torch.rand(batch, STEPS, 3, generator=g) * hits,
+                             (torch.rand(batch, STEPS, 3, generator=g) * 2 - 1) * hits], -1)
+    inputs = outputs.clone() if spec.input_depth == spec.output_depth else (
+        torch.rand(batch, STEPS, spec.input_depth, generator=g) < 0.3).float()
+    controls = torch.rand(batch, STEPS, spec.control_depth, generator=g) if spec.control_depth else None
+    return Batch(inputs, outputs, torch.tensor([STEPS, STEPS, 5, 3][:batch]), controls)
+
+
+def training_step(name: str):
+    """Loss, raw outputs and clipped gradients of one training step of MODELS[name]."""
+    spec, options = MODELS[name]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(z_size=6, encoder_options={"rnn_sizes": (10, 8)}, **options), spec).train()
+    with torch.no_grad():  # make the outputs depend strongly on the state, so a wrong gradient shows
+        for p in model.parameters():
+            p.mul_(3)
+    out = model(make_batch(spec), step=10, generator=torch.Generator().manual_seed(3))
+    out.loss.backward()
+    clip_gradients(model, model.config)
+    return out.loss.detach(), out.raw.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_training_step_gives_the_same_loss_outputs_and_gradients_as_nn_lstm(name, monkeypatch):
+    fast_loss, fast_raw, fast_grads = training_step(name)
+    monkeypatch.setattr(recurrence_module, "NN_LSTM_DEVICES", frozenset({"cuda", "cpu"}))
+    plain_loss, plain_raw, plain_grads = training_step(name)
+    assert torch.allclose(fast_loss, plain_loss, rtol=1e-5)
+    assert torch.allclose(fast_raw, plain_raw, atol=1e-4)
+    assert fast_grads.keys() == plain_grads.keys()
+    for key in plain_grads:
+        assert torch.allclose(fast_grads[key], plain_grads[key], rtol=1e-3, atol=1e-5), key
+
+
+def plain_scheduled(core, embedding, previous, probability, loss, generator):
+    """Scheduled sampling step by step on the core's nn.LSTM layers, drawing as training does."""
+    use_draw = torch.rand(previous.shape[:2], generator=generator) < probability
+    states = [(h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()) for h, c in core.initial_state(embedding)]
+    raws = []
+    for t in range(previous.shape[1]):
+        fed = previous[:, t]
+        if t:
+            drawn = loss.sample_step(raws[-1], 1.0, generator)
+            fed = torch.where(use_draw[:, t, None], drawn, fed)
+        x = torch.cat([fed, embedding], -1)
+        for i, layer in enumerate(core.lstm.layers):
+            y, states[i] = layer(x.unsqueeze(1), states[i])
+            x = y.squeeze(1)
+        raws.append(core.output(x))
+    return torch.stack(raws, 1)
+
+
+@pytest.mark.parametrize("probability", [0.3, 1.0])
+def test_scheduled_sampling_draws_first_then_equals_a_plain_step_loop(probability, plain_lstm):
+    loss = registry().get("losses", "categorical").factory(12)
+    decoder = registry().get("decoders", "flat").factory(output_depth=12, raw_size=12, z_size=6, steps=STEPS,
+                                                          rnn_sizes=(16, 12))
+    with torch.no_grad():
+        decoder.core.output.weight.mul_(20)
+    z = torch.randn(5, 6)
+    previous = torch.cat([torch.zeros(5, 1, 12), F.one_hot(torch.randint(0, 12, (5, STEPS - 1)), 12).float()], 1)
+    fast = decoder.core.scheduled(z, previous, None, probability, loss, torch.Generator().manual_seed(4))
+    plain = plain_scheduled(decoder.core, z, previous, probability, loss, torch.Generator().manual_seed(4))
+    assert torch.allclose(fast, plain, atol=1e-4)
+    fast_grads = torch.autograd.grad(fast.square().sum(), list(decoder.parameters())[:4])
+    plain_grads = torch.autograd.grad(plain.square().sum(), list(decoder.parameters())[:4])
+    for f, p in zip(fast_grads, plain_grads):
+        assert torch.allclose(f, p, rtol=1e-3, atol=1e-4)
