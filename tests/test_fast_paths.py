@@ -1,6 +1,7 @@
 """The fast paths compute what the plain ones compute: hvae's LSTM recurrence against nn.LSTM (forward
 and gradients, through whole models and a training step), and scheduled sampling's draw-first pass
-against a plain step-by-step loop. Same seed, same numbers within float tolerance."""
+against a plain step-by-step loop. Same seed, same numbers within float tolerance. (The sampler's
+own equivalence with a plain nn.LSTM loop is in test_decoders.py.)"""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import hvae_decoders.encoders as encoders_module
 import hvae_decoders.recurrence as recurrence_module
 from hvae.model import Batch, DataSpec, ModelConfig, build_model, clip_gradients
 from hvae.plugins import registry
+from hvae_decoders.products import Product, linear
 from hvae_decoders.recurrence import one_hot_indices, recurrence
 
 torch.set_num_threads(1)
@@ -26,10 +29,10 @@ def plain_lstm(monkeypatch):
 
 def test_recurrence_gradients_match_finite_differences_in_float64():
     torch.manual_seed(0)
-    groups, steps, batch, size = 2, 4, 3, 5
-    shapes = [(groups, steps, batch, 4 * size), (groups, size, 4 * size), (groups, batch, size), (groups, batch, size)]
+    steps, batch, size = 4, 3, 5
+    shapes = [(steps, batch, 4 * size), (size, 4 * size), (batch, size), (batch, size)]
     inputs = [torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in shapes]
-    weights = torch.randn(groups, steps, batch, size, dtype=torch.float64)
+    weights = torch.randn(steps, batch, size, dtype=torch.float64)
 
     def f(*args):
         gates, *rest = args
@@ -50,10 +53,10 @@ def test_recurrence_gradients_match_finite_differences_in_float64():
 def test_recurrence_equals_nn_lstm():
     torch.manual_seed(1)
     lstm = torch.nn.LSTM(6, 7, batch_first=True)
-    x, h0, c0 = torch.randn(3, STEPS, 6), torch.randn(1, 3, 7), torch.randn(1, 3, 7)
-    expected, _ = lstm(x, (h0, c0))
+    x, h0, c0 = torch.randn(3, STEPS, 6), torch.randn(3, 7), torch.randn(3, 7)
+    expected, _ = lstm(x, (h0.unsqueeze(0), c0.unsqueeze(0)))
     gates = F.linear(x.transpose(0, 1), lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0)
-    got = recurrence(gates, lstm.weight_hh_l0.t().unsqueeze(0), h0, c0)[0].transpose(0, 1)
+    got = recurrence(gates, lstm.weight_hh_l0.t(), h0, c0).transpose(0, 1)
     assert torch.allclose(got, expected, atol=1e-6)
 
 
@@ -105,9 +108,11 @@ def training_step(name: str):
     spec, options = MODELS[name]
     torch.manual_seed(0)
     model = build_model(ModelConfig(z_size=6, encoder_options={"rnn_sizes": (10, 8)}, **options), spec).train()
-    with torch.no_grad():  # make the outputs depend strongly on the state, so a wrong gradient shows
+    with torch.no_grad():  # make the outputs depend strongly on every state, so a wrong gradient shows
         for p in model.parameters():
             p.mul_(3)
+        model.encoder.mu.weight.normal_()  # (initialised at 0.001 scale, z would barely depend on x)
+        model.encoder.sigma.weight.normal_(std=0.1)
     out = model(make_batch(spec), step=10, generator=torch.Generator().manual_seed(3))
     out.loss.backward()
     clip_gradients(model, model.config)
@@ -116,6 +121,7 @@ def training_step(name: str):
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_a_training_step_gives_the_same_loss_outputs_and_gradients_as_nn_lstm(name, monkeypatch):
+    monkeypatch.setattr(encoders_module, "RECURRENCE_MIN_UNITS", 1)  # the encoder's layers too
     fast_loss, fast_raw, fast_grads = training_step(name)
     monkeypatch.setattr(recurrence_module, "NN_LSTM_DEVICES", frozenset({"cuda", "cpu"}))
     plain_loss, plain_raw, plain_grads = training_step(name)
@@ -160,3 +166,50 @@ def test_scheduled_sampling_draws_first_then_equals_a_plain_step_loop(probabilit
     plain_grads = torch.autograd.grad(plain.square().sum(), list(decoder.parameters())[:4])
     for f, p in zip(fast_grads, plain_grads):
         assert torch.allclose(f, p, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("name,depth", [("categorical", 12), ("groove", 9), ("groove-gated", 9), ("bernoulli", 5)])
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_a_losss_stepper_draws_what_one_call_per_step_draws(name, depth, temperature):
+    loss = registry().get("losses", name).factory(depth)
+    raws = torch.randn(6, 3, loss.raw_size) * 3  # 6 steps of 3 sequences
+    step_draw = loss.sample_indices if loss.draws_classes else loss.sample_step
+    one_by_one = torch.Generator().manual_seed(8)
+    expected = [step_draw(raw, temperature, one_by_one) for raw in raws]
+    draw = loss.stepper(len(raws), temperature, torch.Generator().manual_seed(8))
+    assert all(torch.equal(draw(raw), want) for raw, want in zip(raws, expected))
+
+
+def test_onednn_products_equal_plain_ones():
+    torch.manual_seed(2)
+    x = torch.randn(64, 128, requires_grad=True)
+    weight, bias = torch.randn(96, 128, requires_grad=True), torch.randn(96, requires_grad=True)
+    grad = torch.randn(64, 96)
+    fast = linear(x, weight, bias)
+    fast_grads = torch.autograd.grad(fast, (x, weight, bias), grad)
+    plain = F.linear(x, weight, bias)
+    plain_grads = torch.autograd.grad(plain, (x, weight, bias), grad)
+    assert torch.allclose(fast, plain, atol=1e-4)
+    assert all(torch.allclose(f, p, atol=1e-3) for f, p in zip(fast_grads, plain_grads))
+    with torch.no_grad():
+        assert torch.allclose(Product(weight, 64)(x, bias), plain, atol=1e-4)
+        assert torch.allclose(Product(weight, 1)(x[:1]), x[:1] @ weight.t(), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["flat-onehot-scheduled", "groove"])
+def test_sampling_after_an_optimizer_step_uses_the_new_weights(name):
+    """The sampler caches its weight layout; a fused Adam step writes the weights without bumping
+    their version counters, and the next sample must still see the stepped weights."""
+    spec, options = MODELS[name]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(z_size=6, encoder_options={"rnn_sizes": (10, 8)}, **options), spec)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.5, fused=True)
+    z = torch.randn(3, 6)
+    model.eval().sample(3, temperature=0.0, z=z)  # fills the cache
+    model.train()(make_batch(spec), step=1).loss.backward()
+    optimizer.step()
+    stepped = model.eval().sample(3, temperature=0.0, z=z, generator=torch.Generator().manual_seed(1))
+    fresh = build_model(model.config, spec).eval()
+    fresh.load_state_dict(model.state_dict())
+    expected = fresh.sample(3, temperature=0.0, z=z, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(stepped, expected)

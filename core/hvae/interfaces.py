@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import miditoolkit
 import numpy as np
@@ -151,6 +151,16 @@ class Loss(abc.ABC):
         Must consume ``generator`` exactly as :meth:`sample_step` does, so both give the same draw.
         """
         raise NotImplementedError(f"loss {self.name!r} does not draw classes")
+
+    def stepper(self, steps: int, temperature: float,
+                generator: torch.Generator | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A function for ``steps`` consecutive draws: its t-th call on raw ``(B, R)`` returns what the
+        t-th of as many calls of :meth:`sample_indices` (losses with ``draws_classes``) or
+        :meth:`sample_step` (others) would. A loss may draw every step's random numbers at once
+        (on CPU one call of ``(steps, ...)`` gives the same numbers as ``steps`` calls of ``(...)``).
+        """
+        draw = self.sample_indices if self.draws_classes else self.sample_step
+        return lambda raw: draw(raw, temperature, generator)
 
 
 class Encoder(nn.Module):

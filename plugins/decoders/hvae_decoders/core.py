@@ -13,11 +13,24 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from hvae.interfaces import Loss
-from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear, input_gates, lstm_cell
+from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear, lstm_cell
 from hvae_decoders.recurrence import gather_rows, one_hot_indices, runs_nn_lstm
 from hvae_decoders.stepping import CoreSampler, SteppingWeights
+
+_optimizer_steps = 0  # optimizer steps taken in this process, by any optimizer
+
+
+def _count_optimizer_step(optimizer, args, kwargs) -> None:
+    global _optimizer_steps
+    _optimizer_steps += 1
+
+
+# A fused optimizer (Adam's ``fused=True``) writes parameters without bumping their version
+# counters, so the sampler's weight cache is also keyed on the number of optimizer steps taken.
+register_optimizer_step_post_hook(_count_optimizer_step)
 
 # The first layer's input part of step t's gates, given the previous step's raw output (None at t = 0).
 InputGates = Callable[[int, "torch.Tensor | None"], torch.Tensor]
@@ -60,27 +73,24 @@ class LstmCore(nn.Module):
                        controls: torch.Tensor | None = None) -> torch.Tensor:
         """Raw outputs ``(N, T, R)`` when step t is fed ``previous[:, t]`` (one pass per layer).
 
-        Off CUDA the first layer's input part is built the cheap way: a one-hot previous output is a
-        row gather and the embedding is projected once per sequence, not once per step (unless
-        dropout, which drops each step's input differently, is on).
+        Off CUDA and without dropout (which drops each step's input differently) the first layer's
+        input part is built the cheap way, a one-hot previous output as a row gather and the
+        embedding projected once per sequence, and the layers run :func:`recurrence`; otherwise
+        they run as nn.LSTM (cuDNN on CUDA, oneDNN on CPU).
         """
         state = self.initial_state(embedding)
-        if runs_nn_lstm(previous.device):
+        if runs_nn_lstm(previous.device) or (self.lstm.dropout and self.training):
             return self.output(self.lstm(self._inputs(previous, embedding, controls), state))
         first = self.lstm.layers[0]
-        if self.lstm.dropout and self.training:
-            inputs = self.lstm.drop(self._inputs(previous, embedding, controls))  # (N, T, I)
-            gates = input_gates(first, inputs.transpose(0, 1))  # (T N, 4H_0)
+        w_fed, w_embedding, w_controls = self._first_layer_columns()
+        classes = one_hot_indices(previous)  # (N, T) or None
+        if classes is None:
+            fed = F.linear(previous.transpose(0, 1), w_fed)
         else:
-            w_fed, w_embedding, w_controls = self._first_layer_columns()
-            classes = one_hot_indices(previous)  # (N, T) or None
-            if classes is None:
-                fed = F.linear(previous.transpose(0, 1), w_fed)
-            else:
-                fed = gather_rows(w_fed, classes.t())  # (T, N, 4H_0)
-            gates = fed + F.linear(embedding, w_embedding, first.bias_ih_l0 + first.bias_hh_l0)
-            if controls is not None:
-                gates = gates + F.linear(controls.transpose(0, 1), w_controls)
+            fed = gather_rows(w_fed, classes.t())  # (T, N, 4H_0)
+        gates = fed + F.linear(embedding, w_embedding, first.bias_ih_l0 + first.bias_hh_l0)
+        if controls is not None:
+            gates = gates + F.linear(controls.transpose(0, 1), w_controls)
         top = self.lstm.from_first_gates(gates, state)  # (T, N, H_top)
         return self.output(top).transpose(0, 1)  # (N, T, R)
 
@@ -185,14 +195,16 @@ class LstmCore(nn.Module):
             new_state.append((h, c))
         return h, new_state
 
-    def stepping_weights(self, classes: bool, dtype: torch.dtype) -> SteppingWeights:
-        """Weights laid out for :class:`CoreSampler`, rebuilt only when a parameter changed."""
-        key = (classes, dtype) + tuple((p.data_ptr(), p._version) for p in self.parameters())
+    def stepping_weights(self, classes: bool, dtype: torch.dtype, batch: int) -> SteppingWeights:
+        """Weights laid out for :class:`CoreSampler`, rebuilt when a parameter may have changed: an
+        in-place write (version counter), a new tensor (address) or any optimizer step."""
+        key = (classes, dtype, batch, _optimizer_steps) + tuple((p.data_ptr(), p._version) for p in self.parameters())
         if self._stepping is None or self._stepping[0] != key:
             with torch.no_grad():
-                self._stepping = (key, SteppingWeights.from_core(self, classes, dtype))
+                self._stepping = (key, SteppingWeights.from_core(self, classes, dtype, batch))
         return self._stepping[1]
 
     def sampler(self, batch: int, loss: Loss, temperature: float, generator: torch.Generator | None,
                 dtype: torch.dtype) -> CoreSampler:
-        return CoreSampler(self.stepping_weights(loss.draws_classes, dtype), batch, loss, temperature, generator)
+        return CoreSampler(self.stepping_weights(loss.draws_classes, dtype, batch), batch, loss, temperature,
+                           generator)

@@ -3,8 +3,8 @@
 The reference's LSTM cell has one kernel over ``[input, hidden]`` (Glorot-uniform), one bias (zeros)
 and adds 1.0 to the forget gate. Here each layer is a one-layer ``nn.LSTM`` whose forget-gate input
 bias starts at 1.0 and whose second bias is held at zero, so Adam sees the same parameters as the
-reference's. On CUDA the layers run as ``nn.LSTM`` (cuDNN); elsewhere their parameters run
-:func:`hvae_decoders.recurrence.recurrence`, time-major.
+reference's. A decoder whose first layer's input part is cheap runs its layers' parameters through
+:func:`hvae_decoders.recurrence.recurrence` off CUDA (:meth:`StackedLstm.from_first_gates`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hvae_decoders.recurrence import recurrence, runs_nn_lstm
+from hvae_decoders.products import linear
+from hvae_decoders.recurrence import recurrence
 
 State = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (h, c), each (N, H)
 
@@ -77,12 +78,9 @@ class StackedLstm(nn.Module):
 
         ``dropout=False`` turns dropout off even while training (free-running generation).
         """
-        if runs_nn_lstm(x.device):
-            for layer, (h, c) in zip(self.layers, state):
-                x, _ = layer(self.drop(x, dropout), (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()))
-            return x
-        gates = input_gates(self.layers[0], self.drop(x, dropout).transpose(0, 1))  # (T N, 4H_0)
-        return self.from_first_gates(gates, state, dropout).transpose(0, 1)
+        for layer, (h, c) in zip(self.layers, state):
+            x, _ = layer(self.drop(x, dropout), (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()))
+        return x
 
     def from_first_gates(self, gates: torch.Tensor, state: State, dropout: bool = True) -> torch.Tensor:
         """Top layer outputs ``(T, N, H_top)``, time-major, given the first layer's input part of the
@@ -91,13 +89,13 @@ class StackedLstm(nn.Module):
         for layer, (h, c) in zip(self.layers, state):
             if x is not None:
                 gates = input_gates(layer, self.drop(x, dropout))
-            x = recurrence(gates, layer.weight_hh_l0.t().unsqueeze(0), h.unsqueeze(0), c.unsqueeze(0))[0]  # (T, N, H)
+            x = recurrence(gates, layer.weight_hh_l0.t(), h, c)  # (T, N, H)
         return x
 
 
 def input_gates(layer: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
     """``layer``'s input part of the gates with its biases for time-major inputs ``(T, N, I)``: ``(T N, 4H)``."""
-    return torch.addmm(layer.bias_ih_l0 + layer.bias_hh_l0, x.reshape(-1, x.shape[-1]), layer.weight_ih_l0.t())
+    return linear(x.reshape(-1, x.shape[-1]), layer.weight_ih_l0, layer.bias_ih_l0 + layer.bias_hh_l0)
 
 
 class InitialState(nn.Module):

@@ -5,21 +5,24 @@ step, weight gradients included. Here a layer is split into what can be batched 
 
 - the input part of the gates for all steps is computed by the caller, as one product (or a row
   gather for one-hot inputs, with a part that is constant over the sequence projected once);
-- :func:`recurrence` runs the steps: per step, one product with the recurrent weights and the gate
-  arithmetic in place; its backward pass runs the steps in reverse the same way and then computes
-  the recurrent weight gradient for all steps in one product;
+- :func:`recurrence` runs the steps: per step, one product with the recurrent weights (oneDNN's,
+  see :mod:`hvae_decoders.products`) and the gate arithmetic in place; its backward pass runs the steps in reverse the same way, writing the gate
+  gradients over the saved activations, and then computes the recurrent weight gradient for all
+  steps in one product;
 - the input weights' gradient follows from the gate gradients by autograd, again in one product.
 
-Several independent LSTMs of equal size run as one group (G, e.g. an encoder's two directions):
-their products are batched matrix products. On CUDA, cuDNN's ``nn.LSTM`` does all of this itself,
-so there the layers stay ``nn.LSTM`` calls (:func:`runs_nn_lstm`).
+The decoders use it where the input part is cheap (see ``LstmCore.teacher_forced``). Where it is
+not, oneDNN's ``nn.LSTM`` is faster on CPU (its per-step products run 10-20% faster than MKL's at
+these shapes), and on CUDA cuDNN's ``nn.LSTM`` does all of this itself (:func:`runs_nn_lstm`).
 """
 
 from __future__ import annotations
 
 import torch
 
-# Devices whose LSTM layers run as nn.LSTM (cuDNN on CUDA); elsewhere they run :func:`recurrence`.
+from hvae_decoders.products import Product, product
+
+# Devices whose decoder LSTM layers always run as nn.LSTM (cuDNN on CUDA).
 NN_LSTM_DEVICES = frozenset({"cuda"})
 
 
@@ -47,10 +50,12 @@ def one_hot_indices(x: torch.Tensor) -> torch.Tensor | None:
     return torch.where(x.amax(dim=-1) > 0, indices, torch.full_like(indices, depth))
 
 
-def gather_rows(weight: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """``one_hot(indices) @ weight.T`` as a row gather: ``weight (4H, D)``, ``indices (...)`` with ``D``
-    for a zero input -> ``(..., 4H)``."""
+def gather_rows(weight: torch.Tensor, indices: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``one_hot(indices) @ weight.T (+ bias)`` as a row gather: ``weight (4H, D)``, ``indices (...)``
+    with ``D`` for a zero input -> ``(..., 4H)`` (the bias is added to the table, not to every row)."""
     table = torch.cat([weight.t(), weight.new_zeros(1, weight.shape[0])])  # (D + 1, 4H)
+    if bias is not None:
+        table = table + bias
     return torch.nn.functional.embedding(indices, table)
 
 
@@ -60,23 +65,23 @@ class _Recurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, flat_gates: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor,
                 c0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        groups, batch, size = h0.shape
-        gates = flat_gates.view(groups, -1, batch, 4 * size)  # (G, T, N, 4H)
-        steps = gates.shape[1]
-        hs = gates.new_empty(groups, steps, batch, size)
-        cs = gates.new_empty(groups, steps, batch, size)
+        batch, size = h0.shape
+        gates = flat_gates.view(-1, batch, 4 * size)  # (T, N, 4H)
+        steps = gates.shape[0]
+        hs = gates.new_empty(steps, batch, size)
+        cs = gates.new_empty(steps, batch, size)
+        recurrent = Product(weight.t(), batch)  # h @ weight_hh.T
         h, c = h0, c0
         for t in range(steps):
-            g = gates[:, t]  # (G, N, 4H): the input part, then the activations
-            g.baddbmm_(h, weight)
-            cell = g[..., 2 * size:3 * size]
+            g = gates[t]  # (N, 4H): the input part, then the activations
+            g.add_(recurrent(h))
+            cell = g[:, 2 * size:3 * size]
             cell.mul_(2)  # tanh(a) = 2 sigmoid(2a) - 1: one sigmoid for all four gates
             g.sigmoid_()
             cell.mul_(2).sub_(1)
-            c_t, h_t = cs[:, t], hs[:, t]
-            torch.mul(g[..., size:2 * size], c, out=c_t).addcmul_(g[..., :size], cell)
-            tanh_(c_t, out=h_t).mul_(g[..., 3 * size:])
-            h, c = h_t, c_t
+            torch.mul(g[:, size:2 * size], c, out=cs[t]).addcmul_(g[:, :size], cell)
+            tanh_(cs[t], out=hs[t]).mul_(g[:, 3 * size:])
+            h, c = hs[t], cs[t]
         ctx.mark_dirty(flat_gates)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(flat_gates, hs, cs, weight, h0, c0)
@@ -90,20 +95,19 @@ class _Recurrence(torch.autograd.Function):
                                "(its gate gradients overwrite the saved activations).")
         ctx.spent = True
         flat_gates, hs, cs, weight, h0, c0 = ctx.saved_tensors
-        groups, steps, batch, size = hs.shape
-        gates = flat_gates.view(groups, steps, batch, 4 * size)
-        weight_t = weight.transpose(1, 2)  # (G, 4H, H)
+        steps, batch, size = hs.shape
+        gates = flat_gates.view(steps, batch, 4 * size)
         one = gates.new_ones(())
-        dh = torch.zeros_like(h0)  # (G, N, H): the gradient reaching h_t
+        back = Product(weight, batch)  # dgates @ weight_hh
+        dh = torch.zeros_like(h0)  # (N, H): the gradient reaching h_t
         dc = torch.zeros_like(c0)  # and c_t
         tanh_c, scratch = torch.empty_like(c0), torch.empty_like(c0)
         for t in range(steps - 1, -1, -1):
-            g = gates[:, t]  # the activations in; the gradients before the activations out
-            i, f, cell, o = g[..., :size], g[..., size:2 * size], g[..., 2 * size:3 * size], g[..., 3 * size:]
-            c_before = cs[:, t - 1] if t else c0
+            g = gates[t]  # the activations in; the gradients before the activations out
+            i, f, cell, o = g[:, :size], g[:, size:2 * size], g[:, 2 * size:3 * size], g[:, 3 * size:]
             if grad_hs is not None:
-                dh.add_(grad_hs[:, t])
-            tanh_(cs[:, t], out=tanh_c)
+                dh.add_(grad_hs[t])
+            tanh_(cs[t], out=tanh_c)
             torch.addcmul(one, tanh_c, tanh_c, value=-1, out=scratch)  # 1 - tanh(c)^2
             dc.addcmul_(dh, scratch.mul_(o))  # dc = dc + dh o (1 - tanh(c)^2)
             o.addcmul_(o, o, value=-1).mul_(dh).mul_(tanh_c)  # dh tanh(c) o (1 - o)
@@ -111,28 +115,26 @@ class _Recurrence(torch.autograd.Function):
             i.addcmul_(i, i, value=-1).mul_(cell).mul_(dc)  # dc cell i (1 - i)
             cell.copy_(scratch)
             torch.mul(dc, f, out=scratch)  # the gradient reaching c_{t-1}
-            f.addcmul_(f, f, value=-1).mul_(c_before).mul_(dc)  # dc c_{t-1} f (1 - f)
+            f.addcmul_(f, f, value=-1).mul_(cs[t - 1] if t else c0).mul_(dc)  # dc c_{t-1} f (1 - f)
             dc, scratch = scratch, dc
             if t or ctx.needs_input_grad[2]:
-                torch.bmm(g, weight_t, out=dh)
+                dh = back(g)
         grad_weight = None
         if ctx.needs_input_grad[1]:  # sum over steps of h_{t-1}^T dgates_t, in one product
-            rows = lambda x: x.reshape(x.shape[0], -1, x.shape[-1])  # (G, T', N, X) -> (G, T' N, X)
-            grad_weight = torch.baddbmm(torch.bmm(rows(hs[:, :-1]).transpose(1, 2), rows(gates[:, 1:])),
-                                        h0.transpose(1, 2), gates[:, 0])
+            grad_weight = product(hs[:-1].flatten(0, 1).t(), gates[1:].flatten(0, 1).t()).add_(h0.t() @ gates[0])
         return (flat_gates, grad_weight, dh if ctx.needs_input_grad[2] else None,
                 dc if ctx.needs_input_grad[3] else None)
 
 
 def recurrence(gates: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor) -> torch.Tensor:
-    """The outputs ``(G, T, N, H)`` of G groups of N LSTMs over T steps (in float32 at least).
+    """The outputs ``(T, N, H)`` of N LSTMs over T steps (in float32 at least).
 
-    gates: each step's input part of the gates with the biases (order i, f, g, o), ``(G, T, N, 4H)``
-    or any shape holding those values in that order (e.g. ``(T N, 4H)`` for G = 1). It is
-    overwritten (with the activations, then the gradients): pass a tensor made for the call, not a
-    view (a view is copied first).
-    weight: ``(G, H, 4H)``, the recurrent weights transposed (``weight_hh.t()``).
-    h0, c0: ``(G, N, H)``, the initial state.
+    gates: each step's input part of the gates with the biases (order i, f, g, o), ``(T, N, 4H)``
+    or any shape holding those values in that order (e.g. ``(T N, 4H)``). It is overwritten (with
+    the activations, then the gradients): pass a tensor made for the call, not a view (a view is
+    copied first).
+    weight: ``(H, 4H)``, the recurrent weights transposed (``weight_hh.t()``).
+    h0, c0: ``(N, H)``, the initial state.
     """
     dtype = torch.promote_types(gates.dtype, torch.float32)
     if gates._is_view():

@@ -1,11 +1,13 @@
 """Free-running decoding without autograd: the weights of an LstmCore laid out for stepping.
 
-Each step of a sampled sequence needs, per layer, one matrix product and a few in-place element-wise
-operations on preallocated buffers. The embedding's part of the first layer's input (z, or a bar's
-conductor output) and the controls' part are projected once per sequence, not every step; a fed-back
-one-hot output is a row gather instead of a matrix product. Gates are reordered ``i, f, o, g`` so one
-sigmoid covers three of them. Nothing here reads a tensor's value on the host, so CUDA streams stay busy.
-"""
+Each step of a sampled sequence needs, per layer, one matrix product (oneDNN's on CPU where it pays,
+with the weights reordered once per call, see :mod:`hvae_decoders.products`) and a few in-place
+element-wise operations; the state lives in one preallocated row per sequence. The embedding's part
+of the first layer's input (z, or a bar's conductor output) and the controls' part are projected once
+per sequence, not every step; a fed-back one-hot output is a row gather instead of a matrix product.
+Gates are reordered ``i, f, o, g`` so one sigmoid covers three of them. The loss's :meth:`stepper`
+draws the random numbers of all steps at once. Nothing here reads a tensor's value on the host, so
+CUDA streams stay busy."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 
 from hvae.interfaces import Loss
 from hvae_decoders.lstm import State
+from hvae_decoders.products import Product
 from hvae_decoders.recurrence import one_hot_indices, tanh_
 
 # From this many values per layer on (batch x units), float32 gates take tanh as 2 sigmoid(2x) - 1:
@@ -31,26 +34,26 @@ def _gate_rows(hidden: int, device: torch.device) -> torch.Tensor:
 
 @dataclasses.dataclass(frozen=True)
 class SteppingWeights:
-    """One LstmCore's weights for stepping, in one dtype. H_l: layer sizes, D: output depth."""
+    """One LstmCore's weights for stepping ``batch`` sequences, in one dtype. H_l: layer sizes, D: output depth."""
 
     sizes: tuple[int, ...]  # units per layer
     output_depth: int  # D, the fed-back output's size
     classes: bool  # True: the fed-back output is a class index (row gather)
-    feed: torch.Tensor  # classes: (D, 4H_0) rows by class; else (D + H_0, 4H_0) over [output, h_0]
-    recurrent: torch.Tensor | None  # classes only: (H_0, 4H_0)
+    feed: torch.Tensor | None  # classes: (D, 4H_0), the first layer's rows by class
+    first: Product  # the first layer's product: over h_0 (classes), else over [output, h_0]
     embedding: torch.Tensor  # (4H_0, K): the embedding's columns of the first layer
     bias: torch.Tensor  # (4H_0,): the first layer's biases
     controls: torch.Tensor | None  # (4H_0, C) or None without controls
-    layers: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # layers 1..: ((H_{l-1} + H_l, 4H_l), (4H_l,))
-    output: torch.Tensor  # (H_top, R)
+    layers: tuple[tuple[Product, torch.Tensor], ...]  # layers 1..: products over [h_{l-1}, h_l], biases (4H_l,)
+    output: Product  # over h_top, to the raw outputs (R)
     output_bias: torch.Tensor  # (R,)
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.output.dtype
+        return self.output_bias.dtype
 
     @classmethod
-    def from_core(cls, core, classes: bool, dtype: torch.dtype) -> "SteppingWeights":
+    def from_core(cls, core, classes: bool, dtype: torch.dtype, batch: int) -> "SteppingWeights":
         """Lay out ``core``'s current parameters (an LstmCore: inputs ``[output, embedding, controls]``)."""
         depth, embedding_size = core.output_depth, core.embedding_size
         layers = list(core.lstm.layers)
@@ -59,35 +62,25 @@ class SteppingWeights:
         w_in = first.weight_ih_l0[first_rows]  # (4H_0, D + K + C)
         w_rec = first.weight_hh_l0[first_rows]  # (4H_0, H_0)
         w_out = w_in[:, :depth]  # (4H_0, D)
-        if classes:
-            feed, recurrent = w_out.t(), w_rec.t()
-        else:
-            feed, recurrent = torch.cat([w_out, w_rec], dim=1).t(), None
+        control_cols = w_in[:, depth + embedding_size:]
+
+        def cast(t: torch.Tensor) -> torch.Tensor:
+            return t.to(dtype).contiguous()
+
         stacked = []
         for layer in layers[1:]:
             rows = _gate_rows(layer.hidden_size, layer.weight_ih_l0.device)
-            weight = torch.cat([layer.weight_ih_l0[rows], layer.weight_hh_l0[rows]], dim=1).t()
-            stacked.append((weight, (layer.bias_ih_l0 + layer.bias_hh_l0)[rows]))
-        control_cols = w_in[:, depth + embedding_size:]
-
-        def cast(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(dtype).contiguous()
-
-        def right_factor(t: torch.Tensor | None) -> torch.Tensor | None:
-            """A (K, N) matrix product operand in the memory order the CPU kernels read fastest:
-            row-major for float32, column-major (a transposed view) for 16-bit floats."""
-            if t is None or dtype == torch.float32:
-                return cast(t)
-            return t.t().to(dtype).contiguous().t()
-
+            weight = torch.cat([layer.weight_ih_l0[rows], layer.weight_hh_l0[rows]], dim=1)  # (4H_l, H_{l-1} + H_l)
+            stacked.append((Product(cast(weight), batch), cast((layer.bias_ih_l0 + layer.bias_hh_l0)[rows])))
         return cls(
             sizes=tuple(layer.hidden_size for layer in layers), output_depth=depth, classes=classes,
-            feed=cast(feed) if classes else right_factor(feed), recurrent=right_factor(recurrent),
+            feed=cast(w_out.t()) if classes else None,
+            first=Product(cast(w_rec if classes else torch.cat([w_out, w_rec], dim=1)), batch),
             embedding=cast(w_in[:, depth:depth + embedding_size]),
             bias=cast((first.bias_ih_l0 + first.bias_hh_l0)[first_rows]),
             controls=cast(control_cols) if control_cols.shape[1] else None,
-            layers=tuple((right_factor(w), cast(b)) for w, b in stacked),
-            output=right_factor(core.output.weight.t()), output_bias=cast(core.output.bias))
+            layers=tuple(stacked), output=Product(cast(core.output.weight), batch),
+            output_bias=cast(core.output.bias))
 
     def project_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
         """The first layer's constant input part: ``(..., K) -> (..., 4H_0)`` with biases."""
@@ -107,12 +100,12 @@ class SteppingWeights:
 
 
 class CoreSampler:
-    """Preallocated buffers and the step loop for ``batch`` sequences of one LstmCore."""
+    """State buffers and the step loop for ``batch`` sequences of one LstmCore."""
 
     def __init__(self, weights: SteppingWeights, batch: int, loss: Loss, temperature: float,
                  generator: torch.Generator | None):
         self.w, self.loss, self.temperature, self.generator = weights, loss, temperature, generator
-        dtype, device = weights.dtype, weights.output.device
+        dtype, device = weights.dtype, weights.bias.device
         sizes, depth = weights.sizes, weights.output_depth
         zeros = lambda width, dt=dtype: torch.zeros(batch, width, dtype=dt, device=device)
         # One row per sequence holds [fed output (values only), h_0, h_1, ...]: layer l's product reads
@@ -126,8 +119,6 @@ class CoreSampler:
         self.feed_slot = row[:, :lead] if lead else None
         self.cells = [zeros(size, torch.float32) for size in sizes]  # c in float32 whatever the dtype
         self.tanh_cells = [zeros(size, torch.float32) for size in sizes]
-        self.gates = [zeros(4 * size) for size in sizes]
-        self.raw = zeros(weights.output.shape[1])
         self.sigmoid_tanh = dtype == torch.float32 and batch * max(sizes) >= SIGMOID_TANH_VALUES
 
     def reset(self, state: State) -> None:
@@ -136,10 +127,10 @@ class CoreSampler:
             slot.copy_(h)
             cell.copy_(c)
 
-    def _cell(self, layer: int) -> None:
-        """Update layer's c and h in place from its gate buffer (order i, f, o, g)."""
+    def _cell(self, layer: int, gates: torch.Tensor) -> None:
+        """Update layer's c and h in place from its pre-activation gates ``(B, 4H)`` (order i, f, o, g)."""
         size = self.w.sizes[layer]
-        gates, cell = self.gates[layer], self.cells[layer]
+        cell = self.cells[layer]
         if self.sigmoid_tanh:
             gates[:, 3 * size:].mul_(2)
             gates.sigmoid_()
@@ -154,6 +145,14 @@ class CoreSampler:
             torch.tanh(cell, out=self.tanh_cells[layer])
         torch.mul(gates[:, 2 * size:3 * size], self.tanh_cells[layer], out=self.h_slots[layer])
 
+    def _step(self, first_input: torch.Tensor) -> torch.Tensor:
+        """Every layer's step, given the first layer's input part of the gates ``(B, 4H_0)``; the raw outputs."""
+        w = self.w
+        self._cell(0, w.first(self.operands[0]).add_(first_input))
+        for layer, (product, bias) in enumerate(w.layers, start=1):
+            self._cell(layer, product(self.operands[layer], bias))
+        return w.output(self.h_slots[-1], w.output_bias)  # (B, R)
+
     def run(self, base: torch.Tensor, steps: int, out: torch.Tensor,
             feed: torch.Tensor | None = None) -> torch.Tensor | None:
         """Decode ``steps`` steps from the current state; returns the last draw.
@@ -163,35 +162,21 @@ class CoreSampler:
         feed: the output fed back before the first step (indices ``(B,)`` or values ``(B, D)``);
         None for the zeros the reference starts from.
         """
-        w, loss = self.w, self.loss
+        w = self.w
         per_step = base.dim() == 3
         if not w.classes:
             if feed is None:
                 self.feed_slot.zero_()
             else:
                 self.feed_slot.copy_(feed)
+        draw = self.loss.stepper(steps, self.temperature, self.generator)
         draws = []
         for t in range(steps):
-            step_base = base[:, t] if per_step else base
-            first = self.gates[0]
+            first_input = base[:, t] if per_step else base
+            if w.classes and feed is not None:
+                first_input = w.feed.index_select(0, feed).add_(first_input)
+            feed = draw(self._step(first_input))  # (B,) classes or (B, D) values
             if not w.classes:
-                torch.addmm(step_base, self.operands[0], w.feed, out=first)
-            else:
-                if feed is None:
-                    first.copy_(step_base)
-                else:
-                    torch.index_select(w.feed, 0, feed, out=first)
-                    first.add_(step_base)
-                first.addmm_(self.operands[0], w.recurrent)
-            self._cell(0)
-            for layer, (weight, bias) in enumerate(w.layers, start=1):
-                torch.addmm(bias, self.operands[layer], weight, out=self.gates[layer])
-                self._cell(layer)
-            torch.addmm(w.output_bias, self.h_slots[-1], w.output, out=self.raw)
-            if w.classes:
-                feed = loss.sample_indices(self.raw, self.temperature, self.generator)  # (B,)
-            else:
-                feed = loss.sample_step(self.raw, self.temperature, self.generator)  # (B, D)
                 self.feed_slot.copy_(feed)
             draws.append(feed)
         torch.stack(draws, dim=1, out=out)
@@ -205,22 +190,13 @@ class CoreSampler:
         base: ``(B, 4H_0)`` or ``(B, T, 4H_0)``; fed: ``(B, T, 4H_0)``; use_draw: ``(B, T)`` bool;
         drawn: ``(B, T)`` int64, receives the draws at steps 1..T-1 (one per step, as training makes them).
         """
-        w, loss = self.w, self.loss
         per_step = base.dim() == 3
-        first = self.gates[0]
+        draw = self.loss.stepper(fed.shape[1] - 1, self.temperature, self.generator)
         for t in range(fed.shape[1] - 1):
+            first_input = fed[:, t]
             if t:
-                torch.index_select(w.feed, 0, drawn[:, t], out=first)
-                torch.where(use_draw[:, t, None], first, fed[:, t], out=first)
-            else:
-                first.copy_(fed[:, 0])
-            first.add_(base[:, t] if per_step else base).addmm_(self.operands[0], w.recurrent)
-            self._cell(0)
-            for layer, (weight, bias) in enumerate(w.layers, start=1):
-                torch.addmm(bias, self.operands[layer], weight, out=self.gates[layer])
-                self._cell(layer)
-            torch.addmm(w.output_bias, self.h_slots[-1], w.output, out=self.raw)
-            drawn[:, t + 1] = loss.sample_indices(self.raw, self.temperature, self.generator)
+                first_input = torch.where(use_draw[:, t, None], self.w.feed.index_select(0, drawn[:, t]), first_input)
+            drawn[:, t + 1] = draw(self._step(first_input + (base[:, t] if per_step else base)))
 
 
 def stepping_dtype(device: torch.device, default: torch.dtype) -> torch.dtype:

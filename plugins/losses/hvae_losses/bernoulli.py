@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from hvae.interfaces import Loss
-from hvae_losses.common import bernoulli_draw, hit_metrics, mean_over_valid, sum_valid_steps
+from hvae_losses.common import (GREEDY_TEMPERATURE, StepUniforms, bernoulli_draw, hit_metrics, mean_over_valid,
+                                sum_valid_steps)
 
 
 class BernoulliLoss(Loss):
@@ -32,3 +33,10 @@ class BernoulliLoss(Loss):
     def sample_step(self, raw: torch.Tensor, temperature: float,
                     generator: torch.Generator | None = None) -> torch.Tensor:
         return bernoulli_draw(raw, temperature, generator)
+
+    def stepper(self, steps: int, temperature: float, generator: torch.Generator | None = None):
+        if type(self).sample_step is not BernoulliLoss.sample_step:  # a subclass's own draw
+            return super().stepper(steps, temperature, generator)
+        uniforms = StepUniforms(steps, self.output_depth, generator)
+        greedy = temperature <= GREEDY_TEMPERATURE
+        return lambda raw: bernoulli_draw(raw, temperature, generator, None if greedy else uniforms.next(raw))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from hvae.interfaces import Loss
-from hvae_losses.common import GREEDY_TEMPERATURE, mean_over_valid, sum_valid_steps
+from hvae_losses.common import GREEDY_TEMPERATURE, StepUniforms, mean_over_valid, sum_valid_steps
 
 
 class CategoricalLoss(Loss):
@@ -45,8 +45,20 @@ class CategoricalLoss(Loss):
         if temperature <= GREEDY_TEMPERATURE:
             return raw.argmax(dim=-1)
         uniform = torch.rand(raw.shape, generator=generator, device=raw.device, dtype=torch.float32)
+        return self._gumbel_max(raw, temperature, uniform)
+
+    @staticmethod
+    def _gumbel_max(raw: torch.Tensor, temperature: float, uniform: torch.Tensor) -> torch.Tensor:
         neg_gumbel = uniform.log_().neg_().log_()  # -G
         return (raw.float() / temperature - neg_gumbel).argmax(dim=-1)
+
+    def stepper(self, steps: int, temperature: float, generator: torch.Generator | None = None):
+        if type(self).sample_indices is not CategoricalLoss.sample_indices:  # a subclass's own draw
+            return super().stepper(steps, temperature, generator)
+        if temperature <= GREEDY_TEMPERATURE:
+            return lambda raw: raw.argmax(dim=-1)
+        uniforms = StepUniforms(steps, self.output_depth, generator, torch.float32)
+        return lambda raw: self._gumbel_max(raw, temperature, uniforms.next(raw))
 
     def sample_step(self, raw: torch.Tensor, temperature: float,
                     generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,0 +1,84 @@
+"""``x @ weight.T`` for a weight used many times in a row: each step of a sampling loop or a recurrence.
+
+On CPU PyTorch sends float32 products to MKL. At the shapes of an LSTM step oneDNN's product, with
+the weight reordered once into its blocked layout, is faster: on a 2-core AMD EPYC (Zen 4) 1.2-1.6x
+at batch 64 and about 2x at batch 1, where the product is bound by reading the weight, in float32
+and in bfloat16 (benchmarks/RESULTS.md). PyTorch exposes it as ``torch.ops.mkldnn`` operators (its
+compiler's CPU backend uses them); where they are missing (builds without oneDNN), and on CUDA, the
+product is a plain one (as for small work, see ONEDNN_MIN_WORK). Not differentiable: for loops without autograd, and for
+:mod:`hvae_decoders.recurrence`, which writes its own backward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _onednn_ops_available() -> bool:
+    ops = torch.ops.mkldnn
+    return (torch.backends.mkldnn.is_available() and hasattr(ops, "_reorder_linear_weight")
+            and hasattr(ops, "_linear_pointwise"))
+
+
+ONEDNN = _onednn_ops_available()
+_onednn_linear = torch.ops.mkldnn._linear_pointwise.default if ONEDNN else None
+# Below this much work (batch x weight values) MKL's product is as fast: a batch-1 step of a small
+# model reads a weight of a megabyte or less from cache, and oneDNN's call costs more.
+ONEDNN_MIN_WORK = 1 << 19
+
+
+class Product:
+    """``x (M, K) -> x @ weight.T (+ bias) (M, N)`` for a fixed ``weight (N, K)``.
+
+    ``batch`` is the M the products will mostly have (oneDNN picks its weight layout for it).
+    """
+
+    def __init__(self, weight: torch.Tensor, batch: int):
+        weight = weight.detach()
+        self.packed = self.right = None
+        if (ONEDNN and weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16)
+                and batch * weight.numel() >= ONEDNN_MIN_WORK):
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch)
+        else:
+            self.right = weight.t().contiguous()  # (K, N)
+
+    def __call__(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        if self.packed is not None:
+            return _onednn_linear(x, self.packed, bias, "none", [], "")
+        return torch.mm(x, self.right) if bias is None else torch.addmm(bias, x, self.right)
+
+
+def _uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (ONEDNN and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
+            and x.shape[0] * weight.numel() >= ONEDNN_MIN_WORK)
+
+
+def product(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``x @ weight.T`` for 2-D operands, by oneDNN where it pays."""
+    if _uses_onednn(x, weight):
+        return _onednn_linear(x, weight.contiguous(), None, "none", [], "")
+    return x @ weight.t()
+
+
+class _Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _onednn_linear(x, weight.contiguous(), bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = product(grad, weight.t()) if ctx.needs_input_grad[0] else None
+        grad_weight = product(grad.t(), x.t()) if ctx.needs_input_grad[1] else None
+        grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_weight, grad_bias
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear`` for a 2-D ``x``, differentiable, with oneDNN's products (forward and backward)
+    where they pay: 10-15% faster than MKL's at the size of a large LSTM's input projections."""
+    if _uses_onednn(x, weight):
+        return _Linear.apply(x, weight, bias)
+    return torch.nn.functional.linear(x, weight, bias)
