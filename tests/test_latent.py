@@ -176,6 +176,6 @@ def test_the_default_output_folders_are_in_the_run_directory(trained_drums):
 
 
 @pytest.mark.parametrize("command", ["reconstruct", "humanize"])
-def test_a_missing_file_is_refused_by_the_command_line(trained_humanizer, command, tmp_path):
-    result = invoke(command, str(trained_humanizer), str(tmp_path / "nope.mid"))
-    assert result.exit_code == 2 and "does not exist" in result.output
+def test_a_missing_file_is_a_one_line_error_naming_it(trained_humanizer, command, tmp_path):
+    missing = tmp_path / "nope.mid"
+    assert one_line_error(invoke(command, str(trained_humanizer), str(missing))) == f"Error: {missing}: no such file"

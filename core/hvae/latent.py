@@ -40,11 +40,12 @@ class Window:
     index: int  # which of its windows (0-based)
     count: int  # how many windows the file gives
     example: Example
+    name: str | None = None  # what names the files written from it; default: the file's stem
 
     @property
     def label(self) -> str:
-        """``<file stem>-w<index>``: names the files written from this window."""
-        return f"{self.path.stem}-w{self.index}"
+        """``<name>-w<index>``: names the files written from this window."""
+        return f"{self.name or self.path.stem}-w{self.index}"
 
     def note(self, option: str = "--window") -> str | None:
         """What to tell the user when the file gives several windows; None when it gives one."""
@@ -70,7 +71,8 @@ def user_converter(converter: Converter) -> Converter:
     return type(converter)(dataclasses.replace(converter.options, is_inferring=True))
 
 
-def read_window(converter: Converter, path: str | os.PathLike, index: int | None = None) -> Window:
+def read_window(converter: Converter, path: str | os.PathLike, index: int | None = None,
+                name: str | None = None) -> Window:
     """Window ``index`` (default: the first) of ``path``; one-line errors that name the file."""
     path = Path(path)
     try:
@@ -78,12 +80,14 @@ def read_window(converter: Converter, path: str | os.PathLike, index: int | None
     except ConversionError as exc:
         raise ConversionError(f"{path}: no {converter.steps}-step window for converter {converter.name!r}: "
                               f"{exc}") from None
+    if not examples:
+        raise ConversionError(f"{path}: no {converter.steps}-step window for converter {converter.name!r}.")
     if index is None:
         index = 0
     elif not 0 <= index < len(examples):
         raise HvaeError(f"{path} gives {len(examples)} window{'s' if len(examples) != 1 else ''} "
                         f"(0 to {len(examples) - 1}); there is no window {index}.")
-    return Window(path, index, len(examples), examples[index])
+    return Window(path, index, len(examples), examples[index], name)
 
 
 def _batch(model: MusicVAE, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -182,11 +186,11 @@ def window_quarters(converter: Converter) -> float:
 
 def reconstruct_file(loaded: LoadedModel, path: str | os.PathLike, out_dir: str | os.PathLike,
                      window: int | None = None, temperature: float = 0.0, seed: int | None = None,
-                     qpm: float = DEFAULT_QPM) -> Written:
+                     qpm: float = DEFAULT_QPM, name: str | None = None) -> Written:
     """Encode one window of ``path``, decode it, and write the window as read, its reconstruction and
-    a picture of both into ``out_dir``."""
+    a picture of both into ``out_dir`` (files named after ``name``, default the file's stem)."""
     converter = user_converter(loaded.converter)
-    chosen = read_window(converter, path, window)
+    chosen = read_window(converter, path, window, name)
     outputs = reconstruct_examples(loaded.model, [chosen.example], temperature, seed)[0]
     out_dir = Path(out_dir)
     original = converter.from_tensors(chosen.example.outputs, qpm=qpm)
@@ -236,12 +240,13 @@ def check_humanizer(loaded: LoadedModel) -> None:
 
 def humanize_file(loaded: LoadedModel, path: str | os.PathLike, out_dir: str | os.PathLike,
                   window: int | None = None, temperature: float = 0.0, seed: int | None = None,
-                  qpm: float = DEFAULT_QPM) -> Written:
+                  qpm: float = DEFAULT_QPM, name: str | None = None) -> Written:
     """Give one window of a quantised, flat-velocity drum file the velocities and timing the model
-    decodes from its hits; write it as read, humanized, and a picture of both into ``out_dir``."""
+    decodes from its hits; write it as read, humanized, and a picture of both into ``out_dir``
+    (files named after ``name``, default the file's stem)."""
     check_humanizer(loaded)
     converter = user_converter(loaded.converter)
-    chosen = read_window(converter, path, window)
+    chosen = read_window(converter, path, window, name)
     outputs = reconstruct_examples(loaded.model, [chosen.example], temperature, seed)[0]
     out_dir = Path(out_dir)
     given = converter.from_tensors(chosen.example.outputs, qpm=qpm)

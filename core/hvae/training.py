@@ -6,6 +6,8 @@ A run directory holds::
     metrics.jsonl   one JSON object per logged step: {"split": "train" | "validation", "step": ..., ...}
     checkpoints/    step-XXXXXXXX/ directories (see :mod:`hvae.checkpoint`), the newest few kept
     samples/        MIDI files written by ``hvae run`` and ``hvae sample``
+    .lock           held by the process training in it (:mod:`hvae.runlock`)
+    corrupt/        checkpoints that failed their checks when resuming, moved aside
 
 The batch order and every random draw of a step are functions of (seed, step) only: the latent
 noise comes from a generator seeded with (seed, step), dropout and scheduled sampling from a stream
@@ -32,6 +34,7 @@ import functools
 import json
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -52,9 +55,11 @@ from hvae.errors import CheckpointError, HvaeError, TrainingError
 from hvae.interfaces import Converter
 from hvae.model import (Batch, ModelConfig, ModelOutput, MusicVAE, build_model, clip_gradients, make_lr_schedule,
                         make_optimizer, model_from_dict)
+from hvae.runlock import LOCK_FILE, RunLock
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+CORRUPT_DIR = "corrupt"  # where resuming moves checkpoints that fail their checks
 LOGGED_PARTS = ("loss", "r_loss", "kl", "kl_bits")  # ModelOutput scalars written to metrics.jsonl
 NOISE_STREAM, RANK_STREAM = 1, 2  # tags of the two random streams of a training step (see _seed)
 
@@ -195,14 +200,19 @@ class Trainer:
     Build it with :meth:`start` (a new run directory) or :meth:`resume` (the newest checkpoint of
     an existing one), then call :meth:`train`. Under torchrun every process does the same, and
     ``world`` says which process this is.
+
+    From :meth:`start` or :meth:`resume` until :meth:`train` returns, the process (rank 0) holds
+    the run directory's lock (:mod:`hvae.runlock`): a second run on the directory is refused.
+    ``notes`` holds what the user should hear about the data and checkpoints (a cache rebuilt, a
+    corrupt checkpoint passed over).
     """
 
     def __init__(self, run_dir: Path, config: RunConfig, model: MusicVAE, converter: Converter,
                  train_set: WindowSet, validation_set: WindowSet, device: torch.device, step: int = 0,
-                 world: World = World()):
+                 world: World = World(), lock: RunLock | None = None, notes: list[str] | None = None):
         self.run_dir, self.config, self.model, self.converter = run_dir, config, model, converter
         self.train_set, self.validation_set, self.device, self.step = train_set, validation_set, device, step
-        self.world = world
+        self.world, self.lock, self.notes = world, lock, list(notes or [])
         world.share(config.train.batch_size)
         self.parallel = world.wrap(model, device)  # what a training step calls: the model, or DDP around it
         self.optimizer = make_optimizer(model, model.config)
@@ -223,18 +233,32 @@ class Trainer:
         world, device = distributed.join(config.train.device)
         world.share(config.train.batch_size)
         run_dir = Path(world.from_main(os.fspath(run_dir)))
-        world.on_main(lambda: _check_new(run_dir))
+        lock = RunLock(run_dir) if world.main else None
+        fresh = not run_dir.exists()
+        world.on_main(lambda: _claim_new(run_dir, lock))
+        try:
+            return cls._begin(run_dir, config, world, device, lock, progress)
+        except BaseException:
+            if lock is not None:
+                _unclaim(run_dir, lock, fresh)
+            raise
+
+    @classmethod
+    def _begin(cls, run_dir: Path, config: RunConfig, world: World, device: torch.device, lock: RunLock | None,
+               progress: bool, notes: list[str] | None = None) -> "Trainer":
+        """Step 0 of a run: the seeded model, the data, config.json written."""
         converter = converter_of(config)
         torch.manual_seed(config.train.seed)
         model = build_model(config.model, converter, force=config.force).to(device)
-        world.on_main(lambda: prepare_data(config, converter, progress))
+        reports: list[PrepareReport] = []
+        world.on_main(lambda: reports.append(prepare_data(config, converter, progress)))
         config = dataclasses.replace(config, model=model.config,
                                      converter_options=dataclasses.asdict(converter.options))
         if world.main:
-            run_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(run_dir / CONFIG_FILE, (json.dumps(config.to_json(), indent=2) + "\n").encode())
         return cls(run_dir, config, model, converter, load_split(config.cache_dir, "train"),
-                   load_split(config.cache_dir, "validation"), device, world=world)
+                   load_split(config.cache_dir, "validation"), device, world=world, lock=lock,
+                   notes=(notes or []) + _data_notes(reports))
 
     @classmethod
     def resume(cls, run_dir: str | os.PathLike, steps: int | None = None, device: str | None = None,
@@ -243,7 +267,9 @@ class Trainer:
         ``steps``, on another ``device``, with mixed precision switched (``amp``) or other ``threads``.
 
         Lines logged after that checkpoint are dropped from metrics.jsonl: those steps run again.
-        Under torchrun every process reads the same checkpoint; it may have been written by a run
+        A run stopped before its first checkpoint begins again from step 0 (its config.json and
+        seed give the same start). A checkpoint that fails its checks is reported (``notes``),
+        moved to ``<run>/corrupt/``, and the one before it is used. Under torchrun every process reads the same checkpoint; it may have been written by a run
         with another number of processes.
         """
         run_dir = Path(run_dir)
@@ -253,10 +279,26 @@ class Trainer:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
         world, target = distributed.join(config.train.device)
         world.share(config.train.batch_size)
-        if not list_checkpoints(run_dir):
-            raise CheckpointError(f"{run_dir} has no checkpoint to resume from (it stopped before the first); "
-                                  f"start it again with another --out.")
-        checkpoint = read_checkpoint(run_dir)
+        lock = RunLock(run_dir) if world.main else None
+        world.on_main(lambda: lock.acquire())
+        try:
+            return cls._resume(run_dir, config, world, target, lock, progress)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    @classmethod
+    def _resume(cls, run_dir: Path, config: RunConfig, world: World, target: torch.device, lock: RunLock | None,
+                progress: bool) -> "Trainer":
+        chosen: list[tuple[Checkpoint | None, list[str]]] = []
+        world.on_main(lambda: chosen.append(_readable_checkpoint(run_dir)))
+        found = world.from_main(os.fspath(chosen[0][0].path) if chosen and chosen[0][0] else None)
+        if found is None:  # stopped before its first checkpoint
+            if world.main:
+                _truncate_metrics(run_dir / METRICS_FILE, 0)
+            return cls._begin(run_dir, config, world, target, lock, progress, notes=chosen[0][1] if chosen else [])
+        checkpoint, notes = chosen[0] if chosen else (read_checkpoint(found), [])
         converter = converter_of(config)
         try:
             model = model_from_dict(checkpoint.meta["model"])
@@ -265,9 +307,11 @@ class Trainer:
             raise CheckpointError(f"Checkpoint {checkpoint.path} does not fit this hvae and its plugins: "
                                   f"{type(exc).__name__}: {exc}") from None
         model.to(target)
-        world.on_main(lambda: prepare_data(config, converter, progress))
+        reports: list[PrepareReport] = []
+        world.on_main(lambda: reports.append(prepare_data(config, converter, progress)))
         trainer = cls(run_dir, config, model, converter, load_split(config.cache_dir, "train"),
-                      load_split(config.cache_dir, "validation"), target, step=checkpoint.step, world=world)
+                      load_split(config.cache_dir, "validation"), target, step=checkpoint.step, world=world,
+                      lock=lock, notes=notes + _data_notes(reports))
         trainer.optimizer.load_state_dict(checkpoint.optimizer)
         trainer.schedule.load_state_dict(checkpoint.meta["lr_schedule"])
         if checkpoint.meta.get("grad_scaler"):
@@ -284,8 +328,18 @@ class Trainer:
 
         Raises :class:`TrainingError` when the loss is not finite (nothing of that step is applied
         or saved). Returns early, after a checkpoint, on Ctrl-C or SIGTERM (to any of the processes:
-        they agree after each step, and all stop after the same one).
+        they agree after each step, and all stop after the same one). Gives up the run directory's
+        lock when it returns.
         """
+        # (held since start or resume, unless trained before; every rank takes part in on_main)
+        self.world.on_main(lambda: self.lock.acquire() if self.lock is not None else None)
+        try:
+            return self._train(progress)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _train(self, progress: bool) -> TrainResult:
         cfg = self.config.train
         started = time.perf_counter()
         first = last = validation = None
@@ -426,6 +480,62 @@ def _check_new(run_dir: Path) -> None:
     if (run_dir / CONFIG_FILE).exists():
         raise HvaeError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
                         f"or choose another --out.")
+
+
+def _claim_new(run_dir: Path, lock: RunLock) -> None:
+    """Lock ``run_dir`` (creating it), then make sure it holds no run yet."""
+    lock.acquire()
+    try:
+        _check_new(run_dir)
+    except HvaeError:
+        lock.release()
+        raise
+
+
+def _unclaim(run_dir: Path, lock: RunLock, fresh: bool) -> None:
+    """Give up a run directory whose start failed; remove it if this start created it and wrote nothing."""
+    lock.release()
+    if fresh and not (run_dir / CONFIG_FILE).exists():
+        (run_dir / LOCK_FILE).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only if empty
+
+
+def _readable_checkpoint(run_dir: Path) -> tuple[Checkpoint | None, list[str]]:
+    """The newest checkpoint of ``run_dir`` that passes its checks, and a note for each newer one
+    that did not (each moved to ``<run>/corrupt/``, where nothing reads or prunes it). None (and a
+    note) when the run has no checkpoint yet."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        return None, [f"{run_dir} stopped before its first checkpoint: beginning again from step 0."]
+    notes = []
+    for directory in reversed(found):
+        try:
+            return read_checkpoint(directory), notes
+        except CheckpointError as exc:
+            aside = run_dir / CORRUPT_DIR / directory.name
+            for suffix in range(1, 1000):
+                if not aside.exists():
+                    break
+                aside = run_dir / CORRUPT_DIR / f"{directory.name}.{suffix}"
+            aside.parent.mkdir(exist_ok=True)
+            shutil.move(os.fspath(directory), os.fspath(aside))
+            notes.append(f"{exc} Moved it to {aside}.")
+    raise CheckpointError(f"No readable checkpoint in {run_dir}: {' '.join(notes)}")
+
+
+def _data_notes(reports: list[PrepareReport]) -> list[str]:
+    """What to tell the user about the data a run was given (rank 0 holds the report)."""
+    if not reports:
+        return []
+    report, notes = reports[0], []
+    if report.rebuild_reason and report.rebuild_reason != "no cache yet":
+        notes.append(f"Data cache {report.cache_dir} rebuilt: {report.rebuild_reason}.")
+    skipped = [f for f in report.files if f.status != "converted"]
+    if skipped:
+        notes.append(f"{len(skipped)} of {len(report.files)} MIDI files gave no window; "
+                     f"'hvae data info {report.cache_dir} -v' lists each with its reason.")
+    return notes
 
 
 def _seed(seed: int, step: int, stream: int, *more: int) -> int:

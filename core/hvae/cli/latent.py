@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import click
+from tqdm import tqdm
 
 from hvae.checkpoint import LoadedModel, load_model
+from hvae.data.splits import MIDI_SUFFIXES
 from hvae.device import resolve_device
-from hvae.latent import Written, humanize_file, interpolate_files, reconstruct_file
+from hvae.errors import HvaeError
+from hvae.latent import Written, check_humanizer, humanize_file, interpolate_files, reconstruct_file
 from hvae.music import DEFAULT_QPM
 
 MIDI_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+MIDI_INPUTS = click.Path(path_type=Path)  # files or folders; each checked (and reported) by itself
 
 
 def register(main: click.Group) -> None:
@@ -58,6 +64,53 @@ def _report(written: Written) -> None:
         click.echo(str(path))
 
 
+def expand_inputs(inputs: Iterable[Path]) -> list[Path]:
+    """The MIDI files meant by ``inputs``: files as given (whatever their name; each is checked when
+    read), folders searched recursively for *.mid and *.midi (any case), in path order."""
+    files: list[Path] = []
+    for given in inputs:
+        if given.is_dir() and given.suffix.lower() not in MIDI_SUFFIXES:
+            found = [Path(folder) / name for folder, _, names in os.walk(given) for name in names
+                     if name.lower().endswith(MIDI_SUFFIXES)]
+            if not found:
+                raise click.ClickException(f"No MIDI files (*.mid, *.midi) under {given}.")
+            files += sorted(found)
+        else:
+            files.append(given)
+    return files
+
+
+def _each_file(inputs: tuple[Path, ...], what: str, work: Callable[[Path, str], Written]) -> None:
+    """Run ``work(path, name)`` on every MIDI file of ``inputs``; a file that fails is reported on one
+    line and skipped. One file: its failure is the command's error. Several: the command fails
+    (exit status 1) only when none succeeded. Output names are made unique across the files."""
+    files = expand_inputs(inputs)
+    if len(files) == 1:
+        _report(work(files[0], files[0].stem))
+        return
+    names: dict[str, int] = {}
+    done, skipped = 0, 0
+    with tqdm(files, desc=what, unit="file", file=sys.stderr, leave=False, dynamic_ncols=True,
+              disable=None) as bar:  # a bar on a terminal only
+        for path in bar:
+            seen = names[path.stem] = names.get(path.stem, 0) + 1
+            try:
+                written = work(path, path.stem if seen == 1 else f"{path.stem}-{seen}")
+            except HvaeError as exc:
+                skipped += 1
+                bar.write(f"Skipped: {exc}", file=sys.stderr)
+                continue
+            done += 1
+            for note in written.notes:
+                bar.write(note, file=sys.stderr)
+            for out in (*written.midi, written.picture):
+                bar.write(str(out), file=sys.stdout)
+    if not done:
+        raise click.ClickException(f"Nothing written: none of the {len(files)} files could be used (reasons above).")
+    if skipped:
+        click.echo(f"{what}: {done} of {len(files)} files; {skipped} skipped (reasons above).", err=True)
+
+
 @click.command()
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.argument("start", type=MIDI_FILE)
@@ -89,36 +142,41 @@ def interpolate(checkpoint: Path, start: Path, end: Path, steps: int, window_a: 
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
-@click.argument("midi_file", metavar="IN.mid", type=MIDI_FILE)
+@click.argument("midi_files", metavar="IN.mid...", nargs=-1, required=True, type=MIDI_INPUTS)
 @click.option("--window", "-w", type=click.IntRange(min=0), default=None,
-              help="Which window of the file (0-based). Default: the first.")
+              help="Which window of each file (0-based). Default: the first.")
 @_common(0.0, "reconstructions")
-def reconstruct(checkpoint: Path, midi_file: Path, window: int | None, out_dir: Path | None, temperature: float,
-                seed: int | None, qpm: float, device: str) -> None:
-    """Encode a MIDI file and decode it again: what the model keeps of it.
+def reconstruct(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None, out_dir: Path | None,
+                temperature: float, seed: int | None, qpm: float, device: str) -> None:
+    """Encode MIDI files and decode them again: what the model keeps of each.
 
-    Writes the window as the converter reads it (<name>-w<K>-original.mid), its reconstruction
-    (<name>-w<K>-reconstruction.mid) and a piano-roll PNG of both; prints their paths.
+    IN.mid... are MIDI files or folders (searched for *.mid and *.midi). For each file, writes
+    the window as the converter reads it (<name>-w<K>-original.mid), its reconstruction
+    (<name>-w<K>-reconstruction.mid) and a piano-roll PNG of both; prints their paths. A file
+    that cannot be used is named with the reason and skipped; the exit status is 1 only when no
+    file could be used.
 
     \b
     Examples:
       hvae reconstruct runs/hier-drums beat.mid
       hvae reconstruct runs/groovae beat.mid --window 3 --out recon/
+      hvae reconstruct runs/hier-drums my-grooves/ --out recon/
     """
     loaded = _load(checkpoint, device)
-    _report(reconstruct_file(loaded, midi_file, out_dir or loaded.run_dir / "reconstructions", window, temperature,
-                             seed, qpm))
+    out = out_dir or loaded.run_dir / "reconstructions"
+    _each_file(midi_files, "reconstruct",
+               lambda path, name: reconstruct_file(loaded, path, out, window, temperature, seed, qpm, name))
 
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
-@click.argument("midi_file", metavar="IN.mid", type=MIDI_FILE)
+@click.argument("midi_files", metavar="IN.mid...", nargs=-1, required=True, type=MIDI_INPUTS)
 @click.option("--window", "-w", type=click.IntRange(min=0), default=None,
-              help="Which window of the file (0-based). Default: the first.")
+              help="Which window of each file (0-based). Default: the first.")
 @_common(0.0, "humanized")
-def humanize(checkpoint: Path, midi_file: Path, window: int | None, out_dir: Path | None, temperature: float,
-             seed: int | None, qpm: float, device: str) -> None:
-    """Turn a quantised, flat-velocity drum part into an expressive one.
+def humanize(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None, out_dir: Path | None,
+             temperature: float, seed: int | None, qpm: float, device: str) -> None:
+    """Turn quantised, flat-velocity drum parts into expressive ones.
 
     Needs a GrooVAE trained with the groove converter's humanize=True (it learnt to restore
     velocities and timing from hits alone):
@@ -126,13 +184,19 @@ def humanize(checkpoint: Path, midi_file: Path, window: int | None, out_dir: Pat
     \b
       hvae train --preset groovae-4bar -o humanize=true --out runs/humanize
 
-    The drum hits of IN.mid are encoded and decoded with velocities and microtiming. Writes the
-    window as read (<name>-w<K>-input.mid), the humanized part (<name>-w<K>-humanized.mid) and a
-    piano-roll PNG of both; prints their paths, and on stderr how many input hits it kept.
+    IN.mid... are MIDI files or folders (searched for *.mid and *.midi). The drum hits of each
+    file are encoded and decoded with velocities and microtiming. Writes the window as read
+    (<name>-w<K>-input.mid), the humanized part (<name>-w<K>-humanized.mid) and a piano-roll PNG
+    of both; prints their paths, and on stderr how many input hits it kept. A file that cannot be
+    used is named with the reason and skipped; the exit status is 1 only when no file could be used.
 
     \b
     Examples:
       hvae humanize runs/humanize quantised.mid
+      hvae humanize runs/humanize quantised/ --out humanized/
     """
     loaded = _load(checkpoint, device)
-    _report(humanize_file(loaded, midi_file, out_dir or loaded.run_dir / "humanized", window, temperature, seed, qpm))
+    check_humanizer(loaded)  # before any file: the model is wrong for all of them
+    out = out_dir or loaded.run_dir / "humanized"
+    _each_file(midi_files, "humanize",
+               lambda path, name: humanize_file(loaded, path, out, window, temperature, seed, qpm, name))

@@ -221,6 +221,8 @@ def _describe(trainer: Trainer) -> None:
     shared = f" ({c.train.batch_size // processes} in each of {processes} processes)" if processes > 1 else ""
     click.echo(f"Train:  steps {trainer.step} -> {c.train.steps}, batch {c.train.batch_size}{shared}, "
                f"seed {c.train.seed}, device {trainer.device}{', amp' if c.train.amp else ''}")
+    for note in trainer.notes:
+        click.echo(f"Note:   {note}", err=True)
 
 
 def _report(result: TrainResult, main: bool) -> None:
