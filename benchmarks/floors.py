@@ -6,8 +6,11 @@ projected once per sequence or bar. Element-wise work (gates, sampling, Adam) is
 
 A :class:`Plan` lists chains of products with the number of times each runs per batch. A chain is
 timed by running its products back to back on distinct operands, so at batch 1 the time includes
-reading every weight matrix of a step from memory, as the real step must. The floor is the sum of
-the chain times; the matmul rate at the shapes used is the plan's FLOPs over that sum.
+reading every weight matrix of a step from memory, as the real step must. Each chain is timed with
+both float32 engines PyTorch has on CPU, MKL's ``torch.mm`` and oneDNN's product with the weight
+packed once (what hvae's decoders use, :mod:`hvae_decoders.products`), and the faster counts. The
+floor is the sum of the chain times; the matmul rate at the shapes used is the plan's FLOPs over
+that sum.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from typing import Callable, Iterable
 import torch
 
 from hvae.model import MusicVAE, uses_scheduled_sampling
+from hvae_decoders import products
+
+ENGINES = ("mkl", "onednn") if products.ONEDNN else ("mkl",)
 
 # A product of more than this many FLOPs runs near the machine's peak rate whatever its exact
 # shape; it is timed with its dimensions capped at BIG_DIM and its rate applied to its full FLOPs.
@@ -77,10 +83,21 @@ def _capped(p: Matmul) -> Matmul:
     return Matmul(min(p.m, BIG_DIM), min(p.k, BIG_DIM), min(p.n, BIG_DIM))
 
 
-def runner(chain: tuple[Matmul, ...], dtype: torch.dtype = torch.float32) -> Callable[[], None]:
-    """A function that runs ``chain``'s products once on its own operands (capped, see BIG_FLOPS)."""
+def runner(chain: tuple[Matmul, ...], dtype: torch.dtype = torch.float32,
+           engine: str = "mkl") -> Callable[[], None]:
+    """A function that runs ``chain``'s products once on its own operands (capped, see BIG_FLOPS),
+    with ``engine``: "mkl" (``torch.mm``) or "onednn" (oneDNN's product, weight packed beforehand)."""
     operands = [(torch.randn(p.m, p.k, dtype=dtype), torch.randn(p.k, p.n, dtype=dtype),
                  torch.empty(p.m, p.n, dtype=dtype)) for p in map(_capped, chain)]
+    if engine == "onednn":
+        packed = [(a, torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous(), a.shape[0]))
+                  for a, b, _ in operands]
+
+        def run_onednn() -> None:
+            for a, weight in packed:
+                products._onednn_linear(a, weight, None, "none", [], "")
+
+        return run_onednn
 
     def run() -> None:
         for a, b, out in operands:
@@ -94,17 +111,20 @@ def capped_flops(chain: tuple[Matmul, ...]) -> float:
     return sum(_capped(p).flops for p in chain)
 
 
+def _time(run: Callable[[], None]) -> float:
+    run()
+    repeats, started = 0, time.perf_counter()
+    while repeats < MIN_TIMING_REPEATS or time.perf_counter() - started < MIN_TIMING_SECONDS:
+        run()
+        repeats += 1
+    return (time.perf_counter() - started) / repeats
+
+
 def chain_seconds(chain: tuple[Matmul, ...], dtype: torch.dtype = torch.float32) -> float:
-    """Seconds one run of ``chain`` takes in ``dtype`` (measured once per session)."""
+    """Seconds one run of ``chain`` takes in ``dtype`` with the faster engine (measured once per session)."""
     key = (dtype, chain)
     if key not in _chain_seconds:
-        run = runner(chain, dtype)
-        run()
-        repeats, started = 0, time.perf_counter()
-        while repeats < MIN_TIMING_REPEATS or time.perf_counter() - started < MIN_TIMING_SECONDS:
-            run()
-            repeats += 1
-        seconds = (time.perf_counter() - started) / repeats
+        seconds = min(_time(runner(chain, dtype, engine)) for engine in ENGINES)
         _chain_seconds[key] = seconds * sum(p.flops for p in chain) / capped_flops(chain)
     return _chain_seconds[key]
 

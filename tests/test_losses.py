@@ -205,3 +205,14 @@ def test_every_refusal_says_why_and_what_fits(kind, name, fits):
                                        ("groove", "groove-gated"), ("multihot", "bernoulli")])
 def test_fitting_pairs_pass(kind, name):
     check_compatible(kind, loss_class(name), name, "c", all_loss_classes(), 9)
+
+
+def test_categorical_draws_never_a_class_whose_weight_underflows_and_follow_512_classes():
+    loss = loss_class("categorical")(512)
+    logits = torch.randn(512) * 2
+    logits[7] = -200.0  # exp(-200 / T - max) is 0 in float32
+    raw = logits.expand(100000, 512)
+    indices = loss.sample_indices(raw, 0.9, torch.Generator().manual_seed(4))
+    assert (indices != 7).all() and indices.max() < 512
+    frequencies = torch.bincount(indices, minlength=512) / len(indices)
+    assert torch.allclose(frequencies, torch.softmax(logits / 0.9, -1), atol=0.006)

@@ -39,26 +39,31 @@ class CategoricalLoss(Loss):
                        generator: torch.Generator | None = None) -> torch.Tensor:
         """A class per row from ``softmax(raw / temperature)``; the argmax at temperature ~0.
 
-        Draws by the Gumbel-max trick: ``argmax(raw / temperature + G)`` with ``G = -log(-log U)``,
-        ``U ~ Uniform(0, 1)``, is distributed as the softmax and needs no normalisation.
+        Draws by inverting the distribution function: one uniform number per row, scaled to the
+        row's unnormalised total, is looked up in the cumulative sums of ``exp(raw / temperature -
+        max)``. (The Gumbel-max trick needs one uniform number per class: with 512 classes,
+        drawing those cost more than the rest of a sampling step's element-wise work.)
         """
         if temperature <= GREEDY_TEMPERATURE:
             return raw.argmax(dim=-1)
-        uniform = torch.rand(raw.shape, generator=generator, device=raw.device, dtype=torch.float32)
-        return self._gumbel_max(raw, temperature, uniform)
+        uniform = torch.rand(raw.shape[:-1] + (1,), generator=generator, device=raw.device, dtype=torch.float32)
+        return self._inverse_cdf(raw, temperature, uniform)
 
     @staticmethod
-    def _gumbel_max(raw: torch.Tensor, temperature: float, uniform: torch.Tensor) -> torch.Tensor:
-        neg_gumbel = uniform.log_().neg_().log_()  # -G
-        return (raw.float() / temperature - neg_gumbel).argmax(dim=-1)
+    def _inverse_cdf(raw: torch.Tensor, temperature: float, uniform: torch.Tensor) -> torch.Tensor:
+        """Classes ``(...)`` for raw outputs ``(..., D)`` and uniform numbers ``(..., 1)`` in [0, 1)."""
+        scaled = raw.float() / temperature
+        cumulative = scaled.sub_(scaled.amax(dim=-1, keepdim=True)).exp_().cumsum(dim=-1)  # (..., D)
+        point = uniform * cumulative[..., -1:]  # below the total: a class of positive weight is found
+        return torch.searchsorted(cumulative, point, right=True).squeeze(-1).clamp_(max=raw.shape[-1] - 1)
 
     def stepper(self, steps: int, temperature: float, generator: torch.Generator | None = None):
         if type(self).sample_indices is not CategoricalLoss.sample_indices:  # a subclass's own draw
             return super().stepper(steps, temperature, generator)
         if temperature <= GREEDY_TEMPERATURE:
             return lambda raw: raw.argmax(dim=-1)
-        uniforms = StepUniforms(steps, self.output_depth, generator, torch.float32)
-        return lambda raw: self._gumbel_max(raw, temperature, uniforms.next(raw))
+        uniforms = StepUniforms(steps, 1, generator, torch.float32)
+        return lambda raw: self._inverse_cdf(raw, temperature, uniforms.next(raw))
 
     def sample_step(self, raw: torch.Tensor, temperature: float,
                     generator: torch.Generator | None = None) -> torch.Tensor:
