@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from badmidi import BAD_INPUTS, write_bad_corpus
-from hvae.cli import main
 from hvae.data import DEMO_DIR
+from clihelp import invoke
 
 FUNK = DEMO_DIR / "drummer1/session1/2_funk_80_beat_4-4.mid"
 UNREADABLE = [bad.name for bad in BAD_INPUTS if not bad.readable]
@@ -24,10 +23,6 @@ UNREADABLE = [bad.name for bad in BAD_INPUTS if not bad.readable]
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> dict[str, Path]:
     return write_bad_corpus(tmp_path_factory.mktemp("bad-midi"))
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def outcome_per_file(result, corpus: dict[str, Path]) -> dict[str, str]:

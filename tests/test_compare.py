@@ -19,11 +19,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from hvae.cli import main
 from hvae.compare import CALIBRATION_STEPS
 from hvae.report.curves import read_metrics
+from clihelp import invoke, one_line_error
 
 # Every combination shrunk to 32-unit LSTMs and batches of 32 on one thread; no audio: runs of seconds.
 TINY = ["-m", "z_size=16", "-m", "encoder.rnn_sizes=32", "-m", "decoder.rnn_sizes=32", "--batch-size", "32",
@@ -31,17 +30,6 @@ TINY = ["-m", "z_size=16", "-m", "encoder.rnn_sizes=32", "-m", "decoder.rnn_size
 REPORT_PRESETS = ("hier-groove-4bar", "groovae-4bar", "hier-drums-4bar")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(main, list(args))
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -15,25 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 import hvae
-from hvae.cli import main
 from hvae.data import DEMO_DIR
 from hvae.evaluation import MetricTally, drum_hits
+from clihelp import invoke, one_line_error
 
 TF, SAMPLED = "teacher_forced", "sampled"
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(main, list(args))
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -14,27 +14,15 @@ from pathlib import Path
 import miditoolkit
 import pytest
 import torch
-from click.testing import CliRunner
 
 import hvae
-from hvae.cli import main
 from hvae.data import DEMO_DIR
 from hvae.latent import slerp
+from clihelp import invoke, one_line_error
 
 FUNK = DEMO_DIR / "drummer1/session1/2_funk_80_beat_4-4.mid"  # 26 four-bar drum windows
 ROCK = DEMO_DIR / "drummer1/session3/9_rock_135_beat_4-4.mid"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(main, list(args))
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 def printed_paths(result) -> list[Path]:

@@ -23,17 +23,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 import hvae
 import hvae.checkpoint as checkpoint_module
 from hvae.checkpoint import list_checkpoints, read_checkpoint
-from hvae.cli import main
 from hvae.data import DEMO_DIR, load_split, prepare_dataset
 from hvae.errors import CheckpointError
 from hvae.presets import get_preset
 from hvae.runlock import RunInUseError
 from hvae.training import METRICS_FILE, RunConfig, TrainConfig, Trainer
+from clihelp import invoke
 
 HVAE = str(Path(sys.executable).parent / "hvae")
 # The demo preset shrunk to 16-unit LSTMs on one thread: a step takes tens of milliseconds.
@@ -49,10 +48,6 @@ def cache(tmp_path_factory) -> Path:
     prepare_dataset(hvae.get_converter(preset.converter, **preset.converter_options), DEMO_DIR, out, workers=2,
                     progress=False)
     return out
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def train_lines(run: Path) -> list[dict]:

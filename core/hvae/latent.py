@@ -189,19 +189,29 @@ def reconstruct_file(loaded: LoadedModel, path: str | os.PathLike, out_dir: str 
                      qpm: float = DEFAULT_QPM, name: str | None = None) -> Written:
     """Encode one window of ``path``, decode it, and write the window as read, its reconstruction and
     a picture of both into ``out_dir`` (files named after ``name``, default the file's stem)."""
+    return _reencode(loaded, path, out_dir, window, temperature, seed, qpm, name,
+                     ("original", "reconstruction", "reconstruction"))[2]
+
+
+def _reencode(loaded: LoadedModel, path: str | os.PathLike, out_dir: str | os.PathLike, window: int | None,
+              temperature: float, seed: int | None, qpm: float, name: str | None,
+              suffixes: tuple[str, str, str]) -> tuple[Window, np.ndarray, Written]:
+    """Encode one window of ``path`` to mu and decode it; write the window as read and the decoded
+    one as ``<label>-<suffixes[0]>.mid`` and ``<label>-<suffixes[1]>.mid``, and a picture of both as
+    ``<label>-<suffixes[2]>.png``. Returns the window, the decoded outputs and what was written."""
     converter = user_converter(loaded.converter)
     chosen = read_window(converter, path, window, name)
     outputs = reconstruct_examples(loaded.model, [chosen.example], temperature, seed)[0]
     out_dir = Path(out_dir)
-    original = converter.from_tensors(chosen.example.outputs, qpm=qpm)
-    rebuilt = converter.from_tensors(outputs, qpm=qpm)
+    given = converter.from_tensors(chosen.example.outputs, qpm=qpm)
+    decoded = converter.from_tensors(outputs, qpm=qpm)
     lanes = lanes_of(converter)
-    picture = plot_rolls([Panel(f"{chosen.label}: as read", original, lanes),
-                          Panel(f"reconstruction ({loaded.name}, step {loaded.step})", rebuilt, lanes)],
-                         out_dir / f"{chosen.label}-reconstruction.png", window_quarters(converter))
-    midi = (write_midi(original, out_dir / f"{chosen.label}-original.mid"),
-            write_midi(rebuilt, out_dir / f"{chosen.label}-reconstruction.mid"))
-    return Written(midi, picture, tuple(n for n in (chosen.note(),) if n))
+    picture = plot_rolls([Panel(f"{chosen.label}: as read", given, lanes),
+                          Panel(f"{suffixes[1]} ({loaded.name}, step {loaded.step})", decoded, lanes)],
+                         out_dir / f"{chosen.label}-{suffixes[2]}.png", window_quarters(converter))
+    midi = (write_midi(given, out_dir / f"{chosen.label}-{suffixes[0]}.mid"),
+            write_midi(decoded, out_dir / f"{chosen.label}-{suffixes[1]}.mid"))
+    return chosen, outputs, Written(midi, picture, tuple(n for n in (chosen.note(),) if n))
 
 
 def interpolate_files(loaded: LoadedModel, a: str | os.PathLike, b: str | os.PathLike, out_dir: str | os.PathLike,
@@ -245,21 +255,12 @@ def humanize_file(loaded: LoadedModel, path: str | os.PathLike, out_dir: str | o
     decodes from its hits; write it as read, humanized, and a picture of both into ``out_dir``
     (files named after ``name``, default the file's stem)."""
     check_humanizer(loaded)
+    chosen, outputs, written = _reencode(loaded, path, out_dir, window, temperature, seed, qpm, name,
+                                         ("input", "humanized", "humanized"))
     converter = user_converter(loaded.converter)
-    chosen = read_window(converter, path, window, name)
-    outputs = reconstruct_examples(loaded.model, [chosen.example], temperature, seed)[0]
-    out_dir = Path(out_dir)
-    given = converter.from_tensors(chosen.example.outputs, qpm=qpm)
-    humanized = converter.from_tensors(outputs, qpm=qpm)
-    lanes = lanes_of(converter)
-    picture = plot_rolls([Panel(f"{chosen.label}: as read", given, lanes),
-                          Panel(f"humanized ({loaded.name}, step {loaded.step})", humanized, lanes)],
-                         out_dir / f"{chosen.label}-humanized.png", window_quarters(converter))
-    midi = (write_midi(given, out_dir / f"{chosen.label}-input.mid"),
-            write_midi(humanized, out_dir / f"{chosen.label}-humanized.mid"))
     hits_in = drum_hits(converter, torch.from_numpy(chosen.example.outputs[None]))[0]
     hits_out = drum_hits(converter, torch.from_numpy(outputs[None]))[0]
     kept = int((hits_in * hits_out).sum())
     agreement = (f"The humanized part keeps {kept} of the {int(hits_in.sum())} input hits and adds "
                  f"{int(hits_out.sum()) - kept}.")
-    return Written(midi, picture, tuple(n for n in (chosen.note(), agreement) if n))
+    return dataclasses.replace(written, notes=written.notes + (agreement,))
