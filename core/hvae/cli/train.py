@@ -221,7 +221,12 @@ def _describe(trainer: Trainer) -> None:
     shared = f" ({c.train.batch_size // processes} in each of {processes} processes)" if processes > 1 else ""
     click.echo(f"Train:  steps {trainer.step} -> {c.train.steps}, batch {c.train.batch_size}{shared}, "
                f"seed {c.train.seed}, device {trainer.device}{', amp' if c.train.amp else ''}")
-    for note in trainer.notes:
+    notes = list(trainer.notes)
+    transpose = get_preset(c.preset).transpose_range if c.preset else None
+    if transpose:
+        notes.append(f"the reference trains {c.preset} on melodies transposed at random by {transpose[0]} to "
+                     f"+{transpose[1]} semitones; hvae does not transpose yet, so the model sees the data's keys only.")
+    for note in notes:
         click.echo(f"Note:   {note}", err=True)
 
 
