@@ -17,6 +17,7 @@ from pathlib import Path
 
 import miditoolkit
 import pytest
+import torch
 from click.testing import CliRunner
 
 from hvae.checkpoint import list_checkpoints, read_checkpoint
@@ -80,6 +81,24 @@ def test_sample_writes_the_reference_file_names_and_prints_them(demo_run, tmp_pa
     again = invoke("sample", str(out), "-n", "2", "--seed", "3", "--out", str(tmp_path / "b"), "--qpm", "90")
     assert [p.read_bytes() for p in sorted(printed)] == [p.read_bytes() for p in sorted((tmp_path / "b").iterdir())]
     assert again.exit_code == 0
+
+
+def test_sample_in_mixed_precision_decodes_in_bfloat16_and_writes_drums(demo_run, tmp_path, monkeypatch):
+    out, _ = demo_run
+    import hvae.model
+
+    seen = []
+    decode = hvae.model.MusicVAE.decode
+    monkeypatch.setattr(hvae.model.MusicVAE, "decode", lambda self, *args, **kwargs: (
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None),
+        decode(self, *args, **kwargs))[1])
+    result = invoke("sample", str(out), "-n", "3", "--seed", "3", "--amp", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert seen == [torch.bfloat16]
+    for path in sorted(tmp_path.iterdir()):
+        midi = miditoolkit.MidiFile(str(path))
+        assert all(instrument.is_drum for instrument in midi.instruments)
+        assert all(0 < n.velocity < 128 for i in midi.instruments for n in i.notes)
 
 
 def test_an_incompatible_combination_is_refused_in_one_line_before_any_work(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from hvae.checkpoint import load_model, write_atomic
-from hvae.device import resolve_device
+from hvae.device import autocast, resolve_device
 from hvae.errors import HvaeError
 from hvae.interfaces import Converter
 from hvae.model import MusicVAE
@@ -31,11 +31,13 @@ def sample_names(name: str, n: int) -> list[str]:
 
 def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathLike, name: str, n: int = 5,
                   temperature: float = 0.5, seed: int | None = None, qpm: float = DEFAULT_QPM,
-                  batch_size: int = 256) -> list[Path]:
+                  batch_size: int = 256, amp: bool = False) -> list[Path]:
     """Draw ``n`` sequences at ``temperature`` and write each as MIDI at ``qpm`` into ``out_dir``.
 
     The same ``seed`` (and model) gives the same files; None draws a fresh one. Sequences are drawn
-    ``batch_size`` at a time. Returns the paths written, in order.
+    ``batch_size`` at a time. ``amp`` decodes in mixed precision (bfloat16 on CPU: about twice as
+    fast for large models, and the draws differ from float32's by rounding). Returns the paths
+    written, in order.
     """
     if n < 1:
         raise HvaeError(f"The number of samples must be at least 1, got {n}.")
@@ -55,7 +57,8 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
     names = sample_names(name, n)
     paths = []
     for start in range(0, n, batch_size):
-        drawn = model.sample(min(batch_size, n - start), temperature, generator=generator)  # (B, T, D)
+        with autocast(model.device, enabled=amp):
+            drawn = model.sample(min(batch_size, n - start), temperature, generator=generator)  # (B, T, D)
         for outputs, file_name in zip(drawn.float().cpu().numpy(), names[start:start + batch_size]):
             buffer = io.BytesIO()
             converter.from_tensors(outputs, qpm=qpm).dump(file=buffer)
@@ -66,11 +69,11 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
 
 def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None, n: int = 5,
                       temperature: float = 0.5, seed: int | None = None, qpm: float = DEFAULT_QPM,
-                      device: str = "auto") -> list[Path]:
+                      device: str = "auto", amp: bool = False) -> list[Path]:
     """:func:`write_samples` from a checkpoint (a run directory, a checkpoint directory or its JSON).
 
     ``out_dir`` defaults to the run's ``samples`` folder.
     """
     loaded = load_model(checkpoint, resolve_device(device))
     return write_samples(loaded.model, loaded.converter, out_dir or loaded.run_dir / SAMPLES_DIR, loaded.name,
-                         n=n, temperature=temperature, seed=seed, qpm=qpm)
+                         n=n, temperature=temperature, seed=seed, qpm=qpm, amp=amp)
