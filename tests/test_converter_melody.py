@@ -217,3 +217,40 @@ def test_default_settings_are_cat_mel_2bar_small():
 def test_an_empty_pitch_range_is_refused():
     with pytest.raises(HvaeError, match=r"^melody pitches must satisfy"):
         MelodyConverter(min_pitch=60, max_pitch=48)
+
+
+# --- transposition (training augmentation) -----------------------------------------------------------------------
+
+def test_transposing_moves_every_note_by_the_semitones_asked_for(maestro_dir):
+    converter = MelodyConverter()
+    chosen = windows(str(maestro_dir / SHORT))[:3]
+    outputs = np.stack([w.outputs for w in chosen])
+    inputs, moved = converter.transpose(outputs.copy(), outputs, np.array([-5, 0, 4]))
+    assert np.array_equal(inputs, moved)
+    for window, shift, after in zip(chosen, (-5, 0, 4), moved):
+        before_notes = note_table(converter.from_tensors(window.outputs))
+        after_notes = note_table(converter.from_tensors(after))
+        assert np.array_equal(after_notes[:, 0], before_notes[:, 0] + shift)  # pitches moved
+        assert np.allclose(after_notes[:, 2:], before_notes[:, 2:], atol=SECONDS)  # same times
+
+
+def test_a_window_is_moved_only_as_far_as_its_notes_stay_in_the_piano_range():
+    converter = MelodyConverter()
+    # no event, note-on of pitch 106 (class 87), note-off, pitch 30 (class 11), then padding
+    window = onehot(np.array([0, 87, 1, 11, 0, 0]))
+    window[-2:] = 0  # padding: all zeros
+    _, up = converter.transpose(window[None], window[None], np.array([5]))
+    assert list(up[0, :4].argmax(-1)) == [0, 89, 1, 13]  # +2 at most: pitch 108 is the top
+    assert not up[0, -2:].any()
+    _, down = converter.transpose(window[None], window[None], np.array([-12]))
+    assert list(down[0, :4].argmax(-1)) == [0, 78, 1, 2]  # -9 at most: pitch 21 is the bottom
+    silent = onehot(np.array([0, 0, 1]))[None]
+    assert np.array_equal(converter.transpose(silent, silent, np.array([3]))[1], silent)
+
+
+def test_converters_without_pitches_cannot_transpose():
+    assert MelodyConverter().transposable
+    drums = hvae.get_converter("drums")
+    assert not drums.transposable
+    with pytest.raises(NotImplementedError, match="cannot transpose"):
+        drums.transpose(np.zeros((1, 2, 512)), np.zeros((1, 2, 512)), np.zeros(1, dtype=int))

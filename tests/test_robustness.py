@@ -299,18 +299,3 @@ def test_resume_refuses_a_directory_that_is_not_a_run(tmp_path):
     with pytest.raises(CheckpointError, match="is not an hvae run directory"):
         Trainer.resume(tmp_path, progress=False)
 
-
-def test_training_a_preset_whose_augmentation_is_not_applied_says_so(tmp_path):
-    import badmidi
-
-    data = tmp_path / "piano"
-    data.mkdir()
-    for k in range(8):  # some land in each split (splits by path hash)
-        badmidi._only_piano(data / f"tune-{k}.mid")
-    result = invoke("train", "--preset", "hier-mel-4bar", "-m", "z_size=8", "-m", "encoder.rnn_sizes=16",
-                    "-m", "decoder.rnn_sizes=16", "-m", "decoder.conductor_sizes=16", "--batch-size", 4,
-                    "--steps", 1, "--threads", 1, "--no-progress", "--data", data, "--cache", tmp_path / "cache",
-                    "--out", tmp_path / "run")
-    assert result.exit_code == 0, result.output
-    assert ("Note:   the reference trains hier-mel-4bar on melodies transposed at random by -5 to +5 semitones; "
-            "hvae does not transpose yet") in result.stderr

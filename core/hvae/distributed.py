@@ -146,11 +146,27 @@ def join(device: str) -> tuple[World, torch.device]:
         if target.type == "cuda":
             torch.cuda.set_device(target)
         dist.init_process_group(backend=distributed_backend(target))
-        atexit.register(dist.destroy_process_group)
+        atexit.register(_destroy)  # after a failure; a command that ends well calls leave() first
     elif dist.get_world_size() != world.size or dist.get_rank() != world.rank:
         raise HvaeError(f"The process group holds rank {dist.get_rank()} of {dist.get_world_size()}, but torchrun "
                         f"says rank {world.rank} of {world.size}.")
     return world, target
+
+
+def _destroy() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def leave(world: World) -> None:
+    """End this process's part in a run that went well on every rank: wait until all ranks are
+    done with the process group, then destroy it while the interpreter is fully alive. (Left to
+    interpreter exit, Gloo's threads can be torn down mid-work: the process aborts with
+    "terminate called without an active exception".) Drop the models wrapped for the group first.
+    A command that failed does not call it: a barrier would wait for ranks that are gone."""
+    if world.size > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def launch(processes: int, args: Sequence[str]) -> None:

@@ -101,6 +101,19 @@ class Converter(abc.ABC):
                 "output_depth": self.output_depth, "control_depth": self.control_depth,
                 "steps": self.steps, "options": dataclasses.asdict(self.options)}
 
+    def transpose(self, inputs: np.ndarray, outputs: np.ndarray,
+                  semitones: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Windows ``(B, T, depth)`` moved by ``semitones`` ``(B,)``, for training augmentation (the
+        reference's ``transpose_range``). A window whose notes would leave the converter's pitch
+        range moves by the amount nearest to the one asked for that keeps them all in it. A
+        converter that supports it overrides this and sets ``transposable``."""
+        raise NotImplementedError(f"converter {self.name!r} cannot transpose its windows")
+
+    @property
+    def transposable(self) -> bool:
+        """Whether :meth:`transpose` is supported (training with ``transpose_range`` needs it)."""
+        return type(self).transpose is not Converter.transpose
+
 
 @dataclasses.dataclass(frozen=True)
 class LossOptions:

@@ -29,9 +29,7 @@ class Preset:
     batch_size: int  # examples per training step
     steps: int  # training steps
     dataset: str  # the data it is meant for: "gmd" (Groove MIDI Dataset) or "maestro"
-    # The reference's augmentation for this preset (random transposition, in semitones). Recorded,
-    # not applied: hvae's training does not transpose yet, and `hvae train` says so.
-    transpose_range: tuple[int, int] | None = None
+    transpose_range: tuple[int, int] | None = None  # augmentation: random transposition in semitones
     force: bool = False  # the loss does not fit the converter: building needs force=True, on purpose
 
     def make_converter(self) -> Converter:

@@ -102,7 +102,10 @@ class RunLock:
         self.release()
 
     def __del__(self) -> None:
-        self.release()
+        try:
+            self.release()
+        except Exception:  # at interpreter exit the modules it needs may be gone; the OS frees the lock
+            pass
 
 
 def _describe_holder(fd: int) -> str:

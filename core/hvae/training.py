@@ -61,7 +61,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 CORRUPT_DIR = "corrupt"  # where resuming moves checkpoints that fail their checks
 LOGGED_PARTS = ("loss", "r_loss", "kl", "kl_bits")  # ModelOutput scalars written to metrics.jsonl
-NOISE_STREAM, RANK_STREAM = 1, 2  # tags of the two random streams of a training step (see _seed)
+NOISE_STREAM, RANK_STREAM, TRANSPOSE_STREAM = 1, 2, 3  # tags of a training step's random streams (see _seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +80,9 @@ class TrainConfig:
     amp: bool = False  # mixed precision (autocast) where the device supports it
     threads: int | None = None  # CPU threads torch may use while training; None: its default (one per core)
     workers: int | None = None  # processes converting MIDI when the data is not cached; None: one per CPU
+    # Augmentation: each training window moved by a random whole number of semitones in [low, high]
+    # (the reference's transpose_range); None: as they are. Needs a converter that can transpose.
+    transpose_range: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         for field in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints"):
@@ -93,6 +96,10 @@ class TrainConfig:
             raise HvaeError(f"Training option threads must be at least 1 or None, got {self.threads}.")
         if self.eval_examples is not None and self.eval_examples < 1:
             raise HvaeError(f"Training option eval_examples must be at least 1 or None, got {self.eval_examples}.")
+        if self.transpose_range is not None and (len(self.transpose_range) != 2 or
+                                                 self.transpose_range[0] > self.transpose_range[1]):
+            raise HvaeError(f"Training option transpose_range must be (low, high) with low <= high, "
+                            f"got {self.transpose_range}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,13 +192,27 @@ def _permutation(examples: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.Generator(np.random.PCG64([seed, epoch])).permutation(examples)
 
 
-def make_batch(windows: WindowSet, rows: np.ndarray, device: torch.device) -> Batch:
-    """Rows of a split as a :class:`Batch` on ``device`` (controls None when the converter has none)."""
+def make_batch(windows: WindowSet, rows: np.ndarray, device: torch.device, converter: Converter | None = None,
+               semitones: np.ndarray | None = None) -> Batch:
+    """Rows of a split as a :class:`Batch` on ``device`` (controls None when the converter has none),
+    each moved by its ``semitones`` (by ``converter``'s :meth:`~hvae.interfaces.Converter.transpose`) if given."""
     controls = windows.controls[rows]
-    batch = Batch(inputs=torch.from_numpy(windows.inputs[rows]), outputs=torch.from_numpy(windows.outputs[rows]),
+    inputs, outputs = windows.inputs[rows], windows.outputs[rows]
+    if semitones is not None:
+        inputs, outputs = converter.transpose(inputs, outputs, semitones)
+    batch = Batch(inputs=torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)),
+                  outputs=torch.from_numpy(np.ascontiguousarray(outputs, dtype=np.float32)),
                   lengths=torch.from_numpy(windows.lengths[rows].astype(np.int64)),
                   controls=torch.from_numpy(controls) if controls.shape[-1] else None)
     return batch.to(device)
+
+
+def transpositions(seed: int, step: int, batch_size: int, transpose_range: tuple[int, int]) -> np.ndarray:
+    """The semitones each window of batch ``step`` is moved by, ``(batch_size,)``: a function of
+    (seed, step) only, so a resumed run transposes as a straight one does."""
+    low, high = transpose_range
+    return np.random.Generator(np.random.PCG64(_seed(seed, step, TRANSPOSE_STREAM))).integers(
+        low, high, size=batch_size, endpoint=True)
 
 
 class Trainer:
@@ -247,7 +268,7 @@ class Trainer:
     def _begin(cls, run_dir: Path, config: RunConfig, world: World, device: torch.device, lock: RunLock | None,
                progress: bool, notes: list[str] | None = None) -> "Trainer":
         """Step 0 of a run: the seeded model, the data, config.json written."""
-        converter = converter_of(config)
+        converter = _checked_converter(config)
         torch.manual_seed(config.train.seed)
         model = build_model(config.model, converter, force=config.force).to(device)
         reports: list[PrepareReport] = []
@@ -299,7 +320,7 @@ class Trainer:
                 _truncate_metrics(run_dir / METRICS_FILE, 0)
             return cls._begin(run_dir, config, world, target, lock, progress, notes=chosen[0][1] if chosen else [])
         checkpoint, notes = chosen[0] if chosen else (read_checkpoint(found), [])
-        converter = converter_of(config)
+        converter = _checked_converter(config)
         try:
             model = model_from_dict(checkpoint.meta["model"])
             model.load_state_dict(checkpoint.model)
@@ -383,7 +404,9 @@ class Trainer:
         """One optimiser step; returns the loss parts (means over the ranks) and the learning rate the update used."""
         cfg = self.config.train
         rows = batch_indices(len(self.train_set), cfg.batch_size, cfg.seed, self.step)
-        batch = make_batch(self.train_set, self.world.shard(rows), self.device)
+        semitones = None if cfg.transpose_range is None else \
+            self.world.shard(transpositions(cfg.seed, self.step, cfg.batch_size, cfg.transpose_range))
+        batch = make_batch(self.train_set, self.world.shard(rows), self.device, self.converter, semitones)
         noise = self.world.shard(self._latent_noise(cfg.batch_size))  # (B / N, Z)
         with _step_random(cfg.seed, self.step, self.world.rank, self.device), autocast(self.device, enabled=cfg.amp):
             out = self.parallel(batch, self.step, noise=noise)
@@ -474,6 +497,15 @@ class Trainer:
             log.write(json.dumps(record) + "\n")
             log.flush()
         return record
+
+
+def _checked_converter(config: RunConfig) -> Converter:
+    """The run's converter, refused if the run transposes and the converter cannot."""
+    converter = converter_of(config)
+    if config.train.transpose_range is not None and not converter.transposable:
+        raise HvaeError(f"Converter {config.converter!r} cannot transpose its windows, so it cannot train with "
+                        f"transpose_range {tuple(config.train.transpose_range)}: give --transpose 0.")
+    return converter
 
 
 def _check_new(run_dir: Path) -> None:

@@ -24,7 +24,23 @@ DEFAULT_PRESET = "demo"
 RUNS_DIR = Path("runs")  # where run directories go when --out is not given (relative to the working directory)
 COMPONENT_KINDS = {"encoder": "encoders", "decoder": "decoders", "loss": "losses"}
 TRAIN_FLAGS = ("steps", "batch_size", "seed", "device", "amp", "threads", "log_every", "eval_every",
-               "checkpoint_every", "workers")  # the TrainConfig fields that have their own command-line option
+               "checkpoint_every", "workers", "transpose_range")  # TrainConfig fields with their own option
+NO_TRANSPOSITION = ()  # what --transpose 0 gives: no augmentation, whatever the preset says
+
+
+def _transpose(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    """``--transpose``: "LOW,HIGH" (semitones), "N" for -N to N, "0" for none."""
+    if value is None:
+        return None
+    try:
+        numbers = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        numbers = ()
+    if len(numbers) == 1 and numbers[0] >= 0:
+        return NO_TRANSPOSITION if numbers[0] == 0 else (-numbers[0], numbers[0])
+    if len(numbers) == 2 and numbers[0] <= numbers[1]:
+        return numbers
+    raise click.BadParameter(f"{value!r}: give LOW,HIGH in semitones (e.g. -5,5), N for -N to N, or 0 for none.")
 
 
 def register(main: click.Group) -> None:
@@ -101,8 +117,13 @@ def run_config_from_cli(preset_name: str | None, converter: str | None, encoder:
     except Exception as exc:  # a third-party converter that validates with plain exceptions
         raise HvaeError(f"Converter {converter_name!r} rejected its options: {type(exc).__name__}: {exc}") from None
     model = _model_from_cli(preset.model, encoder, decoder, loss, model_pairs)
-    train = TrainConfig(batch_size=preset.batch_size, steps=preset.steps)
-    train = dataclasses.replace(train, **{k: v for k, v in train_options.items() if v is not None})
+    # the preset's augmentation goes with its converter
+    transpose = preset.transpose_range if converter_name == preset.converter else None
+    train = TrainConfig(batch_size=preset.batch_size, steps=preset.steps, transpose_range=transpose)
+    given = {k: v for k, v in train_options.items() if v is not None}
+    if given.get("transpose_range") == NO_TRANSPOSITION:
+        given["transpose_range"] = None
+    train = dataclasses.replace(train, **given)
     if data_dir is None:
         if preset.dataset != "gmd":
             raise HvaeError(f"Preset {preset.name!r} is meant for the {preset.dataset} data set, which is not "
@@ -173,6 +194,10 @@ def _config_options(func: Callable) -> Callable:
                      help="Steps between checkpoints (always one at the end). Default: 500."),
         click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
                      help="Processes converting MIDI when the data is not cached yet. Default: one per CPU."),
+        click.option("--transpose", "transpose_range", metavar="RANGE", callback=_transpose, default=None,
+                     help="Augment: move each training window by a random number of semitones in LOW,HIGH "
+                          "(e.g. -5,5; N means -N,N; 0: off). Needs a converter that can transpose (melody). "
+                          "Default: the preset's (the reference's -5,5 for its 2-bar melody models)."),
         click.option("--force", is_flag=True,
                      help="Train a converter and loss that do not fit (e.g. softmax cross-entropy on groove "
                           "tensors) instead of refusing: to reproduce such a failure on purpose."),
@@ -221,12 +246,10 @@ def _describe(trainer: Trainer) -> None:
     shared = f" ({c.train.batch_size // processes} in each of {processes} processes)" if processes > 1 else ""
     click.echo(f"Train:  steps {trainer.step} -> {c.train.steps}, batch {c.train.batch_size}{shared}, "
                f"seed {c.train.seed}, device {trainer.device}{', amp' if c.train.amp else ''}")
-    notes = list(trainer.notes)
-    transpose = get_preset(c.preset).transpose_range if c.preset else None
-    if transpose:
-        notes.append(f"the reference trains {c.preset} on melodies transposed at random by {transpose[0]} to "
-                     f"+{transpose[1]} semitones; hvae does not transpose yet, so the model sees the data's keys only.")
-    for note in notes:
+    if c.train.transpose_range:
+        low, high = c.train.transpose_range
+        click.echo(f"Augment: each training window transposed by {low:+d} to {high:+d} semitones at random")
+    for note in trainer.notes:
         click.echo(f"Note:   {note}", err=True)
 
 
@@ -313,7 +336,10 @@ def train(ctx: click.Context, resume_dir: Path | None, **params: Any) -> None:
         _in_processes(ctx, params, config.train.batch_size)
         trainer = _start(config, params)
     _describe(trainer)
-    _report(trainer.train(progress=params["progress"]), trainer.world.main)
+    result, world = trainer.train(progress=params["progress"]), trainer.world
+    del trainer  # (and its DistributedDataParallel wrapper) before the process group goes
+    distributed.leave(world)
+    _report(result, world.main)
 
 
 @click.command()
@@ -375,12 +401,15 @@ def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, **
     _in_processes(ctx, params, config.train.batch_size)
     trainer = _start(config, params)
     _describe(trainer)
-    result = trainer.train(progress=params["progress"])
-    _report(result, trainer.world.main)
-    if not trainer.world.main:
+    result, world = trainer.train(progress=params["progress"]), trainer.world
+    seed, device = trainer.config.train.seed, str(trainer.device)
+    del trainer  # (and its DistributedDataParallel wrapper) before the process group goes
+    distributed.leave(world)
+    _report(result, world.main)
+    if not world.main:
         return
-    paths = sample_checkpoint(result.checkpoint, n=num_samples, temperature=temperature,
-                              seed=trainer.config.train.seed, qpm=qpm, device=str(trainer.device))
+    paths = sample_checkpoint(result.checkpoint, n=num_samples, temperature=temperature, seed=seed, qpm=qpm,
+                              device=device)
     click.echo(f"Samples ({len(paths)}, temperature {temperature}):")
     for path in paths:
         click.echo(f"  {path}")

@@ -79,6 +79,31 @@ class MelodyConverter(Converter):
         self._programs = None if o.valid_programs is None else frozenset(o.valid_programs)
         self._eye = np.eye(self.output_depth, dtype=np.float32)
 
+    def transpose(self, inputs: np.ndarray, outputs: np.ndarray,
+                  semitones: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Move each window's note-ons by its ``semitones`` (clamped per window so that every note
+        stays within ``[min_pitch, max_pitch]``); no-event, note-off, the end token and padding stay.
+
+        The reference transposes the NoteSequence before converting and drops notes that leave the
+        piano range; here the cached windows are moved and a window is never cut short.
+        """
+        def pitches(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            classes = windows.argmax(axis=-1)  # (B, T)
+            present = windows.max(axis=-1) > 0  # False on padding
+            return classes, present, present & (classes >= FIRST_PITCH_CLASS) & (classes < self.num_classes)
+
+        def move(windows: np.ndarray, shift: np.ndarray) -> np.ndarray:
+            classes, present, pitched = pitches(windows)
+            moved = np.where(pitched, classes + shift[:, None], classes)
+            return self._eye[moved] * present[..., None]
+
+        classes, _, pitched = pitches(outputs)
+        low = np.where(pitched, classes, self.num_classes).min(axis=1)  # (B,): lowest pitch class
+        high = np.where(pitched, classes, -1).max(axis=1)
+        shift = np.clip(semitones, FIRST_PITCH_CLASS - low, self.num_classes - 1 - high)
+        shift = np.where(pitched.any(axis=1), shift, 0)
+        return move(inputs, shift), move(outputs, shift)
+
     @property
     def num_classes(self) -> int:
         """Event classes without the end token: no-event, note-off and one per pitch."""
