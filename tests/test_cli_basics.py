@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -34,6 +35,26 @@ def test_help_lists_the_command_groups():
     result = invoke("--help")
     assert result.exit_code == 0
     assert "plugins" in result.output and "data" in result.output
+
+
+def test_help_lists_every_command_without_loading_torch_or_the_plugins():
+    script = ("import sys; from hvae.cli import main; main(['--help'], standalone_mode=False); "
+              "print('LOADED:', sorted(m for m in ('torch', 'hvae_decoders', 'hvae.interfaces') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "LOADED: []" in done.stdout
+    listed = done.stdout.split("Commands:")[1]
+    assert all(f"  {name} " in listed for name in ("compare", "data", "evaluate", "humanize", "interpolate",
+                                                   "plugins", "reconstruct", "report", "run", "sample", "train"))
+
+
+def test_the_listing_says_what_each_command_says_of_itself():
+    from hvae.cli import COMMANDS
+
+    ctx = click.Context(main)
+    for name, (_module, sentence) in COMMANDS.items():
+        assert main.get_command(ctx, name).get_short_help_str(limit=200) == sentence, name
+    assert set(main.commands) == set(COMMANDS)  # every command is in the table
 
 
 def test_version_is_the_packages():

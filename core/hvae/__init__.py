@@ -10,14 +10,30 @@ Public API::
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from hvae.errors import (CheckpointError, ConversionError, HvaeError, IncompatibleError, MidiReadError,
                          PluginError, UnknownComponentError)
-from hvae.interfaces import Converter, Decoder, Encoder, Example, Loss
-from hvae.music import NoteSequence, quantize, read_midi
+
+if TYPE_CHECKING:
+    from hvae.interfaces import Converter, Decoder, Encoder, Example, Loss
+    from hvae.music import NoteSequence, quantize, read_midi
 
 __version__ = "0.1.0"
+
+# Loaded on first use (PEP 562): importing hvae, as `hvae --help` does, does not load torch.
+_LAZY = {"Converter": "hvae.interfaces", "Decoder": "hvae.interfaces", "Encoder": "hvae.interfaces",
+         "Example": "hvae.interfaces", "Loss": "hvae.interfaces", "NoteSequence": "hvae.music",
+         "quantize": "hvae.music", "read_midi": "hvae.music"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hvae' has no attribute {name!r}")
 
 
 def get_converter(name: str, **options: Any) -> Converter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -11,13 +12,51 @@ from hvae.errors import HvaeError
 
 ARGS = "hvae.args"  # key of the command line's arguments in click's context meta (to start it again)
 
+# Each command: the module (hvae.cli.<module>) whose register() adds it, and the first sentence of
+# its help. `hvae --help` lists them from here, so it loads neither torch nor the plugins (a test
+# checks these sentences against the commands' own); a command's module loads when it is run.
+COMMANDS = {
+    "compare": ("evaluate", "Train combinations of converter, decoder and loss on the same data and budget; "
+                            "compare them."),
+    "data": ("data", "Prepare MIDI data sets as cached training windows, and inspect prepared caches."),
+    "evaluate": ("evaluate", "Reconstruction metrics of a trained model on a data split."),
+    "humanize": ("latent", "Turn quantised, flat-velocity drum parts into expressive ones."),
+    "interpolate": ("latent", "Decode the way from one MIDI file to another through the latent space."),
+    "plugins": ("plugins", "List installed plugin distributions, their versions and the names each registers."),
+    "reconstruct": ("latent", "Encode MIDI files and decode them again: what the model keeps of each."),
+    "report": ("evaluate", "Write a run's HTML report into RUN_DIR/report/ and print the page's path."),
+    "run": ("train", "Prepare the data, train, and sample MIDI: the whole pipeline in one command."),
+    "sample": ("train", "Draw sequences from a trained model and write them as MIDI files; print their paths."),
+    "train": ("train", "Train a model; write checkpoints and metrics.jsonl into a run directory."),
+}
+
 
 class HvaeGroup(click.Group):
-    """Turns hvae's own errors into one-line messages instead of tracebacks."""
+    """Loads each command's module when the command is used, and turns hvae's own errors into
+    one-line messages instead of tracebacks."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta[ARGS] = list(args)
         return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            importlib.import_module(f"hvae.cli.{COMMANDS[name][0]}").register(self)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in self.list_commands(ctx))
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.commands:
+                rows.append((name, self.commands[name].get_short_help_str(limit)))
+            else:
+                rows.append((name, click.Command(name, help=COMMANDS[name][1]).get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -38,22 +77,6 @@ def main() -> None:
       hvae run --converter drums --decoder hierarchical --loss categorical
     """
 
-
-def _register_commands() -> None:
-    from hvae.cli import plugins as plugins_cmd
-
-    main.add_command(plugins_cmd.plugins)
-    for module_name in ("data", "train", "evaluate", "latent"):
-        try:
-            module = __import__(f"hvae.cli.{module_name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"hvae.cli.{module_name}":
-                raise
-            continue
-        module.register(main)
-
-
-_register_commands()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,6 +10,11 @@ import click
 from hvae.plugins import KINDS, registry
 
 
+def register(main: click.Group) -> None:
+    """Add ``plugins`` to the ``hvae`` command line."""
+    main.add_command(plugins)
+
+
 def plugin_report() -> dict:
     reg = registry()
     plugins: dict[str, dict] = {}
