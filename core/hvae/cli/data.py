@@ -10,6 +10,8 @@ import click
 
 from hvae.data import DEMO_DIR, SPLITS, PrepareReport, default_cache_dir, prepare_dataset, read_manifest
 from hvae.data.cache import options_dict, split_file_problem
+from hvae.data.download import DATA_SETS
+from hvae.data.download import download as download_data_set
 from hvae.data.merge import merge_caches
 from hvae.data.splits import Shard
 from hvae.errors import HvaeError
@@ -92,6 +94,29 @@ def data() -> None:
       hvae data prepare -c drums -o slice_bars=4 --data groove/ --shard 3/4 --out shards/3
       hvae data merge cache/drums4 shards/0 shards/1 shards/2 shards/3
     """
+
+
+@data.command(short_help="Fetch a public data set (the Groove MIDI Dataset or MAESTRO) and unpack it.")
+@click.argument("name", type=click.Choice(sorted(DATA_SETS)))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data"),
+              show_default=True, help="Folder to unpack into (the data set becomes a folder inside it).")
+@click.option("--url", default=None, help="Fetch the archive from here instead (a mirror of the same zip).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
+def download(name: str, out_dir: Path, url: str | None, progress: bool) -> None:
+    """Fetch a public data set from its publisher and unpack it; print its folder.
+
+    hvae downloads nothing unless asked by this command. groove is the Groove MIDI Dataset
+    v1.0.0 (its MIDI-only archive, CC BY 4.0), maestro is MAESTRO v3.0.0 (its MIDI-only
+    archive, CC BY-NC-SA 4.0). A folder that is already there is kept.
+
+    \b
+    Example:
+      hvae data download groove --out data/
+      hvae data prepare --converter drums -o slice_bars=4 --data data/groove --out cache/drums4
+    """
+    target = download_data_set(name, out_dir, url, progress)
+    click.echo(f"License: {DATA_SETS[name].license}", err=True)
+    click.echo(str(target))
 
 
 def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard | None:
