@@ -92,17 +92,17 @@ class MelodyConverter(Converter):
             present = windows.max(axis=-1) > 0  # False on padding
             return classes, present, present & (classes >= FIRST_PITCH_CLASS) & (classes < self.num_classes)
 
-        def move(windows: np.ndarray, shift: np.ndarray) -> np.ndarray:
-            classes, present, pitched = pitches(windows)
-            moved = np.where(pitched, classes + shift[:, None], classes)
-            return self._eye[moved] * present[..., None]
+        def move(read: tuple[np.ndarray, np.ndarray, np.ndarray], shift: np.ndarray) -> np.ndarray:
+            classes, present, pitched = read
+            return self._eye[np.where(pitched, classes + shift[:, None], classes)] * present[..., None]
 
-        classes, _, pitched = pitches(outputs)
+        read = pitches(outputs)
+        classes, _, pitched = read
         low = np.where(pitched, classes, self.num_classes).min(axis=1)  # (B,): lowest pitch class
         high = np.where(pitched, classes, -1).max(axis=1)
         shift = np.clip(semitones, FIRST_PITCH_CLASS - low, self.num_classes - 1 - high)
         shift = np.where(pitched.any(axis=1), shift, 0)
-        return move(inputs, shift), move(outputs, shift)
+        return move(pitches(inputs) if inputs is not outputs else read, shift), move(read, shift)
 
     @property
     def num_classes(self) -> int:

@@ -106,9 +106,8 @@ class BidirectionalLstmEncoder(Encoder):
         reversed_rows = (reverse.t() * batch + columns).flatten()  # (T B,): row of step t reversed
         x = inputs.transpose(0, 1).reshape(steps * batch, depth)  # (T B, I)
         classes = None if self.options.dropout and self.training else one_hot_indices(x)
+        top = len(self.forward_layers) - 1
         for layer_index, (fw, bw) in enumerate(zip(self.forward_layers, self.backward_layers)):
-            if layer_index:
-                x = torch.cat([out_fw, out_bw_reversed.index_select(0, reversed_rows)], dim=-1)  # (T B, 2H)
             outputs = []
             for lstm, rows in ((fw, None), (bw, reversed_rows)):
                 bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
@@ -121,5 +120,7 @@ class BidirectionalLstmEncoder(Encoder):
                 zeros = x.new_zeros(batch, lstm.hidden_size)
                 outputs.append(recurrence(gates, lstm.weight_hh_l0.t(), zeros, zeros).flatten(0, 1))  # (T B, H)
             out_fw, out_bw_reversed = outputs
+            if layer_index < top:  # the next layer reads both directions in time order
+                x = torch.cat([out_fw, out_bw_reversed.index_select(0, reversed_rows)], dim=-1)  # (T B, 2H)
         last_rows = last * batch + columns  # (B,)
         return torch.cat([out_fw[last_rows], out_bw_reversed[last_rows]], dim=-1)  # (B, 2H)
