@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,7 +128,7 @@ def test_a_run_stopped_before_its_first_checkpoint_begins_again_from_step_0(cach
         result = invoke("train", *TINY, "--steps", 4, "--cache", cache, "--out", run)
         assert result.exit_code == 0, result.output
     for checkpoint in list_checkpoints(stopped):  # as if killed before the first one was written
-        checkpoint_module.shutil.rmtree(checkpoint)
+        shutil.rmtree(checkpoint)
     resumed = invoke("train", "--resume", stopped, "--no-progress")
     assert resumed.exit_code == 0, resumed.output
     assert "stopped before its first checkpoint: beginning again from step 0" in resumed.stderr
@@ -236,7 +237,7 @@ def test_when_every_checkpoint_is_corrupt_resume_says_so_in_one_line(cache, tmp_
                                             ("truncate", "train.npz is ")])
 def test_a_damaged_cache_is_reported_and_rebuilt_when_training(cache, tmp_path, damage, reason):
     own = tmp_path / "cache"
-    checkpoint_module.shutil.copytree(cache, own)
+    shutil.copytree(cache, own)
     data = bytearray((own / "train.npz").read_bytes())
     if damage == "corrupt":
         data[len(data) // 2] ^= 0xFF

@@ -7,12 +7,17 @@ A checkpoint is a directory ``RUN_DIR/checkpoints/step-00000100/`` holding
 - ``rng.safetensors``        the torch random-number generator states (CPU, and each CUDA device);
 - ``checkpoint.json``        the commit marker, written last: step, the full model and training
                              configs, converter name and options, the plugins (and versions) that
-                             provided each component, the optimiser's scalar settings, and the
-                             SHA-256 of each tensor file.
+                             provided each component, the optimiser's scalar settings, the
+                             SHA-256 of each tensor file, and the SHA-256 of the JSON itself.
 
 Each file is written to a temporary name, fsynced and renamed into place; the JSON comes last, so a
-directory without it (a run killed mid-write) is not a checkpoint. Reading checks every hash before
-parsing, and parsing is safetensors' and json's only: loading a checkpoint never executes code.
+directory without it (a run killed mid-write) is not a checkpoint. Reading checks every hash and the
+JSON's shape (types, ranges, names that are plain file names) before using anything, and parsing
+is safetensors' and json's only: loading a checkpoint never executes code.
+
+Nothing is written through a symbolic link (:mod:`hvae.safefiles`). Pruning old checkpoints removes
+only ``step-XXXXXXXX`` folders whose manifest says the same run (``run_id``) wrote them, file by file
+(the files the manifest lists), never a folder it does not recognise, nor anything through a link.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -30,15 +35,22 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from hvae.errors import CheckpointError
+from hvae.errors import CheckpointError, UnsafePathError
+from hvae.safefiles import ensure_dir, is_plain_name, write_atomic
 
 FORMAT = "hvae-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest carries its own checksum; version 1 (without it) is still read
+READABLE_VERSIONS = (1, 2)
 CHECKPOINTS = "checkpoints"  # sub-directory of a run directory
 MANIFEST = "checkpoint.json"
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
+SELF_HASH = "manifest_sha256"  # the manifest's checksum of itself (of its other keys, canonically written)
+STEP_DIR = re.compile(r"step-[0-9]{8}")
+TENSOR_FILES = (MODEL_FILE, OPTIMIZER_FILE, RNG_FILE)
+# What rebuilding a model or converter from JSON of the right shape, but with values its classes refuse, raises
+REBUILD_ERRORS = (KeyError, TypeError, ValueError, AttributeError, RuntimeError, OverflowError)
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, and torch.save's zip container
 
 
@@ -57,15 +69,20 @@ class Checkpoint:
 def write_checkpoint(run_dir: str | os.PathLike, checkpoint: Checkpoint, keep: int = 3) -> Path:
     """Write ``checkpoint`` under ``run_dir/checkpoints`` atomically; keep the newest ``keep`` (>= 1).
 
-    Returns the checkpoint directory. Older checkpoints, and directories left uncommitted by a
-    killed run, are removed only after the new one is committed.
+    Returns the checkpoint directory. Older checkpoints of the same run (``checkpoint.meta["run_id"]``),
+    and directories left uncommitted by a killed run, are removed only after the new one is committed.
+    Raises :class:`hvae.errors.UnsafePathError` when ``checkpoints/`` or the step's folder is a link, or
+    the step's folder holds another run's checkpoint.
     """
-    root = Path(run_dir) / CHECKPOINTS
-    target = root / f"step-{checkpoint.step:08d}"
-    target.mkdir(parents=True, exist_ok=True)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    root = ensure_dir(Path(run_dir) / CHECKPOINTS)
+    target = ensure_dir(root / f"step-{checkpoint.step:08d}")
+    run_id = checkpoint.meta.get("run_id")
+    if (target / MANIFEST).is_file() and _readable_run_id(target, run_id) is False:
+        raise UnsafePathError(f"{target} holds a checkpoint of another run; hvae will not overwrite it. "
+                              f"Move it out of {root}.")
     (target / MANIFEST).unlink(missing_ok=True)  # uncommitted while its files are replaced
-    for leftover in target.glob(".*.tmp-*"):  # temporary files of a run killed while writing here
-        leftover.unlink()
+    _remove_temporary_files(target)
     files = {MODEL_FILE: _portable(checkpoint.model), RNG_FILE: dict(checkpoint.rng)}
     optimizer_json = None
     if checkpoint.optimizer is not None:
@@ -77,19 +94,21 @@ def write_checkpoint(run_dir: str | os.PathLike, checkpoint: Checkpoint, keep: i
         hashes[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": checkpoint.step,
                 **checkpoint.meta, "optimizer": optimizer_json, "files": hashes}
+    manifest[SELF_HASH] = _self_hash(manifest)
     write_atomic(target / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
     _fsync_dir(target)
     _fsync_dir(root)
-    _prune(root, keep=keep, current=target)
+    _prune(root, keep=keep, current=target, run_id=run_id)
     return target
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """Committed checkpoint directories of a run, oldest first."""
+    """Committed checkpoint directories of a run (``step-XXXXXXXX`` folders, not links), oldest first."""
     root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / MANIFEST).is_file())
+    return sorted(p for p in root.iterdir() if STEP_DIR.fullmatch(p.name) and p.is_dir() and not p.is_symlink()
+                  and (p / MANIFEST).is_file())
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
@@ -119,20 +138,75 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON sidecar of the checkpoint meant by ``path`` (see :func:`find_checkpoint`)."""
+    """The JSON sidecar of the checkpoint meant by ``path`` (see :func:`find_checkpoint`), checked
+    against its own checksum and the manifest's schema. Raises :class:`CheckpointError` otherwise."""
     directory = find_checkpoint(path)
     try:
-        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"Corrupt checkpoint {directory}: {MANIFEST} is not readable JSON ({exc}).") from None
+        manifest = json.loads((directory / MANIFEST).read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"Corrupt checkpoint {directory}: {MANIFEST} is not readable JSON "
+                              f"({type(exc).__name__}).") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{directory / MANIFEST} is not an hvae checkpoint manifest.")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{directory} has checkpoint format version {manifest.get('format_version')}; "
-                              f"this hvae reads version {FORMAT_VERSION}.")
-    if not isinstance(manifest.get("step"), int) or not isinstance(manifest.get("files"), dict):
-        raise CheckpointError(f"Corrupt checkpoint {directory}: {MANIFEST} has no step or no file list.")
+    version = manifest.get("format_version")
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
+        raise CheckpointError(f"{directory} has checkpoint format version {version!r}; this hvae reads versions "
+                              f"{', '.join(map(str, READABLE_VERSIONS))}.")
+    if version >= 2 and manifest.get(SELF_HASH) != _self_hash(manifest):
+        raise CheckpointError(f"Corrupt checkpoint {directory}: {MANIFEST} does not match its own checksum "
+                              f"(altered or damaged).")
+    problem = _manifest_problem(directory, manifest)
+    if problem:
+        raise CheckpointError(f"Corrupt checkpoint {directory}: {MANIFEST} {problem}.")
     return manifest
+
+
+def _self_hash(manifest: dict[str, Any]) -> str:
+    body = {k: v for k, v in manifest.items() if k != SELF_HASH}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_OBJECTS = ("run", "model", "plugins", "lr_schedule", "grad_scaler", "metrics", "metrics_log", "interval")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _manifest_problem(directory: Path, manifest: dict[str, Any]) -> str | None:
+    """What is wrong with a manifest's shape, or None: types, ranges and names (see read_manifest)."""
+    step = manifest.get("step")
+    if not _is_count(step):
+        return f"has no step count (step {step!r})"
+    if STEP_DIR.fullmatch(directory.name) and directory.name != f"step-{step:08d}":
+        return f"says step {step}, not the step of its folder"
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not {MODEL_FILE, RNG_FILE} <= set(files) or not set(files) <= set(TENSOR_FILES):
+        return "does not list the model and rng files (and nothing else)"
+    for name, entry in files.items():
+        if not isinstance(entry, dict) or not _is_count(entry.get("bytes")) or \
+                not (isinstance(entry.get("sha256"), str) and _HEX64.fullmatch(entry["sha256"])):
+            return f"has no size and SHA-256 for {name}"
+    optimizer = manifest.get("optimizer")
+    if optimizer is not None:
+        if OPTIMIZER_FILE not in files or not isinstance(optimizer, dict) or \
+                not isinstance(optimizer.get("param_groups"), list) or \
+                not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in optimizer["param_groups"]) \
+                or not isinstance(optimizer.get("scalars", {}), dict) or \
+                not all(isinstance(v, dict) for v in optimizer.get("scalars", {}).values()):
+            return "has an optimiser state of the wrong shape"
+    if "name" in manifest and not is_plain_name(manifest["name"]):
+        return (f"names the run {manifest['name'][:40]!r}, which is not a plain file name "
+                f"(at most 100 characters, no / or control characters)" if isinstance(manifest["name"], str)
+                else "has a run name that is not a string")
+    if "run_id" in manifest and not (isinstance(manifest["run_id"], str) and re.fullmatch(r"[0-9a-f]{1,64}",
+                                                                                          manifest["run_id"])):
+        return "has a run id that is not hexadecimal"
+    for key in _OBJECTS:
+        if key in manifest and not isinstance(manifest[key], dict):
+            return f"has {key} that is not a JSON object"
+    return None
 
 
 def read_checkpoint(path: str | os.PathLike, with_optimizer: bool = True) -> Checkpoint:
@@ -148,7 +222,7 @@ def read_checkpoint(path: str | os.PathLike, with_optimizer: bool = True) -> Che
     if with_optimizer and manifest.get("optimizer") is not None:
         optimizer = _join_optimizer_state(_read_tensors(directory, OPTIMIZER_FILE, manifest), manifest["optimizer"])
     meta = {k: v for k, v in manifest.items()
-            if k not in ("format", "format_version", "step", "optimizer", "files")}
+            if k not in ("format", "format_version", "step", "optimizer", "files", SELF_HASH)}
     return Checkpoint(step=int(manifest["step"]), model=model, optimizer=optimizer, rng=rng, meta=meta,
                       path=directory)
 
@@ -174,12 +248,22 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> L
         model = model_from_dict(checkpoint.meta["model"])
         model.load_state_dict(checkpoint.model)
         converter = converter_from(run["converter"], run["converter_options"])
-    except (KeyError, TypeError, RuntimeError) as exc:
+    except REBUILD_ERRORS as exc:
         raise CheckpointError(f"Checkpoint {checkpoint.path} does not fit this hvae and its plugins: "
-                              f"{type(exc).__name__}: {exc}") from None
+                              f"{type(exc).__name__}: {_first_line(exc)}") from None
+    bad = [name for name, tensor in checkpoint.model.items() if tensor.is_floating_point() and
+           not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise CheckpointError(f"Checkpoint {checkpoint.path} has weights that are not finite numbers (NaN or "
+                              f"infinite) in {bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}: "
+                              f"it cannot give a sample. Use an earlier checkpoint.")
     model.to(device).eval()
     return LoadedModel(model, converter, checkpoint.meta.get("name", run["converter"]), checkpoint.step,
                        checkpoint.path.parent.parent)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
 
 
 def converter_from(name: str, options: dict[str, Any]) -> Any:
@@ -294,19 +378,6 @@ def _read_tensors(directory: Path, name: str, manifest: dict[str, Any]) -> dict[
         raise CheckpointError(f"Corrupt checkpoint {directory}: {name} is not a safetensors file ({exc}).") from None
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync and rename: never a half file."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -315,11 +386,47 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _prune(root: Path, keep: int, current: Path) -> None:
-    """Remove all but the newest ``keep`` committed checkpoints, and any uncommitted leftovers."""
+def _readable_run_id(directory: Path, run_id: str | None) -> bool | None:
+    """Whether the committed checkpoint in ``directory`` was written by run ``run_id``; None when its
+    manifest does not read (damaged: not recognised, so never removed)."""
+    try:
+        return read_manifest(directory).get("run_id") == run_id
+    except CheckpointError:
+        return None
+
+
+def _remove_temporary_files(directory: Path) -> None:
+    """Temporary files of a run killed while writing in ``directory`` (write_atomic's names)."""
+    for name in (MANIFEST, *TENSOR_FILES):
+        for leftover in directory.glob(f".{name}.tmp-*"):
+            leftover.unlink(missing_ok=True)
+
+
+def _remove_checkpoint(directory: Path, names: Any) -> None:
+    """Uncommit (the manifest first), then remove hvae's own files and the folder if nothing else is left."""
+    (directory / MANIFEST).unlink(missing_ok=True)
+    for name in names:
+        if name in TENSOR_FILES:
+            (directory / name).unlink(missing_ok=True)
+    _remove_temporary_files(directory)
+    try:
+        directory.rmdir()
+    except OSError:  # something hvae did not write is in it: leave it
+        pass
+
+
+def _prune(root: Path, keep: int, current: Path, run_id: str | None) -> None:
+    """Remove this run's committed checkpoints but the newest ``keep``, and its uncommitted leftovers:
+    ``step-XXXXXXXX`` folders (not links) holding only files hvae writes. Nothing else is touched."""
     committed = list_checkpoints(root.parent)
-    doomed = [p for p in committed[:-keep] if p != current]
-    doomed += [p for p in root.iterdir() if p.is_dir() and p not in committed and p != current]
-    for directory in doomed:
-        (directory / MANIFEST).unlink(missing_ok=True)  # uncommit first, then delete
-        shutil.rmtree(directory, ignore_errors=True)
+    for directory in committed[:-keep]:
+        if directory != current and _readable_run_id(directory, run_id):
+            _remove_checkpoint(directory, read_manifest(directory)["files"])
+    ours = set(TENSOR_FILES)
+    for directory in root.iterdir():
+        if directory in committed or directory == current or not STEP_DIR.fullmatch(directory.name) or \
+                directory.is_symlink() or not directory.is_dir():
+            continue
+        names = [entry.name for entry in directory.iterdir()]
+        if all(name in ours or re.fullmatch(r"\.[a-z.]+\.tmp-[0-9]+", name) for name in names):
+            _remove_checkpoint(directory, names)

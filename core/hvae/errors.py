@@ -31,3 +31,7 @@ class CheckpointError(HvaeError):
 
 class TrainingError(HvaeError):
     """Training cannot go on (a loss that is not finite); the last checkpoint is left intact."""
+
+
+class UnsafePathError(HvaeError):
+    """A path hvae would write through is a symbolic link, or not the kind of file it expects."""

@@ -51,6 +51,42 @@ class ModelConfig:
     sampling_schedule: str = "constant"  # scheduled sampling: constant, exponential or inverse_sigmoid
     sampling_rate: float = 0.0  # its rate: the probability, the decay base, or the inverse-sigmoid k
 
+    def __post_init__(self) -> None:
+        for name in ("encoder", "decoder", "loss", "sampling_schedule"):
+            value = getattr(self, name)
+            if not (isinstance(value, str) or (value is None and name == "loss")):
+                raise HvaeError(f"Model option {name} must be a name, got {value!r}.")
+        for name in ("encoder_options", "decoder_options", "loss_options"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise HvaeError(f"Model option {name} must be a mapping of options, got {getattr(self, name)!r}.")
+        if not _is_int(self.z_size) or not 1 <= self.z_size <= MAX_Z_SIZE:
+            raise HvaeError(f"Model option z_size must be a whole number from 1 to {MAX_Z_SIZE}, got {self.z_size!r}.")
+        for name, low, high, open_low in FLOAT_RANGES:
+            value = getattr(self, name)
+            if value is None and name == "dropout":
+                continue
+            if not _is_number(value) or not math.isfinite(value) or value < low or (open_low and value == low) \
+                    or value > high:
+                bounds = f"{'above' if open_low else 'at least'} {low:g}" + (f" and at most {high:g}"
+                                                                            if math.isfinite(high) else "")
+                raise HvaeError(f"Model option {name} must be a finite number {bounds}, got {value!r}.")
+
+
+MAX_Z_SIZE = 65536  # latent sizes beyond this are typing mistakes (the reference's largest is 512)
+# (field, lowest, highest, lowest excluded) of ModelConfig's numbers
+FLOAT_RANGES = (("dropout", 0.0, 1.0, False), ("free_bits", 0.0, math.inf, False), ("max_beta", 0.0, math.inf, False),
+                ("beta_rate", 0.0, 1.0, False), ("learning_rate", 0.0, math.inf, True), ("decay_rate", 0.0, 1.0, True),
+                ("min_learning_rate", 0.0, math.inf, False), ("grad_clip", 0.0, math.inf, True),
+                ("grad_norm_clip_to_zero", 0.0, math.inf, True), ("sampling_rate", 0.0, math.inf, False))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
 
 @dataclasses.dataclass(frozen=True)
 class DataSpec:

@@ -5,6 +5,8 @@ until it stops. A second run on the same directory (``hvae train --out`` or ``--
 refused with the holder's process id, host and start time instead of interleaving checkpoints and
 metrics. The operating system drops the lock when the holder dies, even by SIGKILL, so there is
 never a stale lock to clean up; the file itself stays (removing it would race with a new holder).
+The lock file is opened without following links (:func:`hvae.safefiles.open_regular`): a ``.lock``
+that is a link, a folder or a FIFO is refused with one line, and nothing it points to is touched.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import socket
 from pathlib import Path
 
 from hvae.errors import HvaeError
+from hvae.safefiles import open_regular
 
 LOCK_FILE = ".lock"
 
@@ -72,7 +75,7 @@ class RunLock:
         if self._fd is not None:
             return self
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
         if not _try_lock(fd):
             holder = _describe_holder(fd)
             os.close(fd)

@@ -34,10 +34,10 @@ import functools
 import json
 import math
 import os
-import shutil
 import signal
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import IO, Any, Iterator, Mapping
 
@@ -46,8 +46,9 @@ import torch
 from tqdm import tqdm
 
 from hvae import __version__, distributed
-from hvae.checkpoint import (Checkpoint, capture_rng, converter_from, from_jsonable, list_checkpoints,
-                             read_checkpoint, restore_rng, write_atomic, write_checkpoint)
+from hvae.checkpoint import (CHECKPOINTS, REBUILD_ERRORS, Checkpoint, capture_rng, converter_from, from_jsonable,
+                             list_checkpoints, read_checkpoint, read_manifest, restore_rng, write_atomic,
+                             write_checkpoint)
 from hvae.data import PrepareReport, WindowSet, load_split, prepare_dataset
 from hvae.device import autocast, default_autocast_dtype, grad_scaler
 from hvae.distributed import World
@@ -56,11 +57,14 @@ from hvae.interfaces import Converter
 from hvae.model import (Batch, ModelConfig, ModelOutput, MusicVAE, build_model, clip_gradients, make_lr_schedule,
                         make_optimizer, model_from_dict)
 from hvae.runlock import LOCK_FILE, RunLock
+from hvae.safefiles import NAME_LIMIT, ensure_dir, is_plain_name, open_regular, refuse_links
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 CORRUPT_DIR = "corrupt"  # where resuming moves checkpoints that fail their checks
 LOGGED_PARTS = ("loss", "r_loss", "kl", "kl_bits")  # ModelOutput scalars written to metrics.jsonl
+MAX_BATCH_SIZE = 1 << 20  # examples per step; more is a typing mistake (the reference trains with 512)
+RESUMABLE = ("steps", "device", "amp", "threads")  # TrainConfig fields --resume may change (kept in config.json)
 NOISE_STREAM, RANK_STREAM, TRANSPOSE_STREAM = 1, 2, 3  # tags of a training step's random streams (see _seed)
 
 
@@ -85,11 +89,22 @@ class TrainConfig:
     transpose_range: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        for field in ("batch_size", "steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
+                      "seed", "eval_examples", "threads", "workers"):
+            value = getattr(self, field)
+            if not (value is None and field in ("eval_examples", "threads", "workers")) and \
+                    (not isinstance(value, int) or isinstance(value, bool)):
+                raise HvaeError(f"Training option {field} must be a whole number, got {value!r}.")
         for field in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, field) < 1:
                 raise HvaeError(f"Training option {field} must be at least 1, got {getattr(self, field)}.")
-        if self.seed < 0:
-            raise HvaeError(f"Training option seed must be 0 or more, got {self.seed}.")
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise HvaeError(f"Training option batch_size must be at most {MAX_BATCH_SIZE:,}, got {self.batch_size:,}.")
+        if not 0 <= self.seed < 2 ** 64:
+            raise HvaeError(f"Training option seed must be from 0 to 2**64 - 1, got {self.seed}.")
+        if not isinstance(self.device, str) or not isinstance(self.amp, bool):
+            raise HvaeError(f"Training options device and amp must be a name and true/false, got "
+                            f"{self.device!r} and {self.amp!r}.")
         if self.eval_every < 0:
             raise HvaeError(f"Training option eval_every must be 0 or more, got {self.eval_every}.")
         if self.threads is not None and self.threads < 1:
@@ -116,6 +131,17 @@ class RunConfig:
     preset: str | None = None  # the preset it started from, if any
     force: bool = False  # the converter and loss were declared incompatible and trained anyway
 
+    def __post_init__(self) -> None:
+        if not is_plain_name(self.name):
+            raise HvaeError(f"A run's name must be a plain file name (at most {NAME_LIMIT} characters, no / or "
+                            f"control characters), got {str(self.name)[:40]!r}.")
+        for field, kind in (("converter", str), ("converter_options", Mapping), ("model", ModelConfig),
+                            ("train", TrainConfig), ("data_dir", str), ("cache_dir", str), ("force", bool)):
+            if not isinstance(getattr(self, field), kind):
+                raise HvaeError(f"Run option {field} must be a {kind.__name__}, got {getattr(self, field)!r}.")
+        if self.preset is not None and not isinstance(self.preset, str):
+            raise HvaeError(f"Run option preset must be a name, got {self.preset!r}.")
+
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
@@ -126,8 +152,8 @@ class RunConfig:
             fields["model"] = ModelConfig(**fields["model"])
             fields["train"] = from_jsonable(TrainConfig, fields["train"])
             return cls(**fields)
-        except (KeyError, TypeError, CheckpointError) as exc:
-            raise CheckpointError(f"Not an hvae run configuration: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, HvaeError) as exc:
+            raise CheckpointError(f"Not an hvae run configuration: {type(exc).__name__}: {exc}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,15 +176,72 @@ def converter_of(config: RunConfig) -> Converter:
 
 
 def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
-    """The ``config.json`` of a run directory."""
+    """The ``config.json`` of a run directory, checked (see :meth:`RunConfig.from_json`)."""
     path = Path(run_dir) / CONFIG_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{run_dir} is not an hvae run directory (no {CONFIG_FILE}).") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is unreadable ({type(exc).__name__}: {exc}).") from None
-    return RunConfig.from_json(data)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path} is unreadable ({type(exc).__name__}).") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not an hvae run configuration (not a JSON object).")
+    try:
+        return RunConfig.from_json(data)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
+def resume_config(run_dir: str | os.PathLike) -> tuple[RunConfig, list[str]]:
+    """The configuration a resumed run continues with, and notes on how it was chosen.
+
+    Each checkpoint holds its run's full configuration; resuming uses the newest readable one's, so a
+    run is continued as it was trained. From ``config.json`` it takes only what ``--resume`` may change
+    (steps, device, amp, threads); any other difference is named in a note. Without a readable
+    checkpoint (a run stopped before its first), ``config.json`` is the configuration. Raises
+    :class:`CheckpointError` when neither is readable.
+    """
+    run_dir = Path(run_dir)
+    try:
+        written, problem = read_run_config(run_dir), None
+    except CheckpointError as exc:
+        written, problem = None, str(exc)
+    saved = _newest_saved_config(run_dir)
+    if saved is None:
+        if written is None:
+            raise CheckpointError(problem)
+        return written, []
+    directory, config = saved
+    if written is None:
+        return config, [f"{problem.rstrip('.')}: resuming with the configuration saved in {directory}."]
+    config = dataclasses.replace(config, train=dataclasses.replace(
+        config.train, **{k: getattr(written.train, k) for k in RESUMABLE}))
+    changed = _differences(config.to_json(), written.to_json())
+    if not changed:
+        return config, []
+    return config, [f"{run_dir / CONFIG_FILE} differs from the configuration saved in {directory} "
+                    f"({'; '.join(changed)}): resuming with the checkpoint's, as the run was trained "
+                    f"(only {', '.join(RESUMABLE)} are read from {CONFIG_FILE}; start a new run to change others)."]
+
+
+def _newest_saved_config(run_dir: Path) -> tuple[Path, RunConfig] | None:
+    """The newest checkpoint whose manifest reads, and the run configuration it holds."""
+    for directory in reversed(list_checkpoints(run_dir)):
+        try:
+            return directory, RunConfig.from_json(read_manifest(directory)["run"])
+        except (CheckpointError, KeyError):
+            continue
+    return None
+
+
+def _differences(checkpoint: Any, written: Any, where: str = "") -> list[str]:
+    """``key: checkpoint value -> config.json value`` for each leaf that differs."""
+    if isinstance(checkpoint, dict) and isinstance(written, dict):
+        return [line for key in sorted(set(checkpoint) | set(written))
+                for line in _differences(checkpoint.get(key), written.get(key), f"{where}{key}.")]
+    if checkpoint == written:
+        return []
+    return [f"{where.rstrip('.')} {json.dumps(checkpoint)} in the checkpoint, {json.dumps(written)} in {CONFIG_FILE}"]
 
 
 def prepare_data(config: RunConfig, converter: Converter, progress: bool = True) -> PrepareReport:
@@ -230,8 +313,11 @@ class Trainer:
 
     def __init__(self, run_dir: Path, config: RunConfig, model: MusicVAE, converter: Converter,
                  train_set: WindowSet, validation_set: WindowSet, device: torch.device, step: int = 0,
-                 world: World = World(), lock: RunLock | None = None, notes: list[str] | None = None):
+                 world: World = World(), lock: RunLock | None = None, notes: list[str] | None = None,
+                 run_id: str | None = None):
         self.run_dir, self.config, self.model, self.converter = run_dir, config, model, converter
+        self.run_id = run_id or uuid.uuid4().hex  # recorded in each checkpoint: pruning removes only this run's
+        self.interval = _Interval()  # the training line being summed (saved in checkpoints: see _Interval)
         self.train_set, self.validation_set, self.device, self.step = train_set, validation_set, device, step
         self.world, self.lock, self.notes = world, lock, list(notes or [])
         world.share(config.train.batch_size)
@@ -294,16 +380,16 @@ class Trainer:
         with another number of processes.
         """
         run_dir = Path(run_dir)
-        config = read_run_config(run_dir)
+        config, notes = resume_config(run_dir)
         overrides = {k: v for k, v in (("steps", steps), ("device", device), ("amp", amp), ("threads", threads))
                      if v is not None}
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
         world, target = distributed.join(config.train.device)
         world.share(config.train.batch_size)
         lock = RunLock(run_dir) if world.main else None
-        world.on_main(lambda: lock.acquire())
+        world.on_main(lambda: (lock.acquire(), _check_layout(run_dir)))
         try:
-            return cls._resume(run_dir, config, world, target, lock, progress)
+            return cls._resume(run_dir, config, world, target, lock, progress, notes)
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -311,20 +397,22 @@ class Trainer:
 
     @classmethod
     def _resume(cls, run_dir: Path, config: RunConfig, world: World, target: torch.device, lock: RunLock | None,
-                progress: bool) -> "Trainer":
+                progress: bool, notes: list[str]) -> "Trainer":
         chosen: list[tuple[Checkpoint | None, list[str]]] = []
         world.on_main(lambda: chosen.append(_readable_checkpoint(run_dir)))
         found = world.from_main(os.fspath(chosen[0][0].path) if chosen and chosen[0][0] else None)
         if found is None:  # stopped before its first checkpoint
             if world.main:
-                _truncate_metrics(run_dir / METRICS_FILE, 0)
-            return cls._begin(run_dir, config, world, target, lock, progress, notes=chosen[0][1] if chosen else [])
-        checkpoint, notes = chosen[0] if chosen else (read_checkpoint(found), [])
+                _truncate_metrics(run_dir / METRICS_FILE, 0, 0)
+            return cls._begin(run_dir, config, world, target, lock, progress,
+                              notes=notes + (chosen[0][1] if chosen else []))
+        checkpoint, passed_over = chosen[0] if chosen else (read_checkpoint(found), [])
+        notes = notes + passed_over
         converter = _checked_converter(config)
         try:
             model = model_from_dict(checkpoint.meta["model"])
             model.load_state_dict(checkpoint.model)
-        except (KeyError, TypeError, RuntimeError) as exc:
+        except REBUILD_ERRORS as exc:
             raise CheckpointError(f"Checkpoint {checkpoint.path} does not fit this hvae and its plugins: "
                                   f"{type(exc).__name__}: {exc}") from None
         model.to(target)
@@ -332,15 +420,20 @@ class Trainer:
         world.on_main(lambda: reports.append(prepare_data(config, converter, progress)))
         trainer = cls(run_dir, config, model, converter, load_split(config.cache_dir, "train"),
                       load_split(config.cache_dir, "validation"), target, step=checkpoint.step, world=world,
-                      lock=lock, notes=notes + _data_notes(reports))
-        trainer.optimizer.load_state_dict(checkpoint.optimizer)
-        trainer.schedule.load_state_dict(checkpoint.meta["lr_schedule"])
-        if checkpoint.meta.get("grad_scaler"):
-            trainer.scaler.load_state_dict(checkpoint.meta["grad_scaler"])
-        restore_rng(checkpoint.rng)
+                      lock=lock, notes=notes + _data_notes(reports), run_id=checkpoint.meta.get("run_id"))
+        try:
+            trainer.optimizer.load_state_dict(checkpoint.optimizer)
+            trainer.schedule.load_state_dict(checkpoint.meta["lr_schedule"])
+            if checkpoint.meta.get("grad_scaler"):
+                trainer.scaler.load_state_dict(checkpoint.meta["grad_scaler"])
+            restore_rng(checkpoint.rng)
+        except REBUILD_ERRORS as exc:
+            raise CheckpointError(f"Checkpoint {checkpoint.path} does not fit this hvae and its plugins: "
+                                  f"{type(exc).__name__}: {exc}") from None
+        trainer.interval.load(checkpoint.meta.get("interval"))
         trainer.last_checkpoint, trainer.checkpointed_step = checkpoint.path, checkpoint.step
         if world.main:
-            _truncate_metrics(run_dir / METRICS_FILE, checkpoint.step)
+            _truncate_metrics(run_dir / METRICS_FILE, checkpoint.step, checkpoint.meta.get("metrics_log", {}).get("bytes"))
             write_atomic(run_dir / CONFIG_FILE, (json.dumps(config.to_json(), indent=2) + "\n").encode())
         return trainer
 
@@ -364,10 +457,11 @@ class Trainer:
         cfg = self.config.train
         started = time.perf_counter()
         first = last = validation = None
-        interval = _Interval()
+        interval = self.interval
+        interval.restart()
         self.model.train()
-        metrics_file = open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") if self.world.main \
-            else contextlib.nullcontext()
+        metrics_file = os.fdopen(open_regular(self.run_dir / METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT),
+                                 "ab") if self.world.main else contextlib.nullcontext()
         with _StopRequest() as stop, _cpu_threads(cfg.threads), metrics_file as log, \
                 tqdm(total=cfg.steps, initial=self.step, unit="step", desc=self.config.name,
                      disable=not (progress and self.world.main), dynamic_ncols=True) as bar:
@@ -378,8 +472,11 @@ class Trainer:
                 interval.add(parts, lr, examples=cfg.batch_size)
                 bar.update(1)
                 finished = self.step == cfg.steps
-                if self.step == 1 or self.step % cfg.log_every == 0 or finished or stopping:
+                if self.step == 1 or self.step % cfg.log_every == 0 or finished:
                     last = self._record(log, interval.take(self.step))
+                    first = first or last
+                elif stopping:  # summarised, not logged: the interval goes on in the checkpoint, as if not stopped
+                    last = interval.peek(self.step)
                     first = first or last
                     bar.set_postfix(loss=f"{last['loss']:.3g}", kl_bits=f"{last['kl_bits']:.3g}",
                                     beta=f"{last['beta']:.3g}", ex_s=f"{last['examples_per_s']:.0f}")
@@ -484,17 +581,19 @@ class Trainer:
         for role, (kind, name) in components.items():
             r = reg.get(kind, name)
             plugins[role] = {"name": name, "plugin": r.plugin, "distribution": r.distribution, "version": r.version}
-        meta = {"name": self.config.name, "hvae_version": __version__, "run": self.config.to_json(),
+        meta = {"name": self.config.name, "run_id": self.run_id, "hvae_version": __version__,
+                "run": self.config.to_json(), "interval": self.interval.state(),
+                "metrics_log": {"bytes": _size(self.run_dir / METRICS_FILE)},
                 "model": self.model.to_dict(), "plugins": plugins, "lr_schedule": self.schedule.state_dict(),
                 "grad_scaler": self.scaler.state_dict(), "metrics": dict(metrics or {})}
         checkpoint = Checkpoint(step=self.step, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
                                 rng=capture_rng(), meta=json.loads(json.dumps(meta)))
         return write_checkpoint(self.run_dir, checkpoint, keep=self.config.train.keep_checkpoints)
 
-    def _record(self, log: IO[str] | None, record: dict[str, Any]) -> dict[str, Any]:
+    def _record(self, log: IO[bytes] | None, record: dict[str, Any]) -> dict[str, Any]:
         """``record`` as a metrics.jsonl line (on rank 0, the only one holding the file)."""
         if log is not None:
-            log.write(json.dumps(record) + "\n")
+            log.write((json.dumps(record) + "\n").encode())
             log.flush()
         return record
 
@@ -519,9 +618,15 @@ def _claim_new(run_dir: Path, lock: RunLock) -> None:
     lock.acquire()
     try:
         _check_new(run_dir)
+        _check_layout(run_dir)
     except HvaeError:
         lock.release()
         raise
+
+
+def _check_layout(run_dir: Path) -> None:
+    """Refuse a run directory whose folders or files hvae writes are links (before any work)."""
+    refuse_links(*(run_dir / name for name in (CHECKPOINTS, METRICS_FILE, CORRUPT_DIR)))
 
 
 def _unclaim(run_dir: Path, lock: RunLock, fresh: bool) -> None:
@@ -550,8 +655,8 @@ def _readable_checkpoint(run_dir: Path) -> tuple[Checkpoint | None, list[str]]:
                 if not aside.exists():
                     break
                 aside = run_dir / CORRUPT_DIR / f"{directory.name}.{suffix}"
-            aside.parent.mkdir(exist_ok=True)
-            shutil.move(os.fspath(directory), os.fspath(aside))
+            ensure_dir(aside.parent)
+            os.rename(directory, aside)
             notes.append(f"{exc} Moved it to {aside}.")
     raise CheckpointError(f"No readable checkpoint in {run_dir}: {' '.join(notes)}")
 
@@ -602,7 +707,11 @@ def _parts(out: ModelOutput, world: World = World()) -> dict[str, float]:
 
 
 class _Interval:
-    """Loss parts summed over the steps since the last training line, and the time they took."""
+    """Loss parts summed over the steps since the last training line, and the time they took.
+
+    A checkpoint saves the sums (:meth:`state`), so a run resumed from it logs its next line over the
+    same steps, with the same figures, as a run never stopped.
+    """
 
     def __init__(self) -> None:
         self.sums: dict[str, float] = {}
@@ -627,10 +736,29 @@ class _Interval:
     def take(self, step: int) -> dict[str, Any]:
         """The training line for the steps so far: means over them, the learning rate of the last, and
         examples per second of training time. Then a new interval starts."""
-        record = {"split": "train", "step": step, **{k: v / self.steps for k, v in self.sums.items()},
-                  "lr": self.lr, "examples_per_s": self.examples / max(self.seconds, 1e-9)}
+        record = self.peek(step)
         self.sums, self.steps, self.examples, self.seconds = {}, 0, 0, 0.0
         return record
+
+    def peek(self, step: int) -> dict[str, Any]:
+        """The training line for the steps so far, without starting a new interval."""
+        return {"split": "train", "step": step, **{k: v / self.steps for k, v in self.sums.items()},
+                "lr": self.lr, "examples_per_s": self.examples / max(self.seconds, 1e-9)}
+
+    def state(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "steps": self.steps, "examples": self.examples, "seconds": self.seconds,
+                "lr": self.lr}
+
+    def load(self, state: Any) -> None:
+        """Go on from :meth:`state` (read back from a checkpoint; ignored unless of that shape)."""
+        numbers = (int, float)
+        if not isinstance(state, dict) or not isinstance(state.get("sums"), dict) or \
+                not all(isinstance(v, numbers) for v in state["sums"].values()) or \
+                not all(_is_count(state.get(k)) for k in ("steps", "examples")) or \
+                not all(isinstance(state.get(k), numbers) for k in ("seconds", "lr")):
+            return
+        self.sums, self.steps, self.examples = dict(state["sums"]), state["steps"], state["examples"]
+        self.seconds, self.lr = float(state["seconds"]), float(state["lr"])
 
 
 class _StopRequest:
@@ -671,17 +799,72 @@ def _cpu_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metrics.jsonl lines past ``step`` (and a torn last line a killed run may have left)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("step", 0) <= step:
-            kept.append(line + "\n")
-    write_atomic(path, "".join(kept).encode())
+def _size(path: Path) -> int:
+    """Bytes in the file at ``path``, 0 when there is none."""
+    try:
+        return os.lstat(path).st_size
+    except FileNotFoundError:
+        return 0
 
+
+def _truncate_metrics(path: Path, step: int, size: int | None) -> None:
+    """Drop what metrics.jsonl gained after the checkpoint of ``step``, which recorded the file's ``size``:
+    those steps run again and log the same lines. The lines before stay byte for byte. When the file is
+    shorter than that (replaced by hand) or the checkpoint did not record it, lines past ``step`` (and
+    a torn last line) are dropped instead."""
+    if not os.path.lexists(path):
+        return
+    fd = open_regular(path, os.O_RDWR)
+    with os.fdopen(fd, "r+b") as f:
+        if size is not None and _is_count(size) and os.fstat(fd).st_size >= size:
+            f.truncate(size)
+            return
+        data = f.read()
+    lines = data.split(b"\n")
+    kept = [line for line in lines[:-1] if _line_step(line, default=0) <= step]
+    if lines[-1] and _line_step(lines[-1], default=step + 1) <= step:  # a last line without its newline
+        kept.append(lines[-1])
+    write_atomic(path, b"".join(line + b"\n" for line in kept))
+
+
+def _line_step(line: bytes, default: int) -> int:
+    """The step of one metrics.jsonl line; ``default`` for a line that is not one (kept when before the
+    checkpoint's step: nothing of the user's is dropped but what the resumed run writes again)."""
+    record = metrics_record(line)
+    return default if record is None else record["step"]
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def metrics_record(line: bytes | str) -> dict[str, Any] | None:
+    """One metrics.jsonl line as a record, or None when it is not one: a JSON object with ``split``
+    ("train" or "validation"), a ``step`` (a count) and numbers (or null) for the rest."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):  # json's errors, and undecodable bytes
+        return None
+    if not isinstance(record, dict) or record.get("split") not in ("train", "validation") or \
+            not _is_count(record.get("step")):
+        return None
+    if not all(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+               for key, value in record.items() if key != "split"):
+        return None
+    return record
+
+
+def read_metrics_file(path: str | os.PathLike) -> tuple[list[dict[str, Any]], int]:
+    """The records of a metrics.jsonl (see :func:`metrics_record`) and how many lines were not records."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return [], 0
+    records, bad = [], 0
+    for line in data.splitlines():
+        record = metrics_record(line) if line.strip() else None
+        if record is not None:
+            records.append(record)
+        elif line.strip():
+            bad += 1
+    return records, bad

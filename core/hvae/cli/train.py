@@ -18,7 +18,7 @@ from hvae.model import ModelConfig
 from hvae.options import field_names, parse_overrides
 from hvae.presets import Preset, get_preset, list_presets
 from hvae.sampling import DEFAULT_QPM, sample_checkpoint
-from hvae.training import RunConfig, TrainConfig, Trainer, TrainResult, read_run_config
+from hvae.training import RunConfig, TrainConfig, Trainer, TrainResult, resume_config
 
 DEFAULT_PRESET = "demo"
 RUNS_DIR = Path("runs")  # where run directories go when --out is not given (relative to the working directory)
@@ -328,7 +328,7 @@ def train(ctx: click.Context, resume_dir: Path | None, **params: Any) -> None:
         if given:
             raise click.UsageError(f"--resume continues a run as it was configured; {', '.join(given)} "
                                    f"cannot be given with it.")
-        _in_processes(ctx, params, read_run_config(resume_dir).train.batch_size)
+        _in_processes(ctx, params, resume_config(resume_dir)[0].train.batch_size)
         trainer = Trainer.resume(resume_dir, steps=params["steps"], device=params["device"], amp=params["amp"],
                                  threads=params["threads"], progress=params["progress"])
     else:

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from hvae.training import METRICS_FILE
+from hvae.training import METRICS_FILE, read_metrics_file
 
 # The panels: (metrics.jsonl key, axis label).
 PANELS = (("loss", "loss (reconstruction + beta * KL)"), ("kl_bits", "KL (bits)"))
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The lines of a run's ``metrics.jsonl`` (empty when it has none; a torn last line is skipped)."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    """The records of a run's ``metrics.jsonl`` (empty when it has none; lines that are not records skipped)."""
+    return read_metrics_file(Path(run_dir) / METRICS_FILE)[0]
 
 
 def plot_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path, title: str = "") -> Path:

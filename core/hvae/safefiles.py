@@ -1,0 +1,94 @@
+"""Writing files without following symbolic links, so a planted link never redirects a write.
+
+hvae writes its run directories, checkpoints and samples through these functions: a folder is
+created or checked one level at a time and refused when it is a link; a file is opened with
+``O_NOFOLLOW`` (and refused when it is a link, a folder, a FIFO or a device, or has other hard
+links), or written to a fresh temporary name and renamed over the target, which replaces a link
+instead of writing into what it points to.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from hvae.errors import UnsafePathError
+
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # 0 on Windows, which has no symbolic links in the POSIX sense
+CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not wait for a writer
+
+
+def ensure_dir(path: str | os.PathLike) -> Path:
+    """``path`` as a folder: created if missing (its parent must exist), refused if it is a link or a file."""
+    path = Path(path)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafePathError(f"{path} is a symbolic link: hvae writes only inside the run's own folders, "
+                              f"never through a link. Remove the link or choose another folder.")
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafePathError(f"{path} is in the way: hvae needs a folder there, and will not replace the file.")
+    return path
+
+
+def open_regular(path: str | os.PathLike, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` without following a link, refusing anything but a plain file with one link."""
+    try:
+        fd = os.open(path, flags | NOFOLLOW | CLOEXEC | NONBLOCK, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePathError(f"{os.fspath(path)} is a symbolic link: hvae does not write through links. "
+                                  f"Remove it.") from None
+        if exc.errno in (errno.EISDIR, errno.ENXIO):
+            raise UnsafePathError(f"{os.fspath(path)} is not a plain file: remove it.") from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        what = "has other hard links" if stat.S_ISREG(info.st_mode) else "is not a plain file"
+        raise UnsafePathError(f"{os.fspath(path)} {what}: hvae will not write to it. Remove it.")
+    if NONBLOCK:
+        os.set_blocking(fd, True)
+    return fd
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a new temporary file, fsync and rename: never a half file, and never
+    through a link (a link at ``path`` is replaced, its target untouched)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.unlink(missing_ok=True)  # a leftover of a killed process with this pid (a link: the link goes)
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+NAME_LIMIT = 100  # characters of a name hvae puts into a file name (sample files add about 40)
+
+
+def is_plain_name(value: object) -> bool:
+    """Whether ``value`` can be used as (part of) a file name as it is: a short string with no folder
+    separator, no NUL or other control character, and not ``.`` or ``..``."""
+    return (isinstance(value, str) and 0 < len(value) <= NAME_LIMIT and value not in (".", "..")
+            and not any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in value))
+
+
+def refuse_links(*paths: str | os.PathLike) -> None:
+    """Raise :class:`UnsafePathError` for the first of ``paths`` that is a symbolic link (checked before
+    any work, so a run that would be refused later is refused at once)."""
+    for path in paths:
+        if os.path.islink(path):
+            raise UnsafePathError(f"{os.fspath(path)} is a symbolic link: hvae writes only inside the run's own "
+                                  f"folders, never through a link. Remove the link or choose another folder.")

@@ -1,0 +1,278 @@
+"""Hostile files in a run directory: nothing outside the run is touched, nothing of the user's is lost.
+
+Spec: everything a run writes (``.lock``, ``metrics.jsonl``, checkpoints) is created without following
+links, inside the run's own folders, and a link is refused with one line; pruning removes only the
+checkpoints this run wrote; a checkpoint.json that is damaged (even as valid JSON) is never used — the
+previous checkpoint is, with a note — and its ``name`` never decides where samples go; resuming says
+which configuration it uses when config.json differs from the checkpoint, and needs no config.json;
+metrics.jsonl after a SIGKILL and a resume holds exactly the lines of a run never stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from hvae.checkpoint import MANIFEST, list_checkpoints, read_manifest
+from hvae.errors import CheckpointError
+from clihelp import invoke, one_line_error
+from test_robustness import HVAE, TINY, assert_same_state, cache, train_lines, wait_for  # noqa: F401 (fixture)
+
+DECOY = b"a file of the user's that hvae must never write\n"
+
+
+def trained(cache: Path, run: Path, *args) -> Path:
+    result = invoke("train", *TINY, "--steps", 4, "--checkpoint-every", 2, "--cache", cache, "--out", run, *args)
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def decoy(tmp_path: Path) -> Path:
+    path = tmp_path / "decoy.txt"
+    path.write_bytes(DECOY)
+    return path
+
+
+def rehash(manifest: dict) -> dict:
+    """A manifest edited on purpose, its own checksum made to fit."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return {**body, "manifest_sha256": hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()}
+
+
+# --- links and things in the way ---------------------------------------------------------------------------------
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(cache, tmp_path):
+    run = trained(cache, tmp_path / "run")
+    target = decoy(tmp_path)
+    (run / ".lock").unlink()
+    (run / ".lock").symlink_to(target)
+    line = one_line_error(invoke("train", "--resume", run, "--no-progress"))
+    assert f"{run / '.lock'} is a symbolic link" in line
+    assert target.read_bytes() == DECOY
+
+
+def test_a_new_run_whose_folder_holds_a_lock_link_is_refused_and_the_target_untouched(cache, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    target = decoy(tmp_path)
+    (run / ".lock").symlink_to(target)
+    line = one_line_error(invoke("train", *TINY, "--steps", 2, "--cache", cache, "--out", run))
+    assert "is a symbolic link" in line
+    assert target.read_bytes() == DECOY
+
+
+def test_a_lock_that_is_a_folder_is_one_line(cache, tmp_path):
+    run = trained(cache, tmp_path / "run")
+    (run / ".lock").unlink()
+    (run / ".lock").mkdir()
+    assert "is not a plain file" in one_line_error(invoke("train", "--resume", run, "--no-progress"))
+
+
+def test_a_metrics_file_that_is_a_link_is_refused_and_its_target_untouched(cache, tmp_path):
+    run = trained(cache, tmp_path / "run")
+    target = decoy(tmp_path)
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").symlink_to(target)
+    line = one_line_error(invoke("train", "--resume", run, "--steps", 6, "--no-progress"))
+    assert f"{run / 'metrics.jsonl'} is a symbolic link" in line
+    assert target.read_bytes() == DECOY
+
+
+def test_a_linked_checkpoints_folder_is_refused_and_the_folder_it_points_to_untouched(cache, tmp_path):
+    shared = tmp_path / "shared-models"
+    (shared / "step-00000001").mkdir(parents=True)
+    (shared / "step-00000001" / "model.safetensors").write_bytes(DECOY)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").symlink_to(shared)
+    line = one_line_error(invoke("train", *TINY, "--steps", 3, "--checkpoint-every", 1, "--cache", cache,
+                                 "--out", run))
+    assert f"{run / 'checkpoints'} is a symbolic link" in line
+    assert sorted(p.name for p in shared.rglob("*")) == ["model.safetensors", "step-00000001"]
+    assert (shared / "step-00000001" / "model.safetensors").read_bytes() == DECOY
+
+
+# --- pruning --------------------------------------------------------------------------------------------------------
+
+def test_pruning_removes_only_this_runs_checkpoints(cache, tmp_path):
+    other = trained(cache, tmp_path / "other", "--seed", 1)
+    run = tmp_path / "run"
+    (run / "checkpoints" / "best").mkdir(parents=True)
+    (run / "checkpoints" / "best" / "model.safetensors").write_bytes(DECOY)
+    others = (list_checkpoints(other)[-1] / MANIFEST).read_bytes()
+    os.rename(list_checkpoints(other)[-1], run / "checkpoints" / "step-00000001")  # another run's, in the way
+    (run / "checkpoints" / "step-00000003").mkdir()
+    (run / "checkpoints" / "step-00000003" / "notes.txt").write_bytes(DECOY)  # not a checkpoint at all
+    result = invoke("train", *TINY, "--steps", 8, "--checkpoint-every", 2, "--cache", cache, "--out", run)
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["best", "step-00000001", "step-00000003", "step-00000004", "step-00000006", "step-00000008"]
+    assert (run / "checkpoints" / "best" / "model.safetensors").read_bytes() == DECOY
+    assert (run / "checkpoints" / "step-00000003" / "notes.txt").read_bytes() == DECOY
+    assert (run / "checkpoints" / "step-00000001" / MANIFEST).read_bytes() == others
+
+
+def test_a_step_folder_holding_another_runs_checkpoint_is_not_overwritten(cache, tmp_path):
+    other = trained(cache, tmp_path / "other", "--seed", 1)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    before = (list_checkpoints(other)[0] / MANIFEST).read_bytes()
+    os.rename(list_checkpoints(other)[0], run / "checkpoints" / "step-00000002")
+    result = invoke("train", *TINY, "--steps", 2, "--cache", cache, "--out", run)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[-1].endswith(f"{run / 'checkpoints' / 'step-00000002'} holds a "
+                                                            f"checkpoint of another run; hvae will not overwrite "
+                                                            f"it. Move it out of {run / 'checkpoints'}.")
+    assert (run / "checkpoints" / "step-00000002" / MANIFEST).read_bytes() == before
+
+
+# --- damaged checkpoint.json ----------------------------------------------------------------------------------------
+
+DAMAGE = {
+    "step is a string": lambda m: {**m, "step": "4"},
+    "step is negative": lambda m: {**m, "step": -1},
+    "step of another folder": lambda m: {**m, "step": 2},
+    "step is true": lambda m: {**m, "step": True},
+    "files is a list": lambda m: {**m, "files": []},
+    "a size is a string": lambda m: {**m, "files": {**m["files"], "rng.safetensors": {
+        **m["files"]["rng.safetensors"], "bytes": "many"}}},
+    "a hash is a number": lambda m: {**m, "files": {**m["files"], "model.safetensors": {
+        **m["files"]["model.safetensors"], "sha256": 7}}},
+    "an extra file": lambda m: {**m, "files": {**m["files"], "../../evil": m["files"]["rng.safetensors"]}},
+    "no optimiser groups": lambda m: {**m, "optimizer": {"scalars": {}}},
+    "name climbs out": lambda m: {**m, "name": "../../x/pwn"},
+    "name is absolute": lambda m: {**m, "name": "/tmp/pwn"},
+    "name with NUL": lambda m: {**m, "name": "a\u0000b"},
+    "name too long": lambda m: {**m, "name": "n" * 300},
+    "run is a list": lambda m: {**m, "run": []},
+    "model is a string": lambda m: {**m, "model": "big"},
+    "format version 99": lambda m: {**m, "format_version": 99},
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_checkpoint_json_damaged_as_valid_json_falls_back_to_the_previous_checkpoint(cache, tmp_path, damage):
+    run, straight = trained(cache, tmp_path / "run"), trained(cache, tmp_path / "straight")
+    newest = list_checkpoints(run)[-1]
+    manifest = json.loads((newest / MANIFEST).read_text())
+    (newest / MANIFEST).write_text(json.dumps(rehash(DAMAGE[damage](manifest))))
+    result = invoke("train", "--resume", run, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("Note:") and str(newest) in line]
+    assert len(notes) == 1 and notes[0].endswith(f"Moved it to {run / 'corrupt' / newest.name}."), result.stderr
+    assert_same_state(straight, run)
+
+
+def test_a_hand_edit_without_fixing_the_checksum_is_detected(cache, tmp_path):
+    run = trained(cache, tmp_path / "run")
+    newest = list_checkpoints(run)[-1]
+    manifest = json.loads((newest / MANIFEST).read_text())
+    manifest["run"]["train"]["seed"] = 5
+    (newest / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="does not match its own checksum"):
+        read_manifest(newest)
+
+
+def test_no_single_bit_flip_of_checkpoint_json_is_accepted(cache, tmp_path):
+    run = trained(cache, tmp_path / "run")
+    path = list_checkpoints(run)[-1] / MANIFEST
+    original = path.read_bytes()
+    chance = random.Random(12)
+    for _ in range(200):
+        data = bytearray(original)
+        data[chance.randrange(len(data))] ^= 1 << chance.randrange(8)
+        path.write_bytes(bytes(data))
+        with pytest.raises(CheckpointError):
+            read_manifest(path.parent)
+
+
+@pytest.mark.parametrize("name", ["../../x/pwn", "/tmp/hvae-pwn", "a\u0000b", "n" * 300])
+def test_a_checkpoint_name_never_decides_where_samples_go(cache, tmp_path, name):
+    run = trained(cache, tmp_path / "work" / "run")
+    newest = list_checkpoints(run)[-1]
+    manifest = json.loads((newest / MANIFEST).read_text())
+    (newest / MANIFEST).write_text(json.dumps(rehash({**manifest, "name": name})))
+    before = sorted(tmp_path.rglob("*"))
+    line = one_line_error(invoke("sample", newest, "--out", tmp_path / "samples", "-n", 1))
+    assert "not a plain file name" in line
+    assert sorted(tmp_path.rglob("*")) == before
+    assert not Path("/tmp/hvae-pwn_sample").exists()
+
+
+# --- config.json and the checkpoint ---------------------------------------------------------------------------------
+
+def test_a_changed_seed_in_config_json_is_named_and_the_checkpoints_used(cache, tmp_path):
+    run, straight = trained(cache, tmp_path / "run"), trained(cache, tmp_path / "straight", "--steps", 6)
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["seed"] = 5
+    (run / "config.json").write_text(json.dumps(config))
+    result = invoke("train", "--resume", run, "--steps", 6, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "train.seed 0 in the checkpoint, 5 in config.json" in result.stderr
+    assert "resuming with the checkpoint's" in result.stderr
+    assert_same_state(straight, run)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "not JSON", "a list", "seed is a string"])
+def test_resume_needs_no_readable_config_json(cache, tmp_path, damage):
+    run, straight = trained(cache, tmp_path / "run"), trained(cache, tmp_path / "straight", "--steps", 6)
+    config = run / "config.json"
+    if damage == "deleted":
+        config.unlink()
+    elif damage == "not JSON":
+        config.write_bytes(b"\xff{")
+    elif damage == "a list":
+        config.write_text("[]")
+    else:
+        config.write_text(json.dumps({**json.loads(config.read_text()), "train": {"seed": "zero"}}))
+    result = invoke("train", "--resume", run, "--steps", 6, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "resuming with the configuration saved in" in result.stderr
+    assert_same_state(straight, run)
+    assert json.loads(config.read_text())["train"]["seed"] == 0  # written again, whole
+
+
+# --- metrics.jsonl ------------------------------------------------------------------------------------------------
+
+def test_a_bad_byte_in_metrics_jsonl_neither_blocks_resume_nor_is_lost(cache, tmp_path):
+    run = trained(cache, tmp_path / "run")
+    metrics = run / "metrics.jsonl"
+    damaged = metrics.read_bytes().replace(b'"split"', b'"spl\xfft"', 1)
+    metrics.write_bytes(damaged)
+    result = invoke("train", "--resume", run, "--steps", 6, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert metrics.read_bytes().startswith(damaged)
+
+
+def test_metrics_after_sigkills_and_resumes_equal_an_uninterrupted_runs(cache, tmp_path):
+    args = [*TINY, "--steps", "40", "--log-every", "3", "--checkpoint-every", "2", "--eval-every", "7",
+            "--cache", str(cache)]
+    straight = tmp_path / "straight"
+    done = subprocess.run([HVAE, "train", *args, "--out", str(straight)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    killed = tmp_path / "killed"
+    command, chance, kills = [HVAE, "train", *args, "--out", str(killed)], random.Random(3), 0
+    while kills < 4:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        before = len(list_checkpoints(killed))
+        wait_for(lambda: len(list_checkpoints(killed)) > before or process.poll() is not None, process)
+        time.sleep(chance.uniform(0.0, 0.1))
+        if process.poll() is not None:
+            break
+        process.kill()
+        process.communicate()
+        kills += 1
+        command = [HVAE, "train", "--resume", str(killed), "--no-progress"]
+    finished = subprocess.run(command, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert kills == 4
+    assert train_lines(killed) == train_lines(straight)
