@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import hvae
+from hostile import rehashed
 from hvae.checkpoint import (MANIFEST, MODEL_FILE, Checkpoint, find_checkpoint, list_checkpoints, load_model,
                              read_checkpoint, write_checkpoint)
 from hvae.data import DEMO_DIR, prepare_dataset
@@ -104,13 +105,6 @@ def test_a_pickle_given_as_checkpoint_is_refused_and_nothing_runs(tmp_path, how)
     assert not marker.exists()
 
 
-def rehashed(manifest: dict) -> dict:
-    """``manifest`` with its own checksum made to fit (what someone who edits it on purpose can do)."""
-    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    return {**body, "manifest_sha256": digest}
-
-
 def test_a_pickle_in_place_of_the_weights_is_refused_and_nothing_runs(run_dir, tmp_path):
     marker = tmp_path / "ran"
     directory = find_checkpoint(run_dir)
@@ -160,7 +154,7 @@ def test_a_write_that_fails_half_way_leaves_no_half_files_and_the_previous_check
 
     monkeypatch.setattr(os, "fsync", disk_full_on_the_second_file)
     checkpoint = Checkpoint(step=6, model=trained.model.state_dict(), optimizer=trained.optimizer.state_dict(),
-                            rng={"cpu": torch.get_rng_state()}, meta={"name": "tiny"})
+                            rng={"cpu": torch.get_rng_state()}, meta={"name": "tiny", "run_id": trained.run_id})
     with pytest.raises(OSError, match="No space left"):
         write_checkpoint(run_dir, checkpoint)
     monkeypatch.undo()
@@ -176,7 +170,7 @@ def test_a_write_that_fails_half_way_leaves_no_half_files_and_the_previous_check
 def test_only_the_newest_checkpoints_are_kept(trained, run_dir):
     for step in (5, 6, 7):
         checkpoint = Checkpoint(step=step, model=trained.model.state_dict(), optimizer=None,
-                                rng={"cpu": torch.get_rng_state()}, meta={"name": "tiny"})
+                                rng={"cpu": torch.get_rng_state()}, meta={"name": "tiny", "run_id": trained.run_id})
         write_checkpoint(run_dir, checkpoint, keep=2)
     assert [p.name for p in list_checkpoints(run_dir)] == ["step-00000006", "step-00000007"]
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-00000006", "step-00000007"]

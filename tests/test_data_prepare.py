@@ -233,7 +233,7 @@ def test_a_changed_or_added_midi_file_rebuilds(tmp_path):
 def test_an_unreadable_manifest_is_reported_and_rebuilt(small_cache):
     (small_cache.cache_dir / "manifest.json").write_text('{"format": 1, "conv')
     report = prepare_small(small_cache.cache_dir)
-    assert report.rebuild_reason == "manifest.json is unreadable or of another format"
+    assert report.rebuild_reason == "manifest.json is unreadable (JSONDecodeError)"
     assert report.splits == small_cache.splits
 
 

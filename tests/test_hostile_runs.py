@@ -10,7 +10,6 @@ metrics.jsonl after a SIGKILL and a resume holds exactly the lines of a run neve
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -23,6 +22,7 @@ import pytest
 from hvae.checkpoint import MANIFEST, list_checkpoints, read_manifest
 from hvae.errors import CheckpointError
 from clihelp import invoke, one_line_error
+from hostile import bit_flips, rehashed
 from test_robustness import HVAE, TINY, assert_same_state, cache, train_lines, wait_for  # noqa: F401 (fixture)
 
 DECOY = b"a file of the user's that hvae must never write\n"
@@ -38,13 +38,6 @@ def decoy(tmp_path: Path) -> Path:
     path = tmp_path / "decoy.txt"
     path.write_bytes(DECOY)
     return path
-
-
-def rehash(manifest: dict) -> dict:
-    """A manifest edited on purpose, its own checksum made to fit."""
-    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
-    return {**body, "manifest_sha256": hashlib.sha256(
-        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()}
 
 
 # --- links and things in the way ---------------------------------------------------------------------------------
@@ -163,7 +156,7 @@ def test_a_checkpoint_json_damaged_as_valid_json_falls_back_to_the_previous_chec
     run, straight = trained(cache, tmp_path / "run"), trained(cache, tmp_path / "straight")
     newest = list_checkpoints(run)[-1]
     manifest = json.loads((newest / MANIFEST).read_text())
-    (newest / MANIFEST).write_text(json.dumps(rehash(DAMAGE[damage](manifest))))
+    (newest / MANIFEST).write_text(json.dumps(rehashed(DAMAGE[damage](manifest))))
     result = invoke("train", "--resume", run, "--no-progress")
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
@@ -185,12 +178,8 @@ def test_a_hand_edit_without_fixing_the_checksum_is_detected(cache, tmp_path):
 def test_no_single_bit_flip_of_checkpoint_json_is_accepted(cache, tmp_path):
     run = trained(cache, tmp_path / "run")
     path = list_checkpoints(run)[-1] / MANIFEST
-    original = path.read_bytes()
-    chance = random.Random(12)
-    for _ in range(200):
-        data = bytearray(original)
-        data[chance.randrange(len(data))] ^= 1 << chance.randrange(8)
-        path.write_bytes(bytes(data))
+    for damaged in bit_flips(path.read_bytes(), 200, seed=12):
+        path.write_bytes(damaged)
         with pytest.raises(CheckpointError):
             read_manifest(path.parent)
 
@@ -200,7 +189,7 @@ def test_a_checkpoint_name_never_decides_where_samples_go(cache, tmp_path, name)
     run = trained(cache, tmp_path / "work" / "run")
     newest = list_checkpoints(run)[-1]
     manifest = json.loads((newest / MANIFEST).read_text())
-    (newest / MANIFEST).write_text(json.dumps(rehash({**manifest, "name": name})))
+    (newest / MANIFEST).write_text(json.dumps(rehashed({**manifest, "name": name})))
     before = sorted(tmp_path.rglob("*"))
     line = one_line_error(invoke("sample", newest, "--out", tmp_path / "samples", "-n", 1))
     assert "not a plain file name" in line

@@ -14,7 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from hvae.errors import ConversionError
 from hvae.music import MidiSource
+
+MAX_FILE_WINDOW_BYTES = 1 << 30  # the float32 windows of one file, at most (the largest GMD file needs ~80 MB)
 
 OUTPUT_KINDS = ("onehot", "groove", "multihot")
 
@@ -95,6 +98,16 @@ class Converter(abc.ABC):
     def from_tensors(self, outputs: np.ndarray, controls: np.ndarray | None = None,
                      qpm: float = 120.0) -> miditoolkit.MidiFile:
         """One example's outputs, shape ``(steps, output_depth)``, as MIDI at ``qpm``."""
+
+    def check_window_memory(self, windows: int) -> None:
+        """Refuse, before allocating them, ``windows`` examples of one file that would take more than
+        ``MAX_FILE_WINDOW_BYTES`` as float32 tensors (inputs, outputs and controls): a converter calls it
+        once it knows how many windows a file gives. Raises :class:`ConversionError`."""
+        needed = windows * self.steps * (self.input_depth + self.output_depth + self.control_depth) * 4
+        if needed > MAX_FILE_WINDOW_BYTES:
+            raise ConversionError(f"{windows:,} windows would take {needed / 2**30:.1f} GiB, more than the "
+                                  f"{MAX_FILE_WINDOW_BYTES / 2**30:g} GiB one file may take (split the file, or "
+                                  f"set max_tensors_per_notesequence)")
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "output_kind": self.output_kind, "input_depth": self.input_depth,

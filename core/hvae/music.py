@@ -17,6 +17,7 @@ import dataclasses
 import io
 import math
 import os
+import stat
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, Union
@@ -30,6 +31,7 @@ from hvae.errors import ConversionError, MidiReadError
 DEFAULT_QPM = 120.0
 STANDARD_PPQ = 220  # ticks per quarter the reference writes
 MAX_TICK = 10**10  # the reference reads MIDI with absurd tick values too; we refuse beyond this
+MAX_MIDI_BYTES = 16 << 20  # larger files are refused before parsing (parsing takes ~160 bytes of memory per byte)
 MAX_STEPS = 1_000_000  # longest quantized sequence converted (35 hours at 4 steps per quarter, 120 qpm)
 DRUM_CHANNEL = 9
 
@@ -94,6 +96,31 @@ def _open_mido(source: MidiSource, name: str) -> mido.MidiFile:
         raise MidiReadError(f"{name}: not a readable MIDI file ({type(exc).__name__}: {exc})") from None
 
 
+def _check_source(source: str | os.PathLike | bytes, name: str) -> None:
+    """Refuse, without opening it, a path that is not a plain file (a FIFO would block the read for ever;
+    a device never ends), and any MIDI larger than ``MAX_MIDI_BYTES``."""
+    if isinstance(source, (bytes, bytearray)):
+        size = len(source)
+    else:
+        try:
+            info = os.stat(source)
+        except FileNotFoundError:
+            raise MidiReadError(f"{name}: no such file") from None
+        except OSError as exc:
+            raise MidiReadError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+        if stat.S_ISDIR(info.st_mode):
+            raise MidiReadError(f"{name}: is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                     (stat.S_ISSOCK, "a socket"))
+            kind = next((what for test, what in kinds if test(info.st_mode)), "not a plain file")
+            raise MidiReadError(f"{name}: is {kind}, not a MIDI file (not opened)")
+        size = info.st_size
+    if size > MAX_MIDI_BYTES:
+        raise MidiReadError(f"{name}: {size / 2**20:.0f} MiB, more than the {MAX_MIDI_BYTES // 2**20} MiB a MIDI file "
+                            f"may have (the largest in GMD and MAESTRO are under 1 MiB)")
+
+
 def read_midi(source: MidiSource) -> NoteSequence:
     """Read MIDI (a path, bytes, a ``miditoolkit.MidiFile`` or a NoteSequence) into seconds.
 
@@ -104,6 +131,7 @@ def read_midi(source: MidiSource) -> NoteSequence:
     if isinstance(source, miditoolkit.MidiFile):
         return from_miditoolkit(source)
     name = "<bytes>" if isinstance(source, (bytes, bytearray)) else os.fspath(source)
+    _check_source(source, name)
     midi = _open_mido(source, name)
     try:
         return _from_mido(midi, name)

@@ -143,14 +143,19 @@ def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
                      if old.get(k) != new.get(k))
 
 
+def _why(exc: cache.CacheError) -> str:
+    """The part of a manifest's CacheError that says what is wrong with it (after its path)."""
+    return str(exc).split(f"{cache.MANIFEST} ", 1)[-1].split("; run 'hvae data prepare' again")[0]
+
+
 def _stale_reason(cache_dir: Path, key: Mapping[str, Any], files: Sequence[MidiFile]) -> str | None:
     """Why the cache in ``cache_dir`` cannot be reused, or None when it is up to date."""
     if not (cache_dir / cache.MANIFEST).exists():
         return "no cache yet"
     try:
         manifest = cache.read_manifest(cache_dir)
-    except cache.CacheError:
-        return f"{cache.MANIFEST} is unreadable or of another format"
+    except cache.CacheError as exc:
+        return f"{cache.MANIFEST} {_why(exc)}"
     if manifest.get("hvae_version") != key["hvae_version"]:
         return f"hvae version changed ({manifest.get('hvae_version')} -> {key['hvae_version']})"
     old, new = manifest.get("converter", {}), key["converter"]

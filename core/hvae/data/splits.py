@@ -1,7 +1,9 @@
 """Which MIDI files a data folder holds, and which split each one belongs to.
 
 Files: every ``*.mid`` / ``*.midi`` (any case) under the data folder, recursively, in order
-of their POSIX path relative to it.
+of their POSIX path relative to it. Entries that are not plain files (FIFOs, devices, dangling
+links) are listed too, so that preparing names each one as skipped (without opening it); names
+that are not UTF-8 are kept as the file system gives them (Python's surrogate escapes).
 
 Splits, in this order of precedence:
 
@@ -26,7 +28,6 @@ import csv
 import dataclasses
 import hashlib
 import os
-import stat as stat_module
 from pathlib import Path
 
 from hvae.errors import HvaeError
@@ -60,9 +61,14 @@ class MidiFile:
     split_from: str  # "table" (the data set's csv) or "hash"
 
 
+def _name_bytes(path: str) -> bytes:
+    """A path as the bytes the file system holds (a name that is not UTF-8 arrives with surrogates)."""
+    return path.encode("utf-8", "surrogateescape")
+
+
 def hash_split(key: str) -> str:
     """The split of a file not listed in a split table, from its relative POSIX path."""
-    bucket = int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % 10
+    bucket = int(hashlib.sha256(_name_bytes(key)).hexdigest()[:8], 16) % 10
     return "train" if bucket < 8 else ("validation" if bucket == 8 else "test")
 
 
@@ -93,7 +99,7 @@ class Shard:
 
     def holds(self, relpath: str) -> bool:
         """Whether the file at ``relpath`` (POSIX, relative to the data folder) belongs to this shard."""
-        return int(hashlib.sha256(relpath.encode("utf-8")).hexdigest()[8:24], 16) % self.count == self.index
+        return int(hashlib.sha256(_name_bytes(relpath)).hexdigest()[8:24], 16) % self.count == self.index
 
     def to_json(self) -> dict[str, int]:
         """As a manifest records it (a cache of every file records None)."""
@@ -148,8 +154,6 @@ def find_midi_files(data_dir: str | os.PathLike) -> tuple[list[MidiFile], SplitT
             try:
                 stat = path.stat()
                 size, mtime_ns = stat.st_size, stat.st_mtime_ns
-                if not stat_module.S_ISREG(stat.st_mode):
-                    continue
             except OSError:  # a dangling link or an unreadable entry: kept, so its conversion says why
                 size, mtime_ns = -1, -1
             key = path.relative_to(key_root).as_posix()

@@ -136,6 +136,8 @@ class DrumsConverter(Converter):
         windows = sample(windows, o.max_tensors_per_notesequence, rng)
         if not windows:
             raise ConversionError("; ".join(dict.fromkeys(reasons)))
+        self.check_window_memory(len(windows) if o.slice_bars is not None else
+                                 sum(len(w) for w in windows) // max(self.steps, 1))
         if o.slice_bars is not None:
             return self._examples(np.stack(windows))
         return [example for window in windows for example in self._examples(window[None])]

@@ -264,6 +264,7 @@ class GrooveConverter(Converter):
         starts = range(0, len(outputs) - size + 1, hop)
         if not starts:
             raise ConversionError(f"{bars} bar{'s' if bars != 1 else ''} of drums, {o.split_bars} needed")
+        self.check_window_memory(min(len(starts), o.max_tensors_per_notesequence or len(starts)))
         return [_example(inputs[i:i + size], outputs[i:i + size], controls[i:i + size]) for i in starts]
 
     def _limit(self, examples: list[Example]) -> list[Example]:

@@ -145,6 +145,7 @@ class MelodyConverter(Converter):
         windows = sample(windows, o.max_tensors_per_notesequence, rng)
         if not windows:
             raise ConversionError(reasons[0] if reasons else "no notes")
+        self.check_window_memory(len(windows))
         return [self._example(w) for w in windows]
 
     def from_tensors(self, outputs: np.ndarray, controls: np.ndarray | None = None,
