@@ -89,12 +89,13 @@ def test_plugins_text_lists_each_distribution_and_what_it_registers():
 
 # --- names ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_an_unknown_name_lists_what_is_installed_and_points_to_hvae_plugins(kind):
+@pytest.mark.parametrize("kind, one", [("converters", "converter"), ("encoders", "encoder"),
+                                       ("decoders", "decoder"), ("losses", "loss")])
+def test_an_unknown_name_lists_what_is_installed_and_points_to_hvae_plugins(kind, one):
     with pytest.raises(UnknownComponentError) as caught:
         registry().get(kind, "no-such-thing")
     message = str(caught.value)
-    assert f"Unknown {kind[:-1]} 'no-such-thing'" in message and "Run 'hvae plugins'" in message
+    assert message.startswith(f"Unknown {one} 'no-such-thing'. ") and "Run 'hvae plugins'" in message
     assert f"Installed: {', '.join(registry().names(kind))}." in message
 
 

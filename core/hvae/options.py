@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from typing import Any, Mapping, Sequence
 
@@ -33,12 +34,15 @@ def _coerce(text: str, annotation: Any, key: str) -> Any:
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)) and args:
+        refused = None
         for arg in args:
             try:
                 return _coerce(text, arg, key)
-            except (ValueError, HvaeError):
+            except ValueError:
                 continue
-        raise HvaeError(f"Option {key}: cannot read {text!r}")
+            except HvaeError as exc:  # read, but out of range (not finite, say): that is the reason
+                refused = exc
+        raise refused or HvaeError(f"Option {key}: cannot read {text!r}")
     if annotation is bool:
         if lowered in ("1", "true", "yes", "on"):
             return True
@@ -48,7 +52,10 @@ def _coerce(text: str, annotation: Any, key: str) -> Any:
     if annotation is int:
         return int(text)
     if annotation is float:
-        return float(text)
+        number = float(text)
+        if not math.isfinite(number):
+            raise HvaeError(f"Option {key}: {text!r} is not a finite number")
+        return number
     if annotation is str:
         return text
     if origin in (tuple, list):

@@ -16,6 +16,7 @@ from hvae import hookspecs
 from hvae.errors import PluginError, UnknownComponentError
 
 KINDS = ("converters", "encoders", "decoders", "losses")
+SINGULAR = {"converters": "converter", "encoders": "encoder", "decoders": "decoder", "losses": "loss"}
 ENTRY_POINT_GROUP = "hvae"
 
 
@@ -54,18 +55,22 @@ class Registry:
                     impl.function(register=register)
                 except PluginError:
                     raise
-                except Exception as exc:  # a broken plugin must not take the others down
+                except (Exception, SystemExit) as exc:  # a broken plugin must not take the others down
                     self.failures.append(PluginFailure(impl.plugin_name, dist, f"{kind} hook failed: {exc!r}"))
 
     def _make_register(self, kind: str, plugin: str, dist: str | None, version: str | None) -> Callable:
         def register(factory: Any, name: str | None = None) -> None:
+            if not isinstance(factory, type):  # a typo'd instance or function: skipped, reported by 'hvae plugins'
+                self.failures.append(PluginFailure(plugin, dist, f"registered a {SINGULAR[kind]} that is not a class: "
+                                                                 f"{_one_line(repr(factory))[:80]}"))
+                return
             name = name or getattr(factory, "name", None)
             if not name:
-                raise PluginError(f"plugin {plugin!r} registered a {kind[:-1]} without a name: {factory!r}")
+                raise PluginError(f"plugin {plugin!r} registered a {SINGULAR[kind]} without a name: {factory!r}")
             existing = self._by_kind[kind].get(name)
             if existing is not None:
                 raise PluginError(
-                    f"{kind[:-1]} {name!r} is registered twice: by plugin {existing.plugin!r}"
+                    f"{SINGULAR[kind]} {name!r} is registered twice: by plugin {existing.plugin!r}"
                     f" ({existing.distribution or 'in-process'}) and by plugin {plugin!r}"
                     f" ({dist or 'in-process'}). Uninstall one of them.")
             self._by_kind[kind][name] = Registration(kind, name, factory, plugin, dist, version)
@@ -84,11 +89,11 @@ class Registry:
         except KeyError:
             installed = ", ".join(self.names(kind)) or "none"
             raise UnknownComponentError(
-                f"Unknown {kind[:-1]} {name!r}. Installed: {installed}. Run 'hvae plugins'.") from None
+                f"Unknown {SINGULAR[kind]} {name!r}. Installed: {installed}. Run 'hvae plugins'.") from None
 
 
-def _one_line(exc: BaseException) -> str:
-    """An exception's message on one line (pluggy's validation errors span several)."""
+def _one_line(exc: BaseException | str) -> str:
+    """An exception's message (or a text) on one line (pluggy's validation errors span several)."""
     return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
@@ -103,7 +108,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> tuple[dict[str, tuple[str, s
             continue
         try:
             plugin = ep.load()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a plugin that exits while importing must not end hvae
             failures.append(PluginFailure(ep.name, dist, f"import failed: {type(exc).__name__}: {_one_line(exc)}"))
             continue
         try:

@@ -71,6 +71,8 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
+    except OSError as exc:  # disk full, name too long, ...: say which file (not its temporary name)
+        raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(path)) from None
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -6,6 +6,7 @@ File names follow the reference's generator: ``<name>_sample_<YYYY-mm-dd_HHMMSS>
 from __future__ import annotations
 
 import io
+import math
 import os
 import secrets
 import time
@@ -18,6 +19,7 @@ from hvae.device import autocast, resolve_device
 from hvae.errors import HvaeError
 from hvae.interfaces import Converter
 from hvae.model import MusicVAE
+from hvae.safefiles import is_plain_name
 
 DEFAULT_QPM = 120.0  # tempo written to sampled MIDI, quarter notes per minute (the reference's)
 SAMPLES_DIR = "samples"  # where a run's samples go, inside its run directory
@@ -41,10 +43,12 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
     """
     if n < 1:
         raise HvaeError(f"The number of samples must be at least 1, got {n}.")
-    if temperature <= 0:
-        raise HvaeError(f"The temperature must be above 0, got {temperature}.")
-    if qpm <= 0:
-        raise HvaeError(f"The tempo must be above 0 quarter notes per minute, got {qpm}.")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise HvaeError(f"The temperature must be a finite number above 0, got {temperature}.")
+    if not (math.isfinite(qpm) and qpm > 0):
+        raise HvaeError(f"The tempo must be a finite number of quarter notes per minute above 0, got {qpm}.")
+    if not is_plain_name(name):
+        raise HvaeError(f"Sample files are named after the run, and {name[:40]!r} is not a plain file name.")
     if converter.control_depth:
         raise HvaeError(f"This model is conditioned on {converter.control_depth} control values per step "
                         f"(converter {converter.name!r}): drawing from it needs those controls, which sampling "
@@ -59,6 +63,9 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
     for start in range(0, n, batch_size):
         with autocast(model.device, enabled=amp):
             drawn = model.sample(min(batch_size, n - start), temperature, generator=generator)  # (B, T, D)
+        if not bool(torch.isfinite(drawn).all()):
+            raise HvaeError("The model gave outputs that are not finite numbers (NaN or infinite): its weights "
+                            "or the temperature are out of range, and no sample was written.")
         for outputs, file_name in zip(drawn.float().cpu().numpy(), names[start:start + batch_size]):
             buffer = io.BytesIO()
             converter.from_tensors(outputs, qpm=qpm).dump(file=buffer)

@@ -339,6 +339,7 @@ class Trainer:
         """
         world, device = distributed.join(config.train.device)
         world.share(config.train.batch_size)
+        check_memory(config, _checked_converter(config))
         run_dir = Path(world.from_main(os.fspath(run_dir)))
         lock = RunLock(run_dir) if world.main else None
         fresh = not run_dir.exists()
@@ -605,6 +606,31 @@ def _checked_converter(config: RunConfig) -> Converter:
         raise HvaeError(f"Converter {config.converter!r} cannot transpose its windows, so it cannot train with "
                         f"transpose_range {tuple(config.train.transpose_range)}: give --transpose 0.")
     return converter
+
+
+def check_memory(config: RunConfig, converter: Converter) -> None:
+    """Refuse, before any folder is made or anything allocated, a run whose model (weights, gradients
+    and Adam's two moments) and batches (inputs and outputs) alone would not fit in this machine's
+    memory. The model is built on PyTorch's meta device, which allocates nothing, to count its weights."""
+    with torch.device("meta"):
+        model = build_model(config.model, converter, force=config.force)
+    weights = sum(p.numel() for p in model.parameters()) * 4 * 4
+    batches = config.train.batch_size * converter.steps * \
+        (converter.input_depth + converter.output_depth + converter.control_depth) * 4 * 2
+    total = _physical_memory()
+    if total and weights + batches > total:
+        raise HvaeError(f"This run needs at least {(weights + batches) / 2**30:,.1f} GiB (the model "
+                        f"{weights / 2**30:,.1f} GiB with its gradients and optimiser state, a batch of "
+                        f"{config.train.batch_size:,} {batches / 2**30:,.1f} GiB), more than this machine's "
+                        f"{total / 2**30:,.1f} GiB: lower the batch size or the model's sizes.")
+
+
+def _physical_memory() -> int | None:
+    """Bytes of memory this machine has (None where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _check_new(run_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -10,6 +11,7 @@ import click
 from hvae.errors import HvaeError
 
 
+INTERRUPTED = 130  # exit status after Ctrl-C, as shells give a command killed by SIGINT
 ARGS = "hvae.args"  # key of the command line's arguments in click's context meta (to start it again)
 
 # Each command: the module (hvae.cli.<module>) whose register() adds it, and the first sentence of
@@ -29,6 +31,14 @@ COMMANDS = {
     "sample": ("train", "Draw sequences from a trained model and write them as MIDI files; print their paths."),
     "train": ("train", "Train a model; write checkpoints and metrics.jsonl into a run directory."),
 }
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line: the path(s) it concerns and the system's reason."""
+    where = " -> ".join(os.fsdecode(name) if isinstance(name, bytes) else str(name)
+                        for name in (exc.filename, exc.filename2) if name is not None)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{where}: {reason}" if where else reason
 
 
 class HvaeGroup(click.Group):
@@ -63,6 +73,21 @@ class HvaeGroup(click.Group):
             return super().invoke(ctx)
         except HvaeError as exc:
             raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:  # Ctrl-C anywhere (start-up, data, sampling): the shell's status for SIGINT
+            raise click.exceptions.Exit(INTERRUPTED) from None
+        except OSError as exc:  # disk full, read-only folder, name too long, ...: what failed, and where
+            raise click.ClickException(os_error_line(exc)) from None
+        except MemoryError:
+            raise click.ClickException("Out of memory: lower the batch size, the model's sizes or the number of "
+                                       "workers (-j).") from None
+        except RuntimeError as exc:
+            if type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc):
+                raise click.ClickException(f"Out of memory ({str(exc).splitlines()[0][:120]}): lower the batch "
+                                           f"size or the model's sizes.") from None
+            if type(exc).__name__ == "DistBackendError" or "Connection closed by peer" in str(exc):
+                raise click.ClickException("Another process of this run stopped (its own message says why), so "
+                                           "this one stops too; resume the run once that is fixed.") from None
+            raise
 
 
 @click.group(cls=HvaeGroup, context_settings={"help_option_names": ["-h", "--help"]})

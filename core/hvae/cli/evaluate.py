@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from hvae.cli.params import QPM, SEED, TEMPERATURE, FiniteRange
 from hvae.checkpoint import write_atomic
 from hvae.compare import Budget, Grid, plan, run_grid, write_results
 from hvae.data import SPLITS
@@ -35,7 +36,7 @@ def _data_option(what: str):
 
 
 def _qpm_option():
-    return click.option("--qpm", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_QPM, show_default=True,
+    return click.option("--qpm", type=QPM, default=DEFAULT_QPM, show_default=True,
                         help="Tempo, in quarter notes per minute, at which timing errors are turned into ms (and "
                              "MIDI is written).")
 
@@ -104,12 +105,12 @@ def evaluate(checkpoint: Path, split: str, data_dir: Path | None, as_json: bool,
               help="A model option for every combination (-m z_size=64 -m decoder.rnn_sizes=128); repeat for more.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Budget per combination in training steps.")
-@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--minutes", type=FiniteRange(min=0, min_open=True), default=None,
               help="Budget per combination in minutes of training (its speed is measured over the first "
                    "10 steps).")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None,
               help="Examples per step for every combination. Default: each preset's.")
-@click.option("--seed", type=int, default=None, help="Seed of every combination. Default: 0.")
+@click.option("--seed", type=SEED, default=None, help="Seed of every combination. Default: 0.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for training. Default: PyTorch's (one per core).")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
@@ -177,13 +178,13 @@ def compare(presets: tuple[str, ...], converters: tuple[str, ...], decoders: tup
 @_data_option("to take the split from (converted with the run's converter).")
 @click.option("--samples", "-n", type=click.IntRange(min=0), default=4, show_default=True,
               help="Sequences drawn from the prior.")
-@click.option("--temperature", "-t", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
+@click.option("--temperature", "-t", type=TEMPERATURE, default=0.5, show_default=True,
               help="Temperature of the samples and the interpolation.")
 @click.option("--reconstructions", type=click.IntRange(min=0), default=3, show_default=True,
               help="Windows of the split reconstructed (from different files where possible).")
 @click.option("--interpolation-steps", type=click.IntRange(min=0), default=5, show_default=True,
               help="Sequences in the interpolation between two of those windows (0: none).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples and the interpolation.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the samples and the interpolation.")
 @click.option("--audio/--no-audio", default=True, show_default=True,
               help="Render the MIDI to WAV where fluidsynth and a General MIDI soundfont are installed.")
 @_qpm_option()

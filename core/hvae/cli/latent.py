@@ -10,6 +10,8 @@ from typing import Callable, Iterable
 import click
 from tqdm import tqdm
 
+from hvae.cli import os_error_line
+from hvae.cli.params import GREEDY_OR_TEMPERATURE, QPM, SEED
 from hvae.checkpoint import LoadedModel, load_model
 from hvae.data.splits import MIDI_SUFFIXES
 from hvae.device import resolve_device
@@ -36,11 +38,11 @@ def _common(default_temperature: float, out_folder: str) -> Callable:
             click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                          help=f"Folder for the MIDI files and the picture. Default: the run directory's "
                               f"{out_folder}/."),
-            click.option("--temperature", "-t", type=click.FloatRange(min=0), default=default_temperature,
+            click.option("--temperature", "-t", type=GREEDY_OR_TEMPERATURE, default=default_temperature,
                          show_default=True,
                          help="Decoding temperature; 0 decodes greedily (the most likely class, a hit where p > 0.5)."),
-            click.option("--seed", type=int, default=None, help="Seed of the draws (temperature above 0)."),
-            click.option("--qpm", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_QPM, show_default=True,
+            click.option("--seed", type=SEED, default=None, help="Seed of the draws (temperature above 0)."),
+            click.option("--qpm", type=QPM, default=DEFAULT_QPM, show_default=True,
                          help="Tempo of the written MIDI, in quarter notes per minute."),
             click.option("--device", "-d", metavar="DEVICE", default="auto", show_default=True,
                          help="auto (CUDA when there is one), cpu, cuda or cuda:N."),
@@ -96,9 +98,9 @@ def _each_file(inputs: tuple[Path, ...], what: str, work: Callable[[Path, str], 
             seen = names[path.stem] = names.get(path.stem, 0) + 1
             try:
                 written = work(path, path.stem if seen == 1 else f"{path.stem}-{seen}")
-            except HvaeError as exc:
+            except (HvaeError, OSError) as exc:  # the file, or writing what came of it (a name too long, ...)
                 skipped += 1
-                bar.write(f"Skipped: {exc}", file=sys.stderr)
+                bar.write(f"Skipped: {os_error_line(exc) if isinstance(exc, OSError) else exc}", file=sys.stderr)
                 continue
             done += 1
             for note in written.notes:

@@ -12,6 +12,7 @@ import click
 
 from hvae import distributed
 from hvae.cli import ARGS
+from hvae.cli.params import QPM, SEED, TEMPERATURE
 from hvae.data import DEMO_DIR, default_cache_dir
 from hvae.errors import HvaeError
 from hvae.model import ModelConfig
@@ -184,7 +185,7 @@ def _config_options(func: Callable) -> Callable:
                      help="Training steps in total. Default: the preset's."),
         click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None,
                      help="Examples per training step. Default: the preset's."),
-        click.option("--seed", type=int, default=None,
+        click.option("--seed", type=SEED, default=None,
                      help="Seed of initialisation, batch order, latent noise and dropout. Default: 0."),
         click.option("--log-every", type=click.IntRange(min=1), default=None,
                      help="Steps between lines in metrics.jsonl. Default: 10."),
@@ -346,13 +347,13 @@ def train(ctx: click.Context, resume_dir: Path | None, **params: Any) -> None:
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.option("--num-samples", "-n", type=click.IntRange(min=1), default=5, show_default=True,
               help="How many sequences to draw (one MIDI file each).")
-@click.option("--temperature", "-t", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
+@click.option("--temperature", "-t", type=TEMPERATURE, default=0.5, show_default=True,
               help="Sampling temperature: below 1 is more conservative, above 1 more adventurous.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the MIDI files. Default: the run directory's samples/.")
-@click.option("--seed", type=int, default=None,
+@click.option("--seed", type=SEED, default=None,
               help="Seed of the latent vectors and the draws; the same seed gives the same files. Default: random.")
-@click.option("--qpm", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_QPM, show_default=True,
+@click.option("--qpm", type=QPM, default=DEFAULT_QPM, show_default=True,
               help="Tempo of the written MIDI, in quarter notes per minute.")
 @click.option("--device", "-d", metavar="DEVICE", default="auto", show_default=True,
               help="auto (CUDA when there is one), cpu, cuda or cuda:N.")
@@ -376,9 +377,9 @@ def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path
 @_config_options
 @click.option("--num-samples", "-n", type=click.IntRange(min=1), default=5, show_default=True,
               help="How many MIDI files to sample once training ends.")
-@click.option("--temperature", "-t", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
+@click.option("--temperature", "-t", type=TEMPERATURE, default=0.5, show_default=True,
               help="Sampling temperature of those files.")
-@click.option("--qpm", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_QPM, show_default=True,
+@click.option("--qpm", type=QPM, default=DEFAULT_QPM, show_default=True,
               help="Tempo of the written MIDI, in quarter notes per minute.")
 @click.pass_context
 def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, **params: Any) -> None:

@@ -1,0 +1,29 @@
+"""Option types the commands share: numbers checked to be finite and in range before any work."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+
+MIN_QPM = 60e6 / 0xFFFFFF  # MIDI stores a tempo as at most 2**24 - 1 microseconds a quarter: about 3.58 qpm
+MAX_QPM = 60e6  # and at least one microsecond a quarter
+
+
+class FiniteRange(click.FloatRange):
+    """A ``click.FloatRange`` that also refuses ``nan`` and ``inf`` (which compare as in range)."""
+
+    name = "finite float range"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+QPM = FiniteRange(min=MIN_QPM, max=MAX_QPM)  # a tempo MIDI can store, in quarter notes per minute
+TEMPERATURE = FiniteRange(min=0, min_open=True)  # a sampling temperature
+GREEDY_OR_TEMPERATURE = FiniteRange(min=0)  # 0: greedy decoding
+SEED = click.IntRange(min=0, max=2 ** 64 - 1)  # what torch's and NumPy's generators take
