@@ -27,7 +27,7 @@ from hvae.checkpoint import MANIFEST, MODEL_FILE, list_checkpoints
 from hvae.data import DEMO_DIR
 from hvae.hookspecs import hookimpl
 from clihelp import invoke, one_line_error
-from hostile import rehashed
+from hostile import children, rehashed
 from test_robustness import TINY
 
 HVAE = str(Path(sys.executable).parent / "hvae")
@@ -108,6 +108,14 @@ def test_a_full_disk_while_sampling_is_one_line_naming_the_file(trained_drums, t
 def test_a_folder_hvae_may_not_write_is_one_line_naming_it(trained_drums):
     line = one_line_error(invoke("sample", trained_drums, "--out", "/sys/hvae-samples", "-n", 1))
     assert line == "Error: /sys/hvae-samples: Operation not permitted"
+
+
+def test_a_working_folder_hvae_may_not_write_is_one_line_naming_the_run_folder(tmp_path):
+    done = subprocess.run([HVAE, "train", *TINY, "--steps", "1", "--cache", str(tmp_path / "cache")], cwd="/sys",
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: runs") and lines[0].endswith("Operation not permitted")
 
 
 def test_an_input_name_too_long_for_its_outputs_is_one_line(trained_drums, tmp_path):
@@ -203,3 +211,31 @@ def test_registrations_that_are_not_classes_are_reported_not_used(hvae_plugin):
 def test_an_unknown_loss_is_called_a_loss():
     line = one_line_error(invoke("train", "--loss", "nope", "--steps", 1))
     assert line.startswith("Error: Unknown loss 'nope'. Installed: ")
+
+
+# --- a process of a distributed run that dies -----------------------------------------------------------------------
+
+def rank_of(pid: int) -> int | None:
+    """The torchrun rank of process ``pid`` (from its environment), None if it has none."""
+    for entry in (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0"):
+        if entry.startswith(b"RANK="):
+            return int(entry[5:])
+    return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the ranks")
+def test_when_one_rank_dies_the_other_says_so_in_one_line(tmp_path):
+    process = subprocess.Popen([HVAE, "train", "--nproc", "2", *TINY, "--workers", "1", "--steps", "100000",
+                                "--checkpoint-every", "5", "--cache", str(tmp_path / "cache"), "--out",
+                                str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list_checkpoints(tmp_path / "run"):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    victim = next(pid for pid in children(process.pid) if rank_of(pid) == 1)
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "Traceback" not in stderr and "GLHF" not in stderr
+    assert "Error: Another process of this run stopped (its own message says why), so this one stops too" in stderr
+    assert "Training process 1 of 2 failed (exit status -9)" in stderr

@@ -28,7 +28,7 @@ from hvae.data import CacheError, DEMO_DIR, load_split, prepare_dataset, read_ma
 from hvae.hookspecs import hookimpl
 from hvae_converters.drums import DrumsConverter
 from clihelp import invoke
-from hostile import bit_flips, rehashed
+from hostile import alive, bit_flips, children, rehashed
 
 HVAE = str(Path(sys.executable).parent / "hvae")
 
@@ -184,27 +184,6 @@ def test_a_file_that_kills_its_worker_is_named_and_the_rest_converts(hvae_plugin
     report = prepare_dataset(hvae.get_converter("crashing-drums"), data, tmp_path / "cache", progress=False)
     assert report.cached and sorted(f.path for f in report.skipped) == crashing
     assert len(report.converted) == 6 - len(crashing)
-
-
-def children(pid: int) -> set[int]:
-    """Live processes whose parent is ``pid``."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the workers")

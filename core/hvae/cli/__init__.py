@@ -84,7 +84,7 @@ class HvaeGroup(click.Group):
             if type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc):
                 raise click.ClickException(f"Out of memory ({str(exc).splitlines()[0][:120]}): lower the batch "
                                            f"size or the model's sizes.") from None
-            if type(exc).__name__ == "DistBackendError" or "Connection closed by peer" in str(exc):
+            if type(exc).__name__ == "DistBackendError" or "/gloo/" in str(exc):  # a peer process is gone
                 raise click.ClickException("Another process of this run stopped (its own message says why), so "
                                            "this one stops too; resume the run once that is fixed.") from None
             raise
