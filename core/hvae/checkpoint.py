@@ -36,7 +36,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from hvae.errors import CheckpointError, UnsafePathError
-from hvae.safefiles import ensure_dir, is_plain_name, write_atomic
+from hvae.safefiles import ensure_dir, is_plain_name, read_plain_file, write_atomic
 
 FORMAT = "hvae-checkpoint"
 FORMAT_VERSION = 2  # 2: the manifest carries its own checksum; version 1 (without it) is still read
@@ -46,6 +46,7 @@ MANIFEST = "checkpoint.json"
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
+JSON_LIMIT = 64 << 20  # bytes of checkpoint.json read at most (a real one is tens of kilobytes)
 SELF_HASH = "manifest_sha256"  # the manifest's checksum of itself (of its other keys, canonically written)
 STEP_DIR = re.compile(r"step-[0-9]{8}")
 TENSOR_FILES = (MODEL_FILE, OPTIMIZER_FILE, RNG_FILE)
@@ -142,7 +143,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     against its own checksum and the manifest's schema. Raises :class:`CheckpointError` otherwise."""
     directory = find_checkpoint(path)
     try:
-        manifest = json.loads((directory / MANIFEST).read_bytes().decode("utf-8"))
+        manifest = json.loads(read_plain_file(directory / MANIFEST, JSON_LIMIT).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"Corrupt checkpoint {directory}: {MANIFEST} is not readable JSON "
                               f"({type(exc).__name__}).") from None
@@ -366,7 +367,7 @@ def _read_tensors(directory: Path, name: str, manifest: dict[str, Any]) -> dict[
     if expected is None:
         raise CheckpointError(f"Corrupt checkpoint {directory}: {MANIFEST} does not list {name}.")
     try:
-        data = (directory / name).read_bytes()
+        data = read_plain_file(directory / name, expected["bytes"])
     except OSError as exc:
         raise CheckpointError(f"Corrupt checkpoint {directory}: cannot read {name} ({exc.strerror}).") from None
     if len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:

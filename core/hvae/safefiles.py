@@ -94,3 +94,15 @@ def refuse_links(*paths: str | os.PathLike) -> None:
         if os.path.islink(path):
             raise UnsafePathError(f"{os.fspath(path)} is a symbolic link: hvae writes only inside the run's own "
                                   f"folders, never through a link. Remove the link or choose another folder.")
+
+
+def read_plain_file(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of the plain file at ``path``, at most ``limit`` of them. A FIFO or a device (which would
+    block or never end) is not opened; either, and a larger file, raise OSError naming the path."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(errno.EINVAL, "not a plain file", os.fspath(path))
+    if info.st_size > limit:
+        raise OSError(errno.EFBIG, f"{info.st_size:,} bytes, more than the {limit:,} expected", os.fspath(path))
+    with open(path, "rb") as f:
+        return f.read(limit + 1)[:limit]

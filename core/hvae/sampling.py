@@ -19,7 +19,7 @@ from hvae.device import autocast, resolve_device
 from hvae.errors import HvaeError
 from hvae.interfaces import Converter
 from hvae.model import MusicVAE
-from hvae.safefiles import is_plain_name
+from hvae.safefiles import is_plain_name, refuse_links
 
 DEFAULT_QPM = 120.0  # tempo written to sampled MIDI, quarter notes per minute (the reference's)
 SAMPLES_DIR = "samples"  # where a run's samples go, inside its run directory
@@ -82,5 +82,7 @@ def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     ``out_dir`` defaults to the run's ``samples`` folder.
     """
     loaded = load_model(checkpoint, resolve_device(device))
+    if out_dir is None:
+        refuse_links(loaded.run_dir / SAMPLES_DIR)
     return write_samples(loaded.model, loaded.converter, out_dir or loaded.run_dir / SAMPLES_DIR, loaded.name,
                          n=n, temperature=temperature, seed=seed, qpm=qpm, amp=amp)

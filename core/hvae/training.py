@@ -46,7 +46,7 @@ import torch
 from tqdm import tqdm
 
 from hvae import __version__, distributed
-from hvae.checkpoint import (CHECKPOINTS, REBUILD_ERRORS, Checkpoint, capture_rng, converter_from, from_jsonable,
+from hvae.checkpoint import (CHECKPOINTS, JSON_LIMIT, REBUILD_ERRORS, Checkpoint, capture_rng, converter_from, from_jsonable,
                              list_checkpoints, read_checkpoint, read_manifest, restore_rng, write_atomic,
                              write_checkpoint)
 from hvae.data import PrepareReport, WindowSet, load_split, prepare_dataset
@@ -57,13 +57,14 @@ from hvae.interfaces import Converter
 from hvae.model import (Batch, ModelConfig, ModelOutput, MusicVAE, build_model, clip_gradients, make_lr_schedule,
                         make_optimizer, model_from_dict)
 from hvae.runlock import LOCK_FILE, RunLock
-from hvae.safefiles import NAME_LIMIT, ensure_dir, is_plain_name, open_regular, refuse_links
+from hvae.safefiles import NAME_LIMIT, ensure_dir, is_plain_name, open_regular, read_plain_file, refuse_links
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 CORRUPT_DIR = "corrupt"  # where resuming moves checkpoints that fail their checks
 LOGGED_PARTS = ("loss", "r_loss", "kl", "kl_bits")  # ModelOutput scalars written to metrics.jsonl
 MAX_BATCH_SIZE = 1 << 20  # examples per step; more is a typing mistake (the reference trains with 512)
+METRICS_LIMIT = 1 << 30  # bytes of metrics.jsonl read back at most (a million steps logged is ~300 MB)
 RESUMABLE = ("steps", "device", "amp", "threads")  # TrainConfig fields --resume may change (kept in config.json)
 NOISE_STREAM, RANK_STREAM, TRANSPOSE_STREAM = 1, 2, 3  # tags of a training step's random streams (see _seed)
 
@@ -179,7 +180,7 @@ def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
     """The ``config.json`` of a run directory, checked (see :meth:`RunConfig.from_json`)."""
     path = Path(run_dir) / CONFIG_FILE
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = json.loads(read_plain_file(path, JSON_LIMIT).decode("utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{run_dir} is not an hvae run directory (no {CONFIG_FILE}).") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -594,8 +595,11 @@ class Trainer:
     def _record(self, log: IO[bytes] | None, record: dict[str, Any]) -> dict[str, Any]:
         """``record`` as a metrics.jsonl line (on rank 0, the only one holding the file)."""
         if log is not None:
-            log.write((json.dumps(record) + "\n").encode())
-            log.flush()
+            try:
+                log.write((json.dumps(record) + "\n").encode())
+                log.flush()
+            except OSError as exc:  # a full disk, say: name the file
+                raise OSError(exc.errno, exc.strerror, os.fspath(self.run_dir / METRICS_FILE)) from None
         return record
 
 
@@ -880,17 +884,10 @@ def metrics_record(line: bytes | str) -> dict[str, Any] | None:
     return record
 
 
-def read_metrics_file(path: str | os.PathLike) -> tuple[list[dict[str, Any]], int]:
-    """The records of a metrics.jsonl (see :func:`metrics_record`) and how many lines were not records."""
+def read_metrics_file(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl (see :func:`metrics_record`; other lines are skipped)."""
     try:
-        data = Path(path).read_bytes()
+        data = read_plain_file(path, METRICS_LIMIT)
     except FileNotFoundError:
-        return [], 0
-    records, bad = [], 0
-    for line in data.splitlines():
-        record = metrics_record(line) if line.strip() else None
-        if record is not None:
-            records.append(record)
-        elif line.strip():
-            bad += 1
-    return records, bad
+        return []
+    return [record for record in map(metrics_record, data.splitlines()) if record is not None]

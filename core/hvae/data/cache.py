@@ -26,9 +26,11 @@ import numpy as np
 
 from hvae.data.splits import SPLITS
 from hvae.errors import HvaeError
+from hvae.safefiles import read_plain_file
 
 MANIFEST = "manifest.json"
 FORMAT = 2  # bump when the layout changes; older caches are then rebuilt (2: the manifest's own checksum)
+MANIFEST_LIMIT = 1 << 30  # bytes of manifest.json read at most (a million files' records are ~300 MB)
 SELF_HASH = "manifest_sha256"  # the manifest's checksum of its other keys, canonically written
 STATUSES = ("converted", "unreadable", "unusable", "failed")  # a file's outcome (hvae.data.convert)
 TEMP_PREFIX = ".hvae-tmp-"
@@ -134,7 +136,7 @@ def read_manifest(cache_dir: str | os.PathLike) -> dict[str, Any]:
         raise CacheError(f"{os.fspath(cache_dir)} is not an hvae data cache (no {MANIFEST}). "
                          f"Create one with 'hvae data prepare'.")
     try:
-        manifest = json.loads(path.read_bytes().decode("utf-8"))
+        manifest = json.loads(read_plain_file(path, MANIFEST_LIMIT).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CacheError(f"{path} is unreadable ({type(exc).__name__}); run 'hvae data prepare' again.") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:

@@ -16,7 +16,7 @@ PANELS = (("loss", "loss (reconstruction + beta * KL)"), ("kl_bits", "KL (bits)"
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """The records of a run's ``metrics.jsonl`` (empty when it has none; lines that are not records skipped)."""
-    return read_metrics_file(Path(run_dir) / METRICS_FILE)[0]
+    return read_metrics_file(Path(run_dir) / METRICS_FILE)
 
 
 def plot_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path, title: str = "") -> Path:
