@@ -93,6 +93,36 @@ def test_a_linked_checkpoints_folder_is_refused_and_the_folder_it_points_to_unto
     assert (shared / "step-00000001" / "model.safetensors").read_bytes() == DECOY
 
 
+@pytest.mark.parametrize("what", ["config.json as a FIFO", "checkpoint.json as a FIFO", "weights as /dev/zero"])
+def test_a_fifo_or_device_in_place_of_a_run_file_is_passed_over_not_read(cache, tmp_path, what):
+    run, straight = trained(cache, tmp_path / "run"), trained(cache, tmp_path / "straight", "--steps", 6)
+    newest = list_checkpoints(run)[-1]
+    if what == "config.json as a FIFO":
+        (run / "config.json").unlink()
+        os.mkfifo(run / "config.json")
+    elif what == "checkpoint.json as a FIFO":
+        (newest / MANIFEST).unlink()
+        os.mkfifo(newest / MANIFEST)
+    else:
+        (newest / "model.safetensors").unlink()
+        (newest / "model.safetensors").symlink_to("/dev/zero")
+    done = subprocess.run([HVAE, "train", "--resume", str(run), "--steps", "6", "--no-progress"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert_same_state(straight, run)
+
+
+def test_a_samples_folder_that_is_a_link_is_refused(cache, tmp_path):
+    run = trained(cache, tmp_path / "run")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (run / "samples").symlink_to(elsewhere)
+    line = one_line_error(invoke("sample", run, "-n", 1))
+    assert f"{run / 'samples'} is a symbolic link" in line
+    assert list(elsewhere.iterdir()) == []
+
+
 # --- pruning --------------------------------------------------------------------------------------------------------
 
 def test_pruning_removes_only_this_runs_checkpoints(cache, tmp_path):
@@ -263,5 +293,5 @@ def test_metrics_after_sigkills_and_resumes_equal_an_uninterrupted_runs(cache, t
         command = [HVAE, "train", "--resume", str(killed), "--no-progress"]
     finished = subprocess.run(command, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
-    assert kills == 4
+    assert kills == 4, finished.stdout
     assert train_lines(killed) == train_lines(straight)
