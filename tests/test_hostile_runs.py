@@ -5,7 +5,7 @@ links, inside the run's own folders, and a link is refused with one line; prunin
 checkpoints this run wrote; a checkpoint.json that is damaged (even as valid JSON) is never used — the
 previous checkpoint is, with a note — and its ``name`` never decides where samples go; resuming says
 which configuration it uses when config.json differs from the checkpoint, and needs no config.json;
-metrics.jsonl after a SIGKILL and a resume holds exactly the lines of a run never stopped.
+metrics.jsonl after a SIGKILL (or Ctrl-C) and a resume holds exactly the lines of a run never stopped.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -272,7 +273,8 @@ def test_a_bad_byte_in_metrics_jsonl_neither_blocks_resume_nor_is_lost(cache, tm
     assert metrics.read_bytes().startswith(damaged)
 
 
-def test_metrics_after_sigkills_and_resumes_equal_an_uninterrupted_runs(cache, tmp_path):
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_metrics_after_stops_and_resumes_equal_an_uninterrupted_runs(cache, tmp_path, how):
     args = [*TINY, "--steps", "40", "--log-every", "3", "--checkpoint-every", "2", "--eval-every", "7",
             "--cache", str(cache)]
     straight = tmp_path / "straight"
@@ -287,8 +289,9 @@ def test_metrics_after_sigkills_and_resumes_equal_an_uninterrupted_runs(cache, t
         time.sleep(chance.uniform(0.0, 0.1))
         if process.poll() is not None:
             break
-        process.kill()
-        process.communicate()
+        process.send_signal(how)
+        _, stderr = process.communicate()
+        assert process.returncode == (-how if how == signal.SIGKILL else 130), stderr
         kills += 1
         command = [HVAE, "train", "--resume", str(killed), "--no-progress"]
     finished = subprocess.run(command, capture_output=True, text=True)
