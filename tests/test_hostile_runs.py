@@ -10,9 +10,11 @@ metrics.jsonl after a SIGKILL (or Ctrl-C) and a resume holds exactly the lines o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -20,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from hvae.checkpoint import MANIFEST, list_checkpoints, read_manifest
-from hvae.errors import CheckpointError
+from hvae.checkpoint import MANIFEST, list_checkpoints, read_checkpoint, read_manifest, write_checkpoint
+from hvae.errors import CheckpointError, UnsafePathError
 from clihelp import invoke, one_line_error
 from hostile import bit_flips, rehashed
 from test_robustness import HVAE, TINY, assert_same_state, cache, train_lines, wait_for  # noqa: F401 (fixture)
@@ -124,18 +126,39 @@ def test_a_samples_folder_that_is_a_link_is_refused(cache, tmp_path):
     assert list(elsewhere.iterdir()) == []
 
 
+@pytest.mark.parametrize("theirs", ["metrics.jsonl", "checkpoints"])
+def test_a_new_run_in_a_folder_holding_files_it_would_write_is_refused(cache, tmp_path, theirs):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_bytes(DECOY) if theirs == "metrics.jsonl" else (run / "checkpoints").mkdir()
+    line = one_line_error(invoke("train", *TINY, "--steps", 2, "--cache", cache, "--out", run))
+    assert f"{run} holds {theirs} but no config.json: not an hvae run" in line
+    assert sorted(p.name for p in run.iterdir()) == [".lock", theirs]
+
+
+def test_a_checkpoints_file_in_the_way_is_refused_before_training(cache, tmp_path):
+    run = trained(cache, tmp_path / "run")
+    shutil.rmtree(run / "checkpoints")
+    (run / "checkpoints").write_bytes(DECOY)
+    line = one_line_error(invoke("train", "--resume", run, "--no-progress"))
+    assert f"{run / 'checkpoints'} is in the way" in line
+    assert (run / "checkpoints").read_bytes() == DECOY
+
+
 # --- pruning --------------------------------------------------------------------------------------------------------
 
 def test_pruning_removes_only_this_runs_checkpoints(cache, tmp_path):
     other = trained(cache, tmp_path / "other", "--seed", 1)
     run = tmp_path / "run"
-    (run / "checkpoints" / "best").mkdir(parents=True)
+    assert invoke("train", *TINY, "--steps", 2, "--checkpoint-every", 2, "--cache", cache, "--out",
+                  run).exit_code == 0
+    (run / "checkpoints" / "best").mkdir()
     (run / "checkpoints" / "best" / "model.safetensors").write_bytes(DECOY)
     others = (list_checkpoints(other)[-1] / MANIFEST).read_bytes()
     os.rename(list_checkpoints(other)[-1], run / "checkpoints" / "step-00000001")  # another run's, in the way
     (run / "checkpoints" / "step-00000003").mkdir()
     (run / "checkpoints" / "step-00000003" / "notes.txt").write_bytes(DECOY)  # not a checkpoint at all
-    result = invoke("train", *TINY, "--steps", 8, "--checkpoint-every", 2, "--cache", cache, "--out", run)
+    result = invoke("train", "--resume", run, "--steps", 8, "--no-progress")
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert names == ["best", "step-00000001", "step-00000003", "step-00000004", "step-00000006", "step-00000008"]
@@ -145,17 +168,14 @@ def test_pruning_removes_only_this_runs_checkpoints(cache, tmp_path):
 
 
 def test_a_step_folder_holding_another_runs_checkpoint_is_not_overwritten(cache, tmp_path):
-    other = trained(cache, tmp_path / "other", "--seed", 1)
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    before = (list_checkpoints(other)[0] / MANIFEST).read_bytes()
-    os.rename(list_checkpoints(other)[0], run / "checkpoints" / "step-00000002")
-    result = invoke("train", *TINY, "--steps", 2, "--cache", cache, "--out", run)
-    assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.stderr.strip().splitlines()[-1].endswith(f"{run / 'checkpoints' / 'step-00000002'} holds a "
-                                                            f"checkpoint of another run; hvae will not overwrite "
-                                                            f"it. Move it out of {run / 'checkpoints'}.")
-    assert (run / "checkpoints" / "step-00000002" / MANIFEST).read_bytes() == before
+    run = trained(cache, tmp_path / "run")
+    theirs = list_checkpoints(run)[0]
+    before = (theirs / MANIFEST).read_bytes()
+    ours = read_checkpoint(theirs)
+    mine = dataclasses.replace(ours, meta={**ours.meta, "run_id": "0123abcd"})  # another run, same step
+    with pytest.raises(UnsafePathError, match=f"{theirs} holds a checkpoint of another run"):
+        write_checkpoint(run, mine)
+    assert (theirs / MANIFEST).read_bytes() == before
 
 
 # --- damaged checkpoint.json ----------------------------------------------------------------------------------------

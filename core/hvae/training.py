@@ -52,7 +52,7 @@ from hvae.checkpoint import (CHECKPOINTS, JSON_LIMIT, REBUILD_ERRORS, Checkpoint
 from hvae.data import PrepareReport, WindowSet, load_split, prepare_dataset
 from hvae.device import autocast, default_autocast_dtype, grad_scaler
 from hvae.distributed import World
-from hvae.errors import CheckpointError, HvaeError, TrainingError
+from hvae.errors import CheckpointError, HvaeError, TrainingError, UnsafePathError
 from hvae.interfaces import Converter
 from hvae.model import (Batch, ModelConfig, ModelOutput, MusicVAE, build_model, clip_gradients, make_lr_schedule,
                         make_optimizer, model_from_dict)
@@ -641,14 +641,18 @@ def _check_new(run_dir: Path) -> None:
     if (run_dir / CONFIG_FILE).exists():
         raise HvaeError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
                         f"or choose another --out.")
+    theirs = [name for name in (METRICS_FILE, CHECKPOINTS, CORRUPT_DIR) if os.path.lexists(run_dir / name)]
+    if theirs:  # a new run creates these after config.json: they are someone else's
+        raise HvaeError(f"{run_dir} holds {', '.join(theirs)} but no {CONFIG_FILE}: not an hvae run, and a new run "
+                        f"would write over {'them' if len(theirs) > 1 else 'it'}. Choose another --out.")
 
 
 def _claim_new(run_dir: Path, lock: RunLock) -> None:
     """Lock ``run_dir`` (creating it), then make sure it holds no run yet."""
     lock.acquire()
     try:
-        _check_new(run_dir)
         _check_layout(run_dir)
+        _check_new(run_dir)
     except HvaeError:
         lock.release()
         raise
@@ -657,6 +661,10 @@ def _claim_new(run_dir: Path, lock: RunLock) -> None:
 def _check_layout(run_dir: Path) -> None:
     """Refuse a run directory whose folders or files hvae writes are links (before any work)."""
     refuse_links(*(run_dir / name for name in (CHECKPOINTS, METRICS_FILE, CORRUPT_DIR)))
+    for name in (CHECKPOINTS, CORRUPT_DIR):
+        if os.path.lexists(run_dir / name) and not (run_dir / name).is_dir():
+            raise UnsafePathError(f"{run_dir / name} is in the way: hvae needs a folder there, and will not "
+                                  f"replace the file.")
 
 
 def _unclaim(run_dir: Path, lock: RunLock, fresh: bool) -> None:

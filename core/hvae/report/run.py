@@ -24,6 +24,7 @@ import miditoolkit
 import numpy as np
 
 from hvae.checkpoint import LoadedModel, find_checkpoint, load_model, write_atomic
+from hvae.safefiles import refuse_links
 from hvae.data.windows import WindowSet
 from hvae.device import resolve_device
 from hvae.evaluation import METRIC_LABELS, Evaluation, evaluation_of, format_value, run_config_of, split_windows
@@ -211,6 +212,7 @@ def write_run_report(run_dir: str | os.PathLike, options: ReportOptions = Report
     if evaluation is None:
         evaluation = evaluation_of(loaded, checkpoint, windows, data_dir, options.batch_size, options.qpm, progress)
     folder = loaded.run_dir / REPORT_DIR
+    refuse_links(folder)  # (rmtree would not follow it, but the files below would be written through it)
     shutil.rmtree(folder, ignore_errors=True)  # the last report's files: samples have new names each time
     folder.mkdir(parents=True)
     page_path = folder / PAGE
