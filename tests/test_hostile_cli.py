@@ -48,6 +48,7 @@ HVAE = str(Path(sys.executable).parent / "hvae")
     (["--batch-size", "900000"], "more than this machine's"),
     (["-m", "z_size=65536", "-m", "decoder.rnn_sizes=16384,16384"], "more than this machine's"),
     (["-o", "gap_bars=nan"], "Option gap_bars: 'nan' is not a finite number"),
+    (["--threads", "100000"], "100000 is not in the range 1<=x<=256"),
 ])
 @pytest.mark.parametrize("command", ["train", "run"])
 def test_out_of_range_numbers_are_refused_before_any_folder_is_made(tmp_path, command, args, message):

@@ -63,6 +63,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 CORRUPT_DIR = "corrupt"  # where resuming moves checkpoints that fail their checks
 LOGGED_PARTS = ("loss", "r_loss", "kl", "kl_bits")  # ModelOutput scalars written to metrics.jsonl
+MAX_THREADS = 256  # torch's thread pools crash (SIGSEGV) when asked for tens of thousands
 MAX_BATCH_SIZE = 1 << 20  # examples per step; more is a typing mistake (the reference trains with 512)
 METRICS_LIMIT = 1 << 30  # bytes of metrics.jsonl read back at most (a million steps logged is ~300 MB)
 RESUMABLE = ("steps", "device", "amp", "threads")  # TrainConfig fields --resume may change (kept in config.json)
@@ -108,8 +109,8 @@ class TrainConfig:
                             f"{self.device!r} and {self.amp!r}.")
         if self.eval_every < 0:
             raise HvaeError(f"Training option eval_every must be 0 or more, got {self.eval_every}.")
-        if self.threads is not None and self.threads < 1:
-            raise HvaeError(f"Training option threads must be at least 1 or None, got {self.threads}.")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise HvaeError(f"Training option threads must be from 1 to {MAX_THREADS} or None, got {self.threads}.")
         if self.eval_examples is not None and self.eval_examples < 1:
             raise HvaeError(f"Training option eval_examples must be at least 1 or None, got {self.eval_examples}.")
         if self.transpose_range is not None and (len(self.transpose_range) != 2 or

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from hvae.cli.params import QPM, SEED, TEMPERATURE, FiniteRange
+from hvae.cli.params import QPM, SEED, TEMPERATURE, THREADS, FiniteRange
 from hvae.checkpoint import write_atomic
 from hvae.compare import Budget, Grid, plan, run_grid, write_results
 from hvae.data import SPLITS
@@ -111,7 +111,7 @@ def evaluate(checkpoint: Path, split: str, data_dir: Path | None, as_json: bool,
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None,
               help="Examples per step for every combination. Default: each preset's.")
 @click.option("--seed", type=SEED, default=None, help="Seed of every combination. Default: 0.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
+@click.option("--threads", type=THREADS, default=None,
               help="CPU threads for training. Default: PyTorch's (one per core).")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Folder of MIDI files all combinations train on. Default: the bundled demo subset.")

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from hvae.training import MAX_THREADS
+
 MIN_QPM = 60e6 / 0xFFFFFF  # MIDI stores a tempo as at most 2**24 - 1 microseconds a quarter: about 3.58 qpm
 MAX_QPM = 60e6  # and at least one microsecond a quarter
 
@@ -27,3 +29,4 @@ QPM = FiniteRange(min=MIN_QPM, max=MAX_QPM)  # a tempo MIDI can store, in quarte
 TEMPERATURE = FiniteRange(min=0, min_open=True)  # a sampling temperature
 GREEDY_OR_TEMPERATURE = FiniteRange(min=0)  # 0: greedy decoding
 SEED = click.IntRange(min=0, max=2 ** 64 - 1)  # what torch's and NumPy's generators take
+THREADS = click.IntRange(min=1, max=MAX_THREADS)  # CPU threads torch may use

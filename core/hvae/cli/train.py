@@ -12,7 +12,7 @@ import click
 
 from hvae import distributed
 from hvae.cli import ARGS
-from hvae.cli.params import QPM, SEED, TEMPERATURE
+from hvae.cli.params import QPM, SEED, TEMPERATURE, THREADS
 from hvae.data import DEMO_DIR, default_cache_dir
 from hvae.errors import HvaeError
 from hvae.model import ModelConfig
@@ -216,7 +216,7 @@ def _device_options(func: Callable) -> Callable:
                              "Several machines: see docs/distributed.md.")(func)
     func = click.option("--progress/--no-progress", default=True, show_default=True,
                         help="Show progress bars on stderr.")(func)
-    func = click.option("--threads", type=click.IntRange(min=1), default=None,
+    func = click.option("--threads", type=THREADS, default=None,
                         help="CPU threads for training. Default: PyTorch's (one per core); 1 is often faster "
                              "for small models and on a machine other jobs share.")(func)
     func = click.option("--amp/--no-amp", default=None,
