@@ -76,6 +76,13 @@ def test_out_of_range_sampling_numbers_are_refused_before_anything_is_written(tr
     assert not (tmp_path / "samples").exists()
 
 
+def test_an_interpolation_of_a_hundred_million_steps_is_refused_not_attempted(trained_drums, tmp_path):
+    midi = sorted(DEMO_DIR.rglob("*.mid"))[0]
+    result = invoke("interpolate", trained_drums, midi, midi, "--steps", 10 ** 8, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "100000000 is not in the range 2<=x<=1000" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 # --- outputs that are not numbers -----------------------------------------------------------------------------------
 
 def test_a_model_with_nan_weights_gives_an_error_not_a_sample(trained_drums, tmp_path):

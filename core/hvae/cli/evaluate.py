@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from hvae.cli.latent import MAX_INTERPOLATION
 from hvae.cli.params import QPM, SEED, TEMPERATURE, THREADS, FiniteRange
 from hvae.checkpoint import write_atomic
 from hvae.compare import Budget, Grid, plan, run_grid, write_results
@@ -182,7 +183,7 @@ def compare(presets: tuple[str, ...], converters: tuple[str, ...], decoders: tup
               help="Temperature of the samples and the interpolation.")
 @click.option("--reconstructions", type=click.IntRange(min=0), default=3, show_default=True,
               help="Windows of the split reconstructed (from different files where possible).")
-@click.option("--interpolation-steps", type=click.IntRange(min=0), default=5, show_default=True,
+@click.option("--interpolation-steps", type=click.IntRange(min=0, max=MAX_INTERPOLATION), default=5, show_default=True,
               help="Sequences in the interpolation between two of those windows (0: none).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the samples and the interpolation.")
 @click.option("--audio/--no-audio", default=True, show_default=True,

@@ -23,6 +23,9 @@ MIDI_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 MIDI_INPUTS = click.Path(path_type=Path)  # files or folders; each checked (and reported) by itself
 
 
+MAX_INTERPOLATION = 1000  # sequences in one interpolation: its MIDI file and picture are one piece each
+
+
 def register(main: click.Group) -> None:
     """Add ``interpolate``, ``reconstruct`` and ``humanize`` to the ``hvae`` command line."""
     main.add_command(interpolate)
@@ -117,8 +120,8 @@ def _each_file(inputs: tuple[Path, ...], what: str, work: Callable[[Path, str], 
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.argument("start", type=MIDI_FILE)
 @click.argument("end", type=MIDI_FILE)
-@click.option("--steps", "-n", type=click.IntRange(min=2), default=8, show_default=True,
-              help="Sequences in the interpolation, both ends included.")
+@click.option("--steps", "-n", type=click.IntRange(min=2, max=MAX_INTERPOLATION), default=8, show_default=True,
+              help=f"Sequences in the interpolation, both ends included (at most {MAX_INTERPOLATION}).")
 @click.option("--window-a", type=click.IntRange(min=0), default=None,
               help="Which window of START to start from (0-based). Default: the first.")
 @click.option("--window-b", type=click.IntRange(min=0), default=None,
