@@ -25,10 +25,11 @@ DEFAULT_QPM = 120.0  # tempo written to sampled MIDI, quarter notes per minute (
 SAMPLES_DIR = "samples"  # where a run's samples go, inside its run directory
 
 
-def sample_names(name: str, n: int) -> list[str]:
-    """The reference's file names for ``n`` samples of run ``name`` drawn now (local time)."""
-    stamp = time.strftime("%Y-%m-%d_%H%M%S")
-    return [f"{name}_sample_{stamp}-{i:03d}-of-{n:03d}.mid" for i in range(n)]
+def sample_names(name: str, n: int, start: int = 0, stop: int | None = None, stamp: str | None = None) -> list[str]:
+    """The reference's file names for samples ``start`` to ``stop`` (default: all ``n``) of run ``name``,
+    drawn at ``stamp`` (default: now, local time, as ``%Y-%m-%d_%H%M%S``)."""
+    stamp = stamp or time.strftime("%Y-%m-%d_%H%M%S")
+    return [f"{name}_sample_{stamp}-{i:03d}-of-{n:03d}.mid" for i in range(start, n if stop is None else stop)]
 
 
 def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathLike, name: str, n: int = 5,
@@ -58,7 +59,7 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
     generator = torch.Generator(device=model.device)
     generator.manual_seed(seed if seed is not None else secrets.randbits(63))
     model.eval()
-    names = sample_names(name, n)
+    stamp = time.strftime("%Y-%m-%d_%H%M%S")
     paths = []
     for start in range(0, n, batch_size):
         with autocast(model.device, enabled=amp):
@@ -66,7 +67,8 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
         if not bool(torch.isfinite(drawn).all()):
             raise HvaeError("The model gave outputs that are not finite numbers (NaN or infinite): its weights "
                             "or the temperature are out of range, and no sample was written.")
-        for outputs, file_name in zip(drawn.float().cpu().numpy(), names[start:start + batch_size]):
+        names = sample_names(name, n, start, min(start + batch_size, n), stamp)  # a batch at a time: n may be huge
+        for outputs, file_name in zip(drawn.float().cpu().numpy(), names):
             buffer = io.BytesIO()
             converter.from_tensors(outputs, qpm=qpm).dump(file=buffer)
             write_atomic(out_dir / file_name, buffer.getvalue())
