@@ -75,9 +75,9 @@ def serve():
         server.server_close()
 
 
-def magenta_js(node_modules: Path, url: str, inputs: np.ndarray, z: np.ndarray, tmp_path: Path) -> dict:
+def magenta_js(node_modules: Path, url: str, inputs: np.ndarray | None, z: np.ndarray, tmp_path: Path) -> dict:
     request = tmp_path / "request.json"
-    request.write_text(json.dumps({"inputs": inputs.tolist(), "z": z.tolist()}))
+    request.write_text(json.dumps({"inputs": None if inputs is None else inputs.tolist(), "z": z.tolist()}))
     done = subprocess.run(["node", str(SCRIPT), url, str(request)], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "NODE_PATH": str(node_modules)})
     assert done.returncode == 0, done.stderr[-2000:]
@@ -111,9 +111,14 @@ def check_against_magenta_js(tmp_path: Path, run: Path, inputs: np.ndarray, node
         mu, _ = model.encode(x, torch.full((x.shape[0],), x.shape[1]))
     greedy = model.decode(mu, temperature=0.0)
     out = magenta_js(node_modules, serve(exported(tmp_path, run)), inputs, mu.numpy(), tmp_path)
-    js_mu, js_decoded = np.array(out["mu"], dtype=np.float32), np.array(out["decoded"], dtype=np.float32)
+    js_mu = np.array(out["mu"], dtype=np.float32)
     assert np.abs(js_mu - mu.numpy()).max() <= 1e-5 * np.abs(mu.numpy()).max()
-    decisive = greedy_margins(model, mu, greedy) > 1e-4
+    assert_same_greedy(model, mu, greedy, np.array(out["decoded"], dtype=np.float32))
+
+
+def assert_same_greedy(model, z: torch.Tensor, greedy: torch.Tensor, js_decoded: np.ndarray) -> None:
+    """magenta.js's greedy decode equals hvae's wherever hvae's choice was decisive (margin > 1e-4)."""
+    decisive = greedy_margins(model, z, greedy) > 1e-4
     if model.spec.output_kind == "onehot":
         same = js_decoded.argmax(-1) == greedy.numpy().argmax(-1)
     else:
@@ -144,15 +149,47 @@ def test_magenta_js_runs_an_exported_groove_model_as_hvae_does(tmp_path, node_mo
 def test_magenta_js_runs_an_exported_melody_model_as_hvae_does(tmp_path, node_modules, serve, reference):
     """A cat-mel_2bar_small with its initial weights plus N(0, 0.05) noise (as the reference's fixtures are
     made), written as a magenta.js folder, imported, exported, and run on real MAESTRO windows."""
-    preset = get_preset("cat-mel_2bar_small")
-    torch.manual_seed(0)
-    model = build_model(preset.model, preset.make_converter())
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    model = noisy("cat-mel_2bar_small")
     jsformat.write_js_folder(tmp_path / "mel", to_reference(model), {"type": "MusicVAE"})
     result = invoke("import", tmp_path / "mel", "--preset", "cat-mel_2bar_small", "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     melodies = reference("maestro_mel_4bar")
     bits = np.unpackbits(melodies["inputs"][:WINDOWS, :32], axis=-1)[..., :int(melodies["input_depth"])]
     check_against_magenta_js(tmp_path, tmp_path / "run", bits.astype(np.float32), node_modules, serve)
+
+
+def noisy(preset_name: str, seed: int = 0):
+    """The preset's model with its initial weights plus N(0, 0.05) noise, as the reference's fixtures are made."""
+    preset = get_preset(preset_name)
+    torch.manual_seed(seed)
+    model = build_model(preset.model, preset.make_converter())
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+def test_magenta_js_decodes_the_reference_layout_of_a_hierarchical_decoder_as_hvae_does(tmp_path, node_modules,
+                                                                                      serve):
+    """magenta.js runs a hierarchical decoder (its ConductorDecoder) only beside a hierarchical encoder, so
+    hvae does not export one; but its decoder reads the reference's conductor and core-decoder variables.
+    Given hvae's hier-drums-4bar decoder under those names (and a placeholder hierarchical encoder), it
+    must decode z greedily as hvae does: the check that hvae's names and its conductor are the reference's."""
+    model = noisy("hier-drums-4bar")
+    variables = {k: v for k, v in to_reference(model).items() if k.startswith(("decoder/", "core_decoder/"))}
+    rng = np.random.default_rng(0)
+    placeholder = {0: (model.spec.input_depth, 8), 1: (16, 8)}  # level: (input, units) of a tiny encoder
+    for level, (inputs, units) in placeholder.items():
+        for direction in ("fw", "bw"):
+            scope = f"encoder/hierarchical_level_{level}/cell_0/bidirectional_rnn/{direction}/multi_rnn_cell/cell_0/lstm_cell"
+            variables[f"{scope}/kernel"] = rng.normal(size=(inputs + units, 4 * units)).astype(np.float32)
+            variables[f"{scope}/bias"] = np.zeros(4 * units, np.float32)
+    variables["encoder/mu/kernel"] = rng.normal(size=(16, model.config.z_size)).astype(np.float32)
+    variables["encoder/mu/bias"] = np.zeros(model.config.z_size, np.float32)
+    converter = {"type": "DrumsConverter", "args": {"numSteps": model.spec.steps, "numSegments": model.decoder.bars}}
+    jsformat.write_js_folder(tmp_path / "web", variables, {"type": "MusicVAE", "dataConverter": converter})
+    z = torch.from_numpy(np.random.default_rng(1).normal(size=(WINDOWS, model.config.z_size)).astype(np.float32))
+    greedy = model.decode(z, temperature=0.0)
+    out = magenta_js(node_modules, serve(tmp_path / "web"), None, z.numpy(), tmp_path)
+    assert_same_greedy(model, z, greedy, np.array(out["decoded"], dtype=np.float32))
