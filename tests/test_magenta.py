@@ -365,3 +365,30 @@ def test_export_refuses_in_one_line_what_magenta_js_cannot_run(tmp_path, trained
     message = one_line_error(invoke("export", trained_drums, "--out", tmp_path / "web"))
     assert "hierarchical" in message
     assert not (tmp_path / "web").exists()
+
+
+def test_a_parameter_the_checkpoint_does_not_fill_is_named(tmp_path):
+    folder = js_copy(tmp_path)
+    variables = jsformat.read_js_folder(folder)
+    del variables["decoder/output_projection/bias"]
+    jsformat.write_js_folder(tmp_path / "short", variables, {"type": "MusicVAE"})
+    message = one_line_error(invoke("import", tmp_path / "short", "--preset", "cat-drums_2bar_small",
+                                    "--out", tmp_path / "run"))
+    assert "has no variable decoder/output_projection/bias [512], which this model needs" in message
+
+
+@pytest.mark.parametrize("preset, words", [("flat-mel_16bar", "single-layer bidirectional encoders"),
+                                           ("hier-drums-4bar", "hierarchical decoders only with hierarchical"),
+                                           ("groovae_2bar_hits_control", "controls")])
+def test_what_magenta_js_cannot_run_is_refused_with_the_reason(preset, words):
+    from hvae.errors import HvaeError
+    from hvae.magenta.exporting import magenta_js_config
+    from hvae.model import build_model
+    from hvae.presets import get_preset
+
+    chosen = get_preset(preset)
+    converter = chosen.make_converter()
+    with torch.device("meta"):
+        model = build_model(chosen.model, converter)
+    with pytest.raises(HvaeError, match=words):
+        magenta_js_config(model, converter)
