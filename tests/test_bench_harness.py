@@ -142,3 +142,19 @@ def test_the_table_is_written_between_the_markers_and_nothing_else_changes(tmp_p
     results.write_text("no markers\n")
     with pytest.raises(SystemExit, match="has no <!-- same-run table: begin -->"):
         samerun.write_block(results, [])
+
+
+def test_the_committed_results_file_has_the_block_the_run_fills():
+    text = (BENCHMARKS / "RESULTS.md").read_text()
+    assert text.count(samerun.BEGIN) == text.count(samerun.END) == 1
+    assert text.index(samerun.BEGIN) < text.index(samerun.END)
+
+
+def test_hvaes_points_stop_as_the_references_do_after_three_timed_runs_once_the_budget_is_spent():
+    import points
+
+    runs = []
+    timed = points.timeit(lambda: runs.append(1), warmup=2, reps=30, budget_s=0.0)
+    assert (timed["n_timed"], len(runs)) == (3, 5)
+    assert points.timeit(lambda: None, warmup=0, reps=7, budget_s=60.0)["n_timed"] == 7
+    assert points.timeit(lambda: None, warmup=0, reps=1, budget_s=0.0)["n_timed"] == 1
