@@ -5,7 +5,10 @@
         out = model(batch, step)
 
 Sampling under ``autocast`` runs the decoder's step loop with its weights in the autocast dtype
-(half the bytes read per step); the LSTM cell state stays float32.
+(half the bytes read per step); the LSTM cell state stays float32. In training on CUDA, autocast
+sends nn.LSTM to cuDNN in float16 whatever its dtype (PyTorch's rule for ``_cudnn_rnn``): under
+``--amp`` the recurrences run in float16 and the other products in bfloat16, without loss scaling;
+tests/test_cuda.py holds the result within bfloat16's tolerances of float64.
 
 On CUDA, :func:`resolve_device` also sets the backends on purpose (:func:`configure_cuda`): cuDNN on
 for every teacher-forced LSTM layer, float32 as IEEE float32 (no TF32, so a float32 run on a GPU
