@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import os
 import platform
@@ -88,6 +89,7 @@ def install(site: Path, wheels: Path, note: Callable[[str], None]) -> None:
     if done.returncode != 0:
         raise SystemExit(f"Installing hvae failed:\n{done.stderr[-2000:]}")
     sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
 
 
@@ -177,7 +179,7 @@ def tables(report: dict) -> list[str]:
                 differs = "" if r["graph_equal"] else ", DIFFERS"
                 graph = f"{rate(r['graph_rate'])} ({r['graph_rate'] / r['rate']:.2f}x{differs})"
             elif r.get("graph_error"):
-                graph = "capture failed"
+                graph = r["graph_error"][:60]
             peak = "—" if r.get("peak_gb") is None else f"{r['peak_gb']:.2f}"
             lines.append(f"| {r['work']} | {r['preset']} | {r['batch']} | {r['precision']} | {rate(r['rate'])} "
                          f"{r['unit']} | {rate(r['floor_rate'])} | {r['of_floor']:.0%} | {r['bound']} | {peak} "

@@ -158,45 +158,70 @@ def capture_sampling(model: MusicVAE, z: torch.Tensor, temperature: float) -> Ca
 
 def sample_case(preset: str, batch: int, device: torch.device, ceilings: Ceilings, seconds: float,
                 tiny: bool) -> dict:
-    """Sampling sequences/s at ``batch`` (float32, temperature 0.5) eagerly and, on a GPU, replayed
-    from a CUDA graph; the graph's greedy draws are checked against the eager ones first."""
+    """Sampling sequences/s at ``batch`` (float32, temperature 0.5), beside its floor."""
     reset_memory(device)
     model = preset_model(preset, device, tiny).eval()
     z = torch.randn(batch, model.config.z_size, device=device)
-    eager = statistics.median(timed(lambda: model.decode(z, 0.5), device, seconds / 2, warmup=1))
+    eager = statistics.median(timed(lambda: model.decode(z, 0.5), device, seconds, warmup=1))
     floor, bound = floor_seconds(floors.sampling_plan(model, batch), "fp32", ceilings)
-    result = {"work": "sample", "preset": preset, "batch": batch, "precision": "fp32", "rate": batch / eager,
-              "unit": "seq/s", "floor_rate": batch / floor, "of_floor": floor / eager, "bound": bound,
-              "peak_gb": peak_memory(device), "graph_rate": None, "graph_equal": None}
-    if device.type == "cuda":
-        try:
-            greedy = capture_sampling(model, z, 0.0)
-            result["graph_equal"] = bool(torch.equal(greedy(), model.decode(z, 0.0)))
-            replay = capture_sampling(model, z, 0.5)
-            result["graph_rate"] = batch / statistics.median(timed(replay, device, seconds / 2, warmup=1))
-        except Exception as exc:  # a capture PyTorch refuses is a finding, not the end of the run
-            result["graph_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return result
+    return {"work": "sample", "preset": preset, "batch": batch, "precision": "fp32", "rate": batch / eager,
+            "unit": "seq/s", "floor_rate": batch / floor, "of_floor": floor / eager, "bound": bound,
+            "peak_gb": peak_memory(device), "graph_rate": None, "graph_equal": None}
+
+
+def graph_case(result: dict, device: torch.device, seconds: float) -> None:
+    """Add to a sampling ``result`` the rate of the same work replayed from a CUDA graph, after
+    checking that the graph's greedy draws are the eager ones."""
+    model = preset_model(result["preset"], device, False).eval()
+    z = torch.randn(result["batch"], model.config.z_size, device=device)
+    greedy = capture_sampling(model, z, 0.0)
+    result["graph_equal"] = bool(torch.equal(greedy(), model.decode(z, 0.0)))
+    replay = capture_sampling(model, z, 0.5)
+    result["graph_rate"] = result["batch"] / statistics.median(timed(replay, device, seconds, warmup=1))
 
 
 def run(device: torch.device, ceilings: Ceilings, deadline: float, tiny: bool,
         note: Callable[[str], None]) -> list[dict]:
-    """Every training and sampling case, each given an equal share of the time left before ``deadline``."""
+    """Every training and sampling case, each given an equal share of the time left before ``deadline``
+    (a case not begun by then is skipped). On a GPU the CUDA-graph replays come last: a capture that
+    fails can leave the process's CUDA context unusable, and then only they are lost."""
     train_batch, sample_batches = (4, (1, 4)) if tiny else (512, (1, 64, 1024))
     cases = [("train", preset, train_batch, precision) for preset in PRESETS for precision in ("fp32", "bf16")]
     cases += [("sample", preset, batch, "fp32") for preset in PRESETS for batch in sample_batches]
+    graphs = len(PRESETS) * len(sample_batches) if device.type == "cuda" else 0
     results = []
     for index, (work, preset, batch, precision) in enumerate(cases):
-        share = max((deadline - time.perf_counter()) / (len(cases) - index), 0.0) / 2  # half: setup and warm-up
+        result = {"work": work, "preset": preset, "batch": batch, "precision": precision}
+        share = (deadline - time.perf_counter()) / (len(cases) + graphs - index) / 2  # half: set-up, warm-up
         try:
-            if work == "train":
+            if share <= 0:
+                result["error"] = "skipped: out of time"
+            elif work == "train":
                 result = train_case(preset, batch, precision, device, ceilings, share, tiny)
             else:
                 result = sample_case(preset, batch, device, ceilings, share, tiny)
         except Exception as exc:  # out of memory, a kernel refused: say so in the table and go on
-            result = {"work": work, "preset": preset, "batch": batch, "precision": precision,
-                      "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+            result["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
         results.append(result)
+        note(describe(result))
+    sampled = [r for r in results if r["work"] == "sample" and "error" not in r] if graphs else []
+    for index, result in enumerate(sampled):
+        share = (deadline - time.perf_counter()) / (len(sampled) - index) / 2
+        try:
+            if share <= 0:
+                result["graph_error"] = "skipped: out of time"
+            else:
+                graph_case(result, device, share)
+            torch.cuda.synchronize(device)
+        except Exception as exc:  # a capture PyTorch refuses is a finding, not the end of the run
+            result["graph_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            try:
+                torch.cuda.synchronize(device)
+            except Exception:
+                for later in sampled[index + 1:]:
+                    later["graph_error"] = "skipped: the CUDA context failed in an earlier capture"
+                note(describe(result))
+                break
         note(describe(result))
     return results
 
