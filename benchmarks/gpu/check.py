@@ -196,8 +196,19 @@ def tables(report: dict) -> list[str]:
             precision = "bf16" if q["amp"] else "fp32"
             lines.append(f"| {q['preset']} | {q['step']:,} | {q['train_seconds'] / 60:.1f} | {precision} | "
                          + " | ".join(cells) + " |")
+    stopped = [name for name in PHASES if name + "_error" in report]
+    lines += [f"\n{name.capitalize()} stopped: {report[name + '_error']}" for name in stopped]
     lines += ["", f"Total {report['seconds']:.0f} s of a {report['budget']:.0f} s budget."]
     return lines
+
+
+def save(report: dict, out: Path, started: float) -> list[str]:
+    """Write results.json and summary.md as the report stands; the summary's lines."""
+    report["seconds"] = time.perf_counter() - started
+    (out / "results.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    summary = tables(report)
+    (out / "summary.md").write_text("\n".join(summary) + "\n", encoding="utf-8")
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,33 +238,41 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"machine": machine(device), "budget": args.budget, "phases": phases}
     note(f"== set-up: {json.dumps(report['machine'])}")
     report["ceilings"] = dataclasses.asdict(speed.measure_ceilings(device, args.tiny))
-    checks = None
+
+    def run_phase(name: str, work: Callable[[], object]) -> None:
+        """One phase, its result (or the error that stopped it) saved with the report as soon as it ends,
+        so a run cut short still leaves what it measured."""
+        note(f"== {name} (at {time.perf_counter() - started:.0f} s)")
+        try:
+            report[name] = work()
+        except Exception as exc:
+            report[name + "_error"] = f"{type(exc).__name__}: {exc}"
+            note(f"  {name} stopped: {report[name + '_error']}")
+        save(report, out, started)
+
     if "correctness" in phases:
-        note(f"== correctness (at {time.perf_counter() - started:.0f} s)")
-        checks = report["correctness"] = correctness(
-            min(deadline, time.perf_counter() + CORRECTNESS_SHARE * args.budget), out, note)
+        run_phase("correctness", lambda: correctness(
+            min(deadline, time.perf_counter() + CORRECTNESS_SHARE * args.budget), out, note))
     if "speed" in phases:
-        note(f"== speed (at {time.perf_counter() - started:.0f} s)")
-        ceilings = speed.Ceilings(**report["ceilings"])
-        report["speed"] = speed.run(device, ceilings, min(deadline, time.perf_counter() + SPEED_SHARE * args.budget),
-                                    args.tiny, note)
+        run_phase("speed", lambda: speed.run(device, speed.Ceilings(**report["ceilings"]),
+                                             min(deadline, time.perf_counter() + SPEED_SHARE * args.budget),
+                                             args.tiny, note))
     if "quality" in phases:
-        data = DEMO_DIR if args.tiny else (args.data or args.carry / "gmd")
-        note(f"== quality, on {data} (at {time.perf_counter() - started:.0f} s)")
-        if not (Path(data) / "info.csv").exists():
-            report["quality"] = [{"preset": p, "error": f"no GMD at {data} (run 'make gpu-prepare')"}
-                                 for p in quality.PRESETS]
-        else:
-            amp = amp_choice(report.get("speed", []), checks, quality.PRESETS)
-            report["quality"] = quality.run(Path(data), out, Path("/tmp/hvae-gpu-cache") if not args.tiny
-                                            else out / "cache", args.device, deadline, amp, args.tiny, note)
-            quality.curves(out, report["quality"], out / "quality.png")
-    report["seconds"] = time.perf_counter() - started
-    (out / "results.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    summary = tables(report)
-    (out / "summary.md").write_text("\n".join(summary) + "\n", encoding="utf-8")
+        data = Path(DEMO_DIR if args.tiny else (args.data or args.carry / "gmd"))
+        cache = out / "cache" if args.tiny else Path("/tmp/hvae-gpu-cache")  # (the GMD's windows stay behind)
+
+        def train_and_evaluate() -> list[dict]:
+            if not (data / "info.csv").exists():
+                raise FileNotFoundError(f"no GMD at {data} (run 'make gpu-prepare' where the run is sent from)")
+            amp = amp_choice(report.get("speed", []), report.get("correctness"), quality.PRESETS)
+            results = quality.run(data, out, cache, args.device, deadline, amp, args.tiny, note,
+                                  keep=lambda so_far: save({**report, "quality": so_far}, out, started))
+            quality.curves(out, results, out / "quality.png")
+            return results
+
+        run_phase("quality", train_and_evaluate)
     note("")
-    for line in summary:
+    for line in save(report, out, started):
         note(line)
     return 0
 

@@ -84,12 +84,13 @@ def evaluate(run: Path, output: Path, device: str, note: Callable[[str], None]) 
 
 
 def run(data: Path, out: Path, cache: Path, device: str, deadline: float, amp: dict[str, bool], tiny: bool,
-        note: Callable[[str], None]) -> list[dict]:
-    """Both models, each given an equal share of the time left before ``deadline`` (less its evaluation)."""
-    results = []
+        note: Callable[[str], None], keep: Callable[[list[dict]], None]) -> list[dict]:
+    """Both models, each given an equal share of the time left before ``deadline`` (less its evaluation);
+    ``keep`` is handed the results so far after each."""
+    results: list[dict] = []
     for index, preset in enumerate(PRESETS):
         left = deadline - time.perf_counter()
-        seconds = max(left / (len(PRESETS) - index) - (6.0 if tiny else 45.0), 2.0 if tiny else 30.0)
+        seconds = max(left / (len(PRESETS) - index) - (6.0 if tiny else 45.0), 4.0 if tiny else 30.0)
         latest = time.perf_counter() + seconds + STARTUP_SECONDS  # (start-up, data preparation: 45 s above)
         result = train_for(preset, seconds, latest, data, out / "runs" / preset, cache / preset, device,
                            amp.get(preset, False), tiny, note)
@@ -103,6 +104,7 @@ def run(data: Path, out: Path, cache: Path, device: str, deadline: float, amp: d
         else:
             result["error"] = f"hvae train exited with {result['returncode']} (see log.txt)"
         results.append(result)
+        keep(results)
     return results
 
 
