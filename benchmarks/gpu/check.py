@@ -19,7 +19,8 @@ one 10-minute device call):
    ``hvae evaluate`` on the test split.
 
 Writes to --out (default $OUT): summary.md (the tables), results.json (every figure), log.txt (all
-output), pytest.log, quality-<preset>.json, quality.png, and runs/<preset>/ (the checkpoints). Prints
+output), pytest.log, profile.txt, quality-<preset>.json, quality.png, and runs/gmd/<preset>/ (the
+checkpoints; three folders down, so the device tool brings back the eight files above instead). Prints
 the tables last. Without a CUDA GPU (and without --device cpu) it says so in one line and exits 0.
 """
 
@@ -256,10 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     if "speed" in phases:
         run_phase("speed", lambda: speed.run(device, speed.Ceilings(**report["ceilings"]),
                                              min(deadline, time.perf_counter() + SPEED_SHARE * args.budget),
-                                             args.tiny, note))
+                                             args.tiny, note, out / "profile.txt"))
     if "quality" in phases:
         data = Path(DEMO_DIR if args.tiny else (args.data or args.carry / "gmd"))
-        cache = out / "cache" if args.tiny else Path("/tmp/hvae-gpu-cache")  # (the GMD's windows stay behind)
+        cache = out / "runs" / "cache" if args.tiny else Path("/tmp/hvae-gpu-cache")  # (the GMD's windows stay behind)
 
         def train_and_evaluate() -> list[dict]:
             if not (data / "info.csv").exists():

@@ -22,6 +22,9 @@ PRESETS = ("hier-drums-4bar", "groovae_4bar")
 TINY_RUN = ["-m", "z_size=8", "-m", "encoder.rnn_sizes=16", "-m", "decoder.rnn_sizes=16", "--batch-size", "8",
             "--threads", "1"]  # --tiny: toy models (stopped by time all the same)
 STOP_GRACE_SECONDS = 120  # after SIGTERM: the step under way and the checkpoint
+# Run directories go to <out>/runs/gmd/<preset>/: three folders down, so that the device tool, which brings
+# back at most 8 files from at most two folders down, brings back the summary files rather than these.
+RUNS = ("runs", "gmd")
 STARTUP_SECONDS = 90  # at most before training begins (start-up, preparing the data); then it is stopped
 METRICS = ("accuracy", "hit_f1", "velocity_mae", "timing_mae_ms")  # what the table shows, where a model has it
 
@@ -92,11 +95,11 @@ def run(data: Path, out: Path, cache: Path, device: str, deadline: float, amp: d
         left = deadline - time.perf_counter()
         seconds = max(left / (len(PRESETS) - index) - (6.0 if tiny else 45.0), 4.0 if tiny else 30.0)
         latest = time.perf_counter() + seconds + STARTUP_SECONDS  # (start-up, data preparation: 45 s above)
-        result = train_for(preset, seconds, latest, data, out / "runs" / preset, cache / preset, device,
+        result = train_for(preset, seconds, latest, data, out.joinpath(*RUNS, preset), cache / preset, device,
                            amp.get(preset, False), tiny, note)
         if result["ok"]:
             try:
-                evaluation = evaluate(out / "runs" / preset, out / f"quality-{preset}.json", device, note)
+                evaluation = evaluate(out.joinpath(*RUNS, preset), out / f"quality-{preset}.json", device, note)
                 result.update(step=evaluation["step"], windows=evaluation["windows"],
                               teacher_forced=evaluation["teacher_forced"], sampled=evaluation["sampled"])
             except (RuntimeError, ValueError, KeyError) as exc:
@@ -118,7 +121,7 @@ def curves(out: Path, results: list[dict], path: Path) -> Path | None:
     figure, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.5), squeeze=False)
     drawn = False
     for axis, result in zip(axes[0], results):
-        metrics = out / "runs" / result["preset"] / "metrics.jsonl"
+        metrics = out.joinpath(*RUNS, result["preset"], "metrics.jsonl")
         if not metrics.exists():
             continue
         lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -109,12 +110,9 @@ def reset_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def train_case(preset: str, batch: int, precision: str, device: torch.device, ceilings: Ceilings,
-               seconds: float, tiny: bool) -> dict:
-    """Training examples/s at ``batch`` in ``precision`` ("fp32" or "bf16" autocast), beside its floor."""
-    reset_memory(device)
-    model = preset_model(preset, device, tiny).train()
-    data = workloads.random_batch(model, batch).to(device)
+def training_step(model: MusicVAE, batch: int, precision: str, device: torch.device) -> Callable[[], None]:
+    """One optimiser step on a random batch, as training runs it ("bf16": under bfloat16 autocast)."""
+    data = workloads.random_batch(model.train(), batch).to(device)
     optimizer, state = make_optimizer(model, model.config), {"step": 0}
     schedule = make_lr_schedule(optimizer, model.config)
 
@@ -128,7 +126,15 @@ def train_case(preset: str, batch: int, precision: str, device: torch.device, ce
         schedule.step()
         state["step"] += 1
 
-    times = timed(step, device, seconds, warmup=1, at_most=20)
+    return step
+
+
+def train_case(preset: str, batch: int, precision: str, device: torch.device, ceilings: Ceilings,
+               seconds: float, tiny: bool) -> dict:
+    """Training examples/s at ``batch`` in ``precision`` ("fp32" or "bf16" autocast), beside its floor."""
+    reset_memory(device)
+    model = preset_model(preset, device, tiny)
+    times = timed(training_step(model, batch, precision, device), device, seconds, warmup=1, at_most=20)
     floor, bound = floor_seconds(floors.training_plan(model, batch), precision, ceilings)
     per_step = statistics.median(times)
     return {"work": "train", "preset": preset, "batch": batch, "precision": precision, "rate": batch / per_step,
@@ -180,11 +186,12 @@ def graph_case(result: dict, device: torch.device, seconds: float) -> None:
     result["graph_rate"] = result["batch"] / statistics.median(timed(replay, device, seconds, warmup=1))
 
 
-def run(device: torch.device, ceilings: Ceilings, deadline: float, tiny: bool,
-        note: Callable[[str], None]) -> list[dict]:
+def run(device: torch.device, ceilings: Ceilings, deadline: float, tiny: bool, note: Callable[[str], None],
+        profile_to: Path) -> list[dict]:
     """Every training and sampling case, each given an equal share of the time left before ``deadline``
-    (a case not begun by then is skipped). On a GPU the CUDA-graph replays come last: a capture that
-    fails can leave the process's CUDA context unusable, and then only they are lost."""
+    (a case not begun by then is skipped), then a profile of two of them into ``profile_to``. On a GPU
+    the CUDA-graph replays come after the eager cases: a capture that fails can leave the process's
+    CUDA context unusable, and then only they (and the profile) are lost."""
     train_batch, sample_batches = (4, (1, 4)) if tiny else (512, (1, 64, 1024))
     cases = [("train", preset, train_batch, precision) for preset in PRESETS for precision in ("fp32", "bf16")]
     cases += [("sample", preset, batch, "fp32") for preset in PRESETS for batch in sample_batches]
@@ -223,7 +230,36 @@ def run(device: torch.device, ceilings: Ceilings, deadline: float, tiny: bool,
                 note(describe(result))
                 break
         note(describe(result))
+    try:
+        profile(device, profile_to, tiny)
+    except Exception as exc:  # the profiler is a diagnosis: without it the figures still stand
+        note(f"profile: {type(exc).__name__}: {exc}".splitlines()[0])
     return results
+
+
+def profile(device: torch.device, path: Path, tiny: bool) -> None:
+    """The operators of one hier-drums-4bar training step at batch 512 (float32) and of one
+    groovae_4bar sampling call at batch 1, by their total time on the device, written to ``path``."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    hier, groove = (preset_model(p, device, tiny) for p in ("hier-drums-4bar", "groovae_4bar"))
+    z, batch = torch.randn(1, groove.config.z_size, device=device), 4 if tiny else 512
+    works = {f"train hier-drums-4bar, batch {batch}, fp32": training_step(hier, batch, "fp32", device),
+             "sample groovae_4bar, batch 1, fp32": lambda: groove.eval().decode(z, 0.5)}
+    sections = []
+    for title, work in works.items():
+        work()  # warm-up
+        sync(device)
+        with profiler(activities=activities) as run:
+            work()
+            sync(device)
+        events = run.key_averages()
+        key = "cpu_time_total" if device.type != "cuda" else "device_time_total" \
+            if hasattr(events[0], "device_time_total") else "cuda_time_total"
+        sections.append(f"## {title} (sorted by {key})\n{events.table(sort_by=key, row_limit=25)}")
+    path.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
 
 
 def describe(result: dict) -> str:
