@@ -54,8 +54,9 @@ gpu-prepare: setup
 	cp -R $(GMD)/. $(GPU_CARRY)/gmd/
 	@du -sh $(GPU_CARRY)/wheels $(GPU_CARRY)/gmd; du -sh $(GPU_CARRY)
 
+# The virtual environment's Python where there is one, else python3 (the GPU machine's, which has torch).
 gpu-check:
-	$(PYTHON) benchmarks/gpu/check.py
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) benchmarks/gpu/check.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .benchmarks $(GPU_CARRY) gpu-check

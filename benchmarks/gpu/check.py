@@ -216,8 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
     started = time.perf_counter()
     deadline = started + args.budget - RESERVE_SECONDS
-    import torch
-
+    try:
+        import torch
+    except ImportError:
+        print(f"No PyTorch in {sys.executable}, so no CUDA GPU to use: nothing measured.")
+        return 0
     if args.device == "cuda" and not torch.cuda.is_available():
         print(f"No CUDA GPU visible to torch {torch.__version__}: nothing measured (run this on a GPU machine).")
         return 0
