@@ -21,6 +21,18 @@ REFERENCE = SHARED / "reference"
 pytest_plugins = ["hvae.testing"]
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``cuda`` need a CUDA GPU: without one they are skipped, saying so."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none is visible to this PyTorch)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 def _need(path: Path, what: str) -> Path:
     if not path.exists():
         pytest.skip(f"{what} not found at {path} (set HVAE_SHARED to the folder holding data/ and reference/)")
@@ -83,5 +95,5 @@ def trained_humanizer(tmp_path_factory) -> Path:
     """Run directory of a small GrooVAE trained with humanize=True, 300 steps on the demo subset: enough to
     decode hits with varied velocities and off-grid timing."""
     root = tmp_path_factory.mktemp("trained-humanizer")
-    return _train(root / "run", root / "cache", "--preset", "groovae-4bar", "-o", "humanize=true",
+    return _train(root / "run", root / "cache", "--preset", "groovae_4bar", "-o", "humanize=true",
                   "-m", "decoder.rnn_sizes=64", "-m", "learning_rate=0.005", "-m", "dropout=0", "--steps", "300")

@@ -295,7 +295,7 @@ def test_a_bad_byte_in_metrics_jsonl_neither_blocks_resume_nor_is_lost(cache, tm
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_metrics_after_stops_and_resumes_equal_an_uninterrupted_runs(cache, tmp_path, how):
-    args = [*TINY, "--steps", "40", "--log-every", "3", "--checkpoint-every", "2", "--eval-every", "7",
+    args = [*TINY, "--steps", "60", "--log-every", "3", "--checkpoint-every", "2", "--eval-every", "7",
             "--cache", str(cache)]
     straight = tmp_path / "straight"
     done = subprocess.run([HVAE, "train", *args, "--out", str(straight)], capture_output=True, text=True)
@@ -316,5 +316,5 @@ def test_metrics_after_stops_and_resumes_equal_an_uninterrupted_runs(cache, tmp_
         command = [HVAE, "train", "--resume", str(killed), "--no-progress"]
     finished = subprocess.run(command, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
-    assert kills == 4, finished.stdout
+    assert kills >= 2, finished.stdout  # (a loaded machine may train to the end before the fourth)
     assert train_lines(killed) == train_lines(straight)

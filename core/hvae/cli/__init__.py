@@ -21,10 +21,13 @@ COMMANDS = {
     "compare": ("evaluate", "Train combinations of converter, decoder and loss on the same data and budget; "
                             "compare them."),
     "data": ("data", "Prepare MIDI data sets as cached training windows, and inspect prepared caches."),
+    "export": ("magenta", "Export a trained model as a magenta.js checkpoint folder for web apps."),
     "evaluate": ("evaluate", "Reconstruction metrics of a trained model on a data split."),
     "humanize": ("latent", "Turn quantised, flat-velocity drum parts into expressive ones."),
+    "import": ("magenta", "Import a Magenta checkpoint (TensorFlow or magenta.js) as an hvae run directory."),
     "interpolate": ("latent", "Decode the way from one MIDI file to another through the latent space."),
     "plugins": ("plugins", "List installed plugin distributions, their versions and the names each registers."),
+    "presets": ("presets", "List the presets: converter, decoder, sizes, parameters and where each comes from."),
     "reconstruct": ("latent", "Encode MIDI files and decode them again: what the model keeps of each."),
     "report": ("evaluate", "Write a run's HTML report into RUN_DIR/report/ and print the page's path."),
     "run": ("train", "Prepare the data, train, and sample MIDI: the whole pipeline in one command."),
