@@ -1,32 +1,39 @@
 """Generation: draw sequences from a trained model and write them as MIDI files.
 
-File names follow the reference's generator: ``<name>_sample_<YYYY-mm-dd_HHMMSS>-000-of-005.mid``.
+File names follow the reference's generator: ``<name>_sample_<YYYY-mm-dd_HHMMSS>-000-of-005.mid``; when
+any of a draw's names is taken (another draw in the same second), the draw's files are all named
+``<name>_sample_<YYYY-mm-dd_HHMMSS>-2-000-of-005.mid`` (then -3, ...): no file is ever replaced.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import secrets
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from hvae.checkpoint import load_model, write_atomic
+from hvae.checkpoint import load_model
 from hvae.device import autocast, resolve_device
 from hvae.errors import HvaeError
 from hvae.interfaces import Converter
+from hvae.midifile import midi_bytes, write_new
 from hvae.model import MusicVAE
 
 DEFAULT_QPM = 120.0  # tempo written to sampled MIDI, quarter notes per minute (the reference's)
 SAMPLES_DIR = "samples"  # where a run's samples go, inside its run directory
 
 
-def sample_names(name: str, n: int) -> list[str]:
-    """The reference's file names for ``n`` samples of run ``name`` drawn now (local time)."""
-    stamp = time.strftime("%Y-%m-%d_%H%M%S")
-    return [f"{name}_sample_{stamp}-{i:03d}-of-{n:03d}.mid" for i in range(n)]
+def sample_names(name: str, n: int) -> Callable[[int], list[str]]:
+    """The file names for ``n`` samples of run ``name`` drawn now (local time; the time of
+    ``SOURCE_DATE_EPOCH`` when set, as reproducible builds expect), by attempt: the reference's names
+    first, then with the attempt's number after the time."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    stamp = time.strftime("%Y-%m-%d_%H%M%S", time.localtime(int(epoch) if epoch else None))
+    return lambda attempt: [f"{name}_sample_{stamp}{'' if attempt == 1 else f'-{attempt}'}-{i:03d}-of-{n:03d}.mid"
+                            for i in range(n)]
 
 
 def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathLike, name: str, n: int = 5,
@@ -49,22 +56,15 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
         raise HvaeError(f"This model is conditioned on {converter.control_depth} control values per step "
                         f"(converter {converter.name!r}): drawing from it needs those controls, which sampling "
                         f"from the prior does not have.")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator(device=model.device)
     generator.manual_seed(seed if seed is not None else secrets.randbits(63))
     model.eval()
-    names = sample_names(name, n)
-    paths = []
+    files = []
     for start in range(0, n, batch_size):
         with autocast(model.device, enabled=amp):
             drawn = model.sample(min(batch_size, n - start), temperature, generator=generator)  # (B, T, D)
-        for outputs, file_name in zip(drawn.float().cpu().numpy(), names[start:start + batch_size]):
-            buffer = io.BytesIO()
-            converter.from_tensors(outputs, qpm=qpm).dump(file=buffer)
-            write_atomic(out_dir / file_name, buffer.getvalue())
-            paths.append(out_dir / file_name)
-    return paths
+        files += [midi_bytes(converter.from_tensors(outputs, qpm=qpm)) for outputs in drawn.float().cpu().numpy()]
+    return write_new(out_dir, files, sample_names(name, n))
 
 
 def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None, n: int = 5,

@@ -365,7 +365,9 @@ def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path
 
     CHECKPOINT is a run directory (its newest checkpoint), a checkpoint directory, or a
     checkpoint's checkpoint.json. Files are named <name>_sample_<date_time>-000-of-005.mid,
-    as the reference names them.
+    as the reference names them; when a name is in use (another draw in the same second), the
+    draw's files are <name>_sample_<date_time>-2-000-of-005.mid (-3, ...): nothing is replaced,
+    even by a sampler running at the same moment. Each file lasts the model's whole bars.
     """
     for path in sample_checkpoint(checkpoint, out_dir, n=num_samples, temperature=temperature, seed=seed,
                                   qpm=qpm, device=device, amp=amp):
