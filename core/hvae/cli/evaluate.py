@@ -42,7 +42,7 @@ def _qpm_option():
 
 def _device_option():
     return click.option("--device", "-d", metavar="DEVICE", default="auto", show_default=True,
-                        help="auto (CUDA when there is one), cpu, cuda or cuda:N.")
+                        help="auto (CUDA when there is one), cpu, cuda, cuda:N or mps (Apple silicon).")
 
 
 def _progress_option():

@@ -47,7 +47,7 @@ def _common(default_temperature: float, out_folder: str) -> Callable:
                          help="Where drums are read from: channel 10 (General MIDI), or any channel (files "
                               "from DAWs that put drums on channel 1)."),
             click.option("--device", "-d", metavar="DEVICE", default="auto", show_default=True,
-                         help="auto (CUDA when there is one), cpu, cuda or cuda:N."),
+                         help="auto (CUDA when there is one), cpu, cuda, cuda:N or mps (Apple silicon)."),
         ]
         for option in reversed(options):
             func = option(func)
