@@ -29,6 +29,7 @@ WIDTH_INCHES = 12.0  # 1,200 pixels at DPI
 DPI = 100
 ROW_INCHES = 0.2  # height of one drum lane
 PITCH_ROW_INCHES = 0.08  # height of one pitch row (a semitone)
+MAX_PITCHED_INCHES = 3.5  # a pitched panel's plot is at most this high, however wide its pitch range
 MIN_AXES_INCHES = 1.0  # a panel's plot is at least this high
 PANEL_EXTRA_INCHES = 0.65  # a panel's title above and bar labels below its plot
 TITLE_INCHES = 0.3  # of which the title
@@ -146,7 +147,14 @@ def plot_rolls(panels: Sequence[Panel], path: str | Path, quarters: float | None
 
 
 def roll_png(panels: Sequence[Panel], quarters: float | None = None, steps_per_quarter: int = 4) -> bytes:
-    """Draw ``panels`` one above the other, sharing the time axis: a PNG's bytes.
+    """:func:`roll_figure` as a PNG's bytes."""
+    buffer = io.BytesIO()
+    roll_figure(panels, quarters, steps_per_quarter).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def roll_figure(panels: Sequence[Panel], quarters: float | None = None, steps_per_quarter: int = 4) -> Figure:
+    """Draw ``panels`` one above the other, sharing the time axis.
 
     ``quarters`` is the length shown, in quarter notes (default: the last note's end, rounded up to a
     bar); ``steps_per_quarter`` sets the finest grid lines and a drum note's width.
@@ -158,8 +166,9 @@ def roll_png(panels: Sequence[Panel], quarters: float | None = None, steps_per_q
         qpb = _quarters_per_bar(panels[0].midi)
         quarters = max(qpb, math.ceil(max((end for _, end, *_ in notes), default=0.0) / qpb) * qpb)
     ranges = [_pitch_range(panel) for panel in panels]
-    heights = [max(len(p.lanes.names) * ROW_INCHES if p.lanes is not None else (high - low + 1) * PITCH_ROW_INCHES,
-                   MIN_AXES_INCHES) for p, (low, high) in zip(panels, ranges)]  # axes heights, inches
+    heights = [max(len(p.lanes.names) * ROW_INCHES if p.lanes is not None else
+                   min((high - low + 1) * PITCH_ROW_INCHES, MAX_PITCHED_INCHES), MIN_AXES_INCHES)
+               for p, (low, high) in zip(panels, ranges)]  # axes heights, inches
     total = sum(heights) + len(panels) * PANEL_EXTRA_INCHES + TOP_INCHES
     figure = Figure(figsize=(WIDTH_INCHES, total), dpi=DPI)
     FigureCanvasAgg(figure)
@@ -183,9 +192,7 @@ def roll_png(panels: Sequence[Panel], quarters: float | None = None, steps_per_q
     elif velocities:
         figure.text(1.0 - (RIGHT_INCHES - 0.1) / WIDTH_INCHES, 1.0 - (TOP_INCHES + TITLE_INCHES) / total,
                     f"velocity\n{velocities.pop()}\nthroughout", fontsize=8, va="top")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure
 
 
 def _pitch_range(panel: Panel) -> tuple[int, int]:
