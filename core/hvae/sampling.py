@@ -7,6 +7,7 @@ any of a draw's names is taken (another draw in the same second), the draw's fil
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import time
@@ -21,6 +22,8 @@ from hvae.errors import HvaeError
 from hvae.interfaces import Converter
 from hvae.midifile import midi_bytes, write_new
 from hvae.model import MusicVAE
+from hvae.plausible import ROUNDS, DensityRange, draw_plausible, reads_hits, training_range
+from hvae.training import read_run_config
 
 DEFAULT_QPM = 120.0  # tempo written to sampled MIDI, quarter notes per minute (the reference's)
 SAMPLES_DIR = "samples"  # where a run's samples go, inside its run directory
@@ -36,15 +39,23 @@ def sample_names(name: str, n: int) -> Callable[[int], list[str]]:
                             for i in range(n)]
 
 
+@dataclasses.dataclass(frozen=True)
+class Samples:
+    """What a call of :func:`write_samples` wrote, and what to tell the user about it."""
+
+    paths: list[Path]  # the MIDI files, in order
+    notes: tuple[str, ...] = ()  # what the plausibility check did
+
+
 def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathLike, name: str, n: int = 5,
                   temperature: float = 0.5, seed: int | None = None, qpm: float = DEFAULT_QPM,
-                  batch_size: int = 256, amp: bool = False) -> list[Path]:
+                  batch_size: int = 256, amp: bool = False, plausible: DensityRange | None = None) -> Samples:
     """Draw ``n`` sequences at ``temperature`` and write each as MIDI at ``qpm`` into ``out_dir``.
 
     The same ``seed`` (and model) gives the same files; None draws a fresh one. Sequences are drawn
     ``batch_size`` at a time. ``amp`` decodes in mixed precision (bfloat16 on CPU: about twice as
-    fast for large models, and the draws differ from float32's by rounding). Returns the paths
-    written, in order.
+    fast for large models, and the draws differ from float32's by rounding). With ``plausible``, drum
+    sequences whose hits per bar lie outside it are drawn again (see :mod:`hvae.plausible`).
     """
     if n < 1:
         raise HvaeError(f"The number of samples must be at least 1, got {n}.")
@@ -59,21 +70,41 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
     generator = torch.Generator(device=model.device)
     generator.manual_seed(seed if seed is not None else secrets.randbits(63))
     model.eval()
-    files = []
+    files, redrawn, left = [], 0, 0
     for start in range(0, n, batch_size):
+        count = min(batch_size, n - start)
         with autocast(model.device, enabled=amp):
-            drawn = model.sample(min(batch_size, n - start), temperature, generator=generator)  # (B, T, D)
-        files += [midi_bytes(converter.from_tensors(outputs, qpm=qpm)) for outputs in drawn.float().cpu().numpy()]
-    return write_new(out_dir, files, sample_names(name, n))
+            if plausible is None:
+                drawn = model.sample(count, temperature, generator=generator).float().cpu().numpy()  # (B, T, D)
+            else:
+                drawn, again, outside = draw_plausible(model, converter, count, temperature, generator, plausible)
+                redrawn, left = redrawn + again, left + outside
+        files += [midi_bytes(converter.from_tensors(outputs, qpm=qpm)) for outputs in drawn]
+    notes = ()
+    if redrawn:
+        notes = (f"Drew {redrawn} of the {n} samples again: their drum hits per bar lay outside the training "
+                 f"data's 5th to 95th percentile, {plausible.low:.1f} to {plausible.high:.1f} (noise or next to "
+                 f"silence); {f'{left} still outside after {ROUNDS} redraws kept' if left else 'all are within it now'}."
+                 f" --no-redraw keeps the first draws.",)
+    return Samples(write_new(out_dir, files, sample_names(name, n)), notes)
 
 
 def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None, n: int = 5,
                       temperature: float = 0.5, seed: int | None = None, qpm: float = DEFAULT_QPM,
-                      device: str = "auto", amp: bool = False) -> list[Path]:
+                      device: str = "auto", amp: bool = False, redraw: bool = True) -> Samples:
     """:func:`write_samples` from a checkpoint (a run directory, a checkpoint directory or its JSON).
 
-    ``out_dir`` defaults to the run's ``samples`` folder.
+    ``out_dir`` defaults to the run's ``samples`` folder. With ``redraw``, a drum model's samples are held
+    to the density range of its run's training windows, when their cache can be read.
     """
     loaded = load_model(checkpoint, resolve_device(device))
-    return write_samples(loaded.model, loaded.converter, out_dir or loaded.run_dir / SAMPLES_DIR, loaded.name,
-                         n=n, temperature=temperature, seed=seed, qpm=qpm, amp=amp)
+    plausible, notes = None, ()
+    if redraw and reads_hits(loaded.converter):
+        cache = read_run_config(loaded.run_dir).cache_dir
+        plausible = training_range(loaded.converter, cache)
+        if plausible is None:
+            notes = (f"Samples not checked for plausible hit densities: the run's training windows are not "
+                     f"readable at {cache}.",)
+    drawn = write_samples(loaded.model, loaded.converter, out_dir or loaded.run_dir / SAMPLES_DIR, loaded.name,
+                          n=n, temperature=temperature, seed=seed, qpm=qpm, amp=amp, plausible=plausible)
+    return dataclasses.replace(drawn, notes=notes + drawn.notes)

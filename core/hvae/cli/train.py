@@ -46,6 +46,12 @@ def _transpose(ctx: click.Context, param: click.Parameter, value: str | None) ->
     raise click.BadParameter(f"{value!r}: give LOW,HIGH in semitones (e.g. -5,5), N for -N to N, or 0 for none.")
 
 
+REDRAW = click.option(
+    "--redraw/--no-redraw", default=True, show_default=True,
+    help="Draw a drum sample again while its hits per bar lie outside the 5th to 95th percentile of the "
+         "training windows' (noise, or next to silence), and say how many were; --no-redraw keeps every draw.")
+
+
 def register(main: click.Group) -> None:
     """Add ``train``, ``sample`` and ``run`` to the ``hvae`` command line."""
     main.add_command(train)
@@ -407,8 +413,9 @@ def train(ctx: click.Context, resume_dir: Path | None, config_file: Path | None,
 @click.option("--amp/--no-amp", default=False, show_default=True,
               help="Decode in mixed precision (bfloat16; float16 on GPUs without it): about twice as fast "
                    "for large models on CPU; the draws differ from float32's by rounding.")
+@REDRAW
 def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path | None, seed: int | None,
-           qpm: float, device: str, amp: bool) -> None:
+           qpm: float, device: str, amp: bool, redraw: bool) -> None:
     """Draw sequences from a trained model and write them as MIDI files; print their paths.
 
     CHECKPOINT is a run directory (its newest checkpoint), a checkpoint directory, or a
@@ -417,8 +424,11 @@ def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path
     draw's files are <name>_sample_<date_time>-2-000-of-005.mid (-3, ...): nothing is replaced,
     even by a sampler running at the same moment. Each file lasts the model's whole bars.
     """
-    for path in sample_checkpoint(checkpoint, out_dir, n=num_samples, temperature=temperature, seed=seed,
-                                  qpm=qpm, device=device, amp=amp):
+    drawn = sample_checkpoint(checkpoint, out_dir, n=num_samples, temperature=temperature, seed=seed, qpm=qpm,
+                              device=device, amp=amp, redraw=redraw)
+    for note in drawn.notes:
+        click.echo(note, err=True)
+    for path in drawn.paths:
         click.echo(str(path))
 
 
@@ -430,8 +440,9 @@ def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path
               help="Sampling temperature of those files.")
 @click.option("--qpm", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_QPM, show_default=True,
               help="Tempo of the written MIDI, in quarter notes per minute.")
+@REDRAW
 @click.pass_context
-def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, **params: Any) -> None:
+def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, redraw: bool, **params: Any) -> None:
     """Prepare the data, train, and sample MIDI: the whole pipeline in one command.
 
     With no options at all it trains the 'demo' preset (a small 4-bar hierarchical drum model)
@@ -458,8 +469,10 @@ def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, **
     _report(result, world.main)
     if not world.main:
         return
-    paths = sample_checkpoint(result.checkpoint, n=num_samples, temperature=temperature, seed=seed, qpm=qpm,
-                              device=device)
-    click.echo(f"Samples ({len(paths)}, temperature {temperature}):")
-    for path in paths:
+    drawn = sample_checkpoint(result.checkpoint, n=num_samples, temperature=temperature, seed=seed, qpm=qpm,
+                              device=device, redraw=redraw)
+    for note in drawn.notes:
+        click.echo(f"Note:   {note}", err=True)
+    click.echo(f"Samples ({len(drawn.paths)}, temperature {temperature}):")
+    for path in drawn.paths:
         click.echo(f"  {path}")
