@@ -1,12 +1,16 @@
 # hvae: the two front-door commands (see README.md).
 #   make demo   set up, then train on the bundled demo data and write MIDI samples
 #   make test   set up, then run the test suite
+#   make bench  set up, then time hvae and the reference alternately (REFERENCE=VENV, BENCH_ARGS=...)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGINS := plugins/converters plugins/decoders plugins/losses
 
-.PHONY: setup demo test bench clean
+# The reference's environment for make bench (../shared/reference/speed/setup.sh VENV builds one).
+REFERENCE ?= $(HVAE_REFERENCE_PYTHON)
+
+.PHONY: setup demo test bench bench-suite clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +30,10 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
+	$(BIN)/python benchmarks/samerun.py $(if $(REFERENCE),--reference '$(REFERENCE)') $(BENCH_ARGS)
+
+# hvae alone against the floor, with pytest-benchmark's statistics.
+bench-suite: setup
 	$(BIN)/python -m pytest benchmarks/ --benchmark-only -q
 
 clean:

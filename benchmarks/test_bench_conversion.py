@@ -9,13 +9,9 @@ import workloads
 from hvae.data import prepare_dataset
 from hvae.presets import get_preset
 
-# The 4-bar presets whose converters are timed: one-hot drums and groove tensors.
-PRESETS = {"drums": "hier-drums-4bar", "groove": "groovae_4bar"}
-
-
-@pytest.mark.parametrize("converter", sorted(PRESETS))
+@pytest.mark.parametrize("converter", sorted(cases.CONVERTERS))
 def test_convert_gmd(benchmark, converter, gmd_dir, tmp_path):
-    made = get_preset(PRESETS[converter]).make_converter()
+    made = get_preset(cases.CONVERTERS[converter]).make_converter()
 
     def prepare():
         return prepare_dataset(made, gmd_dir, tmp_path / "cache", workers=workloads.THREADS, progress=False,

@@ -83,7 +83,7 @@ def trained_humanizer(tmp_path_factory) -> Path:
     """Run directory of a small GrooVAE trained with humanize=True, 300 steps on the demo subset: enough to
     decode hits with varied velocities and off-grid timing."""
     root = tmp_path_factory.mktemp("trained-humanizer")
-    return _train(root / "run", root / "cache", "--preset", "groovae-4bar", "-o", "humanize=true",
+    return _train(root / "run", root / "cache", "--preset", "groovae_4bar", "-o", "humanize=true",
                   "-m", "decoder.rnn_sizes=64", "-m", "learning_rate=0.005", "-m", "dropout=0", "--steps", "300")
 
 

@@ -11,7 +11,6 @@ gets a number, and two samplers writing into one folder at the same moment keep 
 from __future__ import annotations
 
 import csv
-import io
 import os
 import subprocess
 import sys

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -14,8 +15,11 @@ from hvae.presets import Preset, get_preset, list_presets
 
 torch.set_num_threads(1)
 
-REFERENCE = ["cat-drums_2bar_small", "cat-mel_2bar_small", "hierdec-mel_16bar", "groovae_4bar"]
-REPORT = ["hier-groove-4bar", "groovae-4bar", "hier-drums-4bar", "hier-mel-4bar"]
+REFERENCE = ["cat-drums_2bar_small", "cat-drums_2bar_big", "cat-mel_2bar_small", "cat-mel_2bar_big", "flat-mel_16bar",
+             "hierdec-mel_16bar", "groovae_4bar", "groovae_2bar_humanize", "groovae_2bar_tap_fixed_velocity",
+             "groovae_2bar_tap_fixed_velocity_note_dropout", "groovae_2bar_add_closed_hh",
+             "groovae_2bar_hits_control"]
+REPORT = ["hier-groove-4bar", "groovae_4bar", "hier-drums-4bar", "hier-mel-4bar"]
 # What each converter writes, for building without the converter itself: (kind, input depth, output depth).
 SHAPES = {"drums": ("onehot", 10, 512), "groove": ("groove", 27, 27), "melody": ("onehot", 90, 90)}
 BARS_KEY = {"drums": "slice_bars", "melody": "slice_bars", "groove": "split_bars"}
@@ -66,14 +70,34 @@ def test_the_failing_run_needs_force_and_the_others_do_not():
     assert [n for n in list_presets() if get_preset(n).force] == ["hier-groove-4bar"]
 
 
-@pytest.mark.parametrize("name", [n for n in list_presets() if n != "hierdec-mel_16bar"])
+@pytest.mark.parametrize("name", list_presets())
 def test_each_preset_builds(name):
     preset = get_preset(name)
     if preset.force:
         with pytest.raises(IncompatibleError):
             build_model(preset.model, spec_for(preset))
-    model = build_model(preset.model, spec_for(preset), force=preset.force)
+    big = max(preset.model.encoder_options["rnn_sizes"]) >= 2048
+    with torch.device("meta" if big else "cpu"):  # the big ones: shapes only
+        model = build_model(preset.model, spec_for(preset), force=preset.force)
     assert model.spec.steps == 16 * preset.converter_options[BARS_KEY[preset.converter]]
+
+
+def test_the_reference_configs_hvae_cannot_build_are_refused_with_the_reason():
+    for name, reason in [("hier-mel_16bar", "hierarchical encoder"), ("nade-drums_2bar_full", "NADE"),
+                         ("hierdec-trio_16bar", "trios")]:
+        with pytest.raises(UnknownComponentError, match=f"reference's {name} is not supported: .*{reason}"):
+            get_preset(name)
+
+
+def test_big_reference_presets_keep_the_references_sizes():
+    big = get_preset("cat-mel_2bar_big").model
+    assert (big.z_size, big.encoder_options["rnn_sizes"], big.decoder_options["rnn_sizes"]) == (512, (2048,), (2048,) * 3)
+    assert (big.free_bits, big.max_beta, big.beta_rate) == (0.0, 0.5, 0.99999)
+    assert get_preset("cat-drums_2bar_big").model.free_bits == 48.0
+    assert dict(get_preset("groovae_2bar_hits_control").converter_options)["hits_as_controls"] is True
+    assert dict(get_preset("groovae_2bar_add_closed_hh").converter_options)["add_instruments"] == (2,)
+    assert all(get_preset(n).origin == "reference" for n in REFERENCE)
+    assert {get_preset(n).origin for n in REPORT} == {"reference", "report"}
 
 
 def test_the_demo_is_small():
@@ -99,3 +123,18 @@ def test_presets_are_plain_frozen_data():
     with pytest.raises(dataclasses.FrozenInstanceError):
         preset.steps = 1
     assert isinstance(dataclasses.asdict(preset), dict)
+
+
+def test_hvae_presets_lists_each_preset_with_its_size_and_origin():
+    from clihelp import invoke
+
+    result = invoke("presets")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split() for line in result.output.splitlines() if line and not line.startswith(" ")}
+    assert set(list_presets()) <= set(rows)
+    # The reference's own variable count (encoder, decoder, dense layers) for cat-drums_2bar_small.
+    assert rows["cat-drums_2bar_small"][-2:] == ["4,636,672", "reference"]
+    assert rows["demo"][-1] == "hvae" and rows["hier-drums-4bar"][-1] == "report"
+    assert "hier-mel_16bar: a hierarchical encoder" in result.output
+    table = json.loads(invoke("presets", "--json").output)
+    assert {r["name"] for r in table["presets"]} == set(list_presets())

@@ -6,6 +6,10 @@ Public API::
     conv = hvae.get_converter("drums", slice_bars=4)
     examples = conv.to_tensors("beat.mid")          # list of hvae.Example
     midi = conv.from_tensors(examples[0].outputs)   # miditoolkit.MidiFile
+
+    hvae.import_checkpoint("cat-drums_2bar_small.lokl.tar", "cat-drums_2bar_small", "runs/lokl")
+    loaded = hvae.load_model("runs/lokl")           # .model (MusicVAE, eval mode), .converter, .step
+    drums = loaded.model.sample(4, temperature=0.5) # (4, 32, 512) one-hot steps
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from hvae.errors import (CheckpointError, ConversionError, HvaeError, Incompatib
 
 if TYPE_CHECKING:
     from hvae.interfaces import Converter, Decoder, Encoder, Example, Loss
+    from hvae.checkpoint import load_model
+    from hvae.magenta.exporting import export_magenta_js
+    from hvae.magenta.importing import import_checkpoint
     from hvae.music import NoteSequence, quantize, read_midi
 
 __version__ = "0.1.0"
@@ -25,7 +32,8 @@ __version__ = "0.1.0"
 # Loaded on first use (PEP 562): importing hvae, as `hvae --help` does, does not load torch.
 _LAZY = {"Converter": "hvae.interfaces", "Decoder": "hvae.interfaces", "Encoder": "hvae.interfaces",
          "Example": "hvae.interfaces", "Loss": "hvae.interfaces", "NoteSequence": "hvae.music",
-         "quantize": "hvae.music", "read_midi": "hvae.music"}
+         "quantize": "hvae.music", "read_midi": "hvae.music", "load_model": "hvae.checkpoint",
+         "import_checkpoint": "hvae.magenta.importing", "export_magenta_js": "hvae.magenta.exporting"}
 
 
 def __getattr__(name: str) -> Any:
@@ -54,5 +62,6 @@ def list_components(kind: str) -> list[str]:
 __all__ = [
     "CheckpointError", "ConversionError", "Converter", "Decoder", "Encoder", "Example", "HvaeError",
     "IncompatibleError", "Loss", "MidiReadError", "NoteSequence", "PluginError", "UnknownComponentError",
-    "get_converter", "list_components", "quantize", "read_midi",
+    "export_magenta_js", "get_converter", "import_checkpoint", "list_components", "load_model", "quantize",
+    "read_midi",
 ]

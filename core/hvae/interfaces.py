@@ -181,6 +181,11 @@ class Encoder(nn.Module):
 
     Built as ``EncoderClass(input_depth, z_size, options=None, **overrides)``; ``input_depth``
     includes the control depth (controls are concatenated to the inputs, as the reference does).
+
+    Optional capability, for reading and writing the reference's checkpoints (:mod:`hvae.magenta`):
+    ``reference_layers() -> {scope: module}`` names each of the encoder's layers by the variable scope
+    the reference stores it under (``"encoder/mu"``); each module is a one-layer ``nn.LSTM`` (the
+    scope's ``kernel`` and ``bias`` are an LSTM cell's) or an ``nn.Linear`` (a dense layer's).
     """
 
     name: ClassVar[str]
@@ -192,6 +197,8 @@ class Decoder(nn.Module):
 
     Built as ``DecoderClass(output_depth=, raw_size=, z_size=, control_depth=, steps=, options=None,
     **overrides)``: ``raw_size`` is what the loss asks per step, ``steps`` the converter's length.
+
+    Optional capability: ``reference_layers()``, as for :class:`Encoder`.
     """
 
     name: ClassVar[str]

@@ -298,7 +298,7 @@ def check_humanizer(loaded: LoadedModel) -> None:
     what = (f"groove converter with humanize={options.humanize}" if hasattr(options, "humanize")
             else f"converter {loaded.converter.name!r}")
     raise HvaeError(f"{loaded.name} was trained with the {what}: humanizing needs a GrooVAE trained with the "
-                    f"groove converter's humanize=True (hvae train --preset groovae-4bar -o humanize=true).")
+                    f"groove converter's humanize=True (hvae train --preset groovae_4bar -o humanize=true).")
 
 
 def humanize_file(loaded: LoadedModel, path: str | os.PathLike, out_dir: str | os.PathLike,

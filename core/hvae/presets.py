@@ -31,6 +31,7 @@ class Preset:
     dataset: str  # the data it is meant for: "gmd" (Groove MIDI Dataset) or "maestro"
     transpose_range: tuple[int, int] | None = None  # augmentation: random transposition in semitones
     force: bool = False  # the loss does not fit the converter: building needs force=True, on purpose
+    origin: str = "reference"  # "reference" (Magenta's configs.py), "report" (the 4-bar study) or "hvae"
 
     def make_converter(self) -> Converter:
         """The preset's converter, from the plugin registry."""
@@ -39,8 +40,18 @@ class Preset:
         return registry().get("converters", self.converter).factory(**self.converter_options)
 
 
+@dataclasses.dataclass(frozen=True)
+class UnsupportedConfig:
+    """A configuration of the reference that hvae cannot build, and why."""
+
+    name: str
+    reason: str
+
+
 # The reference's 2-bar models (cat-drums_2bar_small, cat-mel_2bar_small): 2x256 decoder, 512 encoder.
 _SMALL = dict(z_size=256, encoder_options={"rnn_sizes": (512,)}, decoder_options={"rnn_sizes": (256, 256)})
+# Their big versions: z 512, a 2048-unit encoder and a 3x2048 decoder.
+_BIG = dict(z_size=512, encoder_options={"rnn_sizes": (2048,)}, decoder_options={"rnn_sizes": (2048, 2048, 2048)})
 # The report's 4-bar hierarchical runs: the small sizes, a conductor of 2x256, 4 bars of 16 steps.
 _HIER_4BAR = dict(z_size=256, decoder="hierarchical", encoder_options={"rnn_sizes": (512,)},
                   decoder_options={"rnn_sizes": (256, 256), "level_lengths": (4, 16)})
@@ -48,40 +59,93 @@ _HIER_4BAR = dict(z_size=256, decoder="hierarchical", encoder_options={"rnn_size
 _DRUMS_KL = dict(free_bits=48.0, max_beta=0.2)
 _MELODY_KL = dict(free_bits=0.0, max_beta=0.2, beta_rate=0.99999)
 _INVERSE_SIGMOID = dict(sampling_schedule="inverse_sigmoid", sampling_rate=1000.0)
+_DRUMS_2BAR = {"max_bars": 100, "slice_bars": 2, "steps_per_quarter": 4, "roll_input": True}
+_MELODY_2BAR = {"skip_polyphony": False, "max_bars": 100, "slice_bars": 2, "steps_per_quarter": 4}
+_MELODY_16BAR = {"skip_polyphony": False, "max_bars": 100, "slice_bars": 16, "steps_per_quarter": 4}
 _GROOVE_4BAR = {"split_bars": 4, "steps_per_quarter": 4, "quarters_per_bar": 4}
+_GROOVE_2BAR = {"split_bars": 2, "steps_per_quarter": 4, "quarters_per_bar": 4}
+# GrooVAE's model (groovae_4bar and its 2-bar variants): the small sizes, dropout keep probability 0.3.
+_GROOVAE = ModelConfig(z_size=256, decoder="groove", loss="groove", encoder_options={"rnn_sizes": (512,)},
+                       decoder_options={"rnn_sizes": (256, 256)}, dropout=0.7, **_DRUMS_KL)
+
+
+def _groovae_2bar(name: str, description: str, **options: Any) -> Preset:
+    return Preset(name=name, description=description, converter="groove",
+                  converter_options={**_GROOVE_2BAR, **options}, model=_GROOVAE, batch_size=512, steps=50_000,
+                  dataset="gmd")
+
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset(
         name="cat-drums_2bar_small",
-        description="The reference's 2-bar drum model: one-hot over 512 drum combinations, roll inputs.",
+        description=("The reference's 2-bar drum model (checkpoints cat-drums_2bar_small.lokl/.hikl): one-hot "
+                     "over 512 drum combinations, roll inputs."),
         converter="drums",
-        converter_options={"max_bars": 100, "slice_bars": 2, "steps_per_quarter": 4, "roll_input": True},
+        converter_options=_DRUMS_2BAR,
         model=ModelConfig(**_SMALL, **_DRUMS_KL, **_INVERSE_SIGMOID),
+        batch_size=512, steps=50_000, dataset="gmd"),
+    Preset(
+        name="cat-drums_2bar_big",
+        description="The reference's big 2-bar drum model: z 512, a 2048-unit encoder, a 3x2048 decoder.",
+        converter="drums",
+        converter_options=_DRUMS_2BAR,
+        model=ModelConfig(**_BIG, **_DRUMS_KL, **_INVERSE_SIGMOID),
         batch_size=512, steps=50_000, dataset="gmd"),
     Preset(
         name="cat-mel_2bar_small",
         description="The reference's 2-bar melody model: 90 melody events, programs 0-31.",
         converter="melody",
-        converter_options={"skip_polyphony": False, "max_bars": 100, "slice_bars": 2, "steps_per_quarter": 4},
+        converter_options=_MELODY_2BAR,
         model=ModelConfig(**_SMALL, **_MELODY_KL, **_INVERSE_SIGMOID),
         batch_size=512, steps=50_000, dataset="maestro", transpose_range=(-5, 5)),
+    Preset(
+        name="cat-mel_2bar_big",
+        description="The reference's big 2-bar melody model (checkpoint cat-mel_2bar_big): z 512, 2048/3x2048.",
+        converter="melody",
+        converter_options=_MELODY_2BAR,
+        model=ModelConfig(**_BIG, free_bits=0.0, max_beta=0.5, beta_rate=0.99999, **_INVERSE_SIGMOID),
+        batch_size=512, steps=50_000, dataset="maestro", transpose_range=(-5, 5)),
+    Preset(
+        name="flat-mel_16bar",
+        description="The reference's flat 16-bar melody model: a 2x2048 encoder and a 3x2048 decoder.",
+        converter="melody",
+        converter_options=_MELODY_16BAR,
+        model=ModelConfig(z_size=512, encoder_options={"rnn_sizes": (2048, 2048)},
+                          decoder_options={"rnn_sizes": (2048, 2048, 2048)}, free_bits=256.0, max_beta=0.2),
+        batch_size=512, steps=50_000, dataset="maestro"),
     Preset(
         name="hierdec-mel_16bar",
         description="The reference's 16-bar melody model: conductor and decoder of 2x1024, 16 bars of 16 steps.",
         converter="melody",
-        converter_options={"skip_polyphony": False, "max_bars": 100, "slice_bars": 16, "steps_per_quarter": 4},
+        converter_options=_MELODY_16BAR,
         model=ModelConfig(z_size=512, decoder="hierarchical", encoder_options={"rnn_sizes": (2048, 2048)},
                           decoder_options={"rnn_sizes": (1024, 1024), "level_lengths": (16, 16)},
                           free_bits=256.0, max_beta=0.2),
         batch_size=512, steps=50_000, dataset="maestro"),
     Preset(
         name="groovae_4bar",
-        description="The reference's GrooVAE: hits, velocities and offsets of 9 drums over 4 bars.",
+        description=("The reference's GrooVAE (the report's GrooVAE run): hits, velocities and offsets of "
+                     "9 drums over 4 bars."),
         converter="groove",
         converter_options=_GROOVE_4BAR,
-        model=ModelConfig(z_size=256, decoder="groove", loss="groove", encoder_options={"rnn_sizes": (512,)},
-                          decoder_options={"rnn_sizes": (256, 256)}, dropout=0.7, **_DRUMS_KL),
+        model=_GROOVAE,
         batch_size=512, steps=50_000, dataset="gmd"),
+    _groovae_2bar("groovae_2bar_humanize",
+                  "The reference's 2-bar GrooVAE that humanizes a quantised, constant-velocity drum part.",
+                  humanize=True),
+    _groovae_2bar("groovae_2bar_tap_fixed_velocity",
+                  "The reference's 2-bar GrooVAE that turns a constant-velocity one-drum tap pattern into a groove.",
+                  tapify=True, fixed_velocities=True),
+    _groovae_2bar("groovae_2bar_tap_fixed_velocity_note_dropout",
+                  "groovae_2bar_tap_fixed_velocity trained with input notes dropped (up to 80 %).",
+                  tapify=True, fixed_velocities=True, max_note_dropout_probability=0.8),
+    _groovae_2bar("groovae_2bar_add_closed_hh",
+                  "The reference's 2-bar GrooVAE that adds (or replaces) the closed hi-hat of a groove.",
+                  add_instruments=(2,)),
+    _groovae_2bar("groovae_2bar_hits_control",
+                  ("The reference's 2-bar GrooVAE with the input hits given to the decoder as controls "
+                   "(configs.py: groovae_2bar_hits_control_tfds)."),
+                  hits_as_controls=True),
     Preset(
         name="hier-groove-4bar",
         description=("The report's failing run: hierarchical decoder and softmax cross-entropy on groove "
@@ -89,35 +153,27 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
         converter="groove",
         converter_options=_GROOVE_4BAR,
         model=ModelConfig(**_HIER_4BAR, loss="categorical", **_DRUMS_KL),
-        batch_size=512, steps=50_000, dataset="gmd", force=True),
-    Preset(
-        name="groovae-4bar",
-        description="The report's GrooVAE run: groove converter, GrooVAE decoder, groove loss.",
-        converter="groove",
-        converter_options=_GROOVE_4BAR,
-        model=ModelConfig(z_size=256, decoder="groove", loss="groove", encoder_options={"rnn_sizes": (512,)},
-                          decoder_options={"rnn_sizes": (256, 256)}, dropout=0.7, **_DRUMS_KL),
-        batch_size=512, steps=50_000, dataset="gmd"),
+        batch_size=512, steps=50_000, dataset="gmd", force=True, origin="report"),
     Preset(
         name="hier-drums-4bar",
         description="The report's best run: hierarchical decoder on 4-bar one-hot drums, categorical loss.",
         converter="drums",
-        converter_options={"max_bars": 100, "slice_bars": 4, "steps_per_quarter": 4, "roll_input": True},
+        converter_options={**_DRUMS_2BAR, "slice_bars": 4},
         model=ModelConfig(**_HIER_4BAR, loss="categorical", **_DRUMS_KL, **_INVERSE_SIGMOID),
-        batch_size=512, steps=50_000, dataset="gmd"),
+        batch_size=512, steps=50_000, dataset="gmd", origin="report"),
     Preset(
         name="hier-mel-4bar",
         description="The report's melody run: hierarchical decoder on 4-bar MAESTRO melodies.",
         converter="melody",
-        converter_options={"skip_polyphony": False, "max_bars": 100, "slice_bars": 4, "steps_per_quarter": 4},
+        converter_options={**_MELODY_2BAR, "slice_bars": 4},
         model=ModelConfig(**_HIER_4BAR, loss="categorical", **_MELODY_KL, **_INVERSE_SIGMOID),
-        batch_size=512, steps=50_000, dataset="maestro", transpose_range=(-5, 5)),
+        batch_size=512, steps=50_000, dataset="maestro", transpose_range=(-5, 5), origin="report"),
     Preset(
         name="demo",
         description=("A small 4-bar hierarchical drum model that learns from the bundled 64-file GMD subset "
                      "in 2-3 minutes on 2 CPU cores."),
         converter="drums",
-        converter_options={"max_bars": 100, "slice_bars": 4, "steps_per_quarter": 4, "roll_input": True},
+        converter_options={**_DRUMS_2BAR, "slice_bars": 4},
         # A higher, faster-decaying learning rate than the reference's: 800 steps must suffice. 16 free bits,
         # not the reference's 48: with 48 the posteriors sit far from the prior and half of the prior samples
         # were noise or near silence (10 of 20 outside the GMD's density range; with 16, 2 of 20).
@@ -125,7 +181,25 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
                           encoder_options={"rnn_sizes": (128,)},
                           decoder_options={"rnn_sizes": (128,), "level_lengths": (4, 16)},
                           free_bits=16.0, max_beta=0.2, learning_rate=4e-3, decay_rate=0.9985),
-        batch_size=64, steps=800, dataset="gmd"),
+        batch_size=64, steps=800, dataset="gmd", origin="hvae"),
+]}
+
+# The reference's configurations (configs.py) whose components hvae does not have.
+UNSUPPORTED: dict[str, UnsupportedConfig] = {u.name: u for u in [
+    UnsupportedConfig("cat-mel_2bar_med_chords", "chord-conditioned melodies: hvae has no chord encoding"),
+    UnsupportedConfig("nade-drums_2bar_reduced", "a NADE decoder, which hvae does not have"),
+    UnsupportedConfig("nade-drums_2bar_full", "a NADE decoder, which hvae does not have"),
+    UnsupportedConfig("flat-trio_16bar", "trios (melody, bass, drums): hvae has no multi-track converter or "
+                                         "multi-output decoder"),
+    UnsupportedConfig("hierdec-trio_16bar", "trios: hvae has no multi-track converter or split decoder"),
+    UnsupportedConfig("hier-trio_16bar", "trios, and a hierarchical encoder, which hvae does not have"),
+    UnsupportedConfig("hier-mel_16bar", "a hierarchical encoder, which hvae does not have"),
+    UnsupportedConfig("hier-multiperf_vel_1bar_med", "multi-instrument performances: no such converter in hvae"),
+    UnsupportedConfig("hier-multiperf_vel_1bar_big", "multi-instrument performances: no such converter in hvae"),
+    UnsupportedConfig("hier-multiperf_vel_1bar_med_chords", "multi-instrument performances with chords: no "
+                                                            "such converter in hvae"),
+    UnsupportedConfig("hier-multiperf_vel_1bar_big_chords", "multi-instrument performances with chords: no "
+                                                            "such converter in hvae"),
 ]}
 
 
@@ -139,4 +213,7 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise UnknownComponentError(f"Unknown preset {name!r}. Presets: {', '.join(list_presets())}.") from None
+        pass
+    if name in UNSUPPORTED:
+        raise UnknownComponentError(f"The reference's {name} is not supported: {UNSUPPORTED[name].reason}.")
+    raise UnknownComponentError(f"Unknown preset {name!r}. Presets: {', '.join(list_presets())}.")

@@ -18,7 +18,7 @@ import torch
 
 from hvae.checkpoint import load_model
 from hvae.device import autocast, resolve_device
-from hvae.errors import HvaeError
+from hvae.errors import CheckpointError, HvaeError
 from hvae.interfaces import Converter
 from hvae.midifile import midi_bytes, write_new
 from hvae.model import MusicVAE
@@ -100,11 +100,14 @@ def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     loaded = load_model(checkpoint, resolve_device(device))
     plausible, notes = None, ()
     if redraw and reads_hits(loaded.converter):
-        cache = read_run_config(loaded.run_dir).cache_dir
-        plausible = training_range(loaded.converter, cache)
+        try:
+            cache = read_run_config(loaded.run_dir).cache_dir
+        except CheckpointError:
+            cache = ""
+        plausible = training_range(loaded.converter, cache) if cache else None
         if plausible is None:
             notes = (f"Samples not checked for plausible hit densities: the run's training windows are not "
-                     f"readable at {cache}.",)
+                     f"readable{f' at {cache}' if cache else ''}.",)
     drawn = write_samples(loaded.model, loaded.converter, out_dir or loaded.run_dir / SAMPLES_DIR, loaded.name,
                           n=n, temperature=temperature, seed=seed, qpm=qpm, amp=amp, plausible=plausible)
     return dataclasses.replace(drawn, notes=notes + drawn.notes)

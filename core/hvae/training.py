@@ -165,6 +165,9 @@ def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
 
 def prepare_data(config: RunConfig, converter: Converter, progress: bool = True) -> PrepareReport:
     """Convert the run's MIDI folder into its cache, or find it already there."""
+    if not config.data_dir:
+        raise HvaeError(f"Run {config.name!r} has no MIDI folder to train on (imported without --data): import "
+                        f"it again with 'hvae import ... --data DIR'.")
     report = prepare_dataset(converter, config.data_dir, config.cache_dir, workers=config.train.workers,
                              progress=progress)
     if report.splits["train"].windows == 0:
@@ -336,8 +339,13 @@ class Trainer:
         trainer = cls(run_dir, config, model, converter, load_split(config.cache_dir, "train"),
                       load_split(config.cache_dir, "validation"), target, step=checkpoint.step, world=world,
                       lock=lock, notes=notes + _data_notes(reports))
-        trainer.optimizer.load_state_dict(checkpoint.optimizer)
-        trainer.schedule.load_state_dict(checkpoint.meta["lr_schedule"])
+        if checkpoint.optimizer is None:  # imported weights (hvae import): no optimiser state to continue
+            trainer.schedule = make_lr_schedule(trainer.optimizer, model.config, start_step=checkpoint.step)
+            trainer.notes.append(f"{checkpoint.path} holds no optimiser state (imported weights): training goes "
+                                 f"on with a fresh Adam, at the learning rate of step {checkpoint.step}.")
+        else:
+            trainer.optimizer.load_state_dict(checkpoint.optimizer)
+            trainer.schedule.load_state_dict(checkpoint.meta["lr_schedule"])
         if checkpoint.meta.get("grad_scaler"):
             trainer.scaler.load_state_dict(checkpoint.meta["grad_scaler"])
         restore_rng(checkpoint.rng)
@@ -480,22 +488,10 @@ class Trainer:
         return self.last_checkpoint
 
     def _write_checkpoint(self, metrics: Mapping[str, Any] | None) -> Path:
-        from hvae.plugins import registry
-
-        reg = registry()
-        components = {"converter": ("converters", self.config.converter),
-                      "encoder": ("encoders", self.model.config.encoder),
-                      "decoder": ("decoders", self.model.config.decoder),
-                      "loss": ("losses", self.model.config.loss)}
-        plugins = {}
-        for role, (kind, name) in components.items():
-            r = reg.get(kind, name)
-            plugins[role] = {"name": name, "plugin": r.plugin, "distribution": r.distribution, "version": r.version}
-        meta = {"name": self.config.name, "hvae_version": __version__, "run": self.config.to_json(),
-                "model": self.model.to_dict(), "plugins": plugins, "lr_schedule": self.schedule.state_dict(),
-                "grad_scaler": self.scaler.state_dict(), "metrics": dict(metrics or {})}
+        meta = checkpoint_meta(self.config, self.model, lr_schedule=self.schedule.state_dict(),
+                               grad_scaler=self.scaler.state_dict(), metrics=dict(metrics or {}))
         checkpoint = Checkpoint(step=self.step, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
-                                rng=capture_rng(), meta=json.loads(json.dumps(meta)))
+                                rng=capture_rng(), meta=meta)
         return write_checkpoint(self.run_dir, checkpoint, keep=self.config.train.keep_checkpoints)
 
     def _record(self, log: IO[str] | None, record: dict[str, Any]) -> dict[str, Any]:
@@ -507,6 +503,23 @@ class Trainer:
         if self.board is not None:
             self.board.add(record)
         return record
+
+
+def checkpoint_meta(config: RunConfig, model: MusicVAE, **more: Any) -> dict[str, Any]:
+    """What a run's checkpoint records beside its tensors (as JSON): the run's name and config, the
+    model's architecture, the plugins (and versions) behind each component, and ``more``."""
+    from hvae.plugins import registry
+
+    reg = registry()
+    components = {"converter": ("converters", config.converter), "encoder": ("encoders", model.config.encoder),
+                  "decoder": ("decoders", model.config.decoder), "loss": ("losses", model.config.loss)}
+    plugins = {}
+    for role, (kind, name) in components.items():
+        r = reg.get(kind, name)
+        plugins[role] = {"name": name, "plugin": r.plugin, "distribution": r.distribution, "version": r.version}
+    meta = {"name": config.name, "hvae_version": __version__, "run": config.to_json(), "model": model.to_dict(),
+            "plugins": plugins, **more}
+    return json.loads(json.dumps(meta))
 
 
 def _checked_converter(config: RunConfig) -> Converter:

@@ -18,9 +18,11 @@ ARGS = "hvae.args"  # key of the command line's arguments in click's context met
 # test checks these sentences against the commands' own); a command's module loads when it is run.
 COMMANDS = {
     "plugins": ("plugins", "List installed plugin distributions, their versions and the names each registers."),
+    "presets": ("presets", "List the presets: converter, decoder, sizes, parameters and where each comes from."),
     "data": ("data", "Prepare MIDI data sets as cached training windows, and inspect prepared caches."),
     "train": ("train", "Train a model; write checkpoints and metrics.jsonl into a run directory."),
     "run": ("train", "Prepare the data, train, and sample MIDI: the whole pipeline in one command."),
+    "import": ("magenta", "Import a Magenta checkpoint (TensorFlow or magenta.js) as an hvae run directory."),
     "sample": ("train", "Draw sequences from a trained model and write them as MIDI files; print their paths."),
     "reconstruct": ("latent", "Encode MIDI files and decode them again: what the model keeps of each."),
     "interpolate": ("latent", "Decode the way from one MIDI file to another through the latent space."),
@@ -29,6 +31,7 @@ COMMANDS = {
     "report": ("evaluate", "Write a run's HTML report into RUN_DIR/report/ and print the page's path."),
     "compare": ("evaluate", "Train combinations of converter, decoder and loss on the same data and budget; "
                             "compare them."),
+    "export": ("magenta", "Export a trained model as a magenta.js checkpoint folder for web apps."),
 }
 FULL_SENTENCE = 1_000  # characters: no first sentence is cut short in the listing
 

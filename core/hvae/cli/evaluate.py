@@ -147,7 +147,7 @@ def compare(presets: tuple[str, ...], converters: tuple[str, ...], decoders: tup
 
     \b
     Examples:
-      hvae compare -p hier-groove-4bar -p groovae-4bar -p hier-drums-4bar --steps 200 --out cmp/
+      hvae compare -p hier-groove-4bar -p groovae_4bar -p hier-drums-4bar --steps 200 --out cmp/
       hvae compare -c drums -c groove --decoder hierarchical --decoder groove \\
                    --loss categorical --loss groove --minutes 5 --out grid/
     """

@@ -192,7 +192,7 @@ def humanize(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None,
     velocities and timing from hits alone):
 
     \b
-      hvae train --preset groovae-4bar -o humanize=true --out runs/humanize
+      hvae train --preset groovae_4bar -o humanize=true --out runs/humanize
 
     IN.mid... are MIDI files or folders (searched for *.mid and *.midi). The drum hits of each
     file are encoded and decoded with velocities and microtiming. Writes the window as read

@@ -61,6 +61,15 @@ class LstmCore(nn.Module):
         self.output = glorot_linear(sizes[-1], raw_size)
         self._stepping: tuple[tuple, SteppingWeights] | None = None
 
+    def reference_layers(self, scope: str) -> dict[str, nn.Module]:
+        """Each layer under the name of its variables in the reference's checkpoints, below ``scope``
+        (``decoder/``, or ``core_decoder/decoder/`` in a hierarchical decoder)."""
+        layers: dict[str, nn.Module] = {f"{scope}multi_rnn_cell/cell_{i}/lstm_cell": layer
+                                        for i, layer in enumerate(self.lstm.layers)}
+        layers[f"{scope}z_to_initial_state"] = self.initial_state.dense
+        layers[f"{scope}output_projection"] = self.output
+        return layers
+
     def _inputs(self, previous: torch.Tensor, embedding: torch.Tensor,
                 controls: torch.Tensor | None) -> torch.Tensor:
         """``[previous (N, T, D), embedding repeated (N, T, K), controls (N, T, C)]`` -> ``(N, T, I)``."""

@@ -72,6 +72,15 @@ class BidirectionalLstmEncoder(Encoder):
         self.mu = small_normal_linear(2 * sizes[-1], z_size)
         self.sigma = small_normal_linear(2 * sizes[-1], z_size)
 
+    def reference_layers(self) -> dict[str, nn.Module]:
+        """Each layer under the name of its variables in the reference's checkpoints."""
+        layers: dict[str, nn.Module] = {}
+        for depth, (fw, bw) in enumerate(zip(self.forward_layers, self.backward_layers)):
+            for direction, lstm in (("fw", fw), ("bw", bw)):
+                layers[f"encoder/cell_{depth}/bidirectional_rnn/{direction}/multi_rnn_cell/cell_0/lstm_cell"] = lstm
+        layers["encoder/mu"], layers["encoder/sigma"] = self.mu, self.sigma
+        return layers
+
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(x, self.options.dropout, self.training) if self.options.dropout else x
 

@@ -33,6 +33,10 @@ class FlatDecoder(Decoder):
         self.core = LstmCore(output_depth, raw_size, z_size, control_depth,
                              tuple(self.options.rnn_sizes), self.options.dropout)
 
+    def reference_layers(self) -> dict[str, torch.nn.Module]:
+        """Each layer under the name of its variables in the reference's checkpoints."""
+        return self.core.reference_layers("decoder/")
+
     def forward(self, z: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor,
                 controls: torch.Tensor | None = None, *, sampling_probability: float = 0.0,
                 loss: Loss | None = None, generator: torch.Generator | None = None) -> torch.Tensor:

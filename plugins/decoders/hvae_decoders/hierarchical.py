@@ -61,6 +61,13 @@ class HierarchicalDecoder(Decoder):
         self.core = LstmCore(output_depth, raw_size, conductor_sizes[-1], control_depth,
                              tuple(options.rnn_sizes), options.dropout)
 
+    def reference_layers(self) -> dict[str, torch.nn.Module]:
+        """Each layer under the name of its variables in the reference's checkpoints."""
+        layers: dict[str, torch.nn.Module] = {f"decoder/hierarchical_level_0/cell_{i}/lstm_cell": layer
+                                              for i, layer in enumerate(self.conductor.layers)}
+        layers["decoder/hierarchical_level_0/initial_state"] = self.conductor_state.dense
+        return {**layers, **self.core.reference_layers("core_decoder/decoder/")}
+
     def conduct(self, z: torch.Tensor, dropout: bool = True) -> torch.Tensor:
         """One embedding per bar, ``(B, bars, H_conductor)``, from z ``(B, Z)``."""
         silence = z.new_zeros(z.shape[0], self.bars, 1)  # (B, bars, 1)

@@ -1,0 +1,86 @@
+"""``hvae import`` and ``hvae export``: the reference's checkpoints (Magenta, magenta.js) in and out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hvae.presets import list_presets
+
+
+def register(main: click.Group) -> None:
+    """Add ``import`` and ``export`` to the ``hvae`` command line."""
+    main.add_command(import_command)
+    main.add_command(export_command)
+
+
+@click.command("import")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--preset", "-p", metavar="NAME", required=True,
+              help="The hvae preset with the checkpoint's architecture (e.g. cat-drums_2bar_small for "
+                   "cat-drums_2bar_small.lokl.tar; see docs/magenta.md and 'hvae presets').")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run directory to create (it must not exist, or be empty).")
+@click.option("--model-option", "-m", "model_options", multiple=True, metavar="KEY=VALUE",
+              help="Change the preset's model where the checkpoint's sizes differ (-m z_size=512 "
+                   "-m encoder.rnn_sizes=2048); repeat for more.")
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="MIDI folder the run evaluates and fine-tunes on. Default: the bundled Groove MIDI Dataset "
+                   "subset for drum presets; none for melody presets.")
+def import_command(source: Path, preset: str, out_dir: Path, model_options: tuple[str, ...],
+                   data_dir: Path | None) -> None:
+    """Import a Magenta checkpoint (TensorFlow or magenta.js) as an hvae run directory.
+
+    SOURCE is a TensorFlow checkpoint prefix (model.ckpt-4000), a folder holding one (the
+    released archives' layout), a .tar or .tar.gz of such a folder, or a magenta.js checkpoint
+    folder (config.json, weights_manifest.json and shards, quantised ones included). Every
+    variable must fit the preset's model; the optimiser's slots and global_step are read past.
+    The run directory works with every command: sample, evaluate, reconstruct, interpolate,
+    humanize, report, and 'hvae train --resume DIR --steps N' to fine-tune.
+
+    \b
+    Examples:
+      hvae import cat-drums_2bar_small.lokl.tar --preset cat-drums_2bar_small --out runs/drums-lokl
+      hvae import groovae_4bar/ --preset groovae_4bar --out runs/groovae
+      hvae import mel_2bar_small/ --preset cat-mel_2bar_small --out runs/mel --data maestro/
+    """
+    from hvae.cli.train import _model_from_cli
+    from hvae.magenta.importing import import_checkpoint
+    from hvae.presets import get_preset
+
+    model = _model_from_cli(get_preset(preset).model, None, None, None, model_options) if model_options else None
+    result = import_checkpoint(source, preset, out_dir, model=model, data_dir=data_dir)
+    click.echo(f"Imported: {result.source}, global_step {result.step}: {result.parameters:,} parameters")
+    if result.skipped:
+        names = "global_step" if result.skipped == ["global_step"] else \
+            f"{len(result.skipped)} variables: the optimiser's slots and global_step"
+        click.echo(f"Skipped:  {names} (fine-tuning starts a fresh optimiser)")
+    click.echo(f"Run:      {result.run_dir}  (preset {preset}, checkpoint {result.checkpoint.name})")
+    click.echo(f"Next:     hvae sample {result.run_dir} -n 4")
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "format_", type=click.Choice(["magenta-js"]), default="magenta-js", show_default=True,
+              help="Checkpoint format to write: magenta-js, the folder @magenta/music's MusicVAE loads.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to create (it must not exist, or be empty).")
+def export_command(checkpoint: Path, format_: str, out_dir: Path) -> None:
+    """Export a trained model as a magenta.js checkpoint folder for web apps.
+
+    CHECKPOINT is a run directory (its newest checkpoint) or a checkpoint directory. Writes
+    config.json, weights_manifest.json and float32 shards of at most 4 MB. magenta.js runs
+    flat models with a single-layer bidirectional encoder (drums, melody and groove); other
+    models are refused with the reason.
+
+    \b
+    Example:
+      hvae export runs/drums --format magenta-js --out web/drums_2bar
+      # then, in JavaScript: new mm.MusicVAE('web/drums_2bar')
+    """
+    from hvae.magenta.exporting import export_magenta_js
+
+    result = export_magenta_js(checkpoint, out_dir)
+    click.echo(f"Exported: {result.variables} variables ({result.bytes / 1e6:.1f} MB) as "
+               f"{result.config['dataConverter']['type']} model to {result.out}")

@@ -1,0 +1,97 @@
+"""``hvae export --format magenta-js``: a trained model as a checkpoint folder magenta.js loads.
+
+    export_magenta_js("runs/demo", "web/drums")    # config.json, weights_manifest.json, shards
+
+magenta.js (``@magenta/music``'s ``MusicVAE``) reads the reference's variable names and layout
+(:mod:`hvae.magenta.variables`) and builds its model from them and from ``config.json``'s
+``dataConverter``. It runs single-layer bidirectional encoders for flat models, and hierarchical
+decoders only together with hierarchical encoders; a model it cannot run is refused in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from hvae.checkpoint import atomic_directory
+from hvae.errors import HvaeError
+from hvae.magenta import jsformat
+from hvae.magenta.variables import to_reference
+
+FORMATS = ("magenta-js",)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    out: Path
+    files: list[Path]
+    variables: int
+    bytes: int
+    config: dict[str, Any]
+
+
+def magenta_js_config(model: Any, converter: Any) -> dict[str, Any]:
+    """The ``config.json`` magenta.js builds ``model`` from; :class:`HvaeError` for what it cannot run."""
+    cfg = model.config
+    if cfg.encoder != "bidirectional":
+        raise HvaeError(f"magenta.js cannot run the {cfg.encoder!r} encoder: it runs the bidirectional one.")
+    layers = len(tuple(cfg.encoder_options.get("rnn_sizes", ())))
+    if layers != 1:
+        raise HvaeError(f"magenta.js runs single-layer bidirectional encoders only; this model's has {layers} "
+                        f"layers (encoder.rnn_sizes={cfg.encoder_options['rnn_sizes']}).")
+    if cfg.decoder == "hierarchical":
+        raise HvaeError("magenta.js runs hierarchical decoders only with hierarchical encoders, which hvae does "
+                        "not have: a model with a hierarchical decoder cannot be exported to it.")
+    if cfg.decoder not in ("flat", "groove"):
+        raise HvaeError(f"magenta.js has no counterpart of the {cfg.decoder!r} decoder.")
+    if model.spec.control_depth:
+        raise HvaeError("magenta.js cannot be given this model's controls (hits_as_controls): a model with "
+                        "controls cannot be exported to it.")
+    return {"type": "MusicVAE", "dataConverter": _data_converter(converter, cfg.loss)}
+
+
+def _data_converter(converter: Any, loss: str) -> dict[str, Any]:
+    name, options, steps = converter.name, converter.options, converter.steps
+    if name == "drums":
+        if loss != "categorical":
+            raise HvaeError(f"magenta.js decodes one-hot drums with a categorical output, not the {loss!r} loss.")
+        args: dict[str, Any] = {"numSteps": steps, "pitchClasses": [list(c) for c in converter.classes]}
+        return {"type": "DrumsConverter" if options.roll_input else "DrumsOneHotConverter", "args": args}
+    if name == "melody":
+        if loss != "categorical":
+            raise HvaeError(f"magenta.js decodes melodies with a categorical output, not the {loss!r} loss.")
+        return {"type": "MelodyConverter", "args": {"numSteps": steps, "minPitch": options.min_pitch,
+                                                     "maxPitch": options.max_pitch,
+                                                     "ignorePolyphony": not options.skip_polyphony}}
+    if name == "groove":
+        if options.num_velocity_bins or options.num_offset_bins:
+            raise HvaeError("magenta.js's GrooveConverter reads continuous velocities and offsets, not bins.")
+        if loss not in ("groove", "groove-gated"):
+            raise HvaeError(f"magenta.js decodes grooves as hits, velocities and offsets, not with the {loss!r} loss.")
+        args = {"numSteps": steps, "stepsPerQuarter": options.steps_per_quarter, "humanize": options.humanize,
+                "tapify": options.tapify, "splitInstruments": options.split_instruments}
+        # the classes it reads and writes MIDI in: the converter's inference classes
+        inferring = type(converter)(dataclasses.replace(options, is_inferring=True))
+        args["pitchClasses"] = [list(c) for c in inferring.classes]
+        return {"type": "GrooveConverter", "args": args}
+    raise HvaeError(f"magenta.js has no data converter for hvae's {name!r} converter.")
+
+
+def export_magenta_js(path: str | os.PathLike, out: str | os.PathLike) -> ExportResult:
+    """Write the model of the run or checkpoint ``path`` as a magenta.js checkpoint folder ``out``
+    (which must not exist, or be empty): float32 shards of at most 4 MB. Nothing is left half-written."""
+    from hvae.checkpoint import load_model
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise HvaeError(f"{out} exists and is not an empty folder: choose another --out.")
+    loaded = load_model(path)
+    config = magenta_js_config(loaded.model, loaded.converter)
+    variables = to_reference(loaded.model)
+    with atomic_directory(out) as building:
+        written = jsformat.write_js_folder(building, variables, config)
+    files = [out / p.name for p in written]
+    return ExportResult(out=out, files=files, variables=len(variables),
+                        bytes=sum(v.nbytes for v in variables.values()), config=config)
