@@ -21,6 +21,18 @@ REFERENCE = SHARED / "reference"
 pytest_plugins = ["hvae.testing"]
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``cuda`` need a CUDA GPU: without one they are skipped, saying so."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none is visible to this PyTorch)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 def _need(path: Path, what: str) -> Path:
     if not path.exists():
         pytest.skip(f"{what} not found at {path} (set HVAE_SHARED to the folder holding data/ and reference/)")

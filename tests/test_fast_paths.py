@@ -134,7 +134,7 @@ def test_a_training_step_gives_the_same_loss_outputs_and_gradients_as_nn_lstm(na
 
 def plain_scheduled(core, embedding, previous, probability, loss, generator):
     """Scheduled sampling step by step on the core's nn.LSTM layers, drawing as training does."""
-    use_draw = torch.rand(previous.shape[:2], generator=generator) < probability
+    use_draw = torch.rand(previous.shape[:2], generator=generator, device=previous.device) < probability
     states = [(h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()) for h, c in core.initial_state(embedding)]
     raws = []
     for t in range(previous.shape[1]):

@@ -117,6 +117,28 @@ def test_a_loss_that_is_not_finite_stops_training_and_keeps_the_last_good_checkp
     assert [line["step"] for line in metrics(run)] == [1]
 
 
+def test_steps_after_a_loss_that_is_not_finite_leave_the_weights_and_moments_as_before_it(demo_cache, tmp_path):
+    # the loss is read on the host only when a line, a validation or a checkpoint is due (here at step 4):
+    # steps 2 to 4 run, but none of their updates may land
+    config = tiny_run(demo_cache, {"learning_rate": 1e20}, steps=6, log_every=4, checkpoint_every=4)
+    trainer = Trainer.start(tmp_path / "run", config, progress=False)
+    weights, moments = {}, {}
+
+    def keep_after_step_one(optimizer, args, kwargs):
+        if trainer.step == 0:  # (the hook runs inside step 1's update, before the step count moves)
+            weights.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
+            moments.update({(i, k): v.clone() for i, s in optimizer.state_dict()["state"].items() for k, v in s.items()})
+
+    trainer.optimizer.register_step_post_hook(keep_after_step_one)
+    with pytest.raises(TrainingError, match=r"loss is (inf|nan) at step 2.*no checkpoint was written yet"):
+        trainer.train(progress=False)
+    assert trainer.step == 4
+    assert all(torch.equal(v, weights[k]) for k, v in trainer.model.state_dict().items())
+    assert all(torch.equal(v, moments[i, k]) for i, s in trainer.optimizer.state_dict()["state"].items()
+               for k, v in s.items())
+    assert list_checkpoints(tmp_path / "run") == [] and [line["step"] for line in metrics(tmp_path / "run")] == [1]
+
+
 def test_metrics_lines_hold_the_loss_parts_at_each_logged_step(demo_cache, tmp_path):
     trainer = Trainer.start(tmp_path / "run", tiny_run(demo_cache, steps=7, log_every=3, eval_every=4),
                             progress=False)

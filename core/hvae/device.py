@@ -5,7 +5,15 @@
         out = model(batch, step)
 
 Sampling under ``autocast`` runs the decoder's step loop with its weights in the autocast dtype
-(half the bytes read per step); the LSTM cell state stays float32.
+(half the bytes read per step); the LSTM cell state stays float32. In training on CUDA, autocast
+sends nn.LSTM to cuDNN in float16 whatever its dtype (PyTorch's rule for ``_cudnn_rnn``): under
+``--amp`` the recurrences run in float16 and the other products in bfloat16, without loss scaling;
+tests/test_cuda.py holds the result within bfloat16's tolerances of float64.
+
+On CUDA, :func:`resolve_device` also sets the backends on purpose (:func:`configure_cuda`): cuDNN on
+for every teacher-forced LSTM layer, float32 as IEEE float32 (no TF32, so a float32 run on a GPU
+computes what one on a CPU computes, to rounding; ``--amp`` is the fast mode), no cuDNN autotuning.
+Batches reach the GPU through pinned memory without the host waiting (:func:`host_to_device`).
 
 Under torchrun each process trains on its own device: ``resolve_device("auto", local_rank=1)`` is
 ``cuda:1`` on a machine with GPUs (``cuda:0`` where each process sees one GPU), else the CPU; and
@@ -61,9 +69,40 @@ def resolve_device(spec: str | torch.device = "auto", local_rank: int | None = N
             device = torch.device("cuda", local_rank if count > 1 else 0)
         if device.index is not None and device.index >= count:
             raise HvaeError(f"Device {spec!r} does not exist: {count} CUDA device(s), cuda:0 to cuda:{count - 1}.")
+        configure_cuda()
     elif device.type != "cpu":
         raise HvaeError(f"Device {spec!r} is not supported. Use auto, cpu, cuda, cuda:N or mps.")
     return device
+
+
+def configure_cuda() -> None:
+    """The CUDA backend settings hvae runs with, each chosen on purpose (process-wide).
+
+    - cuDNN enabled: nn.LSTM runs a whole teacher-forced layer (all steps, forward and backward) in
+      cuDNN's fused kernels; the decoders send every layer there on CUDA (``hvae_decoders.recurrence``).
+    - No TF32, in cuDNN or in matrix products: float32 stays IEEE float32, within 1e-5 of a CPU run
+      (tests/test_cuda.py); bfloat16 autocast (``--amp``) is the fast mode, opt-in as on CPU.
+    - No cuDNN autotuning (``benchmark``): it picks convolution algorithms, and hvae has none; the
+      RNN kernels are chosen by cuDNN's heuristics either way.
+    """
+    torch.backends.cudnn.enabled = True
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def host_to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU ``tensor`` on ``device``. To CUDA it is copied through pinned (page-locked) memory and
+    the host does not wait for the copy: the next step's work is queued while it runs."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def host_reads_are_free(device: torch.device) -> bool:
+    """Whether reading a tensor's value on the host (``bool(t)``, ``t.item()``) is as cheap as on the
+    CPU; on a GPU it waits until the device has finished everything queued before it."""
+    return device.type == "cpu"
 
 
 def distributed_backend(device: torch.device) -> str:

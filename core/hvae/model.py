@@ -170,6 +170,11 @@ class MusicVAE(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The parameters' float type: data is cast to it (float32; float64 for a reference run)."""
+        return next(self.parameters()).dtype
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-able) that :func:`model_from_dict` rebuilds the same architecture from."""
         return {"config": dataclasses.asdict(self.config), "spec": dataclasses.asdict(self.spec),
@@ -178,9 +183,9 @@ class MusicVAE(nn.Module):
     def encode(self, inputs: torch.Tensor, lengths: torch.Tensor,
                controls: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, sigma)``, each ``(B, Z)``; controls are concatenated to the inputs, as the reference."""
-        inputs = inputs.float()
+        inputs = inputs.to(self.dtype)
         if controls is not None:
-            inputs = torch.cat([inputs, controls.float()], dim=-1)
+            inputs = torch.cat([inputs, controls.to(self.dtype)], dim=-1)
         return self.encoder(inputs, lengths)
 
     def forward(self, batch: Batch, step: int = 0, generator: torch.Generator | None = None,
@@ -190,9 +195,9 @@ class MusicVAE(nn.Module):
         ``noise`` ``(B, Z)`` is the standard normal draw that samples z from q(z|x); None draws it here.
         """
         cfg = self.config
-        targets = batch.outputs[:, :self.spec.steps].float()  # (B, T, D)
+        targets = batch.outputs[:, :self.spec.steps].to(self.dtype)  # (B, T, D)
         steps = targets.shape[1]
-        controls = None if batch.controls is None else batch.controls[:, :steps].float()
+        controls = None if batch.controls is None else batch.controls[:, :steps].to(self.dtype)
         lengths = batch.lengths.to(targets.device).clamp(max=steps)  # (B,)
         mu, sigma = self.encode(batch.inputs[:, :steps], lengths, controls)
         if noise is None:
@@ -202,7 +207,8 @@ class MusicVAE(nn.Module):
         raw = self.decoder(z, targets, lengths, controls, sampling_probability=probability,
                            loss=self.loss, generator=generator)  # (B, T, R)
         r_loss, metrics = self.loss(raw, targets, step_mask(lengths, steps))  # (B,)
-        kl = kl_divergence(mu.float(), sigma.float())  # (B,)
+        exact = torch.promote_types(mu.dtype, torch.float32)  # float32 at least (mu is bfloat16 under autocast)
+        kl = kl_divergence(mu.to(exact), sigma.to(exact))  # (B,)
         kl_cost = torch.clamp(kl - cfg.free_bits * LN2, min=0.0)  # (B,)
         beta = beta_at(step, cfg)
         return ModelOutput(loss=r_loss.mean() + beta * kl_cost.mean(), r_loss=r_loss.mean(),
@@ -212,14 +218,14 @@ class MusicVAE(nn.Module):
     def _controls_for(self, controls: torch.Tensor | None, n: int) -> torch.Tensor | None:
         if controls is None:
             return None
-        controls = controls.to(self.device, torch.float32)
+        controls = controls.to(self.device, self.dtype)
         return controls.unsqueeze(0).expand(n, -1, -1) if controls.dim() == 2 else controls
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, temperature: float = 1.0, controls: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Free-running outputs ``(B, T, D)`` from z ``(B, Z)``; controls ``(T, C)`` or ``(B, T, C)``."""
-        z = z.to(self.device, torch.float32)
+        z = z.to(self.device, self.dtype)
         return self.decoder.sample(z, self.spec.steps, temperature, self.loss,
                                    self._controls_for(controls, z.shape[0]), generator)
 

@@ -16,6 +16,12 @@ steps run straight. Ctrl-C (or SIGTERM) finishes the step under way, writes a ch
 returns; a loss that is not finite stops training before the bad step touches the weights, leaving
 the last checkpoint as it was.
 
+A training step reads nothing back from the device, so on a GPU the host queues the next step
+while the last one runs. The loss parts stay on the device, summed there, until a line is logged;
+the finiteness check runs there too (:class:`_Divergence`): from the first step whose loss is not
+finite on, each update is skipped on the device, and the error is raised at the next line, validation
+or checkpoint, naming that step, before anything is written.
+
 Under torchrun (see :mod:`hvae.distributed`) every process runs this same loop. Rank ``r`` of ``N``
 takes rows ``r*B/N`` to ``(r+1)*B/N`` of each global batch of ``B`` and the same rows of the
 batch's latent noise, so the global batch, the data order and the noise are the single process's.
@@ -32,7 +38,6 @@ import contextlib
 import dataclasses
 import functools
 import json
-import math
 import os
 import shutil
 import signal
@@ -50,7 +55,7 @@ from hvae.board import Board
 from hvae.checkpoint import (Checkpoint, capture_rng, converter_from, from_jsonable, list_checkpoints,
                              read_checkpoint, restore_rng, write_atomic, write_checkpoint)
 from hvae.data import PrepareReport, WindowSet, load_split, prepare_dataset
-from hvae.device import autocast, default_autocast_dtype, grad_scaler
+from hvae.device import autocast, default_autocast_dtype, grad_scaler, host_to_device
 from hvae.distributed import World
 from hvae.errors import CheckpointError, HvaeError, TrainingError
 from hvae.interfaces import Converter
@@ -205,11 +210,11 @@ def make_batch(windows: WindowSet, rows: np.ndarray, device: torch.device, conve
     inputs, outputs = windows.inputs[rows], windows.outputs[rows]
     if semitones is not None:
         inputs, outputs = converter.transpose(inputs, outputs, semitones)
-    batch = Batch(inputs=torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)),
-                  outputs=torch.from_numpy(np.ascontiguousarray(outputs, dtype=np.float32)),
-                  lengths=torch.from_numpy(windows.lengths[rows].astype(np.int64)),
-                  controls=torch.from_numpy(controls) if controls.shape[-1] else None)
-    return batch.to(device)
+    move = lambda array: host_to_device(torch.from_numpy(array), device)
+    return Batch(inputs=move(np.ascontiguousarray(inputs, dtype=np.float32)),
+                 outputs=move(np.ascontiguousarray(outputs, dtype=np.float32)),
+                 lengths=move(windows.lengths[rows].astype(np.int64)),
+                 controls=move(controls) if controls.shape[-1] else None)
 
 
 def transpositions(seed: int, step: int, batch_size: int, transpose_range: tuple[int, int]) -> np.ndarray:
@@ -246,6 +251,7 @@ class Trainer:
         amp_dtype = default_autocast_dtype(device) if config.train.amp else None
         self.scaler = grad_scaler(device, amp_dtype)  # loss scaling, enabled for float16 on CUDA only
         self.noise = torch.Generator(device)  # the latent noise of each step, reseeded with (seed, step)
+        self.divergence = _Divergence(device)
         self.last_checkpoint: Path | None = None
         self.checkpointed_step = -1  # step of last_checkpoint
         self.board: Board | None = None  # the TensorBoard log while training with tensorboard on
@@ -391,18 +397,23 @@ class Trainer:
                 interval.add(parts, lr, examples=cfg.batch_size)
                 bar.update(1)
                 finished = self.step == cfg.steps
-                if self.step == 1 or self.step % cfg.log_every == 0 or finished or stopping:
+                logging = self.step == 1 or self.step % cfg.log_every == 0 or finished or stopping
+                validating = (finished or (cfg.eval_every and self.step % cfg.eval_every == 0)) and not stopping
+                saving = finished or self.step % cfg.checkpoint_every == 0 or stopping
+                if logging or validating or saving:
+                    self._check_finite()
+                if logging:
                     last = self._record(log, interval.take(self.step))
                     first = first or last
                     bar.set_postfix(loss=f"{last['loss']:.3g}", kl_bits=f"{last['kl_bits']:.3g}",
                                     beta=f"{last['beta']:.3g}", ex_s=f"{last['examples_per_s']:.0f}")
-                if (finished or (cfg.eval_every and self.step % cfg.eval_every == 0)) and not stopping:
+                if validating:
                     bar.set_description(f"{self.config.name} validating", refresh=True)
                     evaluated = self.world.from_main(self.evaluate() if self.world.main else None)
                     bar.set_description(self.config.name, refresh=False)
                     if evaluated is not None:
                         validation = self._record(log, evaluated)
-                if finished or self.step % cfg.checkpoint_every == 0 or stopping:
+                if saving:
                     self.save(metrics={"train": last, "validation": validation})
                 interval.restart()
             if self.checkpointed_step != self.step:  # stopped before the first step
@@ -415,8 +426,9 @@ class Trainer:
         signum = self.world.largest(stop.signum)
         return signal.Signals(signum).name if signum else None
 
-    def _train_step(self) -> tuple[dict[str, float], float]:
-        """One optimiser step; returns the loss parts (means over the ranks) and the learning rate the update used."""
+    def _train_step(self) -> tuple["_Parts", float]:
+        """One optimiser step, read nowhere on the host; returns the loss parts (means over the ranks, on the
+        device) and the learning rate the update used. An update after a loss that is not finite is skipped."""
         cfg = self.config.train
         rows = batch_indices(len(self.train_set), cfg.batch_size, cfg.seed, self.step)
         semitones = None if cfg.transpose_range is None else \
@@ -426,23 +438,33 @@ class Trainer:
         with _step_random(cfg.seed, self.step, self.world.rank, self.device), autocast(self.device, enabled=cfg.amp):
             out = self.parallel(batch, self.step, noise=noise)
         parts = _parts(out, self.world)
-        if not math.isfinite(parts["loss"]):
-            where = (f"the last good checkpoint, {self.last_checkpoint} (step {self.checkpointed_step}), is intact"
-                     if self.last_checkpoint else "no checkpoint was written yet")
-            raise TrainingError(
-                f"Training stopped: the loss is {parts['loss']} at step {self.step + 1} (reconstruction "
-                f"{parts['r_loss']:.4g}, KL {parts['kl']:.4g}); {where}. A learning rate "
-                f"too high for the model is the usual cause: lower learning_rate.")
+        skip = self.divergence.watch(parts, self.step + 1)
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(out.loss).backward()  # under DDP: the gradients of the global batch mean on every rank
         self.scaler.unscale_(self.optimizer)
         clip_gradients(self.model, self.model.config)
-        self.scaler.step(self.optimizer)
+        if self.scaler.is_enabled():  # float16: the scaler skips steps with non-finite gradients itself
+            self.scaler.step(self.optimizer)
+        else:
+            _step_unless(self.optimizer, skip)
         self.scaler.update()
         self.schedule.step()
         self.step += 1
         return parts, lr
+
+    def _check_finite(self) -> None:
+        """Raise :class:`TrainingError` if a loss since the start was not finite (reads the device)."""
+        bad = self.divergence.first_bad()
+        if bad is None:
+            return
+        step, values = bad
+        where = (f"the last good checkpoint, {self.last_checkpoint} (step {self.checkpointed_step}), is intact"
+                 if self.last_checkpoint else "no checkpoint was written yet")
+        raise TrainingError(
+            f"Training stopped: the loss is {values['loss']} at step {step} (reconstruction "
+            f"{values['r_loss']:.4g}, KL {values['kl']:.4g}); {where}. A learning rate "
+            f"too high for the model is the usual cause: lower learning_rate.")
 
     def _latent_noise(self, examples: int) -> torch.Tensor:
         """``(examples, Z)`` standard normal draws for this step's global batch: the same on every rank."""
@@ -471,7 +493,7 @@ class Trainer:
                     chunk = rows[start:start + cfg.batch_size]
                     with autocast(self.device, enabled=cfg.amp):
                         out = self.model(make_batch(self.validation_set, chunk, self.device), self.step)
-                    for name, value in _parts(out).items():
+                    for name, value in _parts(out).read().items():
                         sums[name] = sums.get(name, 0.0) + value * len(chunk)
         finally:
             self.model.train()
@@ -615,20 +637,76 @@ def _step_random(seed: int, step: int, rank: int, device: torch.device) -> Itera
         yield
 
 
-def _parts(out: ModelOutput, world: World = World()) -> dict[str, float]:
+@dataclasses.dataclass(frozen=True)
+class _Parts:
+    """The logged scalars of one forward pass (or their sum over steps), means over the ranks, kept
+    on the device: ``values[i]`` is ``names[i]``, float64; beta, known on the host, stays there."""
+
+    names: tuple[str, ...]  # LOGGED_PARTS, then the loss's metrics; "loss" first
+    values: torch.Tensor  # (len(names),) float64 on the model's device
+    beta: float
+
+    def __add__(self, other: "_Parts") -> "_Parts":
+        return _Parts(self.names, self.values + other.values, self.beta + other.beta)
+
+    def read(self) -> dict[str, float]:
+        """The values on the host (waits for the device), with beta after the loss parts."""
+        values = dict(zip(self.names, self.values.tolist()))
+        return {**{name: values.pop(name) for name in LOGGED_PARTS}, "beta": self.beta, **values}
+
+
+def _step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
+    """``optimizer.step()`` unless ``skip`` (a float32 flag on the device) is 1. A fused optimizer skips
+    on the device (the flag GradScaler hands it): weights, moments and step counts stay as they were,
+    and the host does not wait. Any other reads the flag first."""
+    if all(group.get("fused") for group in optimizer.param_groups):
+        optimizer.found_inf = skip
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+    elif not bool(skip):
+        optimizer.step()
+
+
+def _parts(out: ModelOutput, world: World = World()) -> _Parts:
     """The logged scalars of one forward pass, means over the ranks: loss parts, beta and the loss's metrics."""
     scalars = {name: getattr(out, name) for name in LOGGED_PARTS}
-    scalars["beta"] = torch.tensor(float(out.beta), device=out.loss.device)
     scalars.update(out.metrics)
     values = world.average(torch.stack([value.detach().double() for value in scalars.values()]))
-    return dict(zip(scalars, values.tolist()))
+    return _Parts(tuple(scalars), values, float(out.beta))
+
+
+class _Divergence:
+    """The first step whose loss was not finite, and its logged scalars, tracked on the device."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.bad = torch.zeros((), dtype=torch.bool, device=device)  # a loss so far was not finite
+        self.step = torch.zeros((), dtype=torch.int64, device=device)  # the first such step (1-based)
+        self.parts: _Parts | None = None  # its scalars (or, while none was, some finite step's)
+
+    def watch(self, parts: _Parts, step: int) -> torch.Tensor:
+        """Note step ``step``'s scalars; the optimiser's skip flag: float32 1.0 from the first bad step on."""
+        bad = ~torch.isfinite(parts.values[0])
+        first = bad & ~self.bad
+        self.step = torch.where(first, step, self.step)
+        values = parts.values if self.parts is None else torch.where(first, parts.values, self.parts.values)
+        self.parts = dataclasses.replace(parts, values=values)
+        self.bad = self.bad | bad
+        return self.bad.float()
+
+    def first_bad(self) -> tuple[int, dict[str, float]] | None:
+        """``(step, scalars)`` of the first step whose loss was not finite, or None (reads the device)."""
+        if not bool(self.bad):
+            return None
+        return int(self.step), self.parts.read()
 
 
 class _Interval:
-    """Loss parts summed over the steps since the last training line, and the time they took."""
+    """Loss parts summed on the device over the steps since the last training line, and the time they took."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
+        self.sums: _Parts | None = None
         self.steps = self.examples = 0
         self.seconds = self.lr = 0.0
         self.restart()
@@ -637,22 +715,26 @@ class _Interval:
         """Start timing again (after validation or a checkpoint, which are not training time)."""
         self.clock = time.perf_counter()
 
-    def add(self, parts: dict[str, float], lr: float, examples: int) -> None:
-        self.lr = lr
-        for name, value in parts.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
-        self.steps += 1
-        self.examples += examples
+    def _tick(self) -> None:
         now = time.perf_counter()
         self.seconds += now - self.clock
         self.clock = now
 
+    def add(self, parts: _Parts, lr: float, examples: int) -> None:
+        self.lr = lr
+        self.sums = parts if self.sums is None else self.sums + parts
+        self.steps += 1
+        self.examples += examples
+        self._tick()
+
     def take(self, step: int) -> dict[str, Any]:
         """The training line for the steps so far: means over them, the learning rate of the last, and
-        examples per second of training time. Then a new interval starts."""
-        record = {"split": "train", "step": step, **{k: v / self.steps for k, v in self.sums.items()},
+        examples per second of training time (until the device finished them). Then a new interval starts."""
+        sums = self.sums.read()  # waits for the device: its work is training time
+        self._tick()
+        record = {"split": "train", "step": step, **{k: v / self.steps for k, v in sums.items()},
                   "lr": self.lr, "examples_per_s": self.examples / max(self.seconds, 1e-9)}
-        self.sums, self.steps, self.examples, self.seconds = {}, 0, 0, 0.0
+        self.sums, self.steps, self.examples, self.seconds = None, 0, 0, 0.0
         return record
 
 

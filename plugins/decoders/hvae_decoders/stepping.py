@@ -16,6 +16,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from hvae.device import host_reads_are_free
 from hvae.interfaces import Loss
 from hvae_decoders.lstm import State
 from hvae_decoders.products import Product
@@ -27,9 +28,9 @@ SIGMOID_TANH_VALUES = 4096
 
 
 def _gate_rows(hidden: int, device: torch.device) -> torch.Tensor:
-    """Row order taking PyTorch's gates ``i, f, g, o`` to ``i, f, o, g``."""
-    return torch.cat([torch.arange(0, 2 * hidden), torch.arange(3 * hidden, 4 * hidden),
-                      torch.arange(2 * hidden, 3 * hidden)]).to(device)
+    """Row order taking PyTorch's gates ``i, f, g, o`` to ``i, f, o, g`` (made on ``device``: no copy to wait for)."""
+    arange = lambda start, end: torch.arange(start, end, device=device)
+    return torch.cat([arange(0, 2 * hidden), arange(3 * hidden, 4 * hidden), arange(2 * hidden, 3 * hidden)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,8 +93,9 @@ class SteppingWeights:
 
     def project_fed(self, fed: torch.Tensor) -> torch.Tensor:
         """The first layer's part for fed outputs ``(N, T, D) -> (N, T, 4H_0)`` (class layout only);
-        one-hot rows are a row gather."""
-        classes = one_hot_indices(fed)
+        one-hot rows are a row gather where telling them apart is free (on the CPU: it reads ``fed``
+        on the host), else a product, which gives one-hot rows exactly."""
+        classes = one_hot_indices(fed) if host_reads_are_free(fed.device) else None
         if classes is None:
             return fed.to(self.dtype) @ self.feed
         return torch.cat([self.feed, self.feed.new_zeros(1, self.feed.shape[1])])[classes]
@@ -117,8 +119,9 @@ class CoreSampler:
         self.operands = [row[:, :lead + sizes[0]]] + [row[:, below:start + size] for below, start, size
                                                       in zip(starts[:-1], starts[1:], sizes[1:])]
         self.feed_slot = row[:, :lead] if lead else None
-        self.cells = [zeros(size, torch.float32) for size in sizes]  # c in float32 whatever the dtype
-        self.tanh_cells = [zeros(size, torch.float32) for size in sizes]
+        exact = torch.promote_types(dtype, torch.float32)  # c in float32 at least, whatever the dtype
+        self.cells = [zeros(size, exact) for size in sizes]
+        self.tanh_cells = [zeros(size, exact) for size in sizes]
         self.sigmoid_tanh = dtype == torch.float32 and batch * max(sizes) >= SIGMOID_TANH_VALUES
 
     def reset(self, state: State) -> None:
