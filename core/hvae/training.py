@@ -51,6 +51,7 @@ import torch
 from tqdm import tqdm
 
 from hvae import __version__, distributed
+from hvae.board import Board
 from hvae.checkpoint import (Checkpoint, capture_rng, converter_from, from_jsonable, list_checkpoints,
                              read_checkpoint, restore_rng, write_atomic, write_checkpoint)
 from hvae.data import PrepareReport, WindowSet, load_split, prepare_dataset
@@ -88,6 +89,7 @@ class TrainConfig:
     # Augmentation: each training window moved by a random whole number of semitones in [low, high]
     # (the reference's transpose_range); None: as they are. Needs a converter that can transpose.
     transpose_range: tuple[int, int] | None = None
+    tensorboard: bool = False  # also log metrics.jsonl's scalars for TensorBoard, in RUN/tensorboard/
 
     def __post_init__(self) -> None:
         for field in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints"):
@@ -252,6 +254,7 @@ class Trainer:
         self.divergence = _Divergence(device)
         self.last_checkpoint: Path | None = None
         self.checkpointed_step = -1  # step of last_checkpoint
+        self.board: Board | None = None  # the TensorBoard log while training with tensorboard on
 
     @classmethod
     def start(cls, run_dir: str | os.PathLike, config: RunConfig, progress: bool = True) -> "Trainer":
@@ -382,7 +385,9 @@ class Trainer:
         self.model.train()
         metrics_file = open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") if self.world.main \
             else contextlib.nullcontext()
+        self.board = Board(self.run_dir, self.step) if cfg.tensorboard and self.world.main else None
         with _StopRequest() as stop, _cpu_threads(cfg.threads), metrics_file as log, \
+                contextlib.closing(self.board) if self.board else contextlib.nullcontext(), \
                 tqdm(total=cfg.steps, initial=self.step, unit="step", desc=self.config.name,
                      disable=not (progress and self.world.main), dynamic_ncols=True) as bar:
             stopping = self._stop_signal(stop)
@@ -403,7 +408,9 @@ class Trainer:
                     bar.set_postfix(loss=f"{last['loss']:.3g}", kl_bits=f"{last['kl_bits']:.3g}",
                                     beta=f"{last['beta']:.3g}", ex_s=f"{last['examples_per_s']:.0f}")
                 if validating:
+                    bar.set_description(f"{self.config.name} validating", refresh=True)
                     evaluated = self.world.from_main(self.evaluate() if self.world.main else None)
+                    bar.set_description(self.config.name, refresh=False)
                     if evaluated is not None:
                         validation = self._record(log, evaluated)
                 if saving:
@@ -510,10 +517,13 @@ class Trainer:
         return write_checkpoint(self.run_dir, checkpoint, keep=self.config.train.keep_checkpoints)
 
     def _record(self, log: IO[str] | None, record: dict[str, Any]) -> dict[str, Any]:
-        """``record`` as a metrics.jsonl line (on rank 0, the only one holding the file)."""
+        """``record`` as a metrics.jsonl line (on rank 0, the only one holding the file), and in the
+        TensorBoard log when there is one."""
         if log is not None:
             log.write(json.dumps(record) + "\n")
             log.flush()
+        if self.board is not None:
+            self.board.add(record)
         return record
 
 
