@@ -22,6 +22,7 @@ from hvae.model import MusicVAE
 
 PERCENTILES = (5.0, 95.0)  # the range of the training windows' densities a sample must lie in
 ROUNDS = 10  # redraws at most, for the samples still outside the range
+CHUNK = 1024  # windows counted at a time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,15 +35,24 @@ class DensityRange:
     def holds(self, densities: np.ndarray) -> np.ndarray:
         return (densities >= self.low) & (densities <= self.high)
 
+    @classmethod
+    def of(cls, densities: np.ndarray) -> "DensityRange":
+        """The 5th to 95th percentile of ``densities``."""
+        low, high = np.percentile(densities, PERCENTILES)
+        return cls(float(low), float(high))
+
 
 def hits_per_bar(converter: Converter, outputs: np.ndarray) -> np.ndarray | None:
     """Drum hits per bar of each sequence of ``outputs`` ``(B, T, D)``, ``(B,)``; None for a converter
     without drum hits."""
-    hits = drum_hits(converter, torch.from_numpy(np.asarray(outputs, dtype=np.float32)))
-    if hits is None:
-        return None
     steps_per_bar = converter.options.steps_per_quarter * converter.options.quarters_per_bar
-    return hits.sum(dim=(1, 2)).numpy() / (hits.shape[1] / steps_per_bar)
+    counts = []
+    for start in range(0, max(len(outputs), 1), CHUNK):  # a chunk at a time: one-hot windows are large
+        hits = drum_hits(converter, torch.from_numpy(np.asarray(outputs[start:start + CHUNK], dtype=np.float32)))
+        if hits is None:
+            return None
+        counts.append(hits.sum(dim=(1, 2)).numpy() / (hits.shape[1] / steps_per_bar))
+    return np.concatenate(counts)
 
 
 def reads_hits(converter: Converter) -> bool:
@@ -54,10 +64,7 @@ def density_range(converter: Converter, outputs: np.ndarray) -> DensityRange | N
     """The 5th to 95th percentile of the densities of windows ``outputs`` ``(N, T, D)``; None without drums
     or windows."""
     densities = hits_per_bar(converter, outputs) if len(outputs) else None
-    if densities is None:
-        return None
-    low, high = np.percentile(densities, PERCENTILES)
-    return DensityRange(float(low), float(high))
+    return None if densities is None else DensityRange.of(densities)
 
 
 def training_range(converter: Converter, cache_dir: str | os.PathLike) -> DensityRange | None:
