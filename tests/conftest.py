@@ -97,3 +97,29 @@ def trained_humanizer(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("trained-humanizer")
     return _train(root / "run", root / "cache", "--preset", "groovae_4bar", "-o", "humanize=true",
                   "-m", "decoder.rnn_sizes=64", "-m", "learning_rate=0.005", "-m", "dropout=0", "--steps", "300")
+
+
+MAESTRO_FEW = 3  # MAESTRO files a tiny melody model trains on (the smallest of the 2015 ones)
+
+
+@pytest.fixture(scope="session")
+def maestro_files(maestro_dir, tmp_path_factory) -> list[Path]:
+    """The smallest MAESTRO files, linked into a folder of their own (MAESTRO is never copied into the repo)."""
+    folder = tmp_path_factory.mktemp("maestro-few")
+    smallest = sorted((maestro_dir / "2015").glob("*.midi"), key=lambda p: p.stat().st_size)[:MAESTRO_FEW]
+    for path in smallest:
+        (folder / path.name).symlink_to(path)
+    return sorted(folder.iterdir())
+
+
+@pytest.fixture(scope="session")
+def maestro_file(maestro_files) -> Path:
+    return maestro_files[0]
+
+
+@pytest.fixture(scope="session")
+def trained_melody(maestro_files, tmp_path_factory) -> Path:
+    """Run directory of a tiny hier-mel-4bar (32-unit LSTMs) trained 20 steps on a few MAESTRO files."""
+    root = tmp_path_factory.mktemp("trained-melody")
+    return _train(root / "run", root / "cache", "--preset", "hier-mel-4bar", "-m", "decoder.rnn_sizes=32",
+                  "--steps", "20", "--data", str(maestro_files[0].parent))

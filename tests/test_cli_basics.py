@@ -48,6 +48,33 @@ def test_help_lists_every_command_without_loading_torch_or_the_plugins():
                                                    "plugins", "reconstruct", "report", "run", "sample", "train"))
 
 
+WORKFLOW = ["plugins", "presets", "data", "train", "run", "import", "sample", "reconstruct", "interpolate", "humanize",
+            "evaluate", "report", "compare", "export"]
+
+
+def listing() -> list[tuple[str, str]]:
+    """(command, its description with the wrapping undone) in the order of hvae --help."""
+    rows: list[list[str]] = []
+    for line in invoke("--help").output.split("Commands:")[1].splitlines():
+        if line.startswith("  ") and not line.startswith("   "):
+            name, _, text = line.strip().partition(" ")
+            rows.append([name, text.strip()])
+        elif line.strip():
+            rows[-1][1] += " " + line.strip()
+    return [(name, text) for name, text in rows]
+
+
+def test_help_lists_the_commands_in_the_order_of_a_session():
+    assert [name for name, _ in listing()] == WORKFLOW
+
+
+def test_help_gives_each_commands_whole_first_sentence():
+    from hvae.cli import COMMANDS
+
+    for name, text in listing():
+        assert text == COMMANDS[name][1] and "..." not in text, name
+
+
 def test_the_listing_says_what_each_command_says_of_itself():
     from hvae.cli import COMMANDS
 
@@ -115,3 +142,19 @@ def test_the_installed_command_prints_no_traceback_for_a_mistake():
     result = subprocess.run([HVAE, "data", "prepare", "--converter", "drumz"], capture_output=True, text=True)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("Error: Unknown converter 'drumz'.") and result.stderr.count("\n") == 1
+
+
+def test_device_mps_without_apple_silicon_is_a_one_line_error(trained_drums, tmp_path):
+    result = invoke("sample", str(trained_drums), "--device", "mps", "--out", str(tmp_path))
+    assert result.exit_code == 1
+    assert result.output.strip() == ("Error: Device 'mps' (Apple silicon's GPU) was asked for, but this PyTorch "
+                                     "build sees no MPS device; use cpu or auto.")
+
+
+def test_device_mps_is_the_mps_device_where_torch_reports_it(monkeypatch):
+    import torch
+
+    from hvae.device import resolve_device
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("mps") == torch.device("mps")

@@ -73,7 +73,7 @@ def test_sample_writes_the_reference_file_names_and_prints_them(demo_run, tmp_pa
     result = invoke("sample", str(out), "-n", "2", "--temperature", "0.5", "--seed", "3", "--out",
                     str(tmp_path / "a"), "--qpm", "90")
     assert result.exit_code == 0, result.output
-    printed = [Path(line) for line in result.output.split()]
+    printed = [Path(line) for line in result.stdout.split()]
     assert sorted(printed) == sorted((tmp_path / "a").iterdir())
     assert [SAMPLE_NAME.match(p.name).group("name", "i", "n") for p in sorted(printed)] == [
         ("demo", "000", "002"), ("demo", "001", "002")]
@@ -94,7 +94,7 @@ def test_sample_in_mixed_precision_decodes_in_bfloat16_and_writes_drums(demo_run
         decode(self, *args, **kwargs))[1])
     result = invoke("sample", str(out), "-n", "3", "--seed", "3", "--amp", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
-    assert seen == [torch.bfloat16]
+    assert seen and set(seen) == {torch.bfloat16}  # every draw (and any redraw) in bfloat16
     for path in sorted(tmp_path.iterdir()):
         midi = miditoolkit.MidiFile(str(path))
         assert all(instrument.is_drum for instrument in midi.instruments)

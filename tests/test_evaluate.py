@@ -153,3 +153,28 @@ def test_kl_is_reported_in_bits_per_window(drums_json, trained_drums):
     with torch.no_grad():
         mu, sigma = loaded.model.encode(test["inputs"], test["lengths"])
     assert metrics["kl_bits"] == pytest.approx(float(kl_divergence(mu, sigma).mean()) / np.log(2), rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def barely_trained(tmp_path_factory) -> Path:
+    """The demo preset trained 100 steps (of its 800): it predicts each step from z and the position alone."""
+    root = tmp_path_factory.mktemp("barely-trained")
+    result = invoke("train", "--steps", 100, "--no-progress", "--cache", root / "cache", "--out", root / "run")
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
+def test_a_model_that_hardly_uses_the_steps_before_gets_a_line_saying_why_the_columns_agree(barely_trained):
+    metrics = json.loads(invoke("evaluate", str(barely_trained), "--json", "--no-progress").stdout)
+    assert metrics["agreement"] >= 0.99
+    assert metrics[TF]["accuracy"] == pytest.approx(metrics[SAMPLED]["accuracy"], abs=0.01)
+    table = " ".join(invoke("evaluate", str(barely_trained), "--no-progress").output.split())
+    assert (f"Teacher-forced and sampled decoding predict {metrics['agreement']:.1%} of the steps alike: the model "
+            f"hardly uses the steps before yet") in table
+
+
+def test_a_model_that_uses_the_steps_before_decodes_them_differently_and_gets_no_such_line(trained_humanizer):
+    result = invoke("evaluate", str(trained_humanizer), "--json", "--no-progress")
+    metrics = json.loads(result.stdout)
+    assert 0.0 < metrics["agreement"] < 0.99 and metrics[TF] != metrics[SAMPLED]
+    assert "of the steps alike" not in invoke("evaluate", str(trained_humanizer), "--no-progress").output

@@ -87,7 +87,8 @@ def test_a_midi_file_without_drums_is_a_one_line_error_naming_it(trained_drums, 
     midi.instruments = [miditoolkit.Instrument(program=0, notes=[miditoolkit.Note(80, 60, 0, 480)])]
     midi.dump(str(piano))
     message = one_line_error(invoke("reconstruct", str(trained_drums), str(piano), "--out", str(tmp_path)))
-    assert message == f"Error: {piano}: no 64-step window for converter 'drums': no drum notes"
+    assert message == (f"Error: {piano}: no 64-step window for converter 'drums': no drum notes on MIDI channel 10 "
+                       f"(drums on another channel: --drum-channel any)")
 
 
 def test_interpolate_writes_each_step_all_steps_in_a_row_and_a_picture(trained_drums, tmp_path):

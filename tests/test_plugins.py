@@ -8,6 +8,7 @@ subprocess finds through PYTHONPATH.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -85,6 +86,24 @@ def test_plugins_text_lists_each_distribution_and_what_it_registers():
             if entry[kind]:
                 assert f"  {kind}: {', '.join(entry[kind])}" in output
     assert "failed:" not in output
+
+
+def test_plugins_lists_each_converters_options_with_default_and_meaning():
+    output = CliRunner().invoke(main, ["plugins"]).output
+    assert "  converter drums: options (-o KEY=VALUE), with their defaults" in output
+    lines = [" ".join(line.split()) for line in output.splitlines()]
+    assert "slice_bars=2 window length in bars, one window every bar; None: each track is one example" in lines
+    assert "humanize=false inputs keep the hits only: velocities and offsets set to 0" in lines
+    assert "min_pitch=21 lowest MIDI pitch modelled; lower notes are dropped" in lines
+
+
+def test_every_option_of_every_builtin_converter_has_a_meaning():
+    for name, options in plugins_json()["converter_options"].items():
+        for option in options:
+            assert option["meaning"], f"{name}: {option['name']}"
+        fields = dataclasses.fields(hvae.get_converter(name).Options)
+        assert [(o["name"], o["default"]) for o in options] == [
+            (f.name, list(f.default) if isinstance(f.default, tuple) else f.default) for f in fields]
 
 
 # --- names ----------------------------------------------------------------------------------------------------

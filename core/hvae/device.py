@@ -34,13 +34,14 @@ PRECISIONS = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16":
 
 
 def resolve_device(spec: str | torch.device = "auto", local_rank: int | None = None) -> torch.device:
-    """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a device.
+    """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (Apple
+    silicon's GPU, where torch reports it available) as a device.
 
     ``local_rank`` is the process's place among the training processes on this machine (torchrun's
     ``LOCAL_RANK``) when there are several: ``"auto"`` and ``"cuda"`` then mean the GPU of that
     process, and ``"cuda:N"`` is refused (every process would claim GPU N).
 
-    Raises :class:`hvae.errors.HvaeError` when CUDA is asked for but absent, or the index is out of range.
+    Raises :class:`hvae.errors.HvaeError` when CUDA or MPS is asked for but absent, or the index is out of range.
     """
     text = str(spec).strip().lower()
     if text == "auto":
@@ -48,7 +49,12 @@ def resolve_device(spec: str | torch.device = "auto", local_rank: int | None = N
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise HvaeError(f"Unknown device {spec!r}. Use auto, cpu, cuda or cuda:N.") from None
+        raise HvaeError(f"Unknown device {spec!r}. Use auto, cpu, cuda, cuda:N or mps.") from None
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise HvaeError(f"Device {spec!r} (Apple silicon's GPU) was asked for, but this PyTorch build sees no "
+                            f"MPS device; use cpu or auto.")
+        return torch.device("mps")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise HvaeError(f"Device {spec!r} was asked for, but this PyTorch build sees no CUDA GPU; use cpu or auto.")
@@ -65,7 +71,7 @@ def resolve_device(spec: str | torch.device = "auto", local_rank: int | None = N
             raise HvaeError(f"Device {spec!r} does not exist: {count} CUDA device(s), cuda:0 to cuda:{count - 1}.")
         configure_cuda()
     elif device.type != "cpu":
-        raise HvaeError(f"Device {spec!r} is not supported. Use auto, cpu, cuda or cuda:N.")
+        raise HvaeError(f"Device {spec!r} is not supported. Use auto, cpu, cuda, cuda:N or mps.")
     return device
 
 

@@ -37,8 +37,8 @@ class ConverterOptions:
     """Options common to every converter; subclasses add their own fields."""
 
     steps_per_quarter: int = 4  # quantisation: steps per quarter note
-    quarters_per_bar: int = 4  # only 4/4 is accepted by the built-ins
-    max_tensors_per_notesequence: int | None = None  # None: every window
+    quarters_per_bar: int = 4  # quarter notes per bar; the built-ins accept only 4 (4/4 time)
+    max_tensors_per_notesequence: int | None = None  # at most this many windows per file; None: every window
 
 
 class Converter(abc.ABC):

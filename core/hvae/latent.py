@@ -6,12 +6,15 @@ a converter with an ``is_inferring`` option (groove) is switched to it, so any G
 read (into the same classes, in the same order, as in training).
 
 Temperature 0 decodes greedily (the most likely class; a hit where p > 0.5); above 0 it draws.
+
+What is written keeps the input's tempo and time signature (a tempo given by the caller wins), lasts
+whole bars (a 4-bar window is a 4-bar file), and never replaces a file: a name in use gets ``-2``
+(then ``-3``, ...) after the window's label, for every file of the same call.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 from pathlib import Path
 from typing import Sequence
@@ -25,11 +28,15 @@ from hvae.errors import ConversionError, HvaeError
 from hvae.evaluation import drum_hits
 from hvae.interfaces import Converter, Example
 from hvae.model import MusicVAE
-from hvae.music import DEFAULT_QPM  # the tempo MIDI is written at (the reference's 120 qpm)
+from hvae.midifile import midi_bytes, write_new
+from hvae.music import DEFAULT_QPM, read_midi
 from hvae.options import field_names
-from hvae.report.pianoroll import Panel, lanes_of, plot_rolls
+from hvae.report.pianoroll import Panel, lanes_of, roll_png
 
 SLERP_PARALLEL = 1e-6  # below this sin(angle) two latent vectors are parallel: interpolate linearly
+DRUM_CHANNEL_10, DRUM_CHANNEL_ANY = "10", "any"
+DRUM_CHANNELS = (DRUM_CHANNEL_10, DRUM_CHANNEL_ANY)  # where drums are read from: General MIDI's channel, or all
+NO_DRUMS = "no drum notes on MIDI channel 10"  # the drum converters' reason for a file without drums
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +48,9 @@ class Window:
     count: int  # how many windows the file gives
     example: Example
     name: str | None = None  # what names the files written from it; default: the file's stem
+    qpm: float = DEFAULT_QPM  # the file's tempo, quarter notes per minute (its first)
+    time_signature: tuple[int, int] = (4, 4)  # the file's (numerator, denominator) (its first)
+    tempo_changes: bool = False  # the file has more than one tempo (its first is written)
 
     @property
     def label(self) -> str:
@@ -53,6 +63,21 @@ class Window:
             return None
         return (f"{self.path} gives {self.count} windows; using window {self.index} "
                 f"(choose another with {option} K, 0 to {self.count - 1}).")
+
+    def tempo_note(self, qpm: float | None) -> str | None:
+        """What to tell the user when the file's tempo changes and none was given; None otherwise."""
+        if qpm is not None or not self.tempo_changes:
+            return None
+        return f"{self.path} changes tempo; written at its first, {self.qpm:g} qpm (choose one with --qpm)."
+
+    def midi(self, converter: Converter, outputs: np.ndarray, qpm: float | None = None) -> miditoolkit.MidiFile:
+        """``outputs`` of this window's length as MIDI at ``qpm`` (default: the file's tempo) in the
+        file's time signature (where its bars are as long as the converter's: 2/2 for 4/4, say)."""
+        midi = converter.from_tensors(outputs, qpm=qpm or self.qpm)
+        numerator, denominator = self.time_signature
+        if numerator * 4 == converter.options.quarters_per_bar * denominator:
+            midi.time_signature_changes = [miditoolkit.TimeSignature(numerator, denominator, 0)]
+        return midi
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,14 +97,26 @@ def user_converter(converter: Converter) -> Converter:
 
 
 def read_window(converter: Converter, path: str | os.PathLike, index: int | None = None,
-                name: str | None = None) -> Window:
-    """Window ``index`` (default: the first) of ``path``; one-line errors that name the file."""
+                name: str | None = None, drum_channel: str = DRUM_CHANNEL_10) -> Window:
+    """Window ``index`` (default: the first) of ``path``; one-line errors that name the file.
+
+    ``drum_channel`` "any" reads the notes of every channel as drums (files from DAWs that put drums on
+    channel 1); the default, "10", only channel 10's, as General MIDI and the reference do."""
     path = Path(path)
+    if drum_channel not in DRUM_CHANNELS:
+        raise HvaeError(f"Drum channel {drum_channel!r}: give {' or '.join(DRUM_CHANNELS)}.")
+    if drum_channel == DRUM_CHANNEL_ANY and lanes_of(converter) is None:
+        raise HvaeError(f"--drum-channel {DRUM_CHANNEL_ANY} reads every note as a drum hit; converter "
+                        f"{converter.name!r} does not read drums.")
+    sequence = read_midi(path)
+    if drum_channel == DRUM_CHANNEL_ANY:
+        sequence = dataclasses.replace(sequence, notes=[dataclasses.replace(n, is_drum=True) for n in sequence.notes])
     try:
-        examples = converter.convert(path)
+        examples = converter.convert(sequence)
     except ConversionError as exc:
+        hint = f" (drums on another channel: --drum-channel {DRUM_CHANNEL_ANY})" if NO_DRUMS in str(exc) else ""
         raise ConversionError(f"{path}: no {converter.steps}-step window for converter {converter.name!r}: "
-                              f"{exc}") from None
+                              f"{exc}{hint}") from None
     if not examples:
         raise ConversionError(f"{path}: no {converter.steps}-step window for converter {converter.name!r}.")
     if index is None:
@@ -87,7 +124,11 @@ def read_window(converter: Converter, path: str | os.PathLike, index: int | None
     elif not 0 <= index < len(examples):
         raise HvaeError(f"{path} gives {len(examples)} window{'s' if len(examples) != 1 else ''} "
                         f"(0 to {len(examples) - 1}); there is no window {index}.")
-    return Window(path, index, len(examples), examples[index], name)
+    tempos = {qpm for _, qpm in sequence.tempos}
+    return Window(path, index, len(examples), examples[index], name,
+                  qpm=sequence.tempos[0][1] if sequence.tempos else DEFAULT_QPM,
+                  time_signature=tuple(sequence.time_signatures[0][1:]) if sequence.time_signatures else (4, 4),
+                  tempo_changes=len(tempos) > 1)
 
 
 def _batch(model: MusicVAE, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -150,8 +191,9 @@ def interpolate_examples(model: MusicVAE, a: Example, b: Example, steps: int, te
 
 
 def concatenate(midis: Sequence[miditoolkit.MidiFile], quarters: float) -> miditoolkit.MidiFile:
-    """The files one after another, each starting ``quarters`` quarter notes after the one before;
-    tempo and time signature of the first, instruments matched by program and drum flag."""
+    """The files one after another, each starting ``quarters`` quarter notes after the one before (the
+    whole lasting ``len(midis) * quarters``); tempo and time signature of the first, instruments matched
+    by program and drum flag."""
     joined = miditoolkit.MidiFile(ticks_per_beat=midis[0].ticks_per_beat)
     joined.tempo_changes = list(midis[0].tempo_changes[:1])
     joined.time_signature_changes = list(midis[0].time_signature_changes[:1])
@@ -166,17 +208,25 @@ def concatenate(midis: Sequence[miditoolkit.MidiFile], quarters: float) -> midit
             target.notes.extend(miditoolkit.Note(n.velocity, n.pitch, round((n.start + shift) * scale),
                                                  round((n.end + shift) * scale)) for n in instrument.notes)
     joined.instruments = list(instruments.values())
-    joined.max_tick = max((n.end for i in joined.instruments for n in i.notes), default=0)
+    joined.max_tick = max([n.end for i in joined.instruments for n in i.notes]
+                          + [round(len(midis) * quarters * joined.ticks_per_beat)])
     return joined
 
 
 def write_midi(midi: miditoolkit.MidiFile, path: Path) -> Path:
-    """Write ``midi`` to ``path`` atomically (the folder is created)."""
+    """Write ``midi`` to ``path`` atomically, whole bars long with named tracks (the folder is created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    midi.dump(file=buffer)
-    write_atomic(path, buffer.getvalue())
+    write_atomic(path, midi_bytes(midi))
     return path
+
+
+def _write_group(out_dir: str | os.PathLike, label: str, files: Sequence[tuple[str, bytes]]) -> list[Path]:
+    """Files ``<label><suffix>`` with their bytes, as new files of ``out_dir``: under ``<label>-2<suffix>``
+    (and so on) for all of them when any name is taken."""
+    def names(attempt: int) -> list[str]:
+        return [f"{label}{'' if attempt == 1 else f'-{attempt}'}{suffix}" for suffix, _ in files]
+
+    return write_new(out_dir, [data for _, data in files], names)
 
 
 def window_quarters(converter: Converter) -> float:
@@ -186,54 +236,59 @@ def window_quarters(converter: Converter) -> float:
 
 def reconstruct_file(loaded: LoadedModel, path: str | os.PathLike, out_dir: str | os.PathLike,
                      window: int | None = None, temperature: float = 0.0, seed: int | None = None,
-                     qpm: float = DEFAULT_QPM, name: str | None = None) -> Written:
+                     qpm: float | None = None, name: str | None = None,
+                     drum_channel: str = DRUM_CHANNEL_10) -> Written:
     """Encode one window of ``path``, decode it, and write the window as read, its reconstruction and
-    a picture of both into ``out_dir`` (files named after ``name``, default the file's stem)."""
-    return _reencode(loaded, path, out_dir, window, temperature, seed, qpm, name,
+    a picture of both into ``out_dir`` (files named after ``name``, default the file's stem) at ``qpm``
+    (default: the file's tempo)."""
+    return _reencode(loaded, path, out_dir, window, temperature, seed, qpm, name, drum_channel,
                      ("original", "reconstruction", "reconstruction"))[2]
 
 
 def _reencode(loaded: LoadedModel, path: str | os.PathLike, out_dir: str | os.PathLike, window: int | None,
-              temperature: float, seed: int | None, qpm: float, name: str | None,
+              temperature: float, seed: int | None, qpm: float | None, name: str | None, drum_channel: str,
               suffixes: tuple[str, str, str]) -> tuple[Window, np.ndarray, Written]:
     """Encode one window of ``path`` to mu and decode it; write the window as read and the decoded
     one as ``<label>-<suffixes[0]>.mid`` and ``<label>-<suffixes[1]>.mid``, and a picture of both as
     ``<label>-<suffixes[2]>.png``. Returns the window, the decoded outputs and what was written."""
     converter = user_converter(loaded.converter)
-    chosen = read_window(converter, path, window, name)
+    chosen = read_window(converter, path, window, name, drum_channel)
     outputs = reconstruct_examples(loaded.model, [chosen.example], temperature, seed)[0]
-    out_dir = Path(out_dir)
-    given = converter.from_tensors(chosen.example.outputs, qpm=qpm)
-    decoded = converter.from_tensors(outputs, qpm=qpm)
+    given, decoded = chosen.midi(converter, chosen.example.outputs, qpm), chosen.midi(converter, outputs, qpm)
     lanes = lanes_of(converter)
-    picture = plot_rolls([Panel(f"{chosen.label}: as read", given, lanes),
-                          Panel(f"{suffixes[1]} ({loaded.name}, step {loaded.step})", decoded, lanes)],
-                         out_dir / f"{chosen.label}-{suffixes[2]}.png", window_quarters(converter))
-    midi = (write_midi(given, out_dir / f"{chosen.label}-{suffixes[0]}.mid"),
-            write_midi(decoded, out_dir / f"{chosen.label}-{suffixes[1]}.mid"))
-    return chosen, outputs, Written(midi, picture, tuple(n for n in (chosen.note(),) if n))
+    picture = roll_png([Panel(f"{chosen.label}: as read", given, lanes),
+                        Panel(f"{suffixes[1]} ({loaded.name}, step {loaded.step})", decoded, lanes)],
+                       window_quarters(converter))
+    *midi, png = _write_group(out_dir, chosen.label, [(f"-{suffixes[0]}.mid", midi_bytes(given)),
+                                                      (f"-{suffixes[1]}.mid", midi_bytes(decoded)),
+                                                      (f"-{suffixes[2]}.png", picture)])
+    notes = (chosen.note(), chosen.tempo_note(qpm))
+    return chosen, outputs, Written(tuple(midi), png, tuple(n for n in notes if n))
 
 
 def interpolate_files(loaded: LoadedModel, a: str | os.PathLike, b: str | os.PathLike, out_dir: str | os.PathLike,
                       steps: int = 8, window_a: int | None = None, window_b: int | None = None,
-                      temperature: float = 0.5, seed: int | None = None, qpm: float = DEFAULT_QPM) -> Written:
+                      temperature: float = 0.5, seed: int | None = None, qpm: float | None = None,
+                      drum_channel: str = DRUM_CHANNEL_10) -> Written:
     """Write the ``steps`` sequences between a window of ``a`` and one of ``b`` (one MIDI file each, one
-    of them all in a row, and a picture) into ``out_dir``."""
+    of them all in a row, and a picture) into ``out_dir``, at ``qpm`` (default: ``a``'s tempo)."""
     converter = user_converter(loaded.converter)
-    start, end = read_window(converter, a, window_a), read_window(converter, b, window_b)
+    start = read_window(converter, a, window_a, drum_channel=drum_channel)
+    end = read_window(converter, b, window_b, drum_channel=drum_channel)
     outputs = interpolate_examples(loaded.model, start.example, end.example, steps, temperature, seed)
-    out_dir = Path(out_dir)
-    stem = f"{start.label}_to_{end.label}"
-    midis = [converter.from_tensors(o, qpm=qpm) for o in outputs]
+    midis = [start.midi(converter, o, qpm) for o in outputs]
     lanes = lanes_of(converter)
-    panels = [Panel(f"{start.label}: as read", converter.from_tensors(start.example.outputs, qpm=qpm), lanes)]
+    panels = [Panel(f"{start.label}: as read", start.midi(converter, start.example.outputs, qpm), lanes)]
     panels += [Panel(f"{k + 1}/{steps}: t = {t:.2f}", midi, lanes)
                for k, (t, midi) in enumerate(zip(np.linspace(0.0, 1.0, steps), midis))]
-    panels.append(Panel(f"{end.label}: as read", converter.from_tensors(end.example.outputs, qpm=qpm), lanes))
-    picture = plot_rolls(panels, out_dir / f"{stem}.png", window_quarters(converter))
-    paths = [write_midi(midi, out_dir / f"{stem}-{k:02d}-of-{steps:02d}.mid") for k, midi in enumerate(midis)]
-    paths.append(write_midi(concatenate(midis, window_quarters(converter)), out_dir / f"{stem}-all.mid"))
-    notes = (start.note("--window-a"), end.note("--window-b"))
+    panels.append(Panel(f"{end.label}: as read", start.midi(converter, end.example.outputs, qpm), lanes))
+    files = [(f"-{k:02d}-of-{steps:02d}.mid", midi_bytes(midi)) for k, midi in enumerate(midis)]
+    files.append(("-all.mid", midi_bytes(concatenate(midis, window_quarters(converter)))))
+    files.append((".png", roll_png(panels, window_quarters(converter))))
+    *paths, picture = _write_group(out_dir, f"{start.label}_to_{end.label}", files)
+    notes = [start.note("--window-a"), end.note("--window-b"), start.tempo_note(qpm)]
+    if qpm is None and end.qpm != start.qpm:
+        notes.append(f"{b} is at {end.qpm:g} qpm, {a} at {start.qpm:g}: written at {start.qpm:g} (choose with --qpm).")
     return Written(tuple(paths), picture, tuple(n for n in notes if n))
 
 
@@ -250,13 +305,13 @@ def check_humanizer(loaded: LoadedModel) -> None:
 
 def humanize_file(loaded: LoadedModel, path: str | os.PathLike, out_dir: str | os.PathLike,
                   window: int | None = None, temperature: float = 0.0, seed: int | None = None,
-                  qpm: float = DEFAULT_QPM, name: str | None = None) -> Written:
+                  qpm: float | None = None, name: str | None = None, drum_channel: str = DRUM_CHANNEL_10) -> Written:
     """Give one window of a quantised, flat-velocity drum file the velocities and timing the model
     decodes from its hits; write it as read, humanized, and a picture of both into ``out_dir``
     (files named after ``name``, default the file's stem)."""
     check_humanizer(loaded)
     chosen, outputs, written = _reencode(loaded, path, out_dir, window, temperature, seed, qpm, name,
-                                         ("input", "humanized", "humanized"))
+                                         drum_channel, ("input", "humanized", "humanized"))
     converter = user_converter(loaded.converter)
     hits_in = drum_hits(converter, torch.from_numpy(chosen.example.outputs[None]))[0]
     hits_out = drum_hits(converter, torch.from_numpy(outputs[None]))[0]

@@ -34,6 +34,28 @@ MAX_TICK = 10**10  # the reference reads MIDI with absurd tick values too; we re
 MAX_MIDI_BYTES = 16 << 20  # larger files are refused before parsing (parsing takes ~160 bytes of memory per byte)
 MAX_STEPS = 1_000_000  # longest quantized sequence converted (35 hours at 4 steps per quarter, 120 qpm)
 DRUM_CHANNEL = 9
+GM_PROGRAMS = (  # General MIDI program names, by program number 0-127
+    "Acoustic Grand Piano", "Bright Acoustic Piano", "Electric Grand Piano", "Honky-tonk Piano",
+    "Electric Piano 1", "Electric Piano 2", "Harpsichord", "Clavinet", "Celesta", "Glockenspiel", "Music Box",
+    "Vibraphone", "Marimba", "Xylophone", "Tubular Bells", "Dulcimer", "Drawbar Organ", "Percussive Organ",
+    "Rock Organ", "Church Organ", "Reed Organ", "Accordion", "Harmonica", "Tango Accordion",
+    "Acoustic Guitar (nylon)", "Acoustic Guitar (steel)", "Electric Guitar (jazz)", "Electric Guitar (clean)",
+    "Electric Guitar (muted)", "Overdriven Guitar", "Distortion Guitar", "Guitar Harmonics", "Acoustic Bass",
+    "Electric Bass (finger)", "Electric Bass (pick)", "Fretless Bass", "Slap Bass 1", "Slap Bass 2",
+    "Synth Bass 1", "Synth Bass 2", "Violin", "Viola", "Cello", "Contrabass", "Tremolo Strings",
+    "Pizzicato Strings", "Orchestral Harp", "Timpani", "String Ensemble 1", "String Ensemble 2",
+    "Synth Strings 1", "Synth Strings 2", "Choir Aahs", "Voice Oohs", "Synth Voice", "Orchestra Hit", "Trumpet",
+    "Trombone", "Tuba", "Muted Trumpet", "French Horn", "Brass Section", "Synth Brass 1", "Synth Brass 2",
+    "Soprano Sax", "Alto Sax", "Tenor Sax", "Baritone Sax", "Oboe", "English Horn", "Bassoon", "Clarinet",
+    "Piccolo", "Flute", "Recorder", "Pan Flute", "Blown Bottle", "Shakuhachi", "Whistle", "Ocarina",
+    "Lead 1 (square)", "Lead 2 (sawtooth)", "Lead 3 (calliope)", "Lead 4 (chiff)", "Lead 5 (charang)",
+    "Lead 6 (voice)", "Lead 7 (fifths)", "Lead 8 (bass + lead)", "Pad 1 (new age)", "Pad 2 (warm)",
+    "Pad 3 (polysynth)", "Pad 4 (choir)", "Pad 5 (bowed)", "Pad 6 (metallic)", "Pad 7 (halo)", "Pad 8 (sweep)",
+    "FX 1 (rain)", "FX 2 (soundtrack)", "FX 3 (crystal)", "FX 4 (atmosphere)", "FX 5 (brightness)",
+    "FX 6 (goblins)", "FX 7 (echoes)", "FX 8 (sci-fi)", "Sitar", "Banjo", "Shamisen", "Koto", "Kalimba",
+    "Bagpipe", "Fiddle", "Shanai", "Tinkle Bell", "Agogo", "Steel Drums", "Woodblock", "Taiko Drum",
+    "Melodic Tom", "Synth Drum", "Reverse Cymbal", "Guitar Fret Noise", "Breath Noise", "Seashore",
+    "Bird Tweet", "Telephone Ring", "Helicopter", "Applause", "Gunshot")
 
 MidiSource = Union[str, os.PathLike, bytes, miditoolkit.MidiFile, "NoteSequence"]
 
@@ -328,11 +350,12 @@ def quantize(ns: NoteSequence, steps_per_quarter: int) -> NoteSequence:
 
 
 def to_midi(notes: Iterable[Note], qpm: float = DEFAULT_QPM, ticks_per_quarter: int = STANDARD_PPQ,
-            time_signature: tuple[int, int] | None = None) -> miditoolkit.MidiFile:
+            time_signature: tuple[int, int] | None = None, quarters: float = 0.0) -> miditoolkit.MidiFile:
     """Write notes (seconds) into a ``miditoolkit.MidiFile`` at a constant tempo.
 
-    Drum notes go to one drum instrument (channel 10); other notes to one instrument per
-    program, in order of first appearance.
+    Drum notes go to one drum instrument (channel 10) named "drums"; other notes to one instrument
+    per program, in order of first appearance, named by its General MIDI program. ``max_tick`` is
+    the file's length: ``quarters`` quarter notes (a window's length), or the last note's end if later.
     """
     midi = miditoolkit.MidiFile(ticks_per_beat=ticks_per_quarter)
     midi.tempo_changes = [miditoolkit.TempoChange(float(qpm), 0)]
@@ -344,13 +367,18 @@ def to_midi(notes: Iterable[Note], qpm: float = DEFAULT_QPM, ticks_per_quarter: 
         key = (n.program, n.is_drum)
         if key not in instruments:
             instruments[key] = miditoolkit.Instrument(program=n.program, is_drum=n.is_drum,
-                                                      name="drums" if n.is_drum else "")
+                                                      name=track_name(n.program, n.is_drum))
         start = _nearest_tick(n.start, ticks_per_second)
         end = max(_nearest_tick(n.end, ticks_per_second), start + 1)
         instruments[key].notes.append(miditoolkit.Note(int(n.velocity), int(n.pitch), start, end))
     midi.instruments = list(instruments.values())
-    midi.max_tick = max((n.end for i in midi.instruments for n in i.notes), default=0)
+    midi.max_tick = max([n.end for i in midi.instruments for n in i.notes] + [round(quarters * ticks_per_quarter)])
     return midi
+
+
+def track_name(program: int, is_drum: bool) -> str:
+    """What a track is called: "drums", or its General MIDI program's name ("Acoustic Grand Piano")."""
+    return "drums" if is_drum else GM_PROGRAMS[program]
 
 
 def _nearest_tick(seconds: float, ticks_per_second: float) -> int:

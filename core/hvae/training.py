@@ -51,6 +51,7 @@ import torch
 from tqdm import tqdm
 
 from hvae import __version__, distributed
+from hvae.board import Board
 from hvae.checkpoint import (CHECKPOINTS, JSON_LIMIT, REBUILD_ERRORS, Checkpoint, capture_rng, converter_from,
                              from_jsonable, list_checkpoints, read_checkpoint, read_manifest, restore_rng,
                              write_atomic, write_checkpoint)
@@ -94,6 +95,7 @@ class TrainConfig:
     # Augmentation: each training window moved by a random whole number of semitones in [low, high]
     # (the reference's transpose_range); None: as they are. Needs a converter that can transpose.
     transpose_range: tuple[int, int] | None = None
+    tensorboard: bool = False  # also log metrics.jsonl's scalars for TensorBoard, in RUN/tensorboard/
 
     def __post_init__(self) -> None:
         for field in ("batch_size", "steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
@@ -340,6 +342,7 @@ class Trainer:
         self.divergence = _Divergence(device)
         self.last_checkpoint: Path | None = None
         self.checkpointed_step = -1  # step of last_checkpoint
+        self.board: Board | None = None  # the TensorBoard log while training with tensorboard on
 
     @classmethod
     def start(cls, run_dir: str | os.PathLike, config: RunConfig, progress: bool = True) -> "Trainer":
@@ -479,7 +482,9 @@ class Trainer:
         self.model.train()
         metrics_file = os.fdopen(open_regular(self.run_dir / METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT),
                                  "ab") if self.world.main else contextlib.nullcontext()
+        self.board = Board(self.run_dir, self.step) if cfg.tensorboard and self.world.main else None
         with _StopRequest() as stop, _cpu_threads(cfg.threads), metrics_file as log, \
+                contextlib.closing(self.board) if self.board else contextlib.nullcontext(), \
                 tqdm(total=cfg.steps, initial=self.step, unit="step", desc=self.config.name,
                      disable=not (progress and self.world.main), dynamic_ncols=True) as bar:
             stopping = self._stop_signal(stop)
@@ -504,7 +509,9 @@ class Trainer:
                     bar.set_postfix(loss=f"{last['loss']:.3g}", kl_bits=f"{last['kl_bits']:.3g}",
                                     beta=f"{last['beta']:.3g}", ex_s=f"{last['examples_per_s']:.0f}")
                 if validating:
+                    bar.set_description(f"{self.config.name} validating", refresh=True)
                     evaluated = self.world.from_main(self.evaluate() if self.world.main else None)
+                    bar.set_description(self.config.name, refresh=False)
                     if evaluated is not None:
                         validation = self._record(log, evaluated)
                 if saving:
@@ -613,13 +620,16 @@ class Trainer:
         return write_checkpoint(self.run_dir, checkpoint, keep=self.config.train.keep_checkpoints)
 
     def _record(self, log: IO[bytes] | None, record: dict[str, Any]) -> dict[str, Any]:
-        """``record`` as a metrics.jsonl line (on rank 0, the only one holding the file)."""
+        """``record`` as a metrics.jsonl line (on rank 0, the only one holding the file), and in the
+        TensorBoard log when there is one."""
         if log is not None:
             try:
                 log.write((json.dumps(record) + "\n").encode())
                 log.flush()
             except OSError as exc:  # a full disk, say: name the file
                 raise OSError(exc.errno, exc.strerror, os.fspath(self.run_dir / METRICS_FILE)) from None
+        if self.board is not None:
+            self.board.add(record)
         return record
 
 

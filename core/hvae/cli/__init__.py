@@ -15,25 +15,27 @@ INTERRUPTED = 130  # exit status after Ctrl-C, as shells give a command killed b
 ARGS = "hvae.args"  # key of the command line's arguments in click's context meta (to start it again)
 
 # Each command: the module (hvae.cli.<module>) whose register() adds it, and the first sentence of
-# its help. `hvae --help` lists them from here, so it loads neither torch nor the plugins (a test
-# checks these sentences against the commands' own); a command's module loads when it is run.
+# its help, in the order of a session's work (what is installed, data, training, using a model,
+# measuring it). `hvae --help` lists them from here, so it loads neither torch nor the plugins (a
+# test checks these sentences against the commands' own); a command's module loads when it is run.
 COMMANDS = {
-    "compare": ("evaluate", "Train combinations of converter, decoder and loss on the same data and budget; "
-                            "compare them."),
-    "data": ("data", "Prepare MIDI data sets as cached training windows, and inspect prepared caches."),
-    "export": ("magenta", "Export a trained model as a magenta.js checkpoint folder for web apps."),
-    "evaluate": ("evaluate", "Reconstruction metrics of a trained model on a data split."),
-    "humanize": ("latent", "Turn quantised, flat-velocity drum parts into expressive ones."),
-    "import": ("magenta", "Import a Magenta checkpoint (TensorFlow or magenta.js) as an hvae run directory."),
-    "interpolate": ("latent", "Decode the way from one MIDI file to another through the latent space."),
     "plugins": ("plugins", "List installed plugin distributions, their versions and the names each registers."),
     "presets": ("presets", "List the presets: converter, decoder, sizes, parameters and where each comes from."),
-    "reconstruct": ("latent", "Encode MIDI files and decode them again: what the model keeps of each."),
-    "report": ("evaluate", "Write a run's HTML report into RUN_DIR/report/ and print the page's path."),
-    "run": ("train", "Prepare the data, train, and sample MIDI: the whole pipeline in one command."),
-    "sample": ("train", "Draw sequences from a trained model and write them as MIDI files; print their paths."),
+    "data": ("data", "Prepare MIDI data sets as cached training windows, and inspect prepared caches."),
     "train": ("train", "Train a model; write checkpoints and metrics.jsonl into a run directory."),
+    "run": ("train", "Prepare the data, train, and sample MIDI: the whole pipeline in one command."),
+    "import": ("magenta", "Import a Magenta checkpoint (TensorFlow or magenta.js) as an hvae run directory."),
+    "sample": ("train", "Draw sequences from a trained model and write them as MIDI files; print their paths."),
+    "reconstruct": ("latent", "Encode MIDI files and decode them again: what the model keeps of each."),
+    "interpolate": ("latent", "Decode the way from one MIDI file to another through the latent space."),
+    "humanize": ("latent", "Turn quantised, flat-velocity drum parts into expressive ones."),
+    "evaluate": ("evaluate", "Reconstruction metrics of a trained model on a data split."),
+    "report": ("evaluate", "Write a run's HTML report into RUN_DIR/report/ and print the page's path."),
+    "compare": ("evaluate", "Train combinations of converter, decoder and loss on the same data and budget; "
+                            "compare them."),
+    "export": ("magenta", "Export a trained model as a magenta.js checkpoint folder for web apps."),
 }
+FULL_SENTENCE = 1_000  # characters: no first sentence is cut short in the listing
 
 
 def os_error_line(exc: OSError) -> str:
@@ -53,7 +55,8 @@ class HvaeGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+        """hvae's commands in the order of a session's work, then any others, sorted."""
+        return list(COMMANDS) + sorted(set(super().list_commands(ctx)) - set(COMMANDS))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in self.commands and name in COMMANDS:
@@ -61,13 +64,13 @@ class HvaeGroup(click.Group):
         return super().get_command(ctx, name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        limit = formatter.width - 6 - max(len(name) for name in self.list_commands(ctx))
+        """Each command with the whole first sentence of its help, wrapped."""
         rows = []
         for name in self.list_commands(ctx):
-            if name in self.commands:
-                rows.append((name, self.commands[name].get_short_help_str(limit)))
+            if name in COMMANDS:
+                rows.append((name, COMMANDS[name][1]))
             else:
-                rows.append((name, click.Command(name, help=COMMANDS[name][1]).get_short_help_str(limit)))
+                rows.append((name, self.commands[name].get_short_help_str(FULL_SENTENCE)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

@@ -44,7 +44,7 @@ def _qpm_option():
 
 def _device_option():
     return click.option("--device", "-d", metavar="DEVICE", default="auto", show_default=True,
-                        help="auto (CUDA when there is one), cpu, cuda or cuda:N.")
+                        help="auto (CUDA when there is one), cpu, cuda, cuda:N or mps (Apple silicon).")
 
 
 def _progress_option():
@@ -74,7 +74,8 @@ def evaluate(checkpoint: Path, split: str, data_dir: Path | None, as_json: bool,
     draws). One-hot outputs: accuracy per step. Drum outputs: hit precision, recall and F1 over
     (step, drum) cells. Groove outputs also: velocity MAE in MIDI units and timing MAE in ms
     (an offset of 1 is half a step; a step is 60000 / qpm / steps_per_quarter ms). Plus the mean
-    KL in bits.
+    KL in bits, and how many steps the two decodings predict alike: a model that does not use the
+    steps before yet (early in training) predicts the same either way, and the table says so.
 
     \b
     Examples:

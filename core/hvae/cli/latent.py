@@ -16,8 +16,8 @@ from hvae.checkpoint import LoadedModel, load_model
 from hvae.data.splits import MIDI_SUFFIXES
 from hvae.device import resolve_device
 from hvae.errors import HvaeError
-from hvae.latent import Written, check_humanizer, humanize_file, interpolate_files, reconstruct_file
-from hvae.music import DEFAULT_QPM
+from hvae.latent import (DRUM_CHANNEL_10, DRUM_CHANNELS, Written, check_humanizer, humanize_file, interpolate_files,
+                         reconstruct_file)
 
 MIDI_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 MIDI_INPUTS = click.Path(path_type=Path)  # files or folders; each checked (and reported) by itself
@@ -45,10 +45,14 @@ def _common(default_temperature: float, out_folder: str) -> Callable:
                          show_default=True,
                          help="Decoding temperature; 0 decodes greedily (the most likely class, a hit where p > 0.5)."),
             click.option("--seed", type=SEED, default=None, help="Seed of the draws (temperature above 0)."),
-            click.option("--qpm", type=QPM, default=DEFAULT_QPM, show_default=True,
-                         help="Tempo of the written MIDI, in quarter notes per minute."),
+            click.option("--qpm", type=QPM, default=None,
+                         help="Tempo of the written MIDI, in quarter notes per minute. Default: the input's."),
+            click.option("--drum-channel", type=click.Choice(DRUM_CHANNELS), default=DRUM_CHANNEL_10,
+                         show_default=True,
+                         help="Where drums are read from: channel 10 (General MIDI), or any channel (files "
+                              "from DAWs that put drums on channel 1)."),
             click.option("--device", "-d", metavar="DEVICE", default="auto", show_default=True,
-                         help="auto (CUDA when there is one), cpu, cuda or cuda:N."),
+                         help="auto (CUDA when there is one), cpu, cuda, cuda:N or mps (Apple silicon)."),
         ]
         for option in reversed(options):
             func = option(func)
@@ -128,12 +132,15 @@ def _each_file(inputs: tuple[Path, ...], what: str, work: Callable[[Path, str], 
               help="Which window of END to end at (0-based). Default: the first.")
 @_common(0.5, "interpolations")
 def interpolate(checkpoint: Path, start: Path, end: Path, steps: int, window_a: int | None, window_b: int | None,
-                out_dir: Path | None, temperature: float, seed: int | None, qpm: float, device: str) -> None:
+                out_dir: Path | None, temperature: float, seed: int | None, qpm: float | None, drum_channel: str,
+                device: str) -> None:
     """Decode the way from one MIDI file to another through the latent space.
 
     Both files are encoded to their means (mu); STEPS latent vectors on the spherical
     interpolation (slerp) between them, ends included, are decoded. Writes one MIDI file per
-    step, one with all steps in a row, and a piano-roll PNG; prints their paths.
+    step, one with all steps in a row, and a piano-roll PNG; prints their paths. The MIDI is at
+    START's tempo (or --qpm) and lasts whole bars; names in use get a number (-2, -3, ...), so
+    nothing is replaced.
 
     \b
     Examples:
@@ -142,7 +149,7 @@ def interpolate(checkpoint: Path, start: Path, end: Path, steps: int, window_a: 
     """
     loaded = _load(checkpoint, device)
     _report(interpolate_files(loaded, start, end, out_dir or loaded.run_dir / "interpolations", steps, window_a,
-                              window_b, temperature, seed, qpm))
+                              window_b, temperature, seed, qpm, drum_channel))
 
 
 @click.command()
@@ -152,14 +159,16 @@ def interpolate(checkpoint: Path, start: Path, end: Path, steps: int, window_a: 
               help="Which window of each file (0-based). Default: the first.")
 @_common(0.0, "reconstructions")
 def reconstruct(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None, out_dir: Path | None,
-                temperature: float, seed: int | None, qpm: float, device: str) -> None:
+                temperature: float, seed: int | None, qpm: float | None, drum_channel: str, device: str) -> None:
     """Encode MIDI files and decode them again: what the model keeps of each.
 
     IN.mid... are MIDI files or folders (searched for *.mid and *.midi). For each file, writes
     the window as the converter reads it (<name>-w<K>-original.mid), its reconstruction
-    (<name>-w<K>-reconstruction.mid) and a piano-roll PNG of both; prints their paths. A file
+    (<name>-w<K>-reconstruction.mid) and a piano-roll PNG of both; prints their paths. Both files
+    keep the input's tempo (or take --qpm) and time signature and last the window's whole bars;
+    names in use get a number (<name>-w<K>-2-original.mid, ...), so nothing is replaced. A file
     that cannot be used is named with the reason and skipped; the exit status is 1 only when no
-    file could be used.
+    file could be used. Drums are read from channel 10; --drum-channel any reads every channel.
 
     \b
     Examples:
@@ -170,7 +179,8 @@ def reconstruct(checkpoint: Path, midi_files: tuple[Path, ...], window: int | No
     loaded = _load(checkpoint, device)
     out = out_dir or loaded.run_dir / "reconstructions"
     _each_file(midi_files, "reconstruct",
-               lambda path, name: reconstruct_file(loaded, path, out, window, temperature, seed, qpm, name))
+               lambda path, name: reconstruct_file(loaded, path, out, window, temperature, seed, qpm, name,
+                                                   drum_channel))
 
 
 @click.command()
@@ -180,7 +190,7 @@ def reconstruct(checkpoint: Path, midi_files: tuple[Path, ...], window: int | No
               help="Which window of each file (0-based). Default: the first.")
 @_common(0.0, "humanized")
 def humanize(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None, out_dir: Path | None,
-             temperature: float, seed: int | None, qpm: float, device: str) -> None:
+             temperature: float, seed: int | None, qpm: float | None, drum_channel: str, device: str) -> None:
     """Turn quantised, flat-velocity drum parts into expressive ones.
 
     Needs a GrooVAE trained with the groove converter's humanize=True (it learnt to restore
@@ -192,7 +202,8 @@ def humanize(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None,
     IN.mid... are MIDI files or folders (searched for *.mid and *.midi). The drum hits of each
     file are encoded and decoded with velocities and microtiming. Writes the window as read
     (<name>-w<K>-input.mid), the humanized part (<name>-w<K>-humanized.mid) and a piano-roll PNG
-    of both; prints their paths, and on stderr how many input hits it kept. A file that cannot be
+    of both; prints their paths, and on stderr how many input hits it kept. The files keep the
+    input's tempo (or take --qpm), last whole bars and never replace a file. A file that cannot be
     used is named with the reason and skipped; the exit status is 1 only when no file could be used.
 
     \b
@@ -204,4 +215,5 @@ def humanize(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None,
     check_humanizer(loaded)  # before any file: the model is wrong for all of them
     out = out_dir or loaded.run_dir / "humanized"
     _each_file(midi_files, "humanize",
-               lambda path, name: humanize_file(loaded, path, out, window, temperature, seed, qpm, name))
+               lambda path, name: humanize_file(loaded, path, out, window, temperature, seed, qpm, name,
+                                                drum_channel))

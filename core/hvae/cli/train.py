@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 import click
 
 from hvae import distributed
+from hvae.board import BOARD_DIR, require_tensorboard
 from hvae.cli import ARGS
 from hvae.cli.params import QPM, SEED, TEMPERATURE, THREADS
 from hvae.data import DEMO_DIR, default_cache_dir
@@ -25,7 +26,9 @@ DEFAULT_PRESET = "demo"
 RUNS_DIR = Path("runs")  # where run directories go when --out is not given (relative to the working directory)
 COMPONENT_KINDS = {"encoder": "encoders", "decoder": "decoders", "loss": "losses"}
 TRAIN_FLAGS = ("steps", "batch_size", "seed", "device", "amp", "threads", "log_every", "eval_every",
-               "checkpoint_every", "workers", "transpose_range")  # TrainConfig fields with their own option
+               "checkpoint_every", "workers", "transpose_range", "tensorboard")  # TrainConfig fields with an option
+# What --config takes from the earlier run; the options for these cannot be given with it.
+FROM_CONFIG = ("preset", "converter", "encoder", "decoder", "loss", "converter_options", "model_options", "force")
 NO_TRANSPOSITION = ()  # what --transpose 0 gives: no augmentation, whatever the preset says
 
 
@@ -42,6 +45,12 @@ def _transpose(ctx: click.Context, param: click.Parameter, value: str | None) ->
     if len(numbers) == 2 and numbers[0] <= numbers[1]:
         return numbers
     raise click.BadParameter(f"{value!r}: give LOW,HIGH in semitones (e.g. -5,5), N for -N to N, or 0 for none.")
+
+
+REDRAW = click.option(
+    "--redraw/--no-redraw", default=True, show_default=True,
+    help="Draw a drum sample again while its hits per bar lie outside the 5th to 95th percentile of the "
+         "training windows' (noise, or next to silence), and say how many were; --no-redraw keeps every draw.")
 
 
 def register(main: click.Group) -> None:
@@ -199,6 +208,9 @@ def _config_options(func: Callable) -> Callable:
                      help="Augment: move each training window by a random number of semitones in LOW,HIGH "
                           "(e.g. -5,5; N means -N,N; 0: off). Needs a converter that can transpose (melody). "
                           "Default: the preset's (the reference's -5,5 for its 2-bar melody models)."),
+        click.option("--tensorboard/--no-tensorboard", default=None,
+                     help="Also log metrics.jsonl's scalars for TensorBoard, into RUN/tensorboard/ (needs the "
+                          "tensorboard package: pip install tensorboard). Default: off."),
         click.option("--force", is_flag=True,
                      help="Train a converter and loss that do not fit (e.g. softmax cross-entropy on groove "
                           "tensors) instead of refusing: to reproduce such a failure on purpose."),
@@ -223,10 +235,12 @@ def _device_options(func: Callable) -> Callable:
                         help="Mixed precision (bfloat16 autocast; float16 on GPUs without bfloat16). "
                              "Default: off.")(func)
     return click.option("--device", "-d", metavar="DEVICE", default=None,
-                        help="auto (CUDA when there is one), cpu, cuda or cuda:N. Default: auto.")(func)
+                        help="auto (CUDA when there is one), cpu, cuda, cuda:N or mps (Apple silicon). Default: auto.")(func)
 
 
 def _config_from_params(params: dict[str, Any]) -> RunConfig:
+    if params.get("tensorboard"):
+        require_tensorboard()
     return run_config_from_cli(
         params["preset"], params["converter"], params["encoder"], params["decoder"], params["loss"],
         params["converter_options"], params["model_options"], {k: params[k] for k in TRAIN_FLAGS},
@@ -250,6 +264,8 @@ def _describe(trainer: Trainer) -> None:
     if c.train.transpose_range:
         low, high = c.train.transpose_range
         click.echo(f"Augment: each training window transposed by {low:+d} to {high:+d} semitones at random")
+    if c.train.tensorboard:
+        click.echo(f"Log:    {trainer.run_dir / BOARD_DIR} (see it with: tensorboard --logdir {trainer.run_dir})")
     for note in trainer.notes:
         click.echo(f"Note:   {note}", err=True)
 
@@ -298,14 +314,43 @@ def _in_processes(ctx: click.Context, params: dict[str, Any], batch_size: int) -
     distributed.launch(params["nproc"], args)
 
 
+def config_from_earlier(config_file: Path, params: dict[str, Any]) -> RunConfig:
+    """A new run's configuration from an earlier run's config.json (or its directory): the same data,
+    converter, model and training, with the training options, --data and --cache given on top."""
+    earlier = read_run_config(config_file.parent if config_file.is_file() else config_file)
+    if params.get("tensorboard"):
+        require_tensorboard()
+    given = {k: params[k] for k in TRAIN_FLAGS if params[k] is not None}
+    if given.get("transpose_range") == NO_TRANSPOSITION:
+        given["transpose_range"] = None
+    changes: dict[str, Any] = {"train": dataclasses.replace(earlier.train, **given)}
+    if params["data_dir"] is not None:
+        changes["data_dir"] = str(params["data_dir"].resolve())
+    if params["cache_dir"] is not None or params["data_dir"] is not None:
+        changes["cache_dir"] = str(params["cache_dir"] or default_cache_dir(
+            params["data_dir"], earlier.converter, earlier.converter_options))
+    return dataclasses.replace(earlier, **changes)
+
+
+def _given(ctx: click.Context, params: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """The options among the parameters ``names`` given on the command line, by their long names."""
+    long_names = {p.name: next(o for o in p.opts if o.startswith("--")) for p in ctx.command.params}
+    return sorted(long_names[k] for k in names if k in params and
+                  ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT)
+
+
 @click.command()
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Continue the run in this directory from its newest checkpoint, exactly as if it had not "
                    "stopped. Only --steps, --device, --amp, --threads, --nproc and --progress may be given "
                    "with it.")
+@click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Start a new run with an earlier run's settings: its config.json (or its directory). "
+                   "Training options (--steps, --seed, ...), --data, --cache and --out may be given on top; "
+                   "what is trained (--preset, --converter, -o, -m, ...) comes from the file.")
 @_config_options
 @click.pass_context
-def train(ctx: click.Context, resume_dir: Path | None, **params: Any) -> None:
+def train(ctx: click.Context, resume_dir: Path | None, config_file: Path | None, **params: Any) -> None:
     """Train a model; write checkpoints and metrics.jsonl into a run directory.
 
     The data is prepared first (or found in its cache). Ctrl-C finishes the step under way,
@@ -320,12 +365,14 @@ def train(ctx: click.Context, resume_dir: Path | None, **params: Any) -> None:
       hvae train                                   # the demo preset on the bundled demo data
       hvae train --preset hier-drums-4bar --data groove/ --out runs/hier-drums
       hvae train --resume runs/hier-drums --steps 60000
+      hvae train --config runs/hier-drums/config.json --seed 1 --out runs/hier-drums-seed1
       hvae train --nproc 4 --preset hier-drums-4bar --data groove/   # 4 processes (GPUs) on this machine
     """
+    if resume_dir is not None and config_file is not None:
+        raise click.UsageError("--resume continues a run and --config starts a new one: give one of them.")
     if resume_dir is not None:
         allowed = {"steps", "device", "amp", "threads", "nproc", "progress"}
-        given = sorted(f"--{k.replace('_', '-')}" for k in params if k not in allowed and
-                       ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT)
+        given = _given(ctx, params, [k for k in params if k not in allowed])
         if given:
             raise click.UsageError(f"--resume continues a run as it was configured; {', '.join(given)} "
                                    f"cannot be given with it.")
@@ -333,7 +380,14 @@ def train(ctx: click.Context, resume_dir: Path | None, **params: Any) -> None:
         trainer = Trainer.resume(resume_dir, steps=params["steps"], device=params["device"], amp=params["amp"],
                                  threads=params["threads"], progress=params["progress"])
     else:
-        config = _config_from_params(params)
+        if config_file is not None:
+            given = _given(ctx, params, FROM_CONFIG)
+            if given:
+                raise click.UsageError(f"--config trains what the earlier run trained; {', '.join(given)} "
+                                       f"cannot be given with it.")
+            config = config_from_earlier(config_file, params)
+        else:
+            config = _config_from_params(params)
         _in_processes(ctx, params, config.train.batch_size)
         trainer = _start(config, params)
     _describe(trainer)
@@ -356,20 +410,26 @@ def train(ctx: click.Context, resume_dir: Path | None, **params: Any) -> None:
 @click.option("--qpm", type=QPM, default=DEFAULT_QPM, show_default=True,
               help="Tempo of the written MIDI, in quarter notes per minute.")
 @click.option("--device", "-d", metavar="DEVICE", default="auto", show_default=True,
-              help="auto (CUDA when there is one), cpu, cuda or cuda:N.")
+              help="auto (CUDA when there is one), cpu, cuda, cuda:N or mps (Apple silicon).")
 @click.option("--amp/--no-amp", default=False, show_default=True,
               help="Decode in mixed precision (bfloat16; float16 on GPUs without it): about twice as fast "
                    "for large models on CPU; the draws differ from float32's by rounding.")
+@REDRAW
 def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path | None, seed: int | None,
-           qpm: float, device: str, amp: bool) -> None:
+           qpm: float, device: str, amp: bool, redraw: bool) -> None:
     """Draw sequences from a trained model and write them as MIDI files; print their paths.
 
     CHECKPOINT is a run directory (its newest checkpoint), a checkpoint directory, or a
     checkpoint's checkpoint.json. Files are named <name>_sample_<date_time>-000-of-005.mid,
-    as the reference names them.
+    as the reference names them; when a name is in use (another draw in the same second), the
+    draw's files are <name>_sample_<date_time>-2-000-of-005.mid (-3, ...): nothing is replaced,
+    even by a sampler running at the same moment. Each file lasts the model's whole bars.
     """
-    for path in sample_checkpoint(checkpoint, out_dir, n=num_samples, temperature=temperature, seed=seed,
-                                  qpm=qpm, device=device, amp=amp):
+    drawn = sample_checkpoint(checkpoint, out_dir, n=num_samples, temperature=temperature, seed=seed, qpm=qpm,
+                              device=device, amp=amp, redraw=redraw)
+    for note in drawn.notes:
+        click.echo(note, err=True)
+    for path in drawn.paths:
         click.echo(str(path))
 
 
@@ -381,8 +441,9 @@ def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path
               help="Sampling temperature of those files.")
 @click.option("--qpm", type=QPM, default=DEFAULT_QPM, show_default=True,
               help="Tempo of the written MIDI, in quarter notes per minute.")
+@REDRAW
 @click.pass_context
-def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, **params: Any) -> None:
+def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, redraw: bool, **params: Any) -> None:
     """Prepare the data, train, and sample MIDI: the whole pipeline in one command.
 
     With no options at all it trains the 'demo' preset (a small 4-bar hierarchical drum model)
@@ -409,8 +470,10 @@ def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, **
     _report(result, world.main)
     if not world.main:
         return
-    paths = sample_checkpoint(result.checkpoint, n=num_samples, temperature=temperature, seed=seed, qpm=qpm,
-                              device=device)
-    click.echo(f"Samples ({len(paths)}, temperature {temperature}):")
-    for path in paths:
+    drawn = sample_checkpoint(result.checkpoint, n=num_samples, temperature=temperature, seed=seed, qpm=qpm,
+                              device=device, redraw=redraw)
+    for note in drawn.notes:
+        click.echo(f"Note:   {note}", err=True)
+    click.echo(f"Samples ({len(drawn.paths)}, temperature {temperature}):")
+    for path in drawn.paths:
         click.echo(f"  {path}")

@@ -2,6 +2,11 @@
 
 The soundfont is ``$HVAE_SOUNDFONT`` when set, else the first of :data:`SOUNDFONTS` that exists
 (Debian's ``fluid-soundfont-gm`` installs the first two).
+
+fluidsynth renders quietly (its gain of 0.2 leaves a drum loop near -27 dBFS peak, -47 dBFS RMS) and goes
+on for seconds of reverb after the last note; each WAV is cut :data:`RELEASE_SECONDS` after the MIDI
+file's end and scaled to :data:`TARGET_RMS_DBFS` RMS, or less where the peak would pass
+:data:`PEAK_DBFS`.
 """
 
 from __future__ import annotations
@@ -10,7 +15,11 @@ import dataclasses
 import os
 import shutil
 import subprocess
+import wave
 from pathlib import Path
+
+import mido
+import numpy as np
 
 from hvae.errors import HvaeError
 
@@ -22,6 +31,10 @@ SOUNDFONTS = (
 )
 SAMPLE_RATE = 22_050  # Hz: plenty for drums, half the size of CD rate
 RENDER_TIMEOUT = 60.0  # seconds allowed for one file
+RELEASE_SECONDS = 0.5  # kept after the MIDI file's end: the last notes' decay
+TARGET_RMS_DBFS = -18.0  # loudness of a rendered file (RMS over the kept audio), dB below full scale
+PEAK_DBFS = -1.0  # the highest peak a rendered file may reach
+FULL_SCALE = 32767.0  # 16-bit samples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +55,23 @@ class Renderer:
         if done.returncode != 0 or not wav.is_file():
             detail = (done.stderr or done.stdout).strip().splitlines()
             raise HvaeError(f"fluidsynth could not render {midi}: {detail[-1] if detail else 'no output'}.")
+        tidy(wav, mido.MidiFile(midi).length + RELEASE_SECONDS)
         return wav
+
+
+def tidy(wav: Path, seconds: float) -> None:
+    """Cut the 16-bit WAV at ``wav`` to its first ``seconds`` and normalise its loudness (see the module)."""
+    with wave.open(str(wav), "rb") as f:
+        params, frames = f.getparams(), f.readframes(f.getnframes())
+    audio = np.frombuffer(frames, dtype=np.int16).reshape(-1, params.nchannels)
+    audio = audio[:int(round(seconds * params.framerate))].astype(np.float64)
+    rms, peak = float(np.sqrt(np.mean(audio ** 2))) if audio.size else 0.0, float(np.abs(audio).max(initial=0.0))
+    if peak > 0:
+        gain = min(10 ** (TARGET_RMS_DBFS / 20) * FULL_SCALE / rms, 10 ** (PEAK_DBFS / 20) * FULL_SCALE / peak)
+        audio = np.clip(np.round(audio * gain), -FULL_SCALE, FULL_SCALE)
+    with wave.open(str(wav), "wb") as f:
+        f.setparams(params)
+        f.writeframes(audio.astype(np.int16).tobytes())
 
 
 def find_renderer() -> tuple[Renderer | None, str]:

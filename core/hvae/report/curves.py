@@ -12,6 +12,7 @@ from hvae.training import METRICS_FILE, read_metrics_file
 
 # The panels: (metrics.jsonl key, axis label).
 PANELS = (("loss", "loss (reconstruction + beta * KL)"), ("kl_bits", "KL (bits)"))
+START_SHARE = 0.05  # the first this share of a run's steps: an axis fits the steps after them
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -20,12 +21,39 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def plot_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path, title: str = "") -> Path:
-    """One line per run: training loss and KL bits against step (solid), validation passes as dots.
+    """One line per run: training loss and KL bits against step (solid), validation passes as dots; an
+    axis fits the points after the first :data:`START_SHARE` of the steps (a line above it says so) when the first
+    steps lie outside their range.
 
     ``runs`` maps a run's label to its metrics.jsonl records. Writes a PNG to ``path`` and returns it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    curves_figure(runs, title).savefig(path)
+    return path
+
+
+def _fit_after_start(ax) -> str:
+    """Fit the y axis to the points after the first :data:`START_SHARE` of the steps when the points before
+    lie outside their range (the first steps' loss would flatten the rest of a short run); a line saying
+    so then, else ""."""
+    points = [(x, y) for line in ax.get_lines() for x, y in zip(line.get_xdata(), line.get_ydata())]
+    if not points:
+        return ""
+    start = max(x for x, _ in points) * START_SHARE
+    later = [y for x, y in points if x > start]
+    if not later:
+        return ""
+    low, high = min(later), max(later)
+    margin = (high - low) * 0.05 or abs(high) * 0.05 or 1.0
+    if all(low - margin <= y <= high + margin for x, y in points if x <= start):
+        return ""
+    ax.set_ylim(low - margin, high + margin)
+    return f"axis fitted to the steps after {start:g}; earlier ones lie outside it"
+
+
+def curves_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str = "") -> Figure:
+    """The figure :func:`plot_curves` writes."""
     figure = Figure(figsize=(12.0, 4.2), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(PANELS), squeeze=False)[0]
@@ -40,10 +68,10 @@ def plot_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Pat
                     ax.plot(steps, values, color=colour, label=name if split == "train" else None, **style)
         ax.set_xlabel("step")
         ax.set_ylabel(label)
+        ax.set_title(_fit_after_start(ax), loc="right", fontsize=8, color="#555555")
         ax.grid(True, color="#dddddd", linewidth=0.5)
     if axes[0].get_lines():
         axes[0].legend(fontsize=8, title="lines: training; dots: validation", title_fontsize=8)
     if title:
         figure.suptitle(title, fontsize=10)
-    figure.savefig(path)
-    return path
+    return figure

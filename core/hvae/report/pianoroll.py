@@ -2,12 +2,15 @@
 
 Time runs left to right in bars: faint lines every grid step, stronger every beat, black every bar.
 Drum notes are drawn in named lanes (kick, snare, ...) one grid step wide from their onset, so a note
-played early or late sits off the grid; pitched notes are drawn as long as they sound. Colour is velocity.
+played early or late sits off the grid; pitched notes are drawn as long as they sound, each panel over the pitches it uses. Colour is velocity,
+with a colour bar, where velocities differ; where every note has one velocity, one colour and a line
+that says which.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +27,9 @@ from hvae.interfaces import Converter
 
 WIDTH_INCHES = 12.0  # 1,200 pixels at DPI
 DPI = 100
-ROW_INCHES = 0.2  # height of one lane or pitch row
+ROW_INCHES = 0.2  # height of one drum lane
+PITCH_ROW_INCHES = 0.08  # height of one pitch row (a semitone)
+MAX_PITCHED_INCHES = 3.5  # a pitched panel's plot is at most this high, however wide its pitch range
 MIN_AXES_INCHES = 1.0  # a panel's plot is at least this high
 PANEL_EXTRA_INCHES = 0.65  # a panel's title above and bar labels below its plot
 TITLE_INCHES = 0.3  # of which the title
@@ -134,40 +139,64 @@ def _draw(ax, panel: Panel, quarters: float, steps_per_quarter: int, pitch_range
 
 def plot_rolls(panels: Sequence[Panel], path: str | Path, quarters: float | None = None,
                steps_per_quarter: int = 4) -> Path:
-    """Draw ``panels`` one above the other, sharing the time axis, and write a PNG to ``path``.
+    """Draw ``panels`` (see :func:`roll_png`) and write the PNG to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(roll_png(panels, quarters, steps_per_quarter))
+    return path
+
+
+def roll_png(panels: Sequence[Panel], quarters: float | None = None, steps_per_quarter: int = 4) -> bytes:
+    """:func:`roll_figure` as a PNG's bytes."""
+    buffer = io.BytesIO()
+    roll_figure(panels, quarters, steps_per_quarter).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def roll_figure(panels: Sequence[Panel], quarters: float | None = None, steps_per_quarter: int = 4) -> Figure:
+    """Draw ``panels`` one above the other, sharing the time axis.
 
     ``quarters`` is the length shown, in quarter notes (default: the last note's end, rounded up to a
     bar); ``steps_per_quarter`` sets the finest grid lines and a drum note's width.
     """
     if not panels:
         raise ValueError("plot_rolls needs at least one panel")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     notes = [note for panel in panels for note in _notes(panel.midi)]
     if quarters is None:
         qpb = _quarters_per_bar(panels[0].midi)
         quarters = max(qpb, math.ceil(max((end for _, end, *_ in notes), default=0.0) / qpb) * qpb)
-    pitched = [pitch for _, _, pitch, _, is_drum in notes if not is_drum]
-    pitch_range = (min(pitched, default=60) - PITCH_MARGIN, max(pitched, default=72) + PITCH_MARGIN)
-    rows = [len(p.lanes.names) if p.lanes is not None else pitch_range[1] - pitch_range[0] + 1 for p in panels]
-    heights = [max(r * ROW_INCHES, MIN_AXES_INCHES) for r in rows]  # axes heights, inches
+    ranges = [_pitch_range(panel) for panel in panels]
+    heights = [max(len(p.lanes.names) * ROW_INCHES if p.lanes is not None else
+                   min((high - low + 1) * PITCH_ROW_INCHES, MAX_PITCHED_INCHES), MIN_AXES_INCHES)
+               for p, (low, high) in zip(panels, ranges)]  # axes heights, inches
     total = sum(heights) + len(panels) * PANEL_EXTRA_INCHES + TOP_INCHES
     figure = Figure(figsize=(WIDTH_INCHES, total), dpi=DPI)
     FigureCanvasAgg(figure)
     norm = Normalize(vmin=0, vmax=127)
     width = (WIDTH_INCHES - LEFT_INCHES - RIGHT_INCHES) / WIDTH_INCHES
     top = total - TOP_INCHES  # inches from the bottom; panels are laid out downwards from here
-    for panel, height in zip(panels, heights):
+    for panel, height, pitch_range in zip(panels, heights, ranges):
         top -= TITLE_INCHES + height
         ax = figure.add_axes((LEFT_INCHES / WIDTH_INCHES, top / total, width, height / total))
         _draw(ax, panel, quarters, steps_per_quarter, pitch_range, norm)
         top -= PANEL_EXTRA_INCHES - TITLE_INCHES
-    bar_height = min(total - TOP_INCHES - TITLE_INCHES - 0.4, 4.0)
-    colorbar_ax = figure.add_axes(((WIDTH_INCHES - RIGHT_INCHES + 0.25) / WIDTH_INCHES,
-                                   (total - TOP_INCHES - TITLE_INCHES - bar_height) / total,
-                                   0.15 / WIDTH_INCHES, bar_height / total))
-    colorbar = figure.colorbar(ScalarMappable(norm=norm, cmap=COLORMAP), cax=colorbar_ax)
-    colorbar.set_label("velocity", fontsize=8)
-    colorbar.ax.tick_params(labelsize=8)
-    figure.savefig(path)
-    return path
+    velocities = {velocity for _, _, _, velocity, _ in notes}
+    if len(velocities) > 1:
+        bar_height = min(total - TOP_INCHES - TITLE_INCHES - 0.4, 4.0)
+        colorbar_ax = figure.add_axes(((WIDTH_INCHES - RIGHT_INCHES + 0.25) / WIDTH_INCHES,
+                                       (total - TOP_INCHES - TITLE_INCHES - bar_height) / total,
+                                       0.15 / WIDTH_INCHES, bar_height / total))
+        colorbar = figure.colorbar(ScalarMappable(norm=norm, cmap=COLORMAP), cax=colorbar_ax)
+        colorbar.set_label("velocity", fontsize=8)
+        colorbar.ax.tick_params(labelsize=8)
+    elif velocities:
+        figure.text(1.0 - (RIGHT_INCHES - 0.1) / WIDTH_INCHES, 1.0 - (TOP_INCHES + TITLE_INCHES) / total,
+                    f"velocity\n{velocities.pop()}\nthroughout", fontsize=8, va="top")
+    return figure
+
+
+def _pitch_range(panel: Panel) -> tuple[int, int]:
+    """The lowest and highest pitch row of a pitched panel: its notes' pitches and a margin (C4 to C5
+    without notes)."""
+    pitched = [pitch for _, _, pitch, _, is_drum in _notes(panel.midi) if not is_drum]
+    return min(pitched, default=60) - PITCH_MARGIN, max(pitched, default=72) + PITCH_MARGIN

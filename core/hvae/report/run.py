@@ -132,15 +132,20 @@ def _curves(run_dir: Path, folder: Path, media: _Media) -> list[str]:
     return ["<h2>Training</h2>", media.picture(png, "loss curves", "Loss and KL per logged step.", [])]
 
 
+def _left_out(title: str, why: str) -> list[str]:
+    """A section's heading and a note saying why it has nothing to show."""
+    return [f"<h2>{html.escape(title)}</h2>", f"<p class=\"note left-out\">{html.escape(why)}</p>"]
+
+
 def _samples(loaded: LoadedModel, options: ReportOptions, folder: Path, media: _Media) -> list[str]:
     if options.samples < 1:
-        return []
+        return _left_out("Samples", "No samples: --samples 0 was given.")
     lines = [f"<h2>Samples (temperature {options.temperature:g})</h2>"]
     if loaded.converter.control_depth:
         return lines + ["<p class=\"note\">No samples: this model is conditioned on controls per step, which "
                         "sampling from the prior does not have.</p>"]
     paths = write_samples(loaded.model, loaded.converter, folder / "midi", loaded.name, n=options.samples,
-                          temperature=options.temperature, seed=options.seed, qpm=options.qpm)
+                          temperature=options.temperature, seed=options.seed, qpm=options.qpm).paths
     lanes = lanes_of(loaded.converter)
     panels = [Panel(f"sample {k + 1}", miditoolkit.MidiFile(str(p)), lanes) for k, p in enumerate(paths)]
     png = plot_rolls(panels, folder / "img" / "samples.png", window_quarters(loaded.converter),
@@ -152,7 +157,9 @@ def _samples(loaded: LoadedModel, options: ReportOptions, folder: Path, media: _
 def _reconstructions(loaded: LoadedModel, windows: WindowSet, chosen: list[int], options: ReportOptions,
                      folder: Path, media: _Media) -> list[str]:
     if not chosen:
-        return []
+        why = ("--reconstructions 0 was given" if options.reconstructions < 1 else
+               f"the {windows.split} split has no windows")
+        return _left_out("Reconstructions", f"No reconstructions: {why}.")
     converter, lanes = loaded.converter, lanes_of(loaded.converter)
     examples = [windows[i] for i in chosen]
     outputs = reconstruct_examples(loaded.model, examples)
@@ -173,8 +180,13 @@ def _reconstructions(loaded: LoadedModel, windows: WindowSet, chosen: list[int],
 
 def _interpolation(loaded: LoadedModel, windows: WindowSet, chosen: list[int], options: ReportOptions,
                    folder: Path, media: _Media) -> list[str]:
-    if options.interpolation_steps < 2 or len(chosen) < 2:
-        return []
+    if options.interpolation_steps < 2:
+        return _left_out("Interpolation", f"No interpolation: --interpolation-steps {options.interpolation_steps} "
+                                          f"was given (an interpolation needs at least its 2 ends).")
+    if len(chosen) < 2:
+        return _left_out("Interpolation", f"No interpolation: it runs between the first and the last reconstructed "
+                                          f"window, and there {'is' if len(chosen) == 1 else 'are'} {len(chosen)} "
+                                          f"(--reconstructions 2 or more, on a split of windows from 2 files or more).")
     lines = [f"<h2>Interpolation (temperature {options.temperature:g})</h2>"]
     if loaded.converter.control_depth:
         return lines + ["<p class=\"note\">No interpolation: this model is conditioned on controls per step, "

@@ -170,7 +170,7 @@ class DrumsConverter(Converter):
         """Steps with a drum onset (ascending, (H,)) and the bit mask of the classes hit on each (H,)."""
         drums = [(n.start_step, n.pitch) for n in q.notes if n.is_drum and n.velocity > 0]
         if not drums:
-            raise ConversionError("no drum notes")
+            raise ConversionError("no drum notes on MIDI channel 10")
         steps, pitches = np.array(drums, dtype=np.int64).T
         in_range = (pitches >= 0) & (pitches < MIDI_PITCHES)
         classes = np.full(len(pitches), -1, dtype=np.int64)
@@ -215,7 +215,7 @@ class DrumsConverter(Converter):
 
         One-hot outputs are read by their largest entry on each step (so scores or
         probabilities work too); roll outputs by their non-zero entries. Decoding stops at
-        the first end token. Each hit class gives its first pitch, velocity 80, one step long.
+        the first end token. Each hit class gives its first pitch, velocity 80, one step long; the file lasts the window's steps.
         """
         o = self.options
         outputs = np.asarray(outputs)
@@ -238,7 +238,7 @@ class DrumsConverter(Converter):
         notes = [Note(pitch=self.classes[c][0], velocity=OUTPUT_VELOCITY, start=step * seconds_per_step,
                       end=(step + 1) * seconds_per_step, is_drum=True)
                  for step, c in zip(*np.nonzero(hits))]
-        return to_midi(notes, qpm=qpm, time_signature=(o.quarters_per_bar, 4))
+        return to_midi(notes, qpm=qpm, time_signature=(o.quarters_per_bar, 4), quarters=len(hits) / o.steps_per_quarter)
 
 
 def drum_tracks(onsets: np.ndarray, masks: np.ndarray, steps_per_bar: int, gap_steps: float,

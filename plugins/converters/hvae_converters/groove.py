@@ -165,7 +165,7 @@ class GrooveConverter(Converter):
         """Hits, velocities (÷127) and offsets ([-1, 1]), each ``(S, D)``; S = whole bars of grid steps."""
         drums = [n for n in sequence.notes if n.is_drum]
         if not drums:
-            raise ConversionError("no drum notes")
+            raise ConversionError("no drum notes on MIDI channel 10")
         class_of = np.full(128, -1, dtype=np.int64)
         for index, pitches in enumerate(self.classes):
             class_of[list(pitches)] = index
@@ -305,7 +305,8 @@ class GrooveConverter(Converter):
         notes = [Note(pitch=first_pitch[d], velocity=max(int(v), 1), start=max(float(s), 0.0),
                       end=float(s) + step_seconds, is_drum=True)
                  for d, v, s in zip(drum.tolist(), velocity.tolist(), start.tolist())]
-        return to_midi(notes, qpm=qpm)
+        return to_midi(notes, qpm=qpm, time_signature=(self.options.quarters_per_bar, 4),
+                       quarters=len(hits) / self.options.steps_per_quarter)
 
     def _split_channels(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Hits ``(S, D)`` and velocities / offsets ``(S, D)``, or ``(S, D, bins)`` when binned."""

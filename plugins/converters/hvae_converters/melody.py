@@ -177,7 +177,8 @@ class MelodyConverter(Converter):
                 notes.append(sounding)
         if sounding is not None:
             sounding.end = len(classes) * seconds_per_step
-        return to_midi(notes, qpm=qpm)
+        return to_midi(notes, qpm=qpm, time_signature=(self.options.quarters_per_bar, 4),
+                       quarters=len(classes) / self.options.steps_per_quarter)
 
     def _piece_windows(self, piece: NoteSequence) -> list[np.ndarray]:
         """The distinct windows ``(T,)`` of class indices of one constant-tempo piece."""

@@ -1,0 +1,139 @@
+"""MIDI files as a DAW takes them, written next to others without ever replacing one.
+
+``midi_bytes`` turns a ``miditoolkit.MidiFile`` into the bytes of a file whose every track ends at the
+same whole bar (at least ``max_tick``, the length a converter gives its window), marked by a text
+event "end" there as well so that readers which only look at events (pretty_midi) see the same
+length, and whose every note track is named ("drums", or the General MIDI program).
+
+``write_new`` puts files into a folder under names no other file has: each is written to a temporary
+file, fsynced, and hard-linked into place, which fails rather than replaces when the name exists, so
+two processes writing into one folder at the same moment both keep all their files.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import miditoolkit
+import mido
+
+from hvae.music import track_name
+
+END_TEXT = "end"  # text of the event on a file's last tick
+
+
+def length_ticks(midi: miditoolkit.MidiFile) -> int:
+    """The file's length in ticks: ``max_tick`` or its last note's end, rounded up to a whole bar of its
+    first time signature (4/4 without one); at least one bar."""
+    signature = midi.time_signature_changes[0] if midi.time_signature_changes else None
+    quarters_per_bar = signature.numerator * 4 / signature.denominator if signature else 4.0
+    bar = round(quarters_per_bar * midi.ticks_per_beat)
+    last = max([midi.max_tick] + [n.end for i in midi.instruments for n in i.notes])
+    return max(1, math.ceil(last / bar)) * bar
+
+
+def midi_bytes(midi: miditoolkit.MidiFile) -> bytes:
+    """The bytes of ``midi`` as a standard MIDI file: every track ends at :func:`length_ticks`, the first
+    track holds a text event "end" there, and every note track has a name."""
+    buffer = io.BytesIO()
+    midi.dump(file=buffer)
+    parsed = mido.MidiFile(file=io.BytesIO(buffer.getvalue()))
+    end = length_ticks(midi)
+    for index, track in enumerate(parsed.tracks):  # the tempo track, then one per instrument
+        events, tick = [], 0
+        for message in track:
+            tick += message.time
+            if message.type != "end_of_track":
+                events.append((tick, message))
+        if index == 0:
+            events.append((end, mido.MetaMessage("text", text=END_TEXT)))
+        elif not any(message.type == "track_name" for _, message in events):
+            instrument = midi.instruments[index - 1]
+            events.insert(0, (0, mido.MetaMessage("track_name", name=track_name(instrument.program,
+                                                                                 instrument.is_drum))))
+        track[:] = _relative(events) + [mido.MetaMessage("end_of_track", time=end - max([0] + [t for t, _ in events]))]
+    out = io.BytesIO()
+    parsed.save(file=out)
+    return out.getvalue()
+
+
+def _relative(events: list[tuple[int, mido.Message]]) -> list[mido.Message]:
+    """Messages with delta times from ``(absolute tick, message)`` pairs in order."""
+    messages, before = [], 0
+    for tick, message in events:
+        messages.append(message.copy(time=tick - before))
+        before = tick
+    return messages
+
+
+def write_new(folder: str | os.PathLike, contents: Sequence[bytes], names: Callable[[int], Sequence[str]]) -> list[Path]:
+    """Write ``contents`` into ``folder`` (created) as new files named ``names(1)``; when any of those
+    exists, under ``names(2)``, ``names(3)``, ... : the first attempt whose names are all free. No file
+    is ever replaced, and a reader never sees a half-written one. Returns the paths written, in order."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    temporaries = []
+    try:
+        for data in contents:
+            temporaries.append(_temporary(folder, data))
+        for attempt in itertools.count(1):
+            linked = _link_all(temporaries, [folder / name for name in names(attempt)])
+            if linked is not None:
+                return linked
+    finally:
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
+    raise AssertionError("unreachable")
+
+
+def _temporary(folder: Path, data: bytes) -> Path:
+    """``data`` in a new hidden file of ``folder``, fsynced."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".hvae-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:  # a full disk, say: no half file left, and the folder named
+        Path(name).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(folder)) from None
+    return Path(name)
+
+
+def _link_all(temporaries: Sequence[Path], paths: Sequence[Path]) -> list[Path] | None:
+    """Link each temporary file to its path; None (and nothing left linked) when a path exists."""
+    linked: list[Path] = []
+    try:
+        for temporary, path in zip(temporaries, paths):
+            _link(temporary, path)
+            linked.append(path)
+    except FileExistsError:
+        for path in linked:
+            path.unlink()
+        return None
+    return linked
+
+
+def _link(temporary: Path, path: Path) -> None:
+    """Give ``temporary``'s content the new name ``path``; FileExistsError when it is taken. Where the
+    file system has no hard links (FAT, some network shares) the file is created exclusively and copied."""
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        with open(path, "xb") as f:
+            f.write(temporary.read_bytes())
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def numbered(stem: str, suffix: str) -> Callable[[int], list[str]]:
+    """``names`` for one file: ``stem + suffix``, then ``stem-2 + suffix``, ``stem-3 + suffix``, ..."""
+    return lambda attempt: [f"{stem}{'' if attempt == 1 else f'-{attempt}'}{suffix}"]
