@@ -20,7 +20,7 @@ from hvae.model import ModelConfig
 from hvae.options import field_names, parse_overrides
 from hvae.presets import Preset, get_preset, list_presets
 from hvae.sampling import DEFAULT_QPM, sample_checkpoint
-from hvae.training import RunConfig, TrainConfig, Trainer, TrainResult, resume_config
+from hvae.training import RunConfig, TrainConfig, Trainer, TrainResult, read_run_config, resume_config
 
 DEFAULT_PRESET = "demo"
 RUNS_DIR = Path("runs")  # where run directories go when --out is not given (relative to the working directory)
