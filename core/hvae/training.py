@@ -519,6 +519,8 @@ class Trainer:
                 interval.restart()
             if self.checkpointed_step != self.step:  # stopped before the first step
                 self.save(metrics={"train": last, "validation": validation})
+            # a signal that came while the last step validated or saved is still the run's to report
+            stopping = stopping or self._stop_signal(stop)
         return TrainResult(self.run_dir, self.step, self.last_checkpoint, stopping, first, last, validation,
                            time.perf_counter() - started)
 
