@@ -311,9 +311,12 @@ def test_metrics_after_stops_and_resumes_equal_an_uninterrupted_runs(cache, tmp_
             break
         process.send_signal(how)
         _, stderr = process.communicate()
+        command = [HVAE, "train", "--resume", str(killed), "--no-progress"]
+        if how == signal.SIGINT and process.returncode in (0, -how) and \
+                list_checkpoints(killed)[-1].name == f"step-{60:08d}":
+            break  # the signal came as the finished run was exiting (after Python's handlers are gone)
         assert process.returncode == (-how if how == signal.SIGKILL else 130), stderr
         kills += 1
-        command = [HVAE, "train", "--resume", str(killed), "--no-progress"]
     finished = subprocess.run(command, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
     assert kills >= 2, finished.stdout  # (a loaded machine may train to the end before the fourth)
