@@ -247,3 +247,10 @@ def test_when_one_rank_dies_the_other_says_so_in_one_line(tmp_path):
     assert "Traceback" not in stderr and "GLHF" not in stderr
     assert "Error: Another process of this run stopped (its own message says why), so this one stops too" in stderr
     assert "Training process 1 of 2 failed (exit status -9)" in stderr
+
+
+def test_an_absurd_number_of_samples_is_refused_before_any_work(trained_drums, tmp_path):
+    started = time.perf_counter()
+    result = invoke("sample", trained_drums, "-n", 10 ** 9, "--out", tmp_path / "samples")
+    assert result.exit_code == 2 and "100000" in result.output.replace(",", "")
+    assert time.perf_counter() - started < 30 and not (tmp_path / "samples").exists()

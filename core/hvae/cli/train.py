@@ -23,6 +23,7 @@ from hvae.sampling import DEFAULT_QPM, sample_checkpoint
 from hvae.training import RunConfig, TrainConfig, Trainer, TrainResult, read_run_config, resume_config
 
 DEFAULT_PRESET = "demo"
+MAX_SAMPLES = 100_000  # one sample call holds its files in memory until all are named and written
 RUNS_DIR = Path("runs")  # where run directories go when --out is not given (relative to the working directory)
 COMPONENT_KINDS = {"encoder": "encoders", "decoder": "decoders", "loss": "losses"}
 TRAIN_FLAGS = ("steps", "batch_size", "seed", "device", "amp", "threads", "log_every", "eval_every",
@@ -399,8 +400,9 @@ def train(ctx: click.Context, resume_dir: Path | None, config_file: Path | None,
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
-@click.option("--num-samples", "-n", type=click.IntRange(min=1), default=5, show_default=True,
-              help="How many sequences to draw (one MIDI file each).")
+@click.option("--num-samples", "-n", type=click.IntRange(min=1, max=MAX_SAMPLES), default=5, show_default=True,
+              help=f"How many sequences to draw (one MIDI file each), at most {MAX_SAMPLES:,}: the files are "
+                   f"named and linked into place together.")
 @click.option("--temperature", "-t", type=TEMPERATURE, default=0.5, show_default=True,
               help="Sampling temperature: below 1 is more conservative, above 1 more adventurous.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -435,8 +437,8 @@ def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path
 
 @click.command()
 @_config_options
-@click.option("--num-samples", "-n", type=click.IntRange(min=1), default=5, show_default=True,
-              help="How many MIDI files to sample once training ends.")
+@click.option("--num-samples", "-n", type=click.IntRange(min=1, max=MAX_SAMPLES), default=5, show_default=True,
+              help=f"How many MIDI files to sample once training ends, at most {MAX_SAMPLES:,}.")
 @click.option("--temperature", "-t", type=TEMPERATURE, default=0.5, show_default=True,
               help="Sampling temperature of those files.")
 @click.option("--qpm", type=QPM, default=DEFAULT_QPM, show_default=True,
