@@ -22,17 +22,14 @@ only ``step-XXXXXXXX`` folders whose manifest says the same run (``run_id``) wro
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 import typing
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from safetensors.torch import load as load_tensors
@@ -380,22 +377,6 @@ def _read_tensors(directory: Path, name: str, manifest: dict[str, Any]) -> dict[
         return load_tensors(data)
     except Exception as exc:  # safetensors raises its own error type for every malformed file
         raise CheckpointError(f"Corrupt checkpoint {directory}: {name} is not a safetensors file ({exc}).") from None
-
-
-@contextlib.contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
-    """A temporary folder beside ``target`` to fill; renamed to ``target`` (absent or an empty folder)
-    when the block ends, removed if it raises: ``target`` appears whole or not at all."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    try:
-        yield building
-        if target.exists():
-            target.rmdir()
-        os.replace(building, target)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -9,10 +9,14 @@ instead of writing into what it points to.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import shutil
 import stat
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from hvae.errors import UnsafePathError
 
@@ -106,3 +110,19 @@ def read_plain_file(path: str | os.PathLike, limit: int) -> bytes:
         raise OSError(errno.EFBIG, f"{info.st_size:,} bytes, more than the {limit:,} expected", os.fspath(path))
     with open(path, "rb") as f:
         return f.read(limit + 1)[:limit]
+
+
+@contextlib.contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """A temporary folder beside ``target`` to fill; renamed to ``target`` (absent or an empty folder)
+    when the block ends, removed if it raises: ``target`` appears whole or not at all."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        yield building
+        if target.exists():
+            target.rmdir()
+        os.replace(building, target)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hvae.checkpoint import atomic_directory
+from hvae.safefiles import atomic_directory
 from hvae.errors import HvaeError
 from hvae.magenta import jsformat
 from hvae.magenta.variables import to_reference

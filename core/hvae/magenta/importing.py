@@ -25,13 +25,14 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from hvae.checkpoint import Checkpoint, atomic_directory, capture_rng, write_atomic, write_checkpoint
+from hvae.checkpoint import Checkpoint, capture_rng, write_checkpoint
 from hvae.errors import CheckpointError, HvaeError
 from hvae.magenta import jsformat, tfbundle
 from hvae.magenta.variables import (GLOBAL_STEP, describe_architecture, expected_shapes, format_architecture,
                                     load_reference, matching)
 from hvae.model import ModelConfig, build_model, trainable_parameters
 from hvae.presets import PRESETS, Preset, get_preset
+from hvae.safefiles import atomic_directory, write_atomic
 
 IMPORT_NOTE = "imported.json"  # in the run directory: where the weights came from
 TF_STATE_FILE = "checkpoint"  # TensorFlow's CheckpointState file in a checkpoint folder

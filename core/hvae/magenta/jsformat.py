@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from hvae.checkpoint import write_atomic
+from hvae.safefiles import write_atomic
 from hvae.errors import CheckpointError
 
 MANIFEST = "weights_manifest.json"
