@@ -85,6 +85,7 @@ class Result:
     peak_rss: float | None = None  # bytes
     reference: float | None = None  # the reference's figure in the same run, the same unit
     reference_peak_rss: float | None = None  # bytes
+    reference_failure: str | None = None  # why the reference has no figure although it ran (every round failed)
 
     @property
     def ratio(self) -> float | None:
@@ -96,14 +97,26 @@ class Result:
         return None if self.value is None or not self.floor else self.value / self.floor
 
     @property
-    def meets_target(self) -> bool:
-        """Ahead of the same-run reference (where it was timed), at FLOOR_TARGET of the floor, within
-        the memory limit."""
-        memory_ok = self.case.memory_limit_gb is None or (
+    def ahead(self) -> bool:
+        """Ahead of the same-run reference: faster, or it ran where the reference failed every round (the
+        reference not timed at all counts as ahead: there is nothing to be behind)."""
+        if self.reference is None:
+            return self.value is not None
+        return self.ratio is not None and self.ratio > 1
+
+    @property
+    def at_floor_target(self) -> bool:
+        return self.fraction is not None and self.fraction >= FLOOR_TARGET
+
+    @property
+    def within_memory(self) -> bool:
+        return self.case.memory_limit_gb is None or (
             self.peak_rss is not None and self.peak_rss <= self.case.memory_limit_gb * GB)
-        ahead = self.reference is None or (self.ratio is not None and self.ratio > 1)
-        floor_ok = self.fraction is not None and self.fraction >= FLOOR_TARGET
-        return ahead and floor_ok and memory_ok
+
+    @property
+    def meets_target(self) -> bool:
+        """Ahead of the same-run reference, at FLOOR_TARGET of the floor, within the memory limit."""
+        return self.ahead and self.at_floor_target and self.within_memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,16 +135,53 @@ RESULTS: list[Result] = []
 CONVERSIONS: list[Conversion] = []
 
 
-def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The CPU's model name as the kernel reports it."""
+# AMD's CPU families by microarchitecture (family 25 is Zen 3 below model 0x10, Zen 4 from it).
+AMD_FAMILIES = {23: "Zen/Zen 2", 26: "Zen 5"}
+
+
+def _cpu_fields(cpuinfo: str) -> dict[str, str]:
+    """The first processor's fields of ``cpuinfo`` (name: value)."""
+    fields: dict[str, str] = {}
     try:
         with open(cpuinfo) as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                name, _, value = line.partition(":")
+                fields[name.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    return fields
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name as the kernel reports it, with its family and model numbers (and AMD's
+    microarchitecture) where the name alone does not tell which CPU it is: a virtual machine may report
+    only "AMD EPYC", and the same name then covers CPUs of very different speed."""
+    fields = _cpu_fields(cpuinfo)
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    if not fields.get("cpu family", "").isdigit():
+        return name
+    family, model = int(fields["cpu family"]), int(fields.get("model", "0") or 0)
+    arch = ""
+    if fields.get("vendor_id") == "AuthenticAMD":
+        arch = AMD_FAMILIES.get(family) or ("Zen 4" if family == 25 and model >= 0x10 else
+                                            "Zen 3" if family == 25 else "")
+    simd = "AVX-512" if " avx512f" in f" {fields.get('flags', '')}" else ""
+    details = ", ".join(x for x in (f"family {family} model {model}", arch, simd) if x)
+    return f"{name} ({details})"
+
+
+def machine_memory(meminfo: str = "/proc/meminfo") -> str:
+    """The machine's memory (MemTotal) as "24 GiB", or "" where it cannot be read."""
+    try:
+        with open(meminfo) as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return f"{int(line.split()[1]) / 2**20:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return ""
 
 
 def _number(value: float) -> str:
@@ -156,6 +206,12 @@ def _memory(r: Result) -> str:
     return text
 
 
+def _reference(r: Result) -> str:
+    if r.reference is not None:
+        return _figure(r.reference, r.case)
+    return f"failed: {r.reference_failure}" if r.reference_failure else "not timed"
+
+
 def _loads(load: tuple[float, ...]) -> str:
     return ", ".join(f"{x:.2f}" for x in load)
 
@@ -163,23 +219,26 @@ def _loads(load: tuple[float, ...]) -> str:
 def table(load_before: tuple[float, ...], load_after: tuple[float, ...], notes: tuple[str, ...] = (),
           cpuinfo: str = "/proc/cpuinfo") -> list[str]:
     """The results as Markdown lines, after the machine (CPU model, cores, load averages) and ``notes``."""
-    lines = [f"Machine: {cpu_model(cpuinfo)}, {os.cpu_count()} CPUs. Load average (1, 5, 15 min) at start "
-             f"{_loads(load_before)}; at end {_loads(load_after)}.", *notes, ""]
+    memory = machine_memory()
+    lines = [f"Machine: {cpu_model(cpuinfo)}, {os.cpu_count()} CPUs" + (f", {memory}" if memory else "")
+             + f". Load average (1, 5, 15 min) at start {_loads(load_before)}; at end {_loads(load_after)}.",
+             *notes, ""]
     if RESULTS:
         lines += ["| work | hvae | reference, same run | ratio | floor | of floor | matmul rate | peak RSS |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in RESULTS:
             c = r.case
-            reference = "not timed" if r.reference is None else _figure(r.reference, c)
-            ratio = "" if r.ratio is None else f"{r.ratio:.2f}×"
+            reference = _reference(r)
+            ratio = "" if r.ratio is None else f"{r.ratio:.2f}×" + ("" if r.ahead else " ✗")
             floor = "" if r.floor is None else _number(r.floor)
-            fraction = "" if r.fraction is None else f"{r.fraction:.0%}"
+            fraction = "" if r.fraction is None else f"{r.fraction:.0%}" + ("" if r.at_floor_target else " ✗")
             rate = "" if r.rate is None else f"{r.rate / 1e9:.0f} GFLOP/s"
-            mark = "" if r.meets_target else " ✗"
+            mark = "" if r.value is not None else " ✗"
+            memory = _memory(r) + ("" if r.within_memory else " ✗")
             lines.append(f"| {c.work} {c.id} | {_figure(r.value, c)}{mark} | {reference} | {ratio} | {floor} | "
-                         f"{fraction} | {rate} | {_memory(r)} |")
-        lines += ["", f"✗: not ahead of the same-run reference, under {FLOOR_TARGET:.0%} of the floor, or over "
-                  "the memory limit."]
+                         f"{fraction} | {rate} | {memory} |")
+        lines += ["", f"✗ beside a figure: hvae failed; beside a ratio: not ahead of the same-run reference; beside "
+                  f"a fraction: under {FLOOR_TARGET:.0%} of the floor; beside memory: over hvae's limit."]
     if CONVERSIONS:
         lines += ["", "| conversion of the whole GMD, 4 bars | files | windows | seconds | files/s |",
                   "|---|---|---|---|---|"]

@@ -89,13 +89,27 @@ def _bytes(mib: float | None) -> float | None:
     return None if mib is None else mib * MIB
 
 
-def summarise(case: cases.Case, hvae: list[dict], reference: list[dict]) -> cases.Result:
-    """The case's row from its rounds (medians over the rounds that succeeded)."""
+def summarise(case: cases.Case, hvae: list[dict], reference: list[dict],
+              reference_errors: list[str] = ()) -> cases.Result:
+    """The case's row from its rounds (medians over the rounds that succeeded); where the reference
+    failed every round, why (the first round's error, shortened)."""
     key = "seqs_per_s" if case.work == "sample" else "examples_per_s"
+    failure = None
+    if not reference and reference_errors:
+        failure = f"{short_error(reference_errors[0])}, {len(reference_errors)} of {len(reference_errors)} rounds"
     return cases.Result(case, median_of(hvae, key), floor=median_of(hvae, "floor_per_s"),
                         rate=median_of(hvae, "floor_flops_per_s"), peak_rss=_bytes(median_of(hvae, "peak_rss_mb")),
                         reference=median_of(reference, key),
-                        reference_peak_rss=_bytes(median_of(reference, "peak_rss_mb")))
+                        reference_peak_rss=_bytes(median_of(reference, "peak_rss_mb")), reference_failure=failure)
+
+
+def short_error(error: str) -> str:
+    """A round's error as a table cell: a kill by the kernel's out-of-memory killer says so and the
+    machine's memory; another error keeps its first part (the exit code), not the process's last line."""
+    if "likely out of memory" in error:
+        memory = cases.machine_memory()
+        return "killed, out of memory" + (f" (the machine has {memory})" if memory else "")
+    return error.split(":", 1)[0]
 
 
 def _version(python: str, package: str) -> str:
@@ -137,6 +151,7 @@ def run(selected: list[cases.Case], converters: list[str], sides: list[Side], ro
     failures, one line each."""
     failures = []
     by_point: dict[tuple[str, str], list[dict]] = {}
+    errors: dict[tuple[str, str], list[str]] = {}
     points = {c.point: c for c in selected}
     jobs = schedule(list(points), rounds, sides) + schedule([f"convert:{c}" for c in converters], rounds, sides[:1])
     for point, k, side in jobs:
@@ -146,10 +161,12 @@ def run(selected: list[cases.Case], converters: list[str], sides: list[Side], ro
         log(f"round {k + 1}/{rounds} {side.name:<9} {side_point}: {_shown(result)}")
         if "error" in result:
             failures.append(f"{side.name} {side_point}, round {k + 1}: {result['error']}")
+            errors.setdefault((point, side.name), []).append(result["error"])
         else:
             by_point.setdefault((point, side.name), []).append(result)
     for point, case in points.items():
-        cases.RESULTS.append(summarise(case, by_point.get((point, "hvae"), []), by_point.get((point, "reference"), [])))
+        cases.RESULTS.append(summarise(case, by_point.get((point, "hvae"), []), by_point.get((point, "reference"), []),
+                                       errors.get((point, "reference"), [])))
     for converter in converters:
         done = by_point.get((f"convert:{converter}", "hvae"))
         if done:

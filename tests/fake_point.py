@@ -5,7 +5,8 @@
 appends ``SIDE POINT options...`` to the file ``$FAKE_POINT_LOG`` and prints ``POINT_RESULT {json}``
 with figures that depend on the side and on the round (the how-many-th call for that side and
 point): hvae 100, 300, 200 per round (×1.5 for the reference's 100, 80, 60 ...). A point whose name
-holds "fail" exits 3 with two lines on stderr; "kill" kills itself with SIGKILL.
+holds "fail" exits 3 with two lines on stderr; "kill" kills itself with SIGKILL, as does every point of
+the side "oom" (a side the kernel's out-of-memory killer stops every time).
 """
 
 import json
@@ -22,7 +23,7 @@ with open(log, "a+") as f:
 if "fail" in point:
     sys.stderr.write("first line\nlast line\n")
     sys.exit(3)
-if "kill" in point:
+if "kill" in point or side == "oom":
     os.kill(os.getpid(), signal.SIGKILL)
 value = {"hvae": (100, 300, 200), "reference": (100, 80, 60)}[side][k % 3]
 result = {"median_s": 1 / value, "seqs_per_s": value, "examples_per_s": value, "peak_rss_mb": 512.0 * (k + 1)}

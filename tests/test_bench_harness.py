@@ -81,6 +81,19 @@ def test_every_failed_round_is_reported_and_a_case_without_a_figure_shows_failed
     assert "| sample fail-b1 | failed ✗ | not timed |" in "\n".join(cases.table((0, 0, 0), (0, 0, 0)))
 
 
+def test_a_reference_that_fails_every_round_says_why_in_its_cell_and_hvae_counts_as_ahead(fresh_results):
+    cat_1 = cases.case_of("sample:cat-drums_2bar_small:1")
+    killed = samerun.Side("reference", (sys.executable, str(FAKE), "oom"))
+    samerun.run([cat_1], [], [HVAE, killed], 2, [], 60, log=lambda _: None)
+    result = cases.RESULTS[0]
+    assert result.reference is None and result.ahead
+    assert result.reference_failure.startswith("killed, out of memory (the machine has ")
+    assert result.reference_failure.endswith(" GiB), 2 of 2 rounds")
+    row = next(line for line in cases.table((0, 0, 0), (0, 0, 0)) if line.startswith("| sample cat-drums"))
+    assert "| failed: killed, out of memory (the machine has " in row
+    assert samerun.short_error("exit code 3: some traceback line") == "exit code 3"
+
+
 def test_conversions_run_on_hvaes_side_only(fresh_results):
     samerun.run([], ["groove"], [HVAE, REFERENCE], 3, [], 60, log=lambda _: None)
     assert [c[0] for c in calls(fresh_results)] == ["hvae"] * 3
@@ -108,9 +121,10 @@ def test_the_table_names_the_machine_and_sets_each_figure_beside_the_references(
     cases.CONVERSIONS.append(cases.Conversion("groove", 1150, 5108, 7.5))
     lines = cases.table((2.0, 1.5, 1.0), (2.5, 1.75, 1.0), ("a note",), cpuinfo=str(cpuinfo))
     assert lines[0].startswith("Machine: AMD EPYC 9R14 96-Core Processor, ")
+    assert " CPUs, " in lines[0] and " GiB. Load average" in lines[0]
     assert "at start 2.00, 1.50, 1.00; at end 2.50, 1.75, 1.00" in lines[0]
     assert lines[1] == "a note"
-    assert ("| sample cat-drums_2bar_small-b64 | 1,500 seq/s ✗ | 1,000 seq/s | 1.50× | 3,000 | 50% | 193 GFLOP/s"
+    assert ("| sample cat-drums_2bar_small-b64 | 1,500 seq/s | 1,000 seq/s | 1.50× | 3,000 | 50% ✗ | 193 GFLOP/s"
             " |  |") in lines
     assert ("| train hierdec-mel_16bar-b64 | 0.8 ex/s (80.0 s/step) | 0.64 ex/s (100.0 s/step) | 1.25× | 1 | 80% "
             "| 220 GFLOP/s | 7.30 GB (≤ 8); ref. 18.00 GB |") in lines
@@ -125,7 +139,17 @@ def test_without_a_reference_environment_one_line_says_so_and_hvae_meets_the_flo
     assert len(said) == 2  # printed at the start, and with the table
     assert out[0] == said[0] and out[0].endswith("hvae against the floor alone.")
     assert any(line.startswith("Machine: ") for line in out)
-    assert any(line.startswith("| sample cat-drums_2bar_small-b64 | 100 seq/s ✗ | not timed |") for line in out)
+    assert any(line.startswith("| sample cat-drums_2bar_small-b64 | 100 seq/s | not timed |") for line in out)
+
+
+def test_a_generic_cpu_name_gets_its_family_model_and_microarchitecture(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+                       "model name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512bw\n\nprocessor\t: 1\n")
+    assert cases.cpu_model(str(cpuinfo)) == "AMD EPYC (family 26 model 2, Zen 5, AVX-512)"
+    cpuinfo.write_text("vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"
+                       "flags\t\t: fpu avx2\n")
+    assert cases.cpu_model(str(cpuinfo)) == "AMD EPYC (family 25 model 17, Zen 4)"
 
 
 def test_a_reference_that_is_not_there_is_named(tmp_path):
