@@ -8,7 +8,7 @@ A :class:`Plan` lists chains of products with the number of times each runs per 
 timed by running its products back to back on distinct operands, so at batch 1 the time includes
 reading every weight matrix of a step from memory, as the real step must. Each chain is timed with
 both float32 engines PyTorch has on CPU, MKL's ``torch.mm`` and oneDNN's product with the weight
-packed once (what hvae's decoders use, :mod:`hvae_decoders.products`), and the faster counts. The
+packed once (what hvae's decoders use, :mod:`hvae_decoders.onednn`), and the faster counts. The
 floor is the sum of the chain times; the matmul rate at the shapes used is the plan's FLOPs over
 that sum.
 """
@@ -22,9 +22,9 @@ from typing import Callable, Iterable
 import torch
 
 from hvae.model import MusicVAE, uses_scheduled_sampling
-from hvae_decoders import products
+from hvae_decoders import onednn
 
-ENGINES = ("mkl", "onednn") if products.ONEDNN else ("mkl",)
+ENGINES = ("mkl", "onednn") if onednn.ONEDNN else ("mkl",)
 
 # A product of more than this many FLOPs runs near the machine's peak rate whatever its exact
 # shape; it is timed with its dimensions capped at BIG_DIM and its rate applied to its full FLOPs.
@@ -95,7 +95,7 @@ def runner(chain: tuple[Matmul, ...], dtype: torch.dtype = torch.float32,
 
         def run_onednn() -> None:
             for a, weight in packed:
-                products._onednn_linear(a, weight, None, "none", [], "")
+                onednn._onednn_linear(a, weight, None, "none", [], "")
 
         return run_onednn
 

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 
 import hvae_decoders.encoders as encoders_module
-import hvae_decoders.recurrence as recurrence_module
+import hvae_decoders.lstm_autograd as recurrence_module
 from hvae.model import Batch, DataSpec, ModelConfig, build_model, clip_gradients
 from hvae.plugins import registry
-from hvae_decoders.products import Product, linear
-from hvae_decoders.recurrence import one_hot_indices, recurrence
+from hvae_decoders.onednn import Product, linear
+from hvae_decoders.lstm_autograd import one_hot_indices, recurrence
 
 torch.set_num_threads(1)
 

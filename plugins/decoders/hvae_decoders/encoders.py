@@ -11,8 +11,8 @@ from torch import nn
 
 from hvae.interfaces import Encoder
 from hvae_decoders.lstm import reference_lstm, small_normal_linear
-from hvae_decoders.products import linear
-from hvae_decoders.recurrence import gather_rows, one_hot_indices, recurrence, runs_nn_lstm
+from hvae_decoders.onednn import linear
+from hvae_decoders.lstm_autograd import gather_rows, one_hot_indices, recurrence, runs_nn_lstm
 
 # Off CUDA, layers of at least this many units run hvae's recurrence rather than nn.LSTM (oneDNN):
 # at 2048 units it is 1.2-1.3x faster to train and keeps 40% less for the backward pass; at 512

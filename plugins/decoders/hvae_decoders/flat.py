@@ -8,9 +8,9 @@ from typing import Any
 import torch
 
 from hvae.interfaces import Decoder, Loss
-from hvae_decoders.core import LstmCore, one_hot, shift_right
+from hvae_decoders.decoder_core import LstmCore, one_hot, shift_right
 from hvae_decoders.options import resolve_options
-from hvae_decoders.stepping import stepping_dtype
+from hvae_decoders.sampler import stepping_dtype
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,10 +9,10 @@ import torch
 
 from hvae.errors import HvaeError
 from hvae.interfaces import Decoder, Loss
-from hvae_decoders.core import LstmCore, one_hot, shift_right
+from hvae_decoders.decoder_core import LstmCore, one_hot, shift_right
 from hvae_decoders.lstm import InitialState, StackedLstm
 from hvae_decoders.options import resolve_options
-from hvae_decoders.stepping import stepping_dtype
+from hvae_decoders.sampler import stepping_dtype
 
 STEPS_PER_BAR = 16  # 4/4 at 4 steps per quarter: the default bar length
 

@@ -4,7 +4,7 @@ The reference's LSTM cell has one kernel over ``[input, hidden]`` (Glorot-unifor
 and adds 1.0 to the forget gate. Here each layer is a one-layer ``nn.LSTM`` whose forget-gate input
 bias starts at 1.0 and whose second bias is held at zero, so Adam sees the same parameters as the
 reference's. A decoder whose first layer's input part is cheap runs its layers' parameters through
-:func:`hvae_decoders.recurrence.recurrence` off CUDA (:meth:`StackedLstm.from_first_gates`).
+:func:`hvae_decoders.lstm_autograd.recurrence` off CUDA (:meth:`StackedLstm.from_first_gates`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hvae_decoders.products import linear
-from hvae_decoders.recurrence import recurrence
+from hvae_decoders.onednn import linear
+from hvae_decoders.lstm_autograd import recurrence
 
 State = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (h, c), each (N, H)
 

@@ -1,7 +1,7 @@
 """Free-running decoding without autograd: the weights of an LstmCore laid out for stepping.
 
 Each step of a sampled sequence needs, per layer, one matrix product (oneDNN's on CPU where it pays,
-with the weights reordered once per call, see :mod:`hvae_decoders.products`) and a few in-place
+with the weights reordered once per call, see :mod:`hvae_decoders.onednn`) and a few in-place
 element-wise operations; the state lives in one preallocated row per sequence. The embedding's part
 of the first layer's input (z, or a bar's conductor output) and the controls' part are projected once
 per sequence, not every step; a fed-back one-hot output is a row gather instead of a matrix product.
@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from hvae.device import host_reads_are_free
 from hvae.interfaces import Loss
 from hvae_decoders.lstm import State
-from hvae_decoders.products import Product
-from hvae_decoders.recurrence import one_hot_indices, tanh_
+from hvae_decoders.onednn import Product
+from hvae_decoders.lstm_autograd import one_hot_indices, tanh_
 
 # From this many values per layer on (batch x units), float32 gates take tanh as 2 sigmoid(2x) - 1:
 # three cheap operations instead of CPU's slow tanh, which costs more beyond a few thousand values.

@@ -6,7 +6,7 @@ at batch 64 and about 2x at batch 1, where the product is bound by reading the w
 and in bfloat16 (benchmarks/RESULTS.md). PyTorch exposes it as ``torch.ops.mkldnn`` operators (its
 compiler's CPU backend uses them); where they are missing (builds without oneDNN), and on CUDA, the
 product is a plain one (as for small work, see ONEDNN_MIN_WORK). Not differentiable: for loops without autograd, and for
-:mod:`hvae_decoders.recurrence`, which writes its own backward pass.
+:mod:`hvae_decoders.lstm_autograd`, which writes its own backward pass.
 """
 
 from __future__ import annotations

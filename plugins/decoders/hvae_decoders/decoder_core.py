@@ -17,8 +17,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from hvae.interfaces import Loss
 from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear, lstm_cell
-from hvae_decoders.recurrence import gather_rows, one_hot_indices, runs_nn_lstm
-from hvae_decoders.stepping import CoreSampler, SteppingWeights
+from hvae_decoders.lstm_autograd import gather_rows, one_hot_indices, runs_nn_lstm
+from hvae_decoders.sampler import CoreSampler, SteppingWeights
 
 _optimizer_steps = 0  # optimizer steps taken in this process, by any optimizer
 

@@ -6,7 +6,7 @@ step, weight gradients included. Here a layer is split into what can be batched 
 - the input part of the gates for all steps is computed by the caller, as one product (or a row
   gather for one-hot inputs, with a part that is constant over the sequence projected once);
 - :func:`recurrence` runs the steps: per step, one product with the recurrent weights (oneDNN's,
-  see :mod:`hvae_decoders.products`) and the gate arithmetic in place; its backward pass runs the steps in reverse the same way, writing the gate
+  see :mod:`hvae_decoders.onednn`) and the gate arithmetic in place; its backward pass runs the steps in reverse the same way, writing the gate
   gradients over the saved activations, and then computes the recurrent weight gradient for all
   steps in one product;
 - the input weights' gradient follows from the gate gradients by autograd, again in one product.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from hvae_decoders.products import Product, product
+from hvae_decoders.onednn import Product, product
 
 # Devices whose decoder LSTM layers always run as nn.LSTM (cuDNN on CUDA).
 NN_LSTM_DEVICES = frozenset({"cuda"})
