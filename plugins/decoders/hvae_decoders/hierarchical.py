@@ -9,6 +9,8 @@ import torch
 
 from hvae.errors import HvaeError
 from hvae.interfaces import Decoder, Loss
+from hvae_decoders import reference
+from hvae_decoders.backend import fast_sampling
 from hvae_decoders.decoder_core import LstmCore, one_hot, shift_right
 from hvae_decoders.lstm import InitialState, StackedLstm
 from hvae_decoders.options import resolve_options
@@ -23,6 +25,7 @@ class HierarchicalDecoderOptions:
     rnn_sizes: tuple[int, ...] = (512,)  # core LSTM units per layer (the reference's dec_rnn_size)
     conductor_sizes: tuple[int, ...] | None = None  # conductor units per layer; None: rnn_sizes, as the reference
     dropout: float = 0.0  # dropout on each layer's input while training (1 - the reference's dropout_keep_prob)
+    backend: str = "auto"  # auto, reference (the plain loops) or fast: which code runs, same results (hvae_decoders.backend)
 
 
 class HierarchicalDecoder(Decoder):
@@ -84,10 +87,12 @@ class HierarchicalDecoder(Decoder):
         previous = shift_right(targets).reshape(batch * self.bars, self.bar_steps, depth)  # (B * bars, L, D)
         if controls is not None:
             controls = controls.reshape(batch * self.bars, self.bar_steps, -1)  # (B * bars, L, C)
+        backend = self.options.backend
         if sampling_probability > 0.0:
-            raw = self.core.scheduled(embeddings, previous, controls, sampling_probability, loss, generator)
+            raw = self.core.scheduled(embeddings, previous, controls, sampling_probability, loss, generator,
+                                      backend=backend)
         else:
-            raw = self.core.teacher_forced(embeddings, previous, controls)  # (B * bars, L, R)
+            raw = self.core.teacher_forced(embeddings, previous, controls, backend=backend)  # (B * bars, L, R)
         return raw.reshape(batch, steps, -1)  # (B, T, R)
 
     @torch.no_grad()
@@ -97,7 +102,16 @@ class HierarchicalDecoder(Decoder):
         if steps != self.steps:
             raise HvaeError(f"decoder {self.name!r} draws {self.steps} steps "
                             f"({self.bars} bars of {self.bar_steps}), not {steps}.")
-        batch, bars, length = z.shape[0], self.bars, self.bar_steps
+        if fast_sampling(self.options.backend):
+            return self._sample_fast(z, temperature, loss, controls, generator)
+        embeddings = self.conduct(z, dropout=False)  # (B, bars, H_conductor)
+        return reference.sample_bars(self.core, embeddings, self.bar_steps, temperature, loss, controls,
+                                     generator)  # the plain loop
+
+    def _sample_fast(self, z: torch.Tensor, temperature: float, loss: Loss, controls: torch.Tensor | None,
+                     generator: torch.Generator | None) -> torch.Tensor:
+        """:meth:`sample` by :class:`hvae_decoders.sampler.CoreSampler`, all bars' embeddings projected at once."""
+        batch, bars, length, steps = z.shape[0], self.bars, self.bar_steps, self.steps
         dtype = stepping_dtype(z.device, self.core.output.weight.dtype)
         with torch.autocast(z.device.type, enabled=False):
             embeddings = self.conduct(z, dropout=False)  # (B, bars, H_conductor)

@@ -10,6 +10,7 @@ reference's. A decoder whose first layer's input part is cheap runs its layers' 
 from __future__ import annotations
 
 import math
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +57,30 @@ def lstm_cell(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def layer_step(layer: nn.LSTM, input_gates: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of a one-layer ``nn.LSTM``'s parameters, differentiable: the new ``(h, c)``, each
+    ``(N, H)``, given the input part of the gates with the biases ``(N, 4H)`` and ``state = (h, c)``."""
+    h, c = state
+    return lstm_cell(input_gates + F.linear(h, layer.weight_hh_l0), c)
+
+
+def _keep(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def lstm_step(layers: Sequence[nn.LSTM], x: torch.Tensor, state: State,
+              drop: Callable[[torch.Tensor], torch.Tensor] = _keep) -> tuple[torch.Tensor, State]:
+    """One step of stacked layers on input ``x (N, I)``: the top layer's h ``(N, H_top)`` and the
+    new state; ``drop`` is applied to each layer's input (dropout while training)."""
+    new_state: State = []
+    for layer, layer_state in zip(layers, state):
+        x, c = layer_step(layer, F.linear(drop(x), layer.weight_ih_l0, layer.bias_ih_l0 + layer.bias_hh_l0),
+                          layer_state)
+        new_state.append((x, c))
+    return x, new_state
 
 
 class StackedLstm(nn.Module):

@@ -13,7 +13,7 @@ step, weight gradients included. Here a layer is split into what can be batched 
 
 The decoders use it where the input part is cheap (see ``LstmCore.teacher_forced``). Where it is
 not, oneDNN's ``nn.LSTM`` is faster on CPU (its per-step products run 10-20% faster than MKL's at
-these shapes), and on CUDA cuDNN's ``nn.LSTM`` does all of this itself (:func:`runs_nn_lstm`).
+these shapes), and on CUDA cuDNN's ``nn.LSTM`` does all of this itself (:mod:`hvae_decoders.backend` chooses).
 """
 
 from __future__ import annotations
@@ -21,14 +21,6 @@ from __future__ import annotations
 import torch
 
 from hvae_decoders.onednn import Product, product
-
-# Devices whose decoder LSTM layers always run as nn.LSTM (cuDNN on CUDA).
-NN_LSTM_DEVICES = frozenset({"cuda"})
-
-
-def runs_nn_lstm(device: torch.device) -> bool:
-    return device.type in NN_LSTM_DEVICES
-
 
 def tanh_(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``tanh(x)`` as ``2 sigmoid(2x) - 1`` (into ``out``, else in place): equal to float rounding, and
