@@ -197,8 +197,8 @@ def test_onednn_products_equal_plain_ones():
 
 @pytest.mark.parametrize("name", ["flat-onehot-scheduled", "groove"])
 def test_sampling_after_an_optimizer_step_uses_the_new_weights(name):
-    """The sampler caches its weight layout; a fused Adam step writes the weights without bumping
-    their version counters, and the next sample must still see the stepped weights."""
+    """The sampler caches its weight layout in eval mode; a fused Adam step writes the weights without
+    bumping their version counters, and the next sample must still see the stepped weights."""
     spec, options = MODELS[name]
     torch.manual_seed(0)
     model = build_model(ModelConfig(z_size=6, encoder_options={"rnn_sizes": (10, 8)}, **options), spec)
@@ -212,3 +212,36 @@ def test_sampling_after_an_optimizer_step_uses_the_new_weights(name):
     fresh.load_state_dict(model.state_dict())
     expected = fresh.sample(3, temperature=0.0, z=z, generator=torch.Generator().manual_seed(1))
     assert torch.equal(stepped, expected)
+
+
+def test_scheduled_sampling_draws_with_the_weights_of_each_training_step():
+    """Scheduled sampling's draws run on the sampler's weight layout; after a fused Adam step (no
+    version counters move) the next training step must draw with the stepped weights."""
+    spec, options = MODELS["flat-onehot-scheduled"]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(z_size=6, encoder_options={"rnn_sizes": (10, 8)}, **options), spec).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.5, fused=True)
+    batch = make_batch(spec)
+    model(batch, step=1, generator=torch.Generator().manual_seed(2)).loss.backward()
+    optimizer.step()
+    stepped = model(batch, step=2, generator=torch.Generator().manual_seed(3)).raw
+    fresh = build_model(model.config, spec).train()
+    fresh.load_state_dict(model.state_dict())
+    expected = fresh(batch, step=2, generator=torch.Generator().manual_seed(3)).raw
+    assert torch.equal(stepped, expected)
+
+
+def test_a_fused_step_in_eval_mode_is_followed_once_the_cache_is_invalidated():
+    spec, options = MODELS["groove"]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(z_size=6, encoder_options={"rnn_sizes": (10, 8)}, **options), spec).eval()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.5, fused=True)
+    z = torch.randn(3, 6)
+    model.sample(3, temperature=0.0, z=z)  # fills the cache
+    model(make_batch(spec), step=1).loss.backward()
+    optimizer.step()
+    model.decoder.core.invalidate()
+    stepped = model.sample(3, temperature=0.0, z=z)
+    fresh = build_model(model.config, spec).eval()
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(stepped, fresh.sample(3, temperature=0.0, z=z))

@@ -13,7 +13,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from hvae.interfaces import Loss
 from hvae_decoders import reference
@@ -21,18 +20,6 @@ from hvae_decoders.backend import decoder_recurrence, fast_sampling
 from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear, layer_step, lstm_step
 from hvae_decoders.lstm_autograd import gather_rows, one_hot_indices
 from hvae_decoders.sampler import CoreSampler, SteppingWeights
-
-_optimizer_steps = 0  # optimizer steps taken in this process, by any optimizer
-
-
-def _count_optimizer_step(optimizer, args, kwargs) -> None:
-    global _optimizer_steps
-    _optimizer_steps += 1
-
-
-# A fused optimizer (Adam's ``fused=True``) writes parameters without bumping their version
-# counters, so the sampler's weight cache is also keyed on the number of optimizer steps taken.
-register_optimizer_step_post_hook(_count_optimizer_step)
 
 # The first layer's input part of step t's gates, given the previous step's raw output (None at t = 0).
 InputGates = Callable[[int, "torch.Tensor | None"], torch.Tensor]
@@ -181,14 +168,34 @@ class LstmCore(nn.Module):
         top, above = lstm_step(layers[1:], h, state[1:])
         return top, [(h, c)] + above
 
+    @torch.no_grad()
     def stepping_weights(self, classes: bool, dtype: torch.dtype, batch: int) -> SteppingWeights:
-        """Weights laid out for :class:`CoreSampler`, rebuilt when a parameter may have changed: an
-        in-place write (version counter), a new tensor (address) or any optimizer step."""
-        key = (classes, dtype, batch, _optimizer_steps) + tuple((p.data_ptr(), p._version) for p in self.parameters())
+        """Weights laid out for :class:`CoreSampler`.
+
+        While training (the weights change at every step) they are laid out at each call. In eval
+        mode they are kept for the next call until they may be stale: the module enters training
+        mode (``train()``), :meth:`invalidate` is called, or a parameter is written in place by a
+        torch operation (its version counter moves: ``add_``, ``copy_``, ``load_state_dict``) or
+        replaced (its address moves: ``.to()``). A fused optimizer (Adam's ``fused=True``) writes
+        parameters without moving their version counters: training mode, which every hvae caller
+        is in for its steps, drops the cache; code that steps one while the model stays in eval
+        mode calls :meth:`invalidate` after the step.
+        """
+        if self.training:
+            return SteppingWeights.from_core(self, classes, dtype, batch)
+        key = (classes, dtype, batch) + tuple((p.data_ptr(), p._version) for p in self.parameters())
         if self._stepping is None or self._stepping[0] != key:
-            with torch.no_grad():
-                self._stepping = (key, SteppingWeights.from_core(self, classes, dtype, batch))
+            self._stepping = (key, SteppingWeights.from_core(self, classes, dtype, batch))
         return self._stepping[1]
+
+    def invalidate(self) -> None:
+        """Forget the weights laid out for sampling: the next sampling call lays out the current ones."""
+        self._stepping = None
+
+    def train(self, mode: bool = True) -> "LstmCore":
+        if mode:  # its weights are about to change: nothing is cached while training
+            self.invalidate()
+        return super().train(mode)
 
     def sampler(self, batch: int, loss: Loss, temperature: float, generator: torch.Generator | None,
                 dtype: torch.dtype) -> CoreSampler:
