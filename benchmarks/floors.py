@@ -23,6 +23,7 @@ import torch
 
 from hvae.model import MusicVAE, uses_scheduled_sampling
 from hvae_decoders import onednn
+from hvae_decoders.sampler import draws_classes
 
 ENGINES = ("mkl", "onednn") if onednn.ONEDNN else ("mkl",)
 
@@ -161,7 +162,7 @@ def sampling_plan(model: MusicVAE, batch: int) -> Plan:
     options = cfg.decoder_options
     sizes = _sizes(options, "rnn_sizes")
     raw = model.loss.raw_size
-    fed = 0 if model.loss.draws_classes else spec.output_depth  # a drawn class is a row gather
+    fed = 0 if draws_classes(model.loss) else spec.output_depth  # a drawn class is a row gather
     plan = Plan()
     if cfg.decoder == "hierarchical":
         bars, bar_steps = (int(n) for n in options["level_lengths"])

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from hvae.errors import HvaeError
+from hvae.interfaces import FastDraws, Loss
 from hvae.plugins import registry
 
 torch.set_num_threads(1)
@@ -157,6 +158,36 @@ def test_sampling_follows_weight_updates():
             q.add_(change)
     drawn = [decoder.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(2)) for decoder in (fast, plain)]
     assert torch.equal(drawn[0], drawn[1])
+
+
+class SampleStepOnly(Loss):
+    """A third-party loss with nothing but the loss and its draw (no FastDraws)."""
+
+    name = "sample-step-only"
+    accepts = frozenset({"onehot"})
+
+    def __call__(self, raw, targets, mask):
+        per_step = -(targets * F.log_softmax(raw, dim=-1)).sum(-1)
+        return (per_step * mask).sum(1), {}
+
+    def sample_step(self, raw, temperature, generator=None):
+        probabilities = F.softmax(raw / temperature, dim=-1)
+        return F.one_hot(torch.multinomial(probabilities, 1, generator=generator).squeeze(1), raw.shape[-1]).float()
+
+
+@pytest.mark.parametrize("decoder_name", ["flat", "hierarchical"])
+def test_a_loss_with_only_sample_step_samples_and_trains_on_every_backend(decoder_name):
+    loss = SampleStepOnly(12)
+    assert not isinstance(loss, FastDraws)
+    fast, plain = decoder_pair(decoder_name, 12, 12, seed=6)
+    z = torch.randn(4, Z)
+    drawn = [decoder.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(5)) for decoder in (fast, plain)]
+    check_values("onehot", drawn[0])
+    assert torch.equal(drawn[0], drawn[1])
+    targets, lengths = targets_for("onehot", 4), torch.full((4,), STEPS)
+    raws = [decoder.train()(z, targets, lengths, sampling_probability=0.5, loss=loss,
+                            generator=torch.Generator().manual_seed(6)) for decoder in (fast, plain)]
+    assert torch.allclose(raws[0], raws[1], atol=1e-4)
 
 
 @pytest.mark.parametrize("decoder_name", ["flat", "hierarchical"])

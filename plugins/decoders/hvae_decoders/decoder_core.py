@@ -19,7 +19,7 @@ from hvae_decoders import reference
 from hvae_decoders.backend import decoder_recurrence, fast_sampling
 from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear, layer_step, lstm_step
 from hvae_decoders.lstm_autograd import gather_rows, one_hot_indices
-from hvae_decoders.sampler import CoreSampler, SteppingWeights
+from hvae_decoders.sampler import CoreSampler, SteppingWeights, draws_classes
 
 # The first layer's input part of step t's gates, given the previous step's raw output (None at t = 0).
 InputGates = Callable[[int, "torch.Tensor | None"], torch.Tensor]
@@ -108,7 +108,7 @@ class LstmCore(nn.Module):
         use_draw = torch.rand(previous.shape[:2], generator=generator, device=previous.device) < probability  # (N, T)
         if not fast_sampling(backend) or (self.lstm.dropout and self.training):
             return reference.scheduled(self, embedding, previous, controls, use_draw, loss, generator)
-        if loss.draws_classes:
+        if draws_classes(loss):
             return self.teacher_forced(embedding, self._fed_with_draws(embedding, previous, controls, use_draw,
                                                                        loss, generator), controls, backend=backend)
         input_gates = self._input_gates(embedding, previous, controls, use_draw, loss, generator)
@@ -199,5 +199,5 @@ class LstmCore(nn.Module):
 
     def sampler(self, batch: int, loss: Loss, temperature: float, generator: torch.Generator | None,
                 dtype: torch.dtype) -> CoreSampler:
-        return CoreSampler(self.stepping_weights(loss.draws_classes, dtype, batch), batch, loss, temperature,
+        return CoreSampler(self.stepping_weights(draws_classes(loss), dtype, batch), batch, loss, temperature,
                            generator)

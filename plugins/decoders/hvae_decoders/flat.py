@@ -12,7 +12,7 @@ from hvae_decoders import reference
 from hvae_decoders.backend import fast_sampling
 from hvae_decoders.decoder_core import LstmCore, one_hot, shift_right
 from hvae_decoders.options import resolve_options
-from hvae_decoders.sampler import stepping_dtype
+from hvae_decoders.sampler import draws_classes, stepping_dtype
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +68,7 @@ class FlatDecoder(Decoder):
             base = sampler.w.project_embedding(z)  # (B, 4H_0)
             if controls is not None:
                 base = base.unsqueeze(1) + sampler.w.project_controls(controls[:, :steps])  # (B, T, 4H_0)
-            if loss.draws_classes:
+            if draws_classes(loss):
                 drawn = torch.empty(batch, steps, dtype=torch.long, device=z.device)  # (B, T)
                 sampler.run(base, steps, drawn)
                 return one_hot(drawn, self.output_depth)  # (B, T, D)

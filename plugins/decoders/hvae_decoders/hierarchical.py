@@ -14,7 +14,7 @@ from hvae_decoders.backend import fast_sampling
 from hvae_decoders.decoder_core import LstmCore, one_hot, shift_right
 from hvae_decoders.lstm import InitialState, StackedLstm
 from hvae_decoders.options import resolve_options
-from hvae_decoders.sampler import stepping_dtype
+from hvae_decoders.sampler import draws_classes, stepping_dtype
 
 STEPS_PER_BAR = 16  # 4/4 at 4 steps per quarter: the default bar length
 
@@ -121,7 +121,7 @@ class HierarchicalDecoder(Decoder):
             if controls is not None:
                 per_step = sampler.w.project_controls(controls[:, :steps].reshape(batch, bars, length, -1))
                 base = base.unsqueeze(2) + per_step  # (B, bars, L, 4H_0)
-            if loss.draws_classes:
+            if draws_classes(loss):
                 drawn = torch.empty(batch, steps, dtype=torch.long, device=z.device)  # (B, T)
             else:
                 drawn = torch.empty(batch, steps, self.output_depth, device=z.device)  # (B, T, D)
@@ -129,6 +129,6 @@ class HierarchicalDecoder(Decoder):
             for bar in range(bars):
                 sampler.reset([(h[:, bar], c[:, bar]) for h, c in states])
                 feed = sampler.run(base[:, bar], length, drawn[:, bar * length:(bar + 1) * length], feed)
-        if loss.draws_classes:
+        if draws_classes(loss):
             return one_hot(drawn, self.output_depth)  # (B, T, D)
         return drawn

@@ -5,9 +5,11 @@ with the weights reordered once per call, see :mod:`hvae_decoders.onednn`) and a
 element-wise operations; the state lives in one preallocated row per sequence. The embedding's part
 of the first layer's input (z, or a bar's conductor output) and the controls' part are projected once
 per sequence, not every step; a fed-back one-hot output is a row gather instead of a matrix product.
-Gates are reordered ``i, f, o, g`` so one sigmoid covers three of them. The loss's :meth:`stepper`
-draws the random numbers of all steps at once. Nothing here reads a tensor's value on the host, so
-CUDA streams stay busy."""
+Gates are reordered ``i, f, o, g`` so one sigmoid covers three of them. A loss with
+:class:`hvae.interfaces.FastDraws` draws the random numbers of all steps at once and, if it draws
+classes, hands back indices; any other loss draws through ``sample_step``. Nothing here reads a
+tensor's value on the host, so CUDA streams stay busy. The plain loop this computes the same as is
+:func:`hvae_decoders.reference.sample`."""
 
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from hvae.device import host_reads_are_free
-from hvae.interfaces import Loss
+from typing import Callable
+
+from hvae.interfaces import FastDraws, Loss
 from hvae_decoders.lstm import State
 from hvae_decoders.onednn import Product
 from hvae_decoders.lstm_autograd import one_hot_indices, tanh_
@@ -25,6 +29,20 @@ from hvae_decoders.lstm_autograd import one_hot_indices, tanh_
 # From this many values per layer on (batch x units), float32 gates take tanh as 2 sigmoid(2x) - 1:
 # three cheap operations instead of CPU's slow tanh, which costs more beyond a few thousand values.
 SIGMOID_TANH_VALUES = 4096
+
+
+def draws_classes(loss: Loss) -> bool:
+    """Whether ``loss``'s fast draws are class indices (:class:`hvae.interfaces.FastDraws`)."""
+    return isinstance(loss, FastDraws) and loss.draws_classes
+
+
+def step_draws(loss: Loss, steps: int, temperature: float,
+               generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The function drawing ``steps`` consecutive steps from raw ``(B, R)``: the loss's stepper where
+    it has :class:`hvae.interfaces.FastDraws`, else one ``sample_step`` a call."""
+    if isinstance(loss, FastDraws):
+        return loss.stepper(steps, temperature, generator)
+    return lambda raw: loss.sample_step(raw, temperature, generator)
 
 
 def _gate_rows(hidden: int, device: torch.device) -> torch.Tensor:
@@ -172,7 +190,7 @@ class CoreSampler:
                 self.feed_slot.zero_()
             else:
                 self.feed_slot.copy_(feed)
-        draw = self.loss.stepper(steps, self.temperature, self.generator)
+        draw = step_draws(self.loss, steps, self.temperature, self.generator)
         draws = []
         for t in range(steps):
             first_input = base[:, t] if per_step else base
@@ -194,7 +212,7 @@ class CoreSampler:
         drawn: ``(B, T)`` int64, receives the draws at steps 1..T-1 (one per step, as training makes them).
         """
         per_step = base.dim() == 3
-        draw = self.loss.stepper(fed.shape[1] - 1, self.temperature, self.generator)
+        draw = step_draws(self.loss, fed.shape[1] - 1, self.temperature, self.generator)
         for t in range(fed.shape[1] - 1):
             first_input = fed[:, t]
             if t:
