@@ -53,7 +53,10 @@ def small_normal_linear(in_features: int, out_features: int) -> nn.Linear:
 
 
 def lstm_cell(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM update from pre-activation gates ``(N, 4H)`` in PyTorch's order i, f, g, o: ``(h, c)``."""
+    """One LSTM update from pre-activation gates ``(N, 4H)`` in PyTorch's order i, f, g, o: ``(h, c)``.
+
+    The definition, differentiable; :func:`hvae_decoders.lstm_autograd.lstm_cell_` is its in-place
+    twin for the fast paths."""
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
