@@ -1,6 +1,6 @@
 """The arithmetic floor of each benchmark: the matrix products the work needs, timed on this machine.
 
-FLOPs are counted the cheap way (DESIGN.md, "Speed"): a one-hot input is a row gather (no FLOPs),
+FLOPs are counted the cheap way, as hvae computes (benchmarks/RESULTS.md, "The floor"): a one-hot input is a row gather (no FLOPs),
 and the part of a layer's input that is constant over a sequence (z, a bar's conductor output) is
 projected once per sequence or bar. Element-wise work (gates, sampling, Adam) is not counted.
 

@@ -30,8 +30,7 @@ BACKENDS = ("auto", "reference", "fast")
 NN_LSTM_DEVICES = frozenset({"cuda"})
 
 # Under "auto", off CUDA, encoder layers of at least this many units run hvae's recurrence rather
-# than nn.LSTM (oneDNN): at 2048 units it is 1.2-1.3x faster to train and keeps 40% less for the
-# backward pass; at 512 units oneDNN is 5-10% faster.
+# than nn.LSTM (oneDNN), which is faster below (benchmarks/RESULTS.md, "The figures behind the code's choices").
 RECURRENCE_MIN_UNITS = 1024
 
 

@@ -12,8 +12,8 @@ step, weight gradients included. Here a layer is split into what can be batched 
 - the input weights' gradient follows from the gate gradients by autograd, again in one product.
 
 The decoders use it where the input part is cheap (see ``LstmCore.teacher_forced``). Where it is
-not, oneDNN's ``nn.LSTM`` is faster on CPU (its per-step products run 10-20% faster than MKL's at
-these shapes), and on CUDA cuDNN's ``nn.LSTM`` does all of this itself (:mod:`hvae_decoders.backend` chooses).
+not, oneDNN's ``nn.LSTM`` is faster on CPU (its per-step products beat MKL's at these shapes,
+benchmarks/RESULTS.md), and on CUDA cuDNN's ``nn.LSTM`` does all of this itself (:mod:`hvae_decoders.backend` chooses).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hvae_decoders.onednn import Product, product
 
 def tanh_(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``tanh(x)`` as ``2 sigmoid(2x) - 1`` (into ``out``, else in place): equal to float rounding, and
-    on CPU several times faster than ``torch.tanh`` on more than a few thousand values."""
+    on CPU faster than ``torch.tanh`` on more than a few thousand values (benchmarks/RESULTS.md)."""
     out = x.mul_(2) if out is None else torch.mul(x, 2, out=out)
     return out.sigmoid_().mul_(2).sub_(1)
 

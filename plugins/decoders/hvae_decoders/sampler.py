@@ -27,7 +27,8 @@ from hvae_decoders.onednn import Product
 from hvae_decoders.lstm_autograd import lstm_cell_, one_hot_indices
 
 # From this many values per layer on (batch x units), float32 gates take tanh as 2 sigmoid(2x) - 1:
-# three cheap operations instead of CPU's slow tanh, which costs more beyond a few thousand values.
+# three cheap operations instead of CPU's slow tanh, which costs more beyond a few thousand values
+# (benchmarks/RESULTS.md, "The figures behind the code's choices").
 SIGMOID_TANH_VALUES = 4096
 
 
