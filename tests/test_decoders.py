@@ -4,6 +4,9 @@ bar-by-bar decoding, and lengths in the encoder."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -377,3 +380,12 @@ def test_encoder_dropout_only_while_training():
     with torch.no_grad():
         encoder.mu.weight.normal_()
     assert not torch.equal(encoder(inputs, lengths)[0], encoder(inputs, lengths)[0])
+
+
+def test_importing_the_decoders_installs_no_global_hook():
+    """No import-time side effects: the sampler's weight cache needs no process-wide optimizer hook."""
+    code = ("import importlib, pkgutil, torch.optim.optimizer as o, hvae_decoders; "
+            "[importlib.import_module(f'hvae_decoders.{m.name}') for m in pkgutil.iter_modules(hvae_decoders.__path__)]; "
+            "print(len(o._global_optimizer_pre_hooks), len(o._global_optimizer_post_hooks))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["0", "0"]
