@@ -4,6 +4,7 @@ bar-by-bar decoding, and lengths in the encoder."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -147,6 +148,22 @@ def test_the_auto_backend_samples_with_the_fast_sampler():
     z = torch.randn(4, Z)
     assert torch.equal(auto.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(1)),
                        fast.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(1)))
+
+
+def test_a_built_decoder_switches_backend_when_its_options_are_replaced():
+    calls = []
+
+    class Counting(registry().get("losses", "categorical").factory):
+        def sample_step(self, raw, temperature, generator=None):
+            calls.append(raw.shape[0])
+            return super().sample_step(raw, temperature, generator)
+
+    loss, decoder, z = Counting(12), make_decoder("hierarchical", 12, 12).eval(), torch.randn(3, Z)
+    decoder.sample(z, STEPS, 1.0, loss)
+    assert calls == []  # the fast sampler draws through the loss's stepper
+    decoder.options = dataclasses.replace(decoder.options, backend="reference")
+    decoder.sample(z, STEPS, 1.0, loss)
+    assert calls == [3] * STEPS  # the plain loop: one sample_step a step
 
 
 def test_sampling_follows_weight_updates():
