@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hvae_decoders.onednn import linear
 from hvae_decoders.lstm_autograd import recurrence
+from hvae_decoders.onednn import linear
 
 State = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (h, c), each (N, H)
 

@@ -5,8 +5,8 @@ with the weights reordered once per call, see :mod:`hvae_decoders.onednn`) and a
 element-wise operations; the state lives in one preallocated row per sequence. The embedding's part
 of the first layer's input (z, or a bar's conductor output) and the controls' part are projected once
 per sequence, not every step; a fed-back one-hot output is a row gather instead of a matrix product.
-Each layer's cell is :func:`hvae_decoders.lstm_autograd.lstm_cell_` (gate order i, f, g, o). A loss with
-:class:`hvae.interfaces.FastDraws` draws the random numbers of all steps at once and, if it draws
+Each layer's cell is :func:`hvae_decoders.lstm_autograd.lstm_cell_` (gate order i, f, g, o). A loss
+with :class:`hvae.interfaces.FastDraws` draws the random numbers of all steps at once and, if it draws
 classes, hands back indices; any other loss draws through ``sample_step``. Nothing here reads a
 tensor's value on the host, so CUDA streams stay busy. The plain loop this computes the same as is
 :func:`hvae_decoders.reference.sample`."""
@@ -14,17 +14,16 @@ tensor's value on the host, so CUDA streams stay busy. The plain loop this compu
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from hvae.device import host_reads_are_free
-from typing import Callable
-
 from hvae.interfaces import FastDraws, Loss
 from hvae_decoders.lstm import State
-from hvae_decoders.onednn import Product
 from hvae_decoders.lstm_autograd import lstm_cell_, one_hot_indices
+from hvae_decoders.onednn import Product
 
 # From this many values per layer on (batch x units), float32 gates take tanh as 2 sigmoid(2x) - 1:
 # three cheap operations instead of CPU's slow tanh, which costs more beyond a few thousand values
