@@ -1,4 +1,4 @@
-"""What is benchmarked, hvae's targets (DESIGN.md, "Speed"), and the results table.
+"""What is benchmarked, hvae's targets (the table at the top of benchmarks/RESULTS.md), and the results table.
 
 The targets are relative, never figures from another machine: ahead of the reference TensorFlow
 MusicVAE timed on the same machine in the same run (samerun.py), and at least FLOOR_TARGET of

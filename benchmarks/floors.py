@@ -1,6 +1,6 @@
 """The arithmetic floor of each benchmark: the matrix products the work needs, timed on this machine.
 
-FLOPs are counted the cheap way (DESIGN.md, "Speed"): a one-hot input is a row gather (no FLOPs),
+FLOPs are counted the cheap way, as hvae computes (benchmarks/RESULTS.md, "The floor"): a one-hot input is a row gather (no FLOPs),
 and the part of a layer's input that is constant over a sequence (z, a bar's conductor output) is
 projected once per sequence or bar. Element-wise work (gates, sampling, Adam) is not counted.
 
@@ -8,7 +8,7 @@ A :class:`Plan` lists chains of products with the number of times each runs per 
 timed by running its products back to back on distinct operands, so at batch 1 the time includes
 reading every weight matrix of a step from memory, as the real step must. Each chain is timed with
 both float32 engines PyTorch has on CPU, MKL's ``torch.mm`` and oneDNN's product with the weight
-packed once (what hvae's decoders use, :mod:`hvae_decoders.products`), and the faster counts. The
+packed once (what hvae's decoders use, :mod:`hvae_decoders.onednn`), and the faster counts. The
 floor is the sum of the chain times; the matmul rate at the shapes used is the plan's FLOPs over
 that sum.
 """
@@ -22,9 +22,10 @@ from typing import Callable, Iterable
 import torch
 
 from hvae.model import MusicVAE, uses_scheduled_sampling
-from hvae_decoders import products
+from hvae_decoders import onednn
+from hvae_decoders.sampler import draws_classes
 
-ENGINES = ("mkl", "onednn") if products.ONEDNN else ("mkl",)
+ENGINES = ("mkl", "onednn") if onednn.ONEDNN else ("mkl",)
 
 # A product of more than this many FLOPs runs near the machine's peak rate whatever its exact
 # shape; it is timed with its dimensions capped at BIG_DIM and its rate applied to its full FLOPs.
@@ -95,7 +96,7 @@ def runner(chain: tuple[Matmul, ...], dtype: torch.dtype = torch.float32,
 
         def run_onednn() -> None:
             for a, weight in packed:
-                products._onednn_linear(a, weight, None, "none", [], "")
+                onednn._onednn_linear(a, weight, None, "none", [], "")
 
         return run_onednn
 
@@ -161,7 +162,7 @@ def sampling_plan(model: MusicVAE, batch: int) -> Plan:
     options = cfg.decoder_options
     sizes = _sizes(options, "rnn_sizes")
     raw = model.loss.raw_size
-    fed = 0 if model.loss.draws_classes else spec.output_depth  # a drawn class is a row gather
+    fed = 0 if draws_classes(model.loss) else spec.output_depth  # a drawn class is a row gather
     plan = Plan()
     if cfg.decoder == "hierarchical":
         bars, bar_steps = (int(n) for n in options["level_lengths"])

@@ -9,8 +9,8 @@ Spec, on one CUDA GPU (tests marked ``cuda``; they skip on a machine without one
   the whole gradient within 5e-2 (cuDNN's LSTMs run in float16 under CUDA autocast, the products in
   bfloat16); greedy draws equal float64's at 90% of steps or more; and at the GMD presets' sizes and
   batch of 512 the whole gradient within 5e-2 of float32's;
-- the fast sampler and scheduled sampling's draw-first pass equal plain step-by-step nn.LSTM loops on
-  CUDA, same generator;
+- the fast sampler and scheduled sampling's draw-first pass (the decoders' default backend) equal the
+  plain step-by-step loops (``backend="reference"``) on CUDA, same generator;
 - a training step (scheduled sampling, dropout) and a sampling call make no host synchronisation
   (``torch.cuda.set_sync_debug_mode("error")`` raises on any);
 - two processes on two GPUs (NCCL) log what one process logs (skipped with fewer than two GPUs).
@@ -40,8 +40,6 @@ from hvae.model import Batch, DataSpec, ModelConfig, MusicVAE, build_model
 from hvae.plugins import registry
 from hvae.presets import get_preset
 from hvae.training import METRICS_FILE, Trainer
-from test_decoders import plain_core_steps
-from test_fast_paths import plain_scheduled
 
 STEPS = 8
 # output kind -> (depth, the losses that fit it); every decoder runs with each
@@ -52,11 +50,11 @@ IDS = [f"{d}-{k}-{l}" for d, k, l in COMBOS]
 CUDA = torch.device("cuda")
 
 
-def tiny_model(decoder: str, kind: str, loss: str, seed: int = 0) -> MusicVAE:
+def tiny_model(decoder: str, kind: str, loss: str, seed: int = 0, backend: str = "auto") -> MusicVAE:
     """A small model on the CPU, without dropout or scheduled sampling, its outputs made to depend
     strongly on every state (so a wrong gate shows, and greedy draws have wide margins)."""
     depth = KINDS[kind][0]
-    options = {"rnn_sizes": (16, 12), "dropout": 0.0}
+    options = {"rnn_sizes": (16, 12), "dropout": 0.0, "backend": backend}
     if decoder == "hierarchical":
         options.update(level_lengths=(2, 4), conductor_sizes=(10, 14))
     torch.manual_seed(seed)
@@ -221,52 +219,33 @@ def test_bfloat16_autocast_keeps_float32s_gradient_at_a_presets_size_and_batch(p
 # --- the fast paths against plain loops, on CUDA -----------------------------------------------------
 
 
-def plain_sample(decoder, z, temperature, loss, generator):
-    """Sampling as plain nn.LSTM loops (test_decoders' step loop), on z's device."""
-    feed = z.new_zeros(z.shape[0], decoder.output_depth)
-    if decoder.name != "hierarchical":
-        return plain_core_steps(decoder.core, z, STEPS, temperature, loss, generator, feed)
-    states = [(h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()) for h, c in decoder.conductor_state(z)]
-    bars = []
-    for _ in range(decoder.bars):
-        x = z.new_zeros(z.shape[0], 1)
-        for i, layer in enumerate(decoder.conductor.layers):
-            y, states[i] = layer(x.unsqueeze(1), states[i])
-            x = y.squeeze(1)
-        bars.append(plain_core_steps(decoder.core, x, decoder.bar_steps, temperature, loss, generator, feed))
-        feed = bars[-1][:, -1]
-    return torch.cat(bars, 1)
-
-
 @pytest.mark.cuda
 @pytest.mark.parametrize("decoder,kind,loss", [("flat", "onehot", "categorical"), ("flat", "groove", "groove"),
                                                ("hierarchical", "onehot", "categorical"),
                                                ("hierarchical", "multihot", "bernoulli")])
-def test_the_fast_sampler_on_cuda_equals_a_plain_lstm_loop(decoder, kind, loss):
-    model = on(tiny_model(decoder, kind, loss, seed=1), CUDA).eval()
+def test_the_fast_sampler_on_cuda_equals_the_plain_loop(decoder, kind, loss):
+    fast, plain = (on(tiny_model(decoder, kind, loss, seed=1, backend=backend), CUDA).eval()
+                   for backend in ("auto", "reference"))
     z = torch.randn(32, 6, device=CUDA)
     generator = lambda: torch.Generator(CUDA).manual_seed(7)
     with torch.no_grad():
-        fast = model.decoder.sample(z, STEPS, 1.0, model.loss, generator=generator())
-        plain = plain_sample(model.decoder, z, 1.0, model.loss, generator())
-    assert torch.allclose(fast, plain, atol=1e-5)
+        drawn = [model.decoder.sample(z, STEPS, 1.0, model.loss, generator=generator()) for model in (fast, plain)]
+    assert torch.allclose(drawn[0], drawn[1], atol=1e-5)
 
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("probability", [0.3, 1.0])
-def test_scheduled_sampling_on_cuda_draws_first_then_equals_a_plain_step_loop(probability):
-    model = on(tiny_model("flat", "onehot", "categorical", seed=2), CUDA)
-    core = model.decoder.core
-    z = torch.randn(5, 6, device=CUDA)
+def test_scheduled_sampling_on_cuda_draws_first_then_equals_the_plain_step_loop(probability):
+    fast, plain = (on(tiny_model("flat", "onehot", "categorical", seed=2, backend=backend), CUDA)
+                   for backend in ("auto", "reference"))
+    z, lengths = torch.randn(5, 6, device=CUDA), torch.full((5,), STEPS, device=CUDA)
     targets = F.one_hot(torch.randint(0, 12, (5, STEPS), device=CUDA), 12).float()
-    previous = torch.cat([torch.zeros_like(targets[:, :1]), targets[:, :-1]], 1)
-    fast = core.scheduled(z, previous, None, probability, model.loss, torch.Generator(CUDA).manual_seed(4))
-    plain = plain_scheduled(core, z, previous, probability, model.loss, torch.Generator(CUDA).manual_seed(4))
-    assert torch.allclose(fast, plain, atol=1e-4)
-    parameters = list(core.parameters())[:4]
-    fast_grads = torch.autograd.grad(fast.square().sum(), parameters)
-    plain_grads = torch.autograd.grad(plain.square().sum(), parameters)
-    assert all(relative(f, p) < 1e-4 for f, p in zip(fast_grads, plain_grads))
+    raws = [model.decoder(z, targets, lengths, sampling_probability=probability, loss=model.loss,
+                          generator=torch.Generator(CUDA).manual_seed(4)) for model in (fast, plain)]
+    assert torch.allclose(raws[0], raws[1], atol=1e-4)
+    grads = [torch.autograd.grad(raw.square().sum(), list(model.decoder.core.parameters())[:4])
+             for raw, model in zip(raws, (fast, plain))]
+    assert all(relative(f, p) < 1e-4 for f, p in zip(*grads))
 
 
 # --- no host synchronisation ---------------------------------------------------------------------------

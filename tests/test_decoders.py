@@ -1,13 +1,19 @@
-"""The encoder and the decoders: shapes, gradients, the fast sampler against a plain LSTM loop,
-the hierarchical decoder's batched bars against bar-by-bar decoding, and lengths in the encoder."""
+"""The encoder and the decoders: shapes, gradients, the fast sampler against the plain loop (the
+``backend`` option's "fast" against its "reference"), the hierarchical decoder's batched bars against
+bar-by-bar decoding, and lengths in the encoder."""
 
 from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from hvae.errors import HvaeError
+from hvae.interfaces import FastDraws, Loss
 from hvae.plugins import registry
 
 torch.set_num_threads(1)
@@ -99,95 +105,109 @@ def test_the_groove_decoder_has_grooves_defaults():
     assert cls.default_loss == "groove"
 
 
-# --- the fast sampler equals a plain step-by-step nn.LSTM loop ---------------------------------
+# --- the fast sampler draws what the plain loop (hvae_decoders.reference) draws ------------------
 
 
-def plain_core_steps(core, embedding, steps, temperature, loss, generator, feed, controls=None):
-    """Step an LstmCore with its own nn.LSTM layers one step at a time, feeding back loss draws."""
-    states = [(h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()) for h, c in core.initial_state(embedding)]
-    outputs = []
-    for t in range(steps):
-        x = torch.cat([feed, embedding] + ([controls[:, t]] if controls is not None else []), -1)
-        for i, layer in enumerate(core.lstm.layers):
-            y, states[i] = layer(x.unsqueeze(1), states[i])
-            x = y.squeeze(1)
-        feed = loss.sample_step(core.output(x), temperature, generator)
-        outputs.append(feed)
-    return torch.stack(outputs, 1)
+def decoder_pair(name: str, depth: int, raw_size: int, control_depth: int = 0, seed: int = 0, **options):
+    """The same decoder (same weights, output weights scaled up so that a wrong gate shows in the
+    draws) with the fast backend and with the reference one."""
+    pair = [make_decoder(name, depth, raw_size, control_depth, seed, backend=backend, **options).eval()
+            for backend in ("fast", "reference")]
+    for decoder in pair:
+        with torch.no_grad():
+            decoder.core.output.weight.mul_(20)
+    return pair
 
 
-def plain_flat_sample(decoder, z, temperature, loss, generator, controls=None):
-    feed = torch.zeros(z.shape[0], decoder.output_depth)
-    return plain_core_steps(decoder.core, z, STEPS, temperature, loss, generator, feed, controls)
-
-
-def plain_hierarchical_sample(decoder, z, temperature, loss, generator):
-    bars, length = HIER_LEVELS
-    states = [(h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()) for h, c in decoder.conductor_state(z)]
-    feed, bars_out = torch.zeros(z.shape[0], decoder.output_depth), []
-    for _ in range(bars):
-        x = torch.zeros(z.shape[0], 1)
-        for i, layer in enumerate(decoder.conductor.layers):
-            y, states[i] = layer(x.unsqueeze(1), states[i])
-            x = y.squeeze(1)
-        bar = plain_core_steps(decoder.core, x, length, temperature, loss, generator, feed)
-        feed = bar[:, -1]
-        bars_out.append(bar)
-    return torch.cat(bars_out, 1)
-
-
+@pytest.mark.parametrize("decoder_name", ["flat", "hierarchical"])
 @pytest.mark.parametrize("kind,loss_name", [("onehot", "categorical"), ("groove", "groove"), ("multihot", "bernoulli")])
-def test_fast_flat_sampling_equals_a_plain_lstm_loop(kind, loss_name):
+def test_fast_sampling_equals_the_plain_loop(decoder_name, kind, loss_name):
     depth = KINDS[kind][0]
     loss = make_loss(loss_name, depth)
-    decoder = make_decoder("flat", depth, loss.raw_size, seed=1).eval()
-    with torch.no_grad():  # make the outputs depend strongly on the state, so a wrong gate shows
-        decoder.core.output.weight.mul_(20)
+    fast, plain = decoder_pair(decoder_name, depth, loss.raw_size, seed=1)
     z = torch.randn(6, Z)
-    fast = decoder.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(7))
-    with torch.no_grad():
-        plain = plain_flat_sample(decoder, z, 1.0, loss, torch.Generator().manual_seed(7))
-    assert torch.allclose(fast, plain, atol=1e-5)
+    drawn = [decoder.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(7)) for decoder in (fast, plain)]
+    assert drawn[0].dtype == drawn[1].dtype == torch.float32
+    assert torch.allclose(drawn[0], drawn[1], atol=1e-5)
 
 
-def test_fast_sampling_with_controls_equals_a_plain_lstm_loop():
+@pytest.mark.parametrize("decoder_name", ["flat", "hierarchical"])
+def test_fast_sampling_with_controls_equals_the_plain_loop(decoder_name):
     loss = make_loss("categorical", 12)
-    decoder = make_decoder("flat", 12, 12, control_depth=CONTROLS, seed=2).eval()
-    with torch.no_grad():
-        decoder.core.output.weight.mul_(20)
+    fast, plain = decoder_pair(decoder_name, 12, 12, control_depth=CONTROLS, seed=2)
     z, controls = torch.randn(5, Z), torch.randn(5, STEPS, CONTROLS) * 3
-    fast = decoder.sample(z, STEPS, 1.0, loss, controls, torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        plain = plain_flat_sample(decoder, z, 1.0, loss, torch.Generator().manual_seed(3), controls)
-    assert torch.equal(fast, plain)
+    drawn = [decoder.sample(z, STEPS, 1.0, loss, controls, torch.Generator().manual_seed(3)) for decoder in (fast, plain)]
+    assert torch.equal(drawn[0], drawn[1])
 
 
-@pytest.mark.parametrize("kind,loss_name", [("onehot", "categorical"), ("groove", "groove")])
-def test_fast_hierarchical_sampling_equals_a_plain_lstm_loop(kind, loss_name):
-    depth = KINDS[kind][0]
-    loss = make_loss(loss_name, depth)
-    decoder = make_decoder("hierarchical", depth, loss.raw_size, seed=3).eval()
-    with torch.no_grad():
-        decoder.core.output.weight.mul_(20)
-    z = torch.randn(6, Z)
-    fast = decoder.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(11))
-    with torch.no_grad():
-        plain = plain_hierarchical_sample(decoder, z, 1.0, loss, torch.Generator().manual_seed(11))
-    assert torch.allclose(fast, plain, atol=1e-5)
+def test_the_auto_backend_samples_with_the_fast_sampler():
+    loss = make_loss("categorical", 12)
+    fast = make_decoder("flat", 12, 12, seed=5, backend="fast").eval()
+    auto = make_decoder("flat", 12, 12, seed=5).eval()
+    assert auto.options.backend == "auto"
+    z = torch.randn(4, Z)
+    assert torch.equal(auto.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(1)),
+                       fast.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(1)))
+
+
+def test_a_built_decoder_switches_backend_when_its_options_are_replaced():
+    calls = []
+
+    class Counting(registry().get("losses", "categorical").factory):
+        def sample_step(self, raw, temperature, generator=None):
+            calls.append(raw.shape[0])
+            return super().sample_step(raw, temperature, generator)
+
+    loss, decoder, z = Counting(12), make_decoder("hierarchical", 12, 12).eval(), torch.randn(3, Z)
+    decoder.sample(z, STEPS, 1.0, loss)
+    assert calls == []  # the fast sampler draws through the loss's stepper
+    decoder.options = dataclasses.replace(decoder.options, backend="reference")
+    decoder.sample(z, STEPS, 1.0, loss)
+    assert calls == [3] * STEPS  # the plain loop: one sample_step a step
 
 
 def test_sampling_follows_weight_updates():
     loss = make_loss("categorical", 12)
-    decoder = make_decoder("flat", 12, 12, seed=4).eval()
+    fast, plain = decoder_pair("flat", 12, 12, seed=4)
     z = torch.randn(6, Z)
-    decoder.sample(z, STEPS, 1.0, loss)  # lays out the weights once
+    fast.sample(z, STEPS, 1.0, loss)  # lays out the weights once
     with torch.no_grad():
-        for p in decoder.parameters():
-            p.add_(torch.randn_like(p) * 0.5)
-    fast = decoder.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        plain = plain_flat_sample(decoder, z, 1.0, loss, torch.Generator().manual_seed(2))
-    assert torch.equal(fast, plain)
+        for p, q in zip(fast.parameters(), plain.parameters()):
+            change = torch.randn_like(p) * 0.5
+            p.add_(change)
+            q.add_(change)
+    drawn = [decoder.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(2)) for decoder in (fast, plain)]
+    assert torch.equal(drawn[0], drawn[1])
+
+
+class SampleStepOnly(Loss):
+    """A third-party loss with nothing but the loss and its draw (no FastDraws)."""
+
+    name = "sample-step-only"
+    accepts = frozenset({"onehot"})
+
+    def __call__(self, raw, targets, mask):
+        per_step = -(targets * F.log_softmax(raw, dim=-1)).sum(-1)
+        return (per_step * mask).sum(1), {}
+
+    def sample_step(self, raw, temperature, generator=None):
+        probabilities = F.softmax(raw / temperature, dim=-1)
+        return F.one_hot(torch.multinomial(probabilities, 1, generator=generator).squeeze(1), raw.shape[-1]).float()
+
+
+@pytest.mark.parametrize("decoder_name", ["flat", "hierarchical"])
+def test_a_loss_with_only_sample_step_samples_and_trains_on_every_backend(decoder_name):
+    loss = SampleStepOnly(12)
+    assert not isinstance(loss, FastDraws)
+    fast, plain = decoder_pair(decoder_name, 12, 12, seed=6)
+    z = torch.randn(4, Z)
+    drawn = [decoder.sample(z, STEPS, 1.0, loss, generator=torch.Generator().manual_seed(5)) for decoder in (fast, plain)]
+    check_values("onehot", drawn[0])
+    assert torch.equal(drawn[0], drawn[1])
+    targets, lengths = targets_for("onehot", 4), torch.full((4,), STEPS)
+    raws = [decoder.train()(z, targets, lengths, sampling_probability=0.5, loss=loss,
+                            generator=torch.Generator().manual_seed(6)) for decoder in (fast, plain)]
+    assert torch.allclose(raws[0], raws[1], atol=1e-4)
 
 
 @pytest.mark.parametrize("decoder_name", ["flat", "hierarchical"])
@@ -252,17 +272,19 @@ def test_hierarchical_teacher_forcing_equals_bar_by_bar_decoding():
     assert torch.allclose(batched, torch.cat(by_bar, 1), atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["auto", "reference"])
 @pytest.mark.parametrize("decoder_name,kind,loss_name,control_depth,dropout", [
     ("flat", "onehot", "categorical", 0, 0.0), ("hierarchical", "onehot", "categorical", CONTROLS, 0.0),
     ("flat", "groove", "groove", CONTROLS, 0.0), ("hierarchical", "multihot", "bernoulli", 0, 0.0),
     ("flat", "onehot", "categorical", CONTROLS, 1e-12), ("hierarchical", "groove", "groove", 0, 1e-12)])
 def test_scheduled_sampling_never_sampling_equals_teacher_forcing(decoder_name, kind, loss_name, control_depth,
-                                                                  dropout):
-    """The step-by-step training loop computes what nn.LSTM computes (a 1e-12 dropout takes the
-    branch that projects each step's whole input, and drops nothing)."""
+                                                                  dropout, backend):
+    """The step-by-step training loops compute what nn.LSTM computes (a 1e-12 dropout takes the
+    plain loop, with dropout on each layer's input, and drops nothing)."""
     depth = KINDS[kind][0]
     loss = make_loss(loss_name, depth)
-    decoder = make_decoder(decoder_name, depth, loss.raw_size, control_depth=control_depth, dropout=dropout)
+    decoder = make_decoder(decoder_name, depth, loss.raw_size, control_depth=control_depth, dropout=dropout,
+                           backend=backend)
     z, targets, lengths = torch.randn(3, Z), targets_for(kind, 3), torch.full((3,), STEPS)
     controls = torch.randn(3, STEPS, control_depth) if control_depth else None
     teacher = decoder(z, targets, lengths, controls)
@@ -375,3 +397,12 @@ def test_encoder_dropout_only_while_training():
     with torch.no_grad():
         encoder.mu.weight.normal_()
     assert not torch.equal(encoder(inputs, lengths)[0], encoder(inputs, lengths)[0])
+
+
+def test_importing_the_decoders_installs_no_global_hook():
+    """No import-time side effects: the sampler's weight cache needs no process-wide optimizer hook."""
+    code = ("import importlib, pkgutil, torch.optim.optimizer as o, hvae_decoders; "
+            "[importlib.import_module(f'hvae_decoders.{m.name}') for m in pkgutil.iter_modules(hvae_decoders.__path__)]; "
+            "print(len(o._global_optimizer_pre_hooks), len(o._global_optimizer_post_hooks))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["0", "0"]

@@ -1,7 +1,8 @@
 """The fast paths compute what the plain ones compute: hvae's LSTM recurrence against nn.LSTM (forward
 and gradients, through whole models and a training step), and scheduled sampling's draw-first pass
-against a plain step-by-step loop. Same seed, same numbers within float tolerance. (The sampler's
-own equivalence with a plain nn.LSTM loop is in test_decoders.py.)"""
+against the plain step-by-step loop, compared through the components' ``backend`` option ("fast"
+against "reference"). Same seed, same numbers within float tolerance. (The sampler's own
+equivalence with the plain loop is in test_decoders.py.)"""
 
 from __future__ import annotations
 
@@ -9,22 +10,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import hvae_decoders.encoders as encoders_module
-import hvae_decoders.recurrence as recurrence_module
+from hvae.errors import HvaeError
+from hvae.interfaces import FastDraws
 from hvae.model import Batch, DataSpec, ModelConfig, build_model, clip_gradients
 from hvae.plugins import registry
-from hvae_decoders.products import Product, linear
-from hvae_decoders.recurrence import one_hot_indices, recurrence
+from hvae_decoders.lstm_autograd import one_hot_indices, recurrence
+from hvae_decoders.onednn import Product, linear
 
 torch.set_num_threads(1)
 
 STEPS = 8
-
-
-@pytest.fixture
-def plain_lstm(monkeypatch):
-    """Run every LSTM layer as nn.LSTM, as on CUDA."""
-    monkeypatch.setattr(recurrence_module, "NN_LSTM_DEVICES", frozenset({"cuda", "cpu"}))
 
 
 def test_recurrence_gradients_match_finite_differences_in_float64():
@@ -103,11 +98,17 @@ def make_batch(spec: DataSpec, batch: int = 4) -> Batch:
     return Batch(inputs, outputs, torch.tensor([STEPS, STEPS, 5, 3][:batch]), controls)
 
 
-def training_step(name: str):
-    """Loss, raw outputs and clipped gradients of one training step of MODELS[name]."""
+def with_backend(options: dict, backend: str) -> dict:
+    """Model options with ``backend`` for the encoder and the decoder."""
+    return {**options, "decoder_options": {**options.get("decoder_options", {}), "backend": backend}}
+
+
+def training_step(name: str, backend: str):
+    """Loss, raw outputs and clipped gradients of one training step of MODELS[name] with ``backend``."""
     spec, options = MODELS[name]
     torch.manual_seed(0)
-    model = build_model(ModelConfig(z_size=6, encoder_options={"rnn_sizes": (10, 8)}, **options), spec).train()
+    model = build_model(ModelConfig(z_size=6, encoder_options={"rnn_sizes": (10, 8), "backend": backend},
+                                    **with_backend(options, backend)), spec).train()
     with torch.no_grad():  # make the outputs depend strongly on every state, so a wrong gradient shows
         for p in model.parameters():
             p.mul_(3)
@@ -120,11 +121,11 @@ def training_step(name: str):
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_a_training_step_gives_the_same_loss_outputs_and_gradients_as_nn_lstm(name, monkeypatch):
-    monkeypatch.setattr(encoders_module, "RECURRENCE_MIN_UNITS", 1)  # the encoder's layers too
-    fast_loss, fast_raw, fast_grads = training_step(name)
-    monkeypatch.setattr(recurrence_module, "NN_LSTM_DEVICES", frozenset({"cuda", "cpu"}))
-    plain_loss, plain_raw, plain_grads = training_step(name)
+def test_a_training_step_gives_the_same_loss_outputs_and_gradients_fast_and_plain(name):
+    """"fast": hvae's recurrence in the encoder (at any size) and the decoder, draw-first scheduled
+    sampling; "reference": nn.LSTM, and scheduled sampling step by step."""
+    fast_loss, fast_raw, fast_grads = training_step(name, "fast")
+    plain_loss, plain_raw, plain_grads = training_step(name, "reference")
     assert torch.allclose(fast_loss, plain_loss, rtol=1e-5)
     assert torch.allclose(fast_raw, plain_raw, atol=1e-4)
     assert fast_grads.keys() == plain_grads.keys()
@@ -132,52 +133,53 @@ def test_a_training_step_gives_the_same_loss_outputs_and_gradients_as_nn_lstm(na
         assert torch.allclose(fast_grads[key], plain_grads[key], rtol=1e-3, atol=1e-5), key
 
 
-def plain_scheduled(core, embedding, previous, probability, loss, generator):
-    """Scheduled sampling step by step on the core's nn.LSTM layers, drawing as training does."""
-    use_draw = torch.rand(previous.shape[:2], generator=generator, device=previous.device) < probability
-    states = [(h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()) for h, c in core.initial_state(embedding)]
-    raws = []
-    for t in range(previous.shape[1]):
-        fed = previous[:, t]
-        if t:
-            drawn = loss.sample_step(raws[-1], 1.0, generator)
-            fed = torch.where(use_draw[:, t, None], drawn, fed)
-        x = torch.cat([fed, embedding], -1)
-        for i, layer in enumerate(core.lstm.layers):
-            y, states[i] = layer(x.unsqueeze(1), states[i])
-            x = y.squeeze(1)
-        raws.append(core.output(x))
-    return torch.stack(raws, 1)
+def flat_decoders(*backends: str, depth: int = 12):
+    """Flat decoders with the same weights, one per backend."""
+    decoders = []
+    for backend in backends:
+        torch.manual_seed(0)
+        decoders.append(registry().get("decoders", "flat").factory(output_depth=depth, raw_size=depth, z_size=6,
+                                                                    steps=STEPS, rnn_sizes=(16, 12), backend=backend))
+    return decoders
 
 
 @pytest.mark.parametrize("probability", [0.3, 1.0])
-def test_scheduled_sampling_draws_first_then_equals_a_plain_step_loop(probability, plain_lstm):
+def test_scheduled_sampling_draws_first_then_equals_the_plain_step_loop(probability):
     loss = registry().get("losses", "categorical").factory(12)
-    decoder = registry().get("decoders", "flat").factory(output_depth=12, raw_size=12, z_size=6, steps=STEPS,
-                                                          rnn_sizes=(16, 12))
-    with torch.no_grad():
-        decoder.core.output.weight.mul_(20)
-    z = torch.randn(5, 6)
-    previous = torch.cat([torch.zeros(5, 1, 12), F.one_hot(torch.randint(0, 12, (5, STEPS - 1)), 12).float()], 1)
-    fast = decoder.core.scheduled(z, previous, None, probability, loss, torch.Generator().manual_seed(4))
-    plain = plain_scheduled(decoder.core, z, previous, probability, loss, torch.Generator().manual_seed(4))
+    fast_decoder, plain_decoder = flat_decoders("fast", "reference")
+    for decoder in (fast_decoder, plain_decoder):
+        with torch.no_grad():
+            decoder.core.output.weight.mul_(20)
+    z, lengths = torch.randn(5, 6), torch.full((5,), STEPS)
+    targets = F.one_hot(torch.randint(0, 12, (5, STEPS)), 12).float()
+    fast, plain = (decoder(z, targets, lengths, sampling_probability=probability, loss=loss,
+                           generator=torch.Generator().manual_seed(4)) for decoder in (fast_decoder, plain_decoder))
     assert torch.allclose(fast, plain, atol=1e-4)
-    fast_grads = torch.autograd.grad(fast.square().sum(), list(decoder.parameters())[:4])
-    plain_grads = torch.autograd.grad(plain.square().sum(), list(decoder.parameters())[:4])
+    fast_grads = torch.autograd.grad(fast.square().sum(), list(fast_decoder.parameters())[:4])
+    plain_grads = torch.autograd.grad(plain.square().sum(), list(plain_decoder.parameters())[:4])
     for f, p in zip(fast_grads, plain_grads):
         assert torch.allclose(f, p, rtol=1e-3, atol=1e-4)
+
+
+def test_an_unknown_backend_is_refused():
+    with pytest.raises(HvaeError, match="backend must be one of auto, reference, fast"):
+        flat_decoders("plain")
+    with pytest.raises(HvaeError, match="backend"):
+        registry().get("encoders", "bidirectional").factory(6, 4, backend="cudnn")
 
 
 @pytest.mark.parametrize("name,depth", [("categorical", 12), ("groove", 9), ("groove-gated", 9), ("bernoulli", 5)])
 @pytest.mark.parametrize("temperature", [0.0, 0.7])
 def test_a_losss_stepper_draws_what_one_call_per_step_draws(name, depth, temperature):
     loss = registry().get("losses", name).factory(depth)
+    assert isinstance(loss, FastDraws)
     raws = torch.randn(6, 3, loss.raw_size) * 3  # 6 steps of 3 sequences
-    step_draw = loss.sample_indices if loss.draws_classes else loss.sample_step
     one_by_one = torch.Generator().manual_seed(8)
-    expected = [step_draw(raw, temperature, one_by_one) for raw in raws]
+    expected = [loss.sample_step(raw, temperature, one_by_one) for raw in raws]
     draw = loss.stepper(len(raws), temperature, torch.Generator().manual_seed(8))
-    assert all(torch.equal(draw(raw), want) for raw, want in zip(raws, expected))
+    for raw, want in zip(raws, expected):
+        got = draw(raw)
+        assert torch.equal(F.one_hot(got, depth).float() if loss.draws_classes else got, want)
 
 
 def test_onednn_products_equal_plain_ones():
@@ -198,8 +200,8 @@ def test_onednn_products_equal_plain_ones():
 
 @pytest.mark.parametrize("name", ["flat-onehot-scheduled", "groove"])
 def test_sampling_after_an_optimizer_step_uses_the_new_weights(name):
-    """The sampler caches its weight layout; a fused Adam step writes the weights without bumping
-    their version counters, and the next sample must still see the stepped weights."""
+    """The sampler caches its weight layout in eval mode; a fused Adam step writes the weights without
+    bumping their version counters, and the next sample must still see the stepped weights."""
     spec, options = MODELS[name]
     torch.manual_seed(0)
     model = build_model(ModelConfig(z_size=6, encoder_options={"rnn_sizes": (10, 8)}, **options), spec)
@@ -213,3 +215,36 @@ def test_sampling_after_an_optimizer_step_uses_the_new_weights(name):
     fresh.load_state_dict(model.state_dict())
     expected = fresh.sample(3, temperature=0.0, z=z, generator=torch.Generator().manual_seed(1))
     assert torch.equal(stepped, expected)
+
+
+def test_scheduled_sampling_draws_with_the_weights_of_each_training_step():
+    """Scheduled sampling's draws run on the sampler's weight layout; after a fused Adam step (no
+    version counters move) the next training step must draw with the stepped weights."""
+    spec, options = MODELS["flat-onehot-scheduled"]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(z_size=6, encoder_options={"rnn_sizes": (10, 8)}, **options), spec).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.5, fused=True)
+    batch = make_batch(spec)
+    model(batch, step=1, generator=torch.Generator().manual_seed(2)).loss.backward()
+    optimizer.step()
+    stepped = model(batch, step=2, generator=torch.Generator().manual_seed(3)).raw
+    fresh = build_model(model.config, spec).train()
+    fresh.load_state_dict(model.state_dict())
+    expected = fresh(batch, step=2, generator=torch.Generator().manual_seed(3)).raw
+    assert torch.equal(stepped, expected)
+
+
+def test_a_fused_step_in_eval_mode_is_followed_once_the_cache_is_invalidated():
+    spec, options = MODELS["groove"]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(z_size=6, encoder_options={"rnn_sizes": (10, 8)}, **options), spec).eval()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.5, fused=True)
+    z = torch.randn(3, 6)
+    model.sample(3, temperature=0.0, z=z)  # fills the cache
+    model(make_batch(spec), step=1).loss.backward()
+    optimizer.step()
+    model.decoder.core.invalidate()
+    stepped = model.sample(3, temperature=0.0, z=z)
+    fresh = build_model(model.config, spec).eval()
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(stepped, fresh.sample(3, temperature=0.0, z=z))

@@ -1,6 +1,6 @@
 """The speed phase of check.py: the device's two ceilings, training and sampling rates, CUDA graphs.
 
-Every figure stands beside its floor (benchmarks/METHOD-style, see RESULTS.md): the matrix products a
+Every figure stands beside its floor (benchmarks/RESULTS.md, "The floor"): the matrix products a
 piece of work needs (:mod:`floors`' plans, counted the cheap way) over the device's measured matmul
 rate, or the bytes those products must read and write over its measured memory bandwidth, whichever
 is larger. Timing uses CUDA events on a GPU (host clocks on the CPU), after warm-up, median of the

@@ -79,7 +79,7 @@ def configure_cuda() -> None:
     """The CUDA backend settings hvae runs with, each chosen on purpose (process-wide).
 
     - cuDNN enabled: nn.LSTM runs a whole teacher-forced layer (all steps, forward and backward) in
-      cuDNN's fused kernels; the decoders send every layer there on CUDA (``hvae_decoders.recurrence``).
+      cuDNN's fused kernels; the decoders send every layer there on CUDA by default (``hvae_decoders.backend``).
     - No TF32, in cuDNN or in matrix products: float32 stays IEEE float32, within 1e-5 of a CPU run
       (tests/test_cuda.py); bfloat16 autocast (``--amp``) is the fast mode, opt-in as on CPU.
     - No cuDNN autotuning (``benchmark``): it picks convolution algorithms, and hvae has none; the

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
 
 import miditoolkit
 import numpy as np
@@ -134,7 +134,12 @@ class LossOptions:
 
 
 class Loss(abc.ABC):
-    """An output distribution: training loss, metrics and sampling of the next step."""
+    """An output distribution: training loss, metrics and sampling of the next step.
+
+    A loss implements :meth:`__call__` and :meth:`sample_step`; that is all a decoder needs to train
+    and to sample. A loss may also offer :class:`FastDraws`, which the built-in decoders' fast
+    sampler looks for.
+    """
 
     name: ClassVar[str]
     Options: ClassVar[type] = LossOptions
@@ -142,9 +147,6 @@ class Loss(abc.ABC):
     description: ClassVar[str] = ""
     # Why this loss is wrong for an output kind it does not accept; ``{depth}`` is the output depth.
     why_not: ClassVar[Mapping[str, str]] = {}
-    # True when each step is one class out of output_depth: the loss then offers sample_indices,
-    # and a decoder may feed the sample back as a row gather instead of a matmul.
-    draws_classes: ClassVar[bool] = False
 
     def __init__(self, output_depth: int, options: Any = None, **overrides: Any):
         from hvae.options import apply_overrides
@@ -170,23 +172,30 @@ class Loss(abc.ABC):
                     generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw the next output ``(B, D)`` from raw ``(B, R)`` at ``temperature``."""
 
-    def sample_indices(self, raw: torch.Tensor, temperature: float,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
-        """For losses with ``draws_classes``: the class drawn per row, ``(B,)`` int64.
 
-        Must consume ``generator`` exactly as :meth:`sample_step` does, so both give the same draw.
-        """
-        raise NotImplementedError(f"loss {self.name!r} does not draw classes")
+@runtime_checkable
+class FastDraws(Protocol):
+    """Optional capability of a :class:`Loss`: draws made the cheap way, for a fast sampler.
+
+    The built-in decoders' fast sampler checks ``isinstance(loss, FastDraws)``; a loss without it
+    samples through :meth:`Loss.sample_step`, one call per step, with the same results.
+
+    ``draws_classes``: True when each step is one class out of ``output_depth``. The stepper then
+    returns class indices ``(B,)`` int64 instead of the one-hot rows ``sample_step`` returns, and a
+    decoder may feed a draw back as a row gather instead of a matrix product.
+
+    ``stepper(steps, temperature, generator)``: a function for ``steps`` consecutive draws; its t-th
+    call on raw ``(B, R)`` returns what the t-th of as many calls of ``sample_step`` would (as class
+    indices with ``draws_classes``), consuming ``generator`` as those calls would. It may draw every
+    step's random numbers at once (on CPU one call of ``(steps, ...)`` gives the same numbers as
+    ``steps`` calls of ``(...)``). ``hvae_losses.common.UniformDraws`` implements both for a loss
+    whose draw is a function of uniform random numbers.
+    """
+
+    draws_classes: bool
 
     def stepper(self, steps: int, temperature: float,
-                generator: torch.Generator | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-        """A function for ``steps`` consecutive draws: its t-th call on raw ``(B, R)`` returns what the
-        t-th of as many calls of :meth:`sample_indices` (losses with ``draws_classes``) or
-        :meth:`sample_step` (others) would. A loss may draw every step's random numbers at once
-        (on CPU one call of ``(steps, ...)`` gives the same numbers as ``steps`` calls of ``(...)``).
-        """
-        draw = self.sample_indices if self.draws_classes else self.sample_step
-        return lambda raw: draw(raw, temperature, generator)
+                generator: torch.Generator | None = None) -> Callable[[torch.Tensor], torch.Tensor]: ...
 
 
 class Encoder(nn.Module):

@@ -1,4 +1,9 @@
-"""hvae's built-in encoder and decoders: the reference's LSTM models."""
+"""hvae's built-in encoder and decoders: the reference's LSTM models.
+
+The distribution is named ``hvae-decoders`` but registers the ``bidirectional`` encoder as well as
+the ``flat``, ``hierarchical`` and ``groove`` decoders (see this plugin's README.md for where each
+part lives).
+"""
 
 from hvae.hookspecs import hookimpl
 

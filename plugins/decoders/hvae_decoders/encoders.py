@@ -10,14 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from hvae.interfaces import Encoder
+from hvae_decoders.backend import encoder_recurrence
 from hvae_decoders.lstm import reference_lstm, small_normal_linear
-from hvae_decoders.products import linear
-from hvae_decoders.recurrence import gather_rows, one_hot_indices, recurrence, runs_nn_lstm
-
-# Off CUDA, layers of at least this many units run hvae's recurrence rather than nn.LSTM (oneDNN):
-# at 2048 units it is 1.2-1.3x faster to train and keeps 40% less for the backward pass; at 512
-# units oneDNN is 5-10% faster.
-RECURRENCE_MIN_UNITS = 1024
+from hvae_decoders.lstm_autograd import gather_rows, one_hot_indices, recurrence
+from hvae_decoders.onednn import linear
 from hvae_decoders.options import resolve_options
 
 
@@ -25,6 +21,7 @@ from hvae_decoders.options import resolve_options
 class BidirectionalLstmEncoderOptions:
     rnn_sizes: tuple[int, ...] = (256,)  # units per layer and direction (the reference's enc_rnn_size)
     dropout: float = 0.0  # dropout on each layer's input while training (1 - the reference's dropout_keep_prob)
+    backend: str = "auto"  # auto, reference (nn.LSTM) or fast (hvae's recurrence): same results (hvae_decoders.backend)
 
 
 def _reversal_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
@@ -54,7 +51,7 @@ class BidirectionalLstmEncoder(Encoder):
     ``(mu, sigma)`` depend only on each sequence's first ``length`` steps. ``mu = dense(h)``,
     ``sigma = softplus(dense(h))``, both dense layers initialised N(0, 0.001²).
 
-    Large layers run :func:`recurrence` off CUDA (see RECURRENCE_MIN_UNITS): time-major, both
+    Large layers run :func:`recurrence` off CUDA (see :mod:`hvae_decoders.backend`): time-major, both
     directions' input parts from the same input rows (the backward one's reordered, so the input is
     kept once for the backward pass), a one-hot input (without dropout) as a row gather.
     """
@@ -89,8 +86,8 @@ class BidirectionalLstmEncoder(Encoder):
         lengths = lengths.to(device=inputs.device, dtype=torch.long).clamp(0, steps)  # (B,)
         reverse = _reversal_index(lengths, steps)  # (B, T)
         last = (lengths - 1).clamp(min=0)  # (B,)
-        large = min(layer.hidden_size for layer in self.forward_layers) >= RECURRENCE_MIN_UNITS
-        if large and not runs_nn_lstm(inputs.device):
+        units = min(layer.hidden_size for layer in self.forward_layers)
+        if encoder_recurrence(self.options.backend, inputs.device, units):
             final = self._final_states_recurrence(inputs, reverse, last)
         else:
             final = self._final_states_nn_lstm(inputs, reverse, last)

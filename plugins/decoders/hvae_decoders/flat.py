@@ -8,15 +8,18 @@ from typing import Any
 import torch
 
 from hvae.interfaces import Decoder, Loss
-from hvae_decoders.core import LstmCore, one_hot, shift_right
+from hvae_decoders import reference
+from hvae_decoders.backend import fast_sampling
+from hvae_decoders.decoder_core import LstmCore, one_hot, shift_right
 from hvae_decoders.options import resolve_options
-from hvae_decoders.stepping import stepping_dtype
+from hvae_decoders.sampler import draws_classes, stepping_dtype
 
 
 @dataclasses.dataclass(frozen=True)
 class FlatDecoderOptions:
     rnn_sizes: tuple[int, ...] = (512,)  # LSTM units per layer (the reference's dec_rnn_size)
     dropout: float = 0.0  # dropout on each layer's input while training (1 - the reference's dropout_keep_prob)
+    backend: str = "auto"  # auto, reference (the plain loops) or fast: which code runs, same results (hvae_decoders.backend)
 
 
 class FlatDecoder(Decoder):
@@ -41,14 +44,22 @@ class FlatDecoder(Decoder):
                 controls: torch.Tensor | None = None, *, sampling_probability: float = 0.0,
                 loss: Loss | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         previous = shift_right(targets)  # (B, T, D)
+        backend = self.options.backend
         if sampling_probability > 0.0:
-            return self.core.scheduled(z, previous, controls, sampling_probability, loss, generator)
-        return self.core.teacher_forced(z, previous, controls)  # (B, T, R)
+            return self.core.scheduled(z, previous, controls, sampling_probability, loss, generator, backend=backend)
+        return self.core.teacher_forced(z, previous, controls, backend=backend)  # (B, T, R)
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor, steps: int, temperature: float, loss: Loss,
                controls: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
+        if fast_sampling(self.options.backend):
+            return self._sample_fast(z, steps, temperature, loss, controls, generator)
+        return reference.sample(self.core, z, steps, temperature, loss, controls, generator)  # the plain loop
+
+    def _sample_fast(self, z: torch.Tensor, steps: int, temperature: float, loss: Loss,
+                     controls: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+        """:meth:`sample` by :class:`hvae_decoders.sampler.CoreSampler`: the same draws as the plain loop."""
         batch = z.shape[0]
         dtype = stepping_dtype(z.device, self.core.output.weight.dtype)
         with torch.autocast(z.device.type, enabled=False):
@@ -57,7 +68,7 @@ class FlatDecoder(Decoder):
             base = sampler.w.project_embedding(z)  # (B, 4H_0)
             if controls is not None:
                 base = base.unsqueeze(1) + sampler.w.project_controls(controls[:, :steps])  # (B, T, 4H_0)
-            if loss.draws_classes:
+            if draws_classes(loss):
                 drawn = torch.empty(batch, steps, dtype=torch.long, device=z.device)  # (B, T)
                 sampler.run(base, steps, drawn)
                 return one_hot(drawn, self.output_depth)  # (B, T, D)

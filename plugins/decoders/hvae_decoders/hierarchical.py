@@ -9,10 +9,12 @@ import torch
 
 from hvae.errors import HvaeError
 from hvae.interfaces import Decoder, Loss
-from hvae_decoders.core import LstmCore, one_hot, shift_right
+from hvae_decoders import reference
+from hvae_decoders.backend import fast_sampling
+from hvae_decoders.decoder_core import LstmCore, one_hot, shift_right
 from hvae_decoders.lstm import InitialState, StackedLstm
 from hvae_decoders.options import resolve_options
-from hvae_decoders.stepping import stepping_dtype
+from hvae_decoders.sampler import draws_classes, stepping_dtype
 
 STEPS_PER_BAR = 16  # 4/4 at 4 steps per quarter: the default bar length
 
@@ -23,6 +25,7 @@ class HierarchicalDecoderOptions:
     rnn_sizes: tuple[int, ...] = (512,)  # core LSTM units per layer (the reference's dec_rnn_size)
     conductor_sizes: tuple[int, ...] | None = None  # conductor units per layer; None: rnn_sizes, as the reference
     dropout: float = 0.0  # dropout on each layer's input while training (1 - the reference's dropout_keep_prob)
+    backend: str = "auto"  # auto, reference (the plain loops) or fast: which code runs, same results (hvae_decoders.backend)
 
 
 class HierarchicalDecoder(Decoder):
@@ -84,10 +87,12 @@ class HierarchicalDecoder(Decoder):
         previous = shift_right(targets).reshape(batch * self.bars, self.bar_steps, depth)  # (B * bars, L, D)
         if controls is not None:
             controls = controls.reshape(batch * self.bars, self.bar_steps, -1)  # (B * bars, L, C)
+        backend = self.options.backend
         if sampling_probability > 0.0:
-            raw = self.core.scheduled(embeddings, previous, controls, sampling_probability, loss, generator)
+            raw = self.core.scheduled(embeddings, previous, controls, sampling_probability, loss, generator,
+                                      backend=backend)
         else:
-            raw = self.core.teacher_forced(embeddings, previous, controls)  # (B * bars, L, R)
+            raw = self.core.teacher_forced(embeddings, previous, controls, backend=backend)  # (B * bars, L, R)
         return raw.reshape(batch, steps, -1)  # (B, T, R)
 
     @torch.no_grad()
@@ -97,7 +102,16 @@ class HierarchicalDecoder(Decoder):
         if steps != self.steps:
             raise HvaeError(f"decoder {self.name!r} draws {self.steps} steps "
                             f"({self.bars} bars of {self.bar_steps}), not {steps}.")
-        batch, bars, length = z.shape[0], self.bars, self.bar_steps
+        if fast_sampling(self.options.backend):
+            return self._sample_fast(z, temperature, loss, controls, generator)
+        embeddings = self.conduct(z, dropout=False)  # (B, bars, H_conductor)
+        return reference.sample_bars(self.core, embeddings, self.bar_steps, temperature, loss, controls,
+                                     generator)  # the plain loop
+
+    def _sample_fast(self, z: torch.Tensor, temperature: float, loss: Loss, controls: torch.Tensor | None,
+                     generator: torch.Generator | None) -> torch.Tensor:
+        """:meth:`sample` by :class:`hvae_decoders.sampler.CoreSampler`, all bars' embeddings projected at once."""
+        batch, bars, length, steps = z.shape[0], self.bars, self.bar_steps, self.steps
         dtype = stepping_dtype(z.device, self.core.output.weight.dtype)
         with torch.autocast(z.device.type, enabled=False):
             embeddings = self.conduct(z, dropout=False)  # (B, bars, H_conductor)
@@ -107,7 +121,7 @@ class HierarchicalDecoder(Decoder):
             if controls is not None:
                 per_step = sampler.w.project_controls(controls[:, :steps].reshape(batch, bars, length, -1))
                 base = base.unsqueeze(2) + per_step  # (B, bars, L, 4H_0)
-            if loss.draws_classes:
+            if draws_classes(loss):
                 drawn = torch.empty(batch, steps, dtype=torch.long, device=z.device)  # (B, T)
             else:
                 drawn = torch.empty(batch, steps, self.output_depth, device=z.device)  # (B, T, D)
@@ -115,6 +129,6 @@ class HierarchicalDecoder(Decoder):
             for bar in range(bars):
                 sampler.reset([(h[:, bar], c[:, bar]) for h, c in states])
                 feed = sampler.run(base[:, bar], length, drawn[:, bar * length:(bar + 1) * length], feed)
-        if loss.draws_classes:
+        if draws_classes(loss):
             return one_hot(drawn, self.output_depth)  # (B, T, D)
         return drawn

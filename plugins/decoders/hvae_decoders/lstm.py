@@ -4,19 +4,20 @@ The reference's LSTM cell has one kernel over ``[input, hidden]`` (Glorot-unifor
 and adds 1.0 to the forget gate. Here each layer is a one-layer ``nn.LSTM`` whose forget-gate input
 bias starts at 1.0 and whose second bias is held at zero, so Adam sees the same parameters as the
 reference's. A decoder whose first layer's input part is cheap runs its layers' parameters through
-:func:`hvae_decoders.recurrence.recurrence` off CUDA (:meth:`StackedLstm.from_first_gates`).
+:func:`hvae_decoders.lstm_autograd.recurrence` off CUDA (:meth:`StackedLstm.from_first_gates`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hvae_decoders.products import linear
-from hvae_decoders.recurrence import recurrence
+from hvae_decoders.lstm_autograd import recurrence
+from hvae_decoders.onednn import linear
 
 State = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (h, c), each (N, H)
 
@@ -52,10 +53,37 @@ def small_normal_linear(in_features: int, out_features: int) -> nn.Linear:
 
 
 def lstm_cell(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM update from pre-activation gates ``(N, 4H)`` in PyTorch's order i, f, g, o: ``(h, c)``."""
+    """One LSTM update from pre-activation gates ``(N, 4H)`` in PyTorch's order i, f, g, o: ``(h, c)``.
+
+    The definition, differentiable; :func:`hvae_decoders.lstm_autograd.lstm_cell_` is its in-place
+    twin for the fast paths."""
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def layer_step(layer: nn.LSTM, input_gates: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of a one-layer ``nn.LSTM``'s parameters, differentiable: the new ``(h, c)``, each
+    ``(N, H)``, given the input part of the gates with the biases ``(N, 4H)`` and ``state = (h, c)``."""
+    h, c = state
+    return lstm_cell(input_gates + F.linear(h, layer.weight_hh_l0), c)
+
+
+def _keep(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def lstm_step(layers: Sequence[nn.LSTM], x: torch.Tensor, state: State,
+              drop: Callable[[torch.Tensor], torch.Tensor] = _keep) -> tuple[torch.Tensor, State]:
+    """One step of stacked layers on input ``x (N, I)``: the top layer's h ``(N, H_top)`` and the
+    new state; ``drop`` is applied to each layer's input (dropout while training)."""
+    new_state: State = []
+    for layer, layer_state in zip(layers, state):
+        x, c = layer_step(layer, F.linear(drop(x), layer.weight_ih_l0, layer.bias_ih_l0 + layer.bias_hh_l0),
+                          layer_state)
+        new_state.append((x, c))
+    return x, new_state
 
 
 class StackedLstm(nn.Module):

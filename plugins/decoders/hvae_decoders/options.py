@@ -1,4 +1,4 @@
-"""Checks shared by the decoders' and the encoder's options."""
+"""Checks shared by the decoders' and the encoder's options (sizes, dropout, backend)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from hvae.errors import HvaeError
 from hvae.options import apply_overrides
+from hvae_decoders.backend import check_backend
 
 
 def resolve_options(component: Any, options: Any, overrides: dict[str, Any], what: str) -> Any:
@@ -24,4 +25,5 @@ def resolve_options(component: Any, options: Any, overrides: dict[str, Any], wha
     dropout = getattr(resolved, "dropout", 0.0)
     if not 0.0 <= dropout < 1.0:
         raise HvaeError(f"{what}: dropout must be in [0, 1), got {dropout!r}.")
+    check_backend(getattr(resolved, "backend", "auto"), what)
     return resolved

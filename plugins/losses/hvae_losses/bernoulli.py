@@ -6,11 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from hvae.interfaces import Loss
-from hvae_losses.common import (GREEDY_TEMPERATURE, StepUniforms, bernoulli_draw, hit_metrics, mean_over_valid,
-                                sum_valid_steps)
+from hvae_losses.common import UniformDraws, bernoulli_draw, hit_metrics, mean_over_valid, sum_valid_steps
 
 
-class BernoulliLoss(Loss):
+class BernoulliLoss(UniformDraws, Loss):
     """Each of the ``output_depth`` values is its own hit probability ``sigmoid(raw)``."""
 
     name = "bernoulli"
@@ -32,11 +31,11 @@ class BernoulliLoss(Loss):
 
     def sample_step(self, raw: torch.Tensor, temperature: float,
                     generator: torch.Generator | None = None) -> torch.Tensor:
-        return bernoulli_draw(raw, temperature, generator)
+        return self.draw_now(raw, temperature, generator)
 
-    def stepper(self, steps: int, temperature: float, generator: torch.Generator | None = None):
-        if type(self).sample_step is not BernoulliLoss.sample_step:  # a subclass's own draw
-            return super().stepper(steps, temperature, generator)
-        uniforms = StepUniforms(steps, self.output_depth, generator)
-        greedy = temperature <= GREEDY_TEMPERATURE
-        return lambda raw: bernoulli_draw(raw, temperature, generator, None if greedy else uniforms.next(raw))
+    @property
+    def uniform_width(self) -> int:
+        return self.output_depth
+
+    def draw(self, raw: torch.Tensor, temperature: float, uniform: torch.Tensor | None) -> torch.Tensor:
+        return bernoulli_draw(raw, temperature, uniform)

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from hvae.interfaces import Loss
-from hvae_losses.common import GREEDY_TEMPERATURE, StepUniforms, mean_over_valid, sum_valid_steps
+from hvae_losses.common import UniformDraws, mean_over_valid, sum_valid_steps
 
 
-class CategoricalLoss(Loss):
+class CategoricalLoss(UniformDraws, Loss):
     """One class per step out of ``output_depth`` (a drum combination, a melody event).
 
     The loss is written ``-(targets * log_softmax(raw)).sum(-1)``, which is cross-entropy for one-hot
@@ -27,7 +27,10 @@ class CategoricalLoss(Loss):
         "multihot": ("Softmax cross-entropy over {depth} values treats a roll with several drums "
                      "at once as one categorical choice, so it can draw only one drum per step"),
     }
-    draws_classes = True
+    draws_classes = True  # the fast sampler feeds a drawn class back as a row gather
+    per_step_draw = "sample_indices"
+    uniform_dtype = torch.float32
+    uniform_width = 1
 
     def __call__(self, raw: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
         log_probs = F.log_softmax(raw.float(), dim=-1)  # (B, T, D)
@@ -44,26 +47,17 @@ class CategoricalLoss(Loss):
         max)``. (The Gumbel-max trick needs one uniform number per class: with 512 classes,
         drawing those cost more than the rest of a sampling step's element-wise work.)
         """
-        if temperature <= GREEDY_TEMPERATURE:
-            return raw.argmax(dim=-1)
-        uniform = torch.rand(raw.shape[:-1] + (1,), generator=generator, device=raw.device, dtype=torch.float32)
-        return self._inverse_cdf(raw, temperature, uniform)
+        return self.draw_now(raw, temperature, generator)
 
-    @staticmethod
-    def _inverse_cdf(raw: torch.Tensor, temperature: float, uniform: torch.Tensor) -> torch.Tensor:
-        """Classes ``(...)`` for raw outputs ``(..., D)`` and uniform numbers ``(..., 1)`` in [0, 1)."""
+    def draw(self, raw: torch.Tensor, temperature: float, uniform: torch.Tensor | None) -> torch.Tensor:
+        """Classes ``(...)`` for raw outputs ``(..., D)`` and uniform numbers ``(..., 1)`` in [0, 1)
+        (None: the argmax)."""
+        if uniform is None:
+            return raw.argmax(dim=-1)
         scaled = raw.float() / temperature
         cumulative = scaled.sub_(scaled.amax(dim=-1, keepdim=True)).exp_().cumsum(dim=-1)  # (..., D)
         point = uniform * cumulative[..., -1:]  # below the total: a class of positive weight is found
         return torch.searchsorted(cumulative, point, right=True).squeeze(-1).clamp_(max=raw.shape[-1] - 1)
-
-    def stepper(self, steps: int, temperature: float, generator: torch.Generator | None = None):
-        if type(self).sample_indices is not CategoricalLoss.sample_indices:  # a subclass's own draw
-            return super().stepper(steps, temperature, generator)
-        if temperature <= GREEDY_TEMPERATURE:
-            return lambda raw: raw.argmax(dim=-1)
-        uniforms = StepUniforms(steps, 1, generator, torch.float32)
-        return lambda raw: self._inverse_cdf(raw, temperature, uniforms.next(raw))
 
     def sample_step(self, raw: torch.Tensor, temperature: float,
                     generator: torch.Generator | None = None) -> torch.Tensor:

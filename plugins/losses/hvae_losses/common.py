@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable, ClassVar
+
 import torch
 
 # At or below this temperature a draw is greedy: the most likely class, or a hit where p > 0.5.
@@ -19,16 +21,11 @@ def mean_over_valid(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def bernoulli_draw(logits: torch.Tensor, temperature: float, generator: torch.Generator | None,
-                   uniform: torch.Tensor | None = None) -> torch.Tensor:
-    """Independent 0/1 draws with ``P(1) = sigmoid(logits / temperature)``; greedy at temperature ~0.
-
-    ``uniform``: the draws' uniform numbers, if already drawn (as :class:`StepUniforms` does).
-    """
+def bernoulli_draw(logits: torch.Tensor, temperature: float, uniform: torch.Tensor | None) -> torch.Tensor:
+    """Independent 0/1 draws with ``P(1) = sigmoid(logits / temperature)`` from uniform numbers shaped
+    like ``logits``; greedy at temperature ~0 (where ``uniform`` is None)."""
     if temperature <= GREEDY_TEMPERATURE:
         return (logits > 0).to(logits.dtype)
-    if uniform is None:
-        uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
     return (uniform < torch.sigmoid(logits / temperature)).to(logits.dtype)
 
 
@@ -51,6 +48,56 @@ class StepUniforms:
             self.drawn = list(torch.rand((self.steps,) + shape, generator=self.generator, dtype=dtype).unbind(0))
             self.drawn.reverse()
         return self.drawn.pop()
+
+
+class UniformDraws:
+    """:class:`hvae.interfaces.FastDraws` for a loss whose draw is a function of its raw outputs and
+    uniform random numbers, implemented once for the built-in losses.
+
+    A subclass defines :meth:`draw` and :attr:`uniform_width`; its per-step draw (``sample_step``,
+    or the method ``per_step_draw`` names) calls :meth:`draw_now`. :meth:`stepper` then draws the
+    uniform numbers of all steps at once. A further subclass that replaces the per-step draw
+    without replacing :meth:`draw` gets a stepper that calls its own per-step draw, so the fast
+    sampler draws what it draws.
+    """
+
+    draws_classes: ClassVar[bool] = False  # True: draw returns class indices (B,)
+    per_step_draw: ClassVar[str] = "sample_step"  # the method whose draws the stepper's equal
+    uniform_dtype: ClassVar[torch.dtype | None] = None  # the uniform numbers' dtype; None: the raw outputs'
+
+    @property
+    def uniform_width(self) -> int:
+        """How many uniform numbers one row's draw takes."""
+        raise NotImplementedError
+
+    def draw(self, raw: torch.Tensor, temperature: float, uniform: torch.Tensor | None) -> torch.Tensor:
+        """The draw from raw ``(..., R)`` and uniform numbers ``(..., uniform_width)`` (None at greedy
+        temperatures, at or below ``GREEDY_TEMPERATURE``)."""
+        raise NotImplementedError
+
+    def draw_now(self, raw: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+        """One step's :meth:`draw`, its uniform numbers drawn now from ``generator``."""
+        uniform = None
+        if temperature > GREEDY_TEMPERATURE:
+            uniform = torch.rand(raw.shape[:-1] + (self.uniform_width,), generator=generator, device=raw.device,
+                                 dtype=self.uniform_dtype or raw.dtype)
+        return self.draw(raw, temperature, uniform)
+
+    def stepper(self, steps: int, temperature: float,
+                generator: torch.Generator | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """See :class:`hvae.interfaces.FastDraws`."""
+        if self._replaced_per_step_draw():
+            per_step = getattr(self, self.per_step_draw)
+            return lambda raw: per_step(raw, temperature, generator)
+        if temperature <= GREEDY_TEMPERATURE:
+            return lambda raw: self.draw(raw, temperature, None)
+        uniforms = StepUniforms(steps, self.uniform_width, generator, self.uniform_dtype)
+        return lambda raw: self.draw(raw, temperature, uniforms.next(raw))
+
+    def _replaced_per_step_draw(self) -> bool:
+        """Whether the per-step draw is not the one of the class that defines :meth:`draw`."""
+        owner = next(cls for cls in type(self).__mro__ if "draw" in vars(cls))
+        return getattr(type(self), self.per_step_draw) is not getattr(owner, self.per_step_draw)
 
 
 def hit_metrics(predicted: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -6,14 +6,13 @@ import torch
 
 from hvae.errors import HvaeError
 from hvae.interfaces import Loss
-from hvae_losses.common import (GREEDY_TEMPERATURE, StepUniforms, bernoulli_draw, hit_metrics, mean_over_valid,
-                                sum_valid_steps)
+from hvae_losses.common import UniformDraws, bernoulli_draw, hit_metrics, mean_over_valid, sum_valid_steps
 
 # The reference scores hits with a log loss on sigmoid outputs that adds this to each probability.
 LOG_LOSS_EPSILON = 1e-7
 
 
-class GrooveLoss(Loss):
+class GrooveLoss(UniformDraws, Loss):
     """Steps of ``3 * N`` values: N hits in {0, 1}, N velocities in [0, 1], N offsets in [-1, 1].
 
     Per step and drum: hit log loss on ``sigmoid(raw)``, plus ``(sigmoid(raw) - velocity)^2`` and
@@ -69,20 +68,16 @@ class GrooveLoss(Loss):
     def sample_step(self, raw: torch.Tensor, temperature: float,
                     generator: torch.Generator | None = None) -> torch.Tensor:
         """Hits drawn from ``sigmoid(raw / temperature)``; velocities and offsets taken as they are."""
-        return self._draw(raw, temperature, generator)
+        return self.draw_now(raw, temperature, generator)
 
-    def _draw(self, raw: torch.Tensor, temperature: float, generator: torch.Generator | None,
-              uniform: torch.Tensor | None = None) -> torch.Tensor:
+    @property
+    def uniform_width(self) -> int:
+        return self.drums
+
+    def draw(self, raw: torch.Tensor, temperature: float, uniform: torch.Tensor | None) -> torch.Tensor:
         hit_logits, velocity_logits, offset_logits = raw.split(self.drums, dim=-1)  # each (B, N)
-        hits = bernoulli_draw(hit_logits, temperature, generator, uniform)
+        hits = bernoulli_draw(hit_logits, temperature, uniform)
         return torch.cat([hits, torch.sigmoid(velocity_logits), torch.tanh(offset_logits)], dim=-1)
-
-    def stepper(self, steps: int, temperature: float, generator: torch.Generator | None = None):
-        if type(self).sample_step is not GrooveLoss.sample_step:  # a subclass's own draw
-            return super().stepper(steps, temperature, generator)
-        uniforms = StepUniforms(steps, self.drums, generator)
-        greedy = temperature <= GREEDY_TEMPERATURE
-        return lambda raw: self._draw(raw, temperature, generator, None if greedy else uniforms.next(raw))
 
 
 class GatedGrooveLoss(GrooveLoss):

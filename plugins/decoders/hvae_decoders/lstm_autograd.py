@@ -6,35 +6,58 @@ step, weight gradients included. Here a layer is split into what can be batched 
 - the input part of the gates for all steps is computed by the caller, as one product (or a row
   gather for one-hot inputs, with a part that is constant over the sequence projected once);
 - :func:`recurrence` runs the steps: per step, one product with the recurrent weights (oneDNN's,
-  see :mod:`hvae_decoders.products`) and the gate arithmetic in place; its backward pass runs the steps in reverse the same way, writing the gate
+  see :mod:`hvae_decoders.onednn`) and the gate arithmetic in place; its backward pass runs the steps in reverse the same way, writing the gate
   gradients over the saved activations, and then computes the recurrent weight gradient for all
   steps in one product;
 - the input weights' gradient follows from the gate gradients by autograd, again in one product.
 
 The decoders use it where the input part is cheap (see ``LstmCore.teacher_forced``). Where it is
-not, oneDNN's ``nn.LSTM`` is faster on CPU (its per-step products run 10-20% faster than MKL's at
-these shapes), and on CUDA cuDNN's ``nn.LSTM`` does all of this itself (:func:`runs_nn_lstm`).
+not, oneDNN's ``nn.LSTM`` is faster on CPU (its per-step products beat MKL's at these shapes,
+benchmarks/RESULTS.md), and on CUDA cuDNN's ``nn.LSTM`` does all of this itself (:mod:`hvae_decoders.backend` chooses).
 """
 
 from __future__ import annotations
 
 import torch
 
-from hvae_decoders.products import Product, product
-
-# Devices whose decoder LSTM layers always run as nn.LSTM (cuDNN on CUDA).
-NN_LSTM_DEVICES = frozenset({"cuda"})
-
-
-def runs_nn_lstm(device: torch.device) -> bool:
-    return device.type in NN_LSTM_DEVICES
-
+from hvae_decoders.onednn import Product, product
 
 def tanh_(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``tanh(x)`` as ``2 sigmoid(2x) - 1`` (into ``out``, else in place): equal to float rounding, and
-    on CPU several times faster than ``torch.tanh`` on more than a few thousand values."""
+    on CPU faster than ``torch.tanh`` on more than a few thousand values (benchmarks/RESULTS.md)."""
     out = x.mul_(2) if out is None else torch.mul(x, 2, out=out)
     return out.sigmoid_().mul_(2).sub_(1)
+
+
+def lstm_cell_(gates: torch.Tensor, c: torch.Tensor, c_out: torch.Tensor, h_out: torch.Tensor,
+               tanh_c: torch.Tensor, tanh_g: torch.Tensor | None = None) -> None:
+    """:func:`hvae_decoders.lstm.lstm_cell` in place, in the same gate order i, f, g, o: the fast
+    twin the sampler and :func:`recurrence` step with.
+
+    gates ``(N, 4H)``: the pre-activation gates, overwritten with the activations; ``c_out = f c + i g``
+    (``c_out`` may be ``c``); ``h_out = o tanh(c_out)``, with ``tanh(c_out)`` left in ``tanh_c``.
+    Without ``tanh_g`` both tanh are ``2 sigmoid(2x) - 1`` (:func:`tanh_`), so one sigmoid covers
+    all four gates and the g part of ``gates`` ends as ``tanh(g)`` (what the backward pass reads).
+    With ``tanh_g`` (an ``(N, H)`` buffer) ``torch.tanh`` writes ``tanh(g)`` there and gives
+    ``tanh(c_out)``, one sigmoid still covering the gates (their g part then ends unused): fewer
+    operations, where there are few values.
+    """
+    size = c.shape[-1]
+    sigmoid_tanh = tanh_g is None
+    if sigmoid_tanh:
+        tanh_g = gates[:, 2 * size:3 * size]
+        tanh_g.mul_(2)
+        gates.sigmoid_()
+        tanh_g.mul_(2).sub_(1)
+    else:
+        torch.tanh(gates[:, 2 * size:3 * size], out=tanh_g)
+        gates.sigmoid_()
+    torch.mul(gates[:, size:2 * size], c, out=c_out).addcmul_(gates[:, :size], tanh_g)
+    if sigmoid_tanh:
+        tanh_(c_out, out=tanh_c)
+    else:
+        torch.tanh(c_out, out=tanh_c)
+    torch.mul(gates[:, 3 * size:], tanh_c, out=h_out)
 
 
 def one_hot_indices(x: torch.Tensor) -> torch.Tensor | None:
@@ -71,16 +94,11 @@ class _Recurrence(torch.autograd.Function):
         hs = gates.new_empty(steps, batch, size)
         cs = gates.new_empty(steps, batch, size)
         recurrent = Product(weight.t(), batch)  # h @ weight_hh.T
+        tanh_c = gates.new_empty(batch, size)
         h, c = h0, c0
         for t in range(steps):
             g = gates[t]  # (N, 4H): the input part, then the activations
-            g.add_(recurrent(h))
-            cell = g[:, 2 * size:3 * size]
-            cell.mul_(2)  # tanh(a) = 2 sigmoid(2a) - 1: one sigmoid for all four gates
-            g.sigmoid_()
-            cell.mul_(2).sub_(1)
-            torch.mul(g[:, size:2 * size], c, out=cs[t]).addcmul_(g[:, :size], cell)
-            tanh_(cs[t], out=hs[t]).mul_(g[:, 3 * size:])
+            lstm_cell_(g.add_(recurrent(h)), c, cs[t], hs[t], tanh_c)
             h, c = hs[t], cs[t]
         ctx.mark_dirty(flat_gates)
         ctx.set_materialize_grads(False)

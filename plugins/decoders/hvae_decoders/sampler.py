@@ -1,36 +1,48 @@
 """Free-running decoding without autograd: the weights of an LstmCore laid out for stepping.
 
 Each step of a sampled sequence needs, per layer, one matrix product (oneDNN's on CPU where it pays,
-with the weights reordered once per call, see :mod:`hvae_decoders.products`) and a few in-place
+with the weights reordered once per call, see :mod:`hvae_decoders.onednn`) and a few in-place
 element-wise operations; the state lives in one preallocated row per sequence. The embedding's part
 of the first layer's input (z, or a bar's conductor output) and the controls' part are projected once
 per sequence, not every step; a fed-back one-hot output is a row gather instead of a matrix product.
-Gates are reordered ``i, f, o, g`` so one sigmoid covers three of them. The loss's :meth:`stepper`
-draws the random numbers of all steps at once. Nothing here reads a tensor's value on the host, so
-CUDA streams stay busy."""
+Each layer's cell is :func:`hvae_decoders.lstm_autograd.lstm_cell_` (gate order i, f, g, o). A loss
+with :class:`hvae.interfaces.FastDraws` draws the random numbers of all steps at once and, if it draws
+classes, hands back indices; any other loss draws through ``sample_step``. Nothing here reads a
+tensor's value on the host, so CUDA streams stay busy. The plain loop this computes the same as is
+:func:`hvae_decoders.reference.sample`."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from hvae.device import host_reads_are_free
-from hvae.interfaces import Loss
+from hvae.interfaces import FastDraws, Loss
 from hvae_decoders.lstm import State
-from hvae_decoders.products import Product
-from hvae_decoders.recurrence import one_hot_indices, tanh_
+from hvae_decoders.lstm_autograd import lstm_cell_, one_hot_indices
+from hvae_decoders.onednn import Product
 
 # From this many values per layer on (batch x units), float32 gates take tanh as 2 sigmoid(2x) - 1:
-# three cheap operations instead of CPU's slow tanh, which costs more beyond a few thousand values.
+# three cheap operations instead of CPU's slow tanh, which costs more beyond a few thousand values
+# (benchmarks/RESULTS.md, "The figures behind the code's choices").
 SIGMOID_TANH_VALUES = 4096
 
 
-def _gate_rows(hidden: int, device: torch.device) -> torch.Tensor:
-    """Row order taking PyTorch's gates ``i, f, g, o`` to ``i, f, o, g`` (made on ``device``: no copy to wait for)."""
-    arange = lambda start, end: torch.arange(start, end, device=device)
-    return torch.cat([arange(0, 2 * hidden), arange(3 * hidden, 4 * hidden), arange(2 * hidden, 3 * hidden)])
+def draws_classes(loss: Loss) -> bool:
+    """Whether ``loss``'s fast draws are class indices (:class:`hvae.interfaces.FastDraws`)."""
+    return isinstance(loss, FastDraws) and loss.draws_classes
+
+
+def step_draws(loss: Loss, steps: int, temperature: float,
+               generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The function drawing ``steps`` consecutive steps from raw ``(B, R)``: the loss's stepper where
+    it has :class:`hvae.interfaces.FastDraws`, else one ``sample_step`` a call."""
+    if isinstance(loss, FastDraws):
+        return loss.stepper(steps, temperature, generator)
+    return lambda raw: loss.sample_step(raw, temperature, generator)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,9 +71,8 @@ class SteppingWeights:
         depth, embedding_size = core.output_depth, core.embedding_size
         layers = list(core.lstm.layers)
         first = layers[0]
-        first_rows = _gate_rows(first.hidden_size, first.weight_ih_l0.device)
-        w_in = first.weight_ih_l0[first_rows]  # (4H_0, D + K + C)
-        w_rec = first.weight_hh_l0[first_rows]  # (4H_0, H_0)
+        w_in = first.weight_ih_l0  # (4H_0, D + K + C)
+        w_rec = first.weight_hh_l0  # (4H_0, H_0)
         w_out = w_in[:, :depth]  # (4H_0, D)
         control_cols = w_in[:, depth + embedding_size:]
 
@@ -70,15 +81,14 @@ class SteppingWeights:
 
         stacked = []
         for layer in layers[1:]:
-            rows = _gate_rows(layer.hidden_size, layer.weight_ih_l0.device)
-            weight = torch.cat([layer.weight_ih_l0[rows], layer.weight_hh_l0[rows]], dim=1)  # (4H_l, H_{l-1} + H_l)
-            stacked.append((Product(cast(weight), batch), cast((layer.bias_ih_l0 + layer.bias_hh_l0)[rows])))
+            weight = torch.cat([layer.weight_ih_l0, layer.weight_hh_l0], dim=1)  # (4H_l, H_{l-1} + H_l)
+            stacked.append((Product(cast(weight), batch), cast(layer.bias_ih_l0 + layer.bias_hh_l0)))
         return cls(
             sizes=tuple(layer.hidden_size for layer in layers), output_depth=depth, classes=classes,
             feed=cast(w_out.t()) if classes else None,
             first=Product(cast(w_rec if classes else torch.cat([w_out, w_rec], dim=1)), batch),
             embedding=cast(w_in[:, depth:depth + embedding_size]),
-            bias=cast((first.bias_ih_l0 + first.bias_hh_l0)[first_rows]),
+            bias=cast(first.bias_ih_l0 + first.bias_hh_l0),
             controls=cast(control_cols) if control_cols.shape[1] else None,
             layers=tuple(stacked), output=Product(cast(core.output.weight), batch),
             output_bias=cast(core.output.bias))
@@ -122,7 +132,8 @@ class CoreSampler:
         exact = torch.promote_types(dtype, torch.float32)  # c in float32 at least, whatever the dtype
         self.cells = [zeros(size, exact) for size in sizes]
         self.tanh_cells = [zeros(size, exact) for size in sizes]
-        self.sigmoid_tanh = dtype == torch.float32 and batch * max(sizes) >= SIGMOID_TANH_VALUES
+        sigmoid_tanh = dtype == torch.float32 and batch * max(sizes) >= SIGMOID_TANH_VALUES
+        self.tanh_gates = [None if sigmoid_tanh else zeros(size) for size in sizes]  # torch.tanh's g
 
     def reset(self, state: State) -> None:
         """Start from per-layer ``(h, c)`` states, each ``(B, H)``."""
@@ -131,22 +142,9 @@ class CoreSampler:
             cell.copy_(c)
 
     def _cell(self, layer: int, gates: torch.Tensor) -> None:
-        """Update layer's c and h in place from its pre-activation gates ``(B, 4H)`` (order i, f, o, g)."""
-        size = self.w.sizes[layer]
+        """Update layer's c and h in place from its pre-activation gates ``(B, 4H)``."""
         cell = self.cells[layer]
-        if self.sigmoid_tanh:
-            gates[:, 3 * size:].mul_(2)
-            gates.sigmoid_()
-            gates[:, 3 * size:].mul_(2).sub_(1)
-        else:
-            gates[:, :3 * size].sigmoid_()
-            gates[:, 3 * size:].tanh_()
-        cell.mul_(gates[:, size:2 * size]).addcmul_(gates[:, :size], gates[:, 3 * size:])
-        if self.sigmoid_tanh:
-            tanh_(cell, out=self.tanh_cells[layer])
-        else:
-            torch.tanh(cell, out=self.tanh_cells[layer])
-        torch.mul(gates[:, 2 * size:3 * size], self.tanh_cells[layer], out=self.h_slots[layer])
+        lstm_cell_(gates, cell, cell, self.h_slots[layer], self.tanh_cells[layer], self.tanh_gates[layer])
 
     def _step(self, first_input: torch.Tensor) -> torch.Tensor:
         """Every layer's step, given the first layer's input part of the gates ``(B, 4H_0)``; the raw outputs."""
@@ -172,7 +170,7 @@ class CoreSampler:
                 self.feed_slot.zero_()
             else:
                 self.feed_slot.copy_(feed)
-        draw = self.loss.stepper(steps, self.temperature, self.generator)
+        draw = step_draws(self.loss, steps, self.temperature, self.generator)
         draws = []
         for t in range(steps):
             first_input = base[:, t] if per_step else base
@@ -194,7 +192,7 @@ class CoreSampler:
         drawn: ``(B, T)`` int64, receives the draws at steps 1..T-1 (one per step, as training makes them).
         """
         per_step = base.dim() == 3
-        draw = self.loss.stepper(fed.shape[1] - 1, self.temperature, self.generator)
+        draw = step_draws(self.loss, fed.shape[1] - 1, self.temperature, self.generator)
         for t in range(fed.shape[1] - 1):
             first_input = fed[:, t]
             if t:

@@ -1,12 +1,12 @@
 """``x @ weight.T`` for a weight used many times in a row: each step of a sampling loop or a recurrence.
 
 On CPU PyTorch sends float32 products to MKL. At the shapes of an LSTM step oneDNN's product, with
-the weight reordered once into its blocked layout, is faster: on a 2-core AMD EPYC (Zen 4) 1.2-1.6x
-at batch 64 and about 2x at batch 1, where the product is bound by reading the weight, in float32
-and in bfloat16 (benchmarks/RESULTS.md). PyTorch exposes it as ``torch.ops.mkldnn`` operators (its
+the weight reordered once into its blocked layout, is faster, most of all at batch 1, where the
+product is bound by reading the weight, in float32 and in bfloat16 (figures: benchmarks/RESULTS.md,
+"The figures behind the code's choices"). PyTorch exposes it as ``torch.ops.mkldnn`` operators (its
 compiler's CPU backend uses them); where they are missing (builds without oneDNN), and on CUDA, the
 product is a plain one (as for small work, see ONEDNN_MIN_WORK). Not differentiable: for loops without autograd, and for
-:mod:`hvae_decoders.recurrence`, which writes its own backward pass.
+:mod:`hvae_decoders.lstm_autograd`, which writes its own backward pass.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def product(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
     A ``weight`` that is not contiguous (a transposed view, as in the gradient products) goes to
     MKL, which reads it transposed in place: oneDNN would need it copied first, and in a large
-    model's backward pass those copies of activations cost 7% of a training step.
+    model's backward pass those copies of activations cost a visible part of a training step
+    (benchmarks/RESULTS.md).
     """
     if _uses_onednn(x, weight) and weight.is_contiguous():
         return _onednn_linear(x, weight, None, "none", [], "")
@@ -83,7 +84,7 @@ class _Linear(torch.autograd.Function):
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear`` for a 2-D ``x``, differentiable, with oneDNN's products (forward and backward)
-    where they pay: 10-15% faster than MKL's at the size of a large LSTM's input projections."""
+    where they pay: faster than MKL's at the size of a large LSTM's input projections (benchmarks/RESULTS.md)."""
     if _uses_onednn(x, weight):
         return _Linear.apply(x, weight, bias)
     return torch.nn.functional.linear(x, weight, bias)

@@ -13,24 +13,13 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from hvae.interfaces import Loss
-from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear, lstm_cell
-from hvae_decoders.recurrence import gather_rows, one_hot_indices, runs_nn_lstm
-from hvae_decoders.stepping import CoreSampler, SteppingWeights
-
-_optimizer_steps = 0  # optimizer steps taken in this process, by any optimizer
-
-
-def _count_optimizer_step(optimizer, args, kwargs) -> None:
-    global _optimizer_steps
-    _optimizer_steps += 1
-
-
-# A fused optimizer (Adam's ``fused=True``) writes parameters without bumping their version
-# counters, so the sampler's weight cache is also keyed on the number of optimizer steps taken.
-register_optimizer_step_post_hook(_count_optimizer_step)
+from hvae_decoders import reference
+from hvae_decoders.backend import decoder_recurrence, fast_sampling
+from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear, layer_step, lstm_step
+from hvae_decoders.lstm_autograd import gather_rows, one_hot_indices
+from hvae_decoders.sampler import CoreSampler, SteppingWeights, draws_classes
 
 # The first layer's input part of step t's gates, given the previous step's raw output (None at t = 0).
 InputGates = Callable[[int, "torch.Tensor | None"], torch.Tensor]
@@ -70,26 +59,19 @@ class LstmCore(nn.Module):
         layers[f"{scope}output_projection"] = self.output
         return layers
 
-    def _inputs(self, previous: torch.Tensor, embedding: torch.Tensor,
-                controls: torch.Tensor | None) -> torch.Tensor:
-        """``[previous (N, T, D), embedding repeated (N, T, K), controls (N, T, C)]`` -> ``(N, T, I)``."""
-        parts = [previous, embedding.unsqueeze(1).expand(-1, previous.shape[1], -1)]
-        if controls is not None:
-            parts.append(controls)
-        return torch.cat(parts, dim=-1)
-
     def teacher_forced(self, embedding: torch.Tensor, previous: torch.Tensor,
-                       controls: torch.Tensor | None = None) -> torch.Tensor:
+                       controls: torch.Tensor | None = None, *, backend: str = "auto") -> torch.Tensor:
         """Raw outputs ``(N, T, R)`` when step t is fed ``previous[:, t]`` (one pass per layer).
 
-        Off CUDA and without dropout (which drops each step's input differently) the first layer's
-        input part is built the cheap way, a one-hot previous output as a row gather and the
-        embedding projected once per sequence, and the layers run :func:`recurrence`; otherwise
-        they run as nn.LSTM (cuDNN on CUDA, oneDNN on CPU).
+        Where ``backend`` runs hvae's recurrence (:func:`hvae_decoders.backend.decoder_recurrence`)
+        and without dropout (which drops each step's input differently) the first layer's input part
+        is built the cheap way, a one-hot previous output as a row gather and the embedding
+        projected once per sequence, and the layers run :func:`recurrence`; otherwise they run as
+        nn.LSTM (:func:`hvae_decoders.reference.teacher_forced`).
         """
+        if not decoder_recurrence(backend, previous.device) or (self.lstm.dropout and self.training):
+            return reference.teacher_forced(self, embedding, previous, controls)
         state = self.initial_state(embedding)
-        if runs_nn_lstm(previous.device) or (self.lstm.dropout and self.training):
-            return self.output(self.lstm(self._inputs(previous, embedding, controls), state))
         first = self.lstm.layers[0]
         w_fed, w_embedding, w_controls = self._first_layer_columns()
         classes = one_hot_indices(previous)  # (N, T) or None
@@ -110,24 +92,26 @@ class LstmCore(nn.Module):
                                                       dim=1)
 
     def scheduled(self, embedding: torch.Tensor, previous: torch.Tensor, controls: torch.Tensor | None,
-                  probability: float, loss: Loss, generator: torch.Generator | None = None) -> torch.Tensor:
+                  probability: float, loss: Loss, generator: torch.Generator | None = None, *,
+                  backend: str = "auto") -> torch.Tensor:
         """Raw outputs ``(N, T, R)`` with scheduled sampling, as the reference's training helper.
 
         From step 1 on, each sequence is fed, with ``probability``, the loss's draw (temperature 1)
         from the previous raw output instead of ``previous[:, t]``. Gradients flow through the draw
         where it is differentiable (groove velocities and offsets), as in the reference.
 
-        A drawn class carries no gradient, so without dropout the draws are made first, stepping
-        without autograd, and the outputs then computed teacher-forced on what was fed. Otherwise
-        steps run one at a time on the LSTM layers' own weights.
+        The plain loop is :func:`hvae_decoders.reference.scheduled`; it runs with the reference
+        backend and with dropout. Otherwise: a drawn class carries no gradient, so the draws are
+        made first, stepping without autograd, and the outputs then computed teacher-forced on what
+        was fed; drawn values are fed step by step, with the input parts projected once per sequence.
         """
         use_draw = torch.rand(previous.shape[:2], generator=generator, device=previous.device) < probability  # (N, T)
-        dropping = self.lstm.dropout and self.training
-        if loss.draws_classes and not dropping:
+        if not fast_sampling(backend) or (self.lstm.dropout and self.training):
+            return reference.scheduled(self, embedding, previous, controls, use_draw, loss, generator)
+        if draws_classes(loss):
             return self.teacher_forced(embedding, self._fed_with_draws(embedding, previous, controls, use_draw,
-                                                                       loss, generator), controls)
-        make_gates = self._input_gates_with_dropout if dropping else self._input_gates
-        input_gates = make_gates(embedding, previous, controls, use_draw, loss, generator)
+                                                                       loss, generator), controls, backend=backend)
+        input_gates = self._input_gates(embedding, previous, controls, use_draw, loss, generator)
         state = self.initial_state(embedding)
         raws: list[torch.Tensor] = []
         for t in range(previous.shape[1]):
@@ -176,44 +160,44 @@ class LstmCore(nn.Module):
 
         return gates
 
-    def _input_gates_with_dropout(self, embedding: torch.Tensor, previous: torch.Tensor,
-                                  controls: torch.Tensor | None, use_draw: torch.Tensor, loss: Loss,
-                                  generator: torch.Generator | None) -> InputGates:
-        """Like :meth:`_input_gates` with dropout on the whole input: each step's input is projected."""
-        first = self.lstm.layers[0]
-        bias = first.bias_ih_l0 + first.bias_hh_l0
-
-        def gates(t: int, last_raw: torch.Tensor | None) -> torch.Tensor:
-            fed = previous[:, t]
-            if last_raw is not None:
-                drawn = loss.sample_step(last_raw, 1.0, generator).to(previous.dtype)
-                fed = torch.where(use_draw[:, t, None], drawn, fed)
-            parts = [fed, embedding] + ([controls[:, t]] if controls is not None else [])
-            return F.linear(self.lstm.drop(torch.cat(parts, dim=-1)), first.weight_ih_l0, bias)
-
-        return gates
-
-    def _step(self, input_gates: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """One differentiable step of every layer: the top output ``(N, H_top)`` and the new state."""
+    def _step(self, first_gates: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One differentiable step of every layer (no dropout), given the first layer's input part of
+        the gates ``(N, 4H_0)``: the top output ``(N, H_top)`` and the new state."""
         layers = self.lstm.layers
-        h, c = lstm_cell(input_gates + F.linear(state[0][0], layers[0].weight_hh_l0), state[0][1])
-        new_state = [(h, c)]
-        for layer, (h_layer, c_layer) in zip(layers[1:], state[1:]):
-            gates = F.linear(self.lstm.drop(h), layer.weight_ih_l0, layer.bias_ih_l0 + layer.bias_hh_l0)
-            h, c = lstm_cell(gates + F.linear(h_layer, layer.weight_hh_l0), c_layer)
-            new_state.append((h, c))
-        return h, new_state
+        h, c = layer_step(layers[0], first_gates, state[0])
+        top, above = lstm_step(layers[1:], h, state[1:])
+        return top, [(h, c)] + above
 
+    @torch.no_grad()
     def stepping_weights(self, classes: bool, dtype: torch.dtype, batch: int) -> SteppingWeights:
-        """Weights laid out for :class:`CoreSampler`, rebuilt when a parameter may have changed: an
-        in-place write (version counter), a new tensor (address) or any optimizer step."""
-        key = (classes, dtype, batch, _optimizer_steps) + tuple((p.data_ptr(), p._version) for p in self.parameters())
+        """Weights laid out for :class:`CoreSampler`.
+
+        While training (the weights change at every step) they are laid out at each call. In eval
+        mode they are kept for the next call until they may be stale: the module enters training
+        mode (``train()``), :meth:`invalidate` is called, or a parameter is written in place by a
+        torch operation (its version counter moves: ``add_``, ``copy_``, ``load_state_dict``) or
+        replaced (its address moves: ``.to()``). A fused optimizer (Adam's ``fused=True``) writes
+        parameters without moving their version counters: training mode, which every hvae caller
+        is in for its steps, drops the cache; code that steps one while the model stays in eval
+        mode calls :meth:`invalidate` after the step.
+        """
+        if self.training:
+            return SteppingWeights.from_core(self, classes, dtype, batch)
+        key = (classes, dtype, batch) + tuple((p.data_ptr(), p._version) for p in self.parameters())
         if self._stepping is None or self._stepping[0] != key:
-            with torch.no_grad():
-                self._stepping = (key, SteppingWeights.from_core(self, classes, dtype, batch))
+            self._stepping = (key, SteppingWeights.from_core(self, classes, dtype, batch))
         return self._stepping[1]
+
+    def invalidate(self) -> None:
+        """Forget the weights laid out for sampling: the next sampling call lays out the current ones."""
+        self._stepping = None
+
+    def train(self, mode: bool = True) -> "LstmCore":
+        if mode:  # its weights are about to change: nothing is cached while training
+            self.invalidate()
+        return super().train(mode)
 
     def sampler(self, batch: int, loss: Loss, temperature: float, generator: torch.Generator | None,
                 dtype: torch.dtype) -> CoreSampler:
-        return CoreSampler(self.stepping_weights(loss.draws_classes, dtype, batch), batch, loss, temperature,
+        return CoreSampler(self.stepping_weights(draws_classes(loss), dtype, batch), batch, loss, temperature,
                            generator)
