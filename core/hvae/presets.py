@@ -5,7 +5,7 @@ follow. Converter options use the reference's names. Training ``steps`` are hvae
 reference leaves the number of steps to a command-line flag.
 
     preset = get_preset("hier-drums-4bar")
-    converter = preset.make_converter()
+    converter = make_converter(preset.converter, preset.converter_options)   # hvae.plugins
     model = build_model(preset.model, converter, force=preset.force)
 """
 
@@ -15,7 +15,6 @@ import dataclasses
 from typing import Any, Mapping
 
 from hvae.errors import UnknownComponentError
-from hvae.interfaces import Converter
 from hvae.model import ModelConfig
 
 
@@ -32,12 +31,6 @@ class Preset:
     transpose_range: tuple[int, int] | None = None  # augmentation: random transposition in semitones
     force: bool = False  # the loss does not fit the converter: building needs force=True, on purpose
     origin: str = "reference"  # "reference" (Magenta's configs.py), "report" (the 4-bar study) or "hvae"
-
-    def make_converter(self) -> Converter:
-        """The preset's converter, from the plugin registry."""
-        from hvae.plugins import registry
-
-        return registry().get("converters", self.converter).factory(**self.converter_options)
 
 
 @dataclasses.dataclass(frozen=True)
