@@ -396,7 +396,7 @@ def make_optimizer(model: nn.Module, cfg: ModelConfig) -> ReferenceAdam:
     epsilon 1e-8 added as TF1 adds it.
 
     The fused implementation updates each parameter in one pass: the same arithmetic to float
-    rounding, and on CPU about 8 times faster than the default (1 s a step for hierdec-mel_16bar).
+    rounding, and much faster on CPU (the figures: benchmarks/RESULTS.md, "Changes and what they measured").
     """
     return ReferenceAdam(trainable_parameters(model), lr=cfg.learning_rate, fused=True)
 

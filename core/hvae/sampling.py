@@ -56,8 +56,8 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
     """Draw ``n`` sequences at ``temperature`` and write each as MIDI at ``qpm`` into ``out_dir``.
 
     The same ``seed`` (and model) gives the same files; None draws a fresh one. Sequences are drawn
-    ``batch_size`` at a time. ``amp`` decodes in mixed precision (bfloat16 on CPU: about twice as
-    fast for large models, and the draws differ from float32's by rounding). With ``plausible``, drum
+    ``batch_size`` at a time. ``amp`` decodes in mixed precision (bfloat16 on CPU: faster for large
+    models, figures in benchmarks/RESULTS.md; the draws differ from float32's by rounding). With ``plausible``, drum
     sequences whose hits per bar lie outside it are drawn again (see :mod:`hvae.plausible`).
     """
     if n < 1:
