@@ -168,8 +168,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
         converter="drums",
         converter_options={**_DRUMS_2BAR, "slice_bars": 4},
         # A higher, faster-decaying learning rate than the reference's: 800 steps must suffice. 16 free bits,
-        # not the reference's 48: with 48 the posteriors sit far from the prior and half of the prior samples
-        # were noise or near silence (10 of 20 outside the GMD's density range; with 16, 2 of 20).
+        # not the reference's 48: with 48 the posteriors sit far from the prior and many of the prior samples
+        # were noise or near silence (the figures: README, "Plausible samples from the demo").
         model=ModelConfig(z_size=64, decoder="hierarchical", loss="categorical",
                           encoder_options={"rnn_sizes": (128,)},
                           decoder_options={"rnn_sizes": (128,), "level_lengths": (4, 16)},
