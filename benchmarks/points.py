@@ -28,6 +28,7 @@ import floors
 import workloads
 from hvae.data import prepare_dataset
 from hvae.device import autocast
+from hvae.plugins import make_converter
 from hvae.presets import get_preset
 
 GMD = Path(os.environ.get("HVAE_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "groove"
@@ -85,7 +86,8 @@ def measure_case(case: cases.Case, warmup: int, reps: int, budget_s: float) -> d
 def measure_conversion(converter: str, threads: int) -> dict:
     if not (GMD / "info.csv").exists():
         raise SystemExit(f"the Groove MIDI Dataset is not at {GMD} (set HVAE_SHARED)")
-    made = get_preset(cases.CONVERTERS[converter]).make_converter()
+    preset = get_preset(cases.CONVERTERS[converter])
+    made = make_converter(preset.converter, preset.converter_options)
     with tempfile.TemporaryDirectory() as cache:
         started = time.perf_counter()
         report = prepare_dataset(made, GMD, cache, workers=threads, progress=False, force=True)

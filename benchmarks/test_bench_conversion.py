@@ -7,11 +7,13 @@ import pytest
 import cases
 import workloads
 from hvae.data import prepare_dataset
+from hvae.plugins import make_converter
 from hvae.presets import get_preset
 
 @pytest.mark.parametrize("converter", sorted(cases.CONVERTERS))
 def test_convert_gmd(benchmark, converter, gmd_dir, tmp_path):
-    made = get_preset(cases.CONVERTERS[converter]).make_converter()
+    preset = get_preset(cases.CONVERTERS[converter])
+    made = make_converter(preset.converter, preset.converter_options)
 
     def prepare():
         return prepare_dataset(made, gmd_dir, tmp_path / "cache", workers=workloads.THREADS, progress=False,

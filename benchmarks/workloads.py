@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from hvae.model import Batch, MusicVAE, build_model, clip_gradients, make_lr_schedule, make_optimizer
+from hvae.plugins import make_converter
 from hvae.presets import get_preset
 
 THREADS = 2  # the machine's cores
@@ -14,7 +15,7 @@ def model(preset: str, seed: int = 0) -> MusicVAE:
     """``preset``'s model at its exact sizes, randomly initialised."""
     torch.manual_seed(seed)
     p = get_preset(preset)
-    return build_model(p.model, p.make_converter(), force=p.force)
+    return build_model(p.model, make_converter(p.converter, p.converter_options), force=p.force)
 
 
 def random_batch(model: MusicVAE, batch: int, seed: int = 0) -> Batch:

@@ -17,12 +17,13 @@ import torch
 
 import hvae
 from hostile import rehashed
-from hvae.checkpoint import (MANIFEST, MODEL_FILE, Checkpoint, find_checkpoint, list_checkpoints, load_model,
-                             read_checkpoint, write_checkpoint)
+from hvae.checkpoint import MANIFEST, MODEL_FILE, Checkpoint, find_checkpoint, list_checkpoints, read_checkpoint, \
+    write_checkpoint
 from hvae.data import DEMO_DIR, prepare_dataset
 from hvae.errors import CheckpointError
 from hvae.presets import get_preset
-from hvae.training import RunConfig, TrainConfig, Trainer
+from hvae.run import RunConfig, TrainConfig, open_run
+from hvae.training import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ class RunsCode:
 
 
 def test_a_round_trip_rebuilds_an_identical_model(trained, run_dir):
-    loaded = load_model(run_dir)
+    loaded = open_run(run_dir)
     assert loaded.step == 4 and loaded.name == "tiny"
     assert loaded.model.config == trained.model.config and loaded.model.spec == trained.model.spec
     original = trained.model.state_dict()
@@ -101,7 +102,7 @@ def test_a_pickle_given_as_checkpoint_is_refused_and_nothing_runs(tmp_path, how)
     else:
         torch.save({"state_dict": RunsCode(marker)}, path)
     with pytest.raises(CheckpointError, match="never unpickles"):
-        load_model(path)
+        open_run(path)
     assert not marker.exists()
 
 
@@ -111,12 +112,12 @@ def test_a_pickle_in_place_of_the_weights_is_refused_and_nothing_runs(run_dir, t
     payload = pickle.dumps({"state_dict": RunsCode(marker)})
     (directory / MODEL_FILE).write_bytes(payload)
     with pytest.raises(CheckpointError, match="truncated or altered"):
-        load_model(run_dir)
+        open_run(run_dir)
     manifest = json.loads((directory / MANIFEST).read_text())  # an attacker who also fixes the hashes
     manifest["files"][MODEL_FILE] = {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
     (directory / MANIFEST).write_text(json.dumps(rehashed(manifest)))
     with pytest.raises(CheckpointError, match="not a safetensors file"):
-        load_model(run_dir)
+        open_run(run_dir)
     assert not marker.exists()
 
 
@@ -136,7 +137,7 @@ def test_a_corrupt_manifest_is_reported(run_dir):
 
 def test_a_folder_without_checkpoints_is_reported(tmp_path):
     with pytest.raises(CheckpointError, match="No checkpoint in"):
-        load_model(tmp_path)
+        open_run(tmp_path)
 
 
 def test_a_write_that_fails_half_way_leaves_no_half_files_and_the_previous_checkpoint(trained, run_dir,

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from hvae.compare import CALIBRATION_STEPS
-from hvae.report.curves import read_metrics
+from hvae.run import RunDir
 from clihelp import invoke, one_line_error
 
 # Every combination shrunk to 32-unit LSTMs and batches of 32 on one thread; no audio: runs of seconds.
@@ -92,7 +92,7 @@ def test_loss_curves_come_from_each_runs_metrics(report_matrix):
     out, _ = report_matrix
     assert (out / "loss_curves.png").read_bytes().startswith(PNG_MAGIC)
     for name in REPORT_PRESETS:
-        steps = [r["step"] for r in read_metrics(out / "runs" / name) if r["split"] == "train"]
+        steps = [r["step"] for r in RunDir(out / "runs" / name).metrics() if r["split"] == "train"]
         assert steps[0] == 1 and steps[-1] == 12
 
 

@@ -34,12 +34,12 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from hvae.cli import main
-from hvae.cli.train import run_config_from_cli
 from hvae.data import DEMO_DIR
 from hvae.model import Batch, DataSpec, ModelConfig, MusicVAE, build_model
-from hvae.plugins import registry
+from hvae.plugins import make_converter, registry
 from hvae.presets import get_preset
-from hvae.training import METRICS_FILE, Trainer
+from hvae.run import METRICS_FILE, plan_run
+from hvae.training import Trainer
 
 STEPS = 8
 # output kind -> (depth, the losses that fit it); every decoder runs with each
@@ -206,7 +206,7 @@ def test_bfloat16_autocast_keeps_float32s_gradient_at_a_presets_size_and_batch(p
     p = get_preset(preset)
     torch.manual_seed(0)
     config = dataclasses.replace(p.model, dropout=0.0, sampling_schedule="constant", sampling_rate=0.0)
-    model = build_model(config, p.make_converter()).to(CUDA)
+    model = build_model(config, make_converter(p.converter, p.converter_options)).to(CUDA)
     batch, noise = preset_batch(model, p.batch_size), torch.randn(p.batch_size, config.z_size)
     _, _, full = training_pass(on(model, CUDA), batch, noise)
     with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -257,7 +257,7 @@ SHRUNK = ["z_size=8", "encoder.rnn_sizes=16", "decoder.rnn_sizes=16"]
 def cuda_trainer(preset: str, root: Path) -> Trainer:
     train = {"steps": 3, "batch_size": 16, "seed": 0, "device": "cuda", "amp": None, "threads": None, "log_every": 10,
              "eval_every": 0, "checkpoint_every": 10, "workers": 2, "transpose_range": None}
-    config = run_config_from_cli(preset, None, None, None, None, (), SHRUNK, train, DEMO_DIR, root / "cache", False)
+    config = plan_run(preset, None, None, None, None, (), SHRUNK, train, DEMO_DIR, root / "cache", False)
     return Trainer.start(root / "run", config, progress=False)
 
 

@@ -33,7 +33,8 @@ from hvae.data import DEMO_DIR, Shard, load_split, merge_caches, prepare_dataset
 from hvae.distributed import World
 from hvae.errors import HvaeError
 from hvae.presets import get_preset
-from hvae.training import METRICS_FILE, batch_indices
+from hvae.run import METRICS_FILE
+from hvae.training import batch_indices
 
 # The demo preset shrunk to 16-unit LSTMs, one thread per process, a line in metrics.jsonl per step.
 TINY = ["--preset", "demo", "-m", "z_size=8", "-m", "encoder.rnn_sizes=16", "-m", "decoder.rnn_sizes=16",

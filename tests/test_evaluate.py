@@ -18,7 +18,7 @@ import torch
 
 import hvae
 from hvae.data import DEMO_DIR
-from hvae.evaluation import MetricTally, drum_hits
+from hvae.evaluation import MetricTally
 from clihelp import invoke, one_line_error
 
 TF, SAMPLED = "teacher_forced", "sampled"
@@ -106,7 +106,7 @@ def test_drum_combination_classes_are_read_as_hits_bit_by_bit():
     outputs = torch.zeros(1, 2, 512)
     outputs[0, 0, 0b000000011] = 1.0  # kick and snare
     outputs[0, 1, 0] = 1.0  # silence
-    hits = drum_hits(converter, outputs)
+    hits = converter.drum_hits(outputs)
     assert hits.shape == (1, 2, 9)
     assert hits[0, 0].tolist() == [1, 1, 0, 0, 0, 0, 0, 0, 0] and hits[0, 1].sum() == 0
 
@@ -142,12 +142,12 @@ def test_a_folder_that_is_no_checkpoint_is_a_one_line_error(tmp_path):
 
 
 def test_kl_is_reported_in_bits_per_window(drums_json, trained_drums):
-    from hvae.checkpoint import load_model
+    from hvae.run import open_run
     from hvae.data import load_split
     from hvae.model import kl_divergence
 
     metrics, _, _ = drums_json
-    loaded = load_model(trained_drums)
+    loaded = open_run(trained_drums)
     config = json.loads((trained_drums / "config.json").read_text())
     test = load_split(config["cache_dir"], "test").as_tensors()
     with torch.no_grad():

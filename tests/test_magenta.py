@@ -384,10 +384,11 @@ def test_what_magenta_js_cannot_run_is_refused_with_the_reason(preset, words):
     from hvae.errors import HvaeError
     from hvae.magenta.exporting import magenta_js_config
     from hvae.model import build_model
+    from hvae.plugins import make_converter
     from hvae.presets import get_preset
 
     chosen = get_preset(preset)
-    converter = chosen.make_converter()
+    converter = make_converter(chosen.converter, chosen.converter_options)
     with torch.device("meta"):
         model = build_model(chosen.model, converter)
     with pytest.raises(HvaeError, match=words):

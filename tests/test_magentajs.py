@@ -28,6 +28,7 @@ from conftest import REFERENCE
 from hvae.magenta import jsformat
 from hvae.magenta.variables import to_reference
 from hvae.model import build_model
+from hvae.plugins import make_converter
 from hvae.presets import get_preset
 
 torch.set_num_threads(1)
@@ -162,7 +163,7 @@ def noisy(preset_name: str, seed: int = 0):
     """The preset's model with its initial weights plus N(0, 0.05) noise, as the reference's fixtures are made."""
     preset = get_preset(preset_name)
     torch.manual_seed(seed)
-    model = build_model(preset.model, preset.make_converter())
+    model = build_model(preset.model, make_converter(preset.converter, preset.converter_options))
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:

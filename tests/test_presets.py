@@ -10,7 +10,7 @@ import torch
 
 from hvae.errors import IncompatibleError, UnknownComponentError
 from hvae.model import DataSpec, build_model
-from hvae.plugins import registry
+from hvae.plugins import make_converter, registry
 from hvae.presets import Preset, get_preset, list_presets
 
 torch.set_num_threads(1)
@@ -111,7 +111,7 @@ def test_preset_converter_options_are_the_converters(name):
     preset = get_preset(name)
     try:
         registry().get("converters", preset.converter)
-        converter = preset.make_converter()
+        converter = make_converter(preset.converter, preset.converter_options)
     except (UnknownComponentError, ImportError) as missing:
         pytest.skip(f"converter {preset.converter!r} is not installed: {missing}")
     spec = DataSpec.of(converter)

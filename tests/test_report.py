@@ -25,8 +25,9 @@ import hvae
 from hvae.cli import main
 from hvae.data import DEMO_DIR
 from hvae.report.audio import find_renderer
-from hvae.report.curves import curves_figure, plot_curves, read_metrics
+from hvae.report.curves import curves_figure, plot_curves
 from hvae.report.pianoroll import Panel, lanes_of, plot_rolls, roll_figure
+from hvae.run import RunDir
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -225,7 +226,7 @@ def test_a_piano_roll_is_1200_pixels_wide_and_grows_with_its_panels(tmp_path):
 
 
 def test_loss_curves_are_drawn_from_metrics_jsonl(trained_drums, tmp_path):
-    records = read_metrics(trained_drums)
+    records = RunDir(trained_drums).metrics()
     assert {r["split"] for r in records} == {"train", "validation"}
     png = plot_curves({"a": records, "b": records[:2]}, tmp_path / "curves.png")
     assert png.read_bytes().startswith(PNG_MAGIC)
@@ -262,7 +263,7 @@ def test_a_melody_roll_spans_the_pitches_it_uses(maestro_file):
 
 
 def test_a_short_runs_loss_axis_fits_the_steps_after_the_first_so_labelled(trained_humanizer):
-    records = read_metrics(trained_humanizer)  # 300 steps, the loss falling fast at first
+    records = RunDir(trained_humanizer).metrics()  # 300 steps, the loss falling fast at first
     loss_axis = curves_figure({"run": records}).axes[0]
     later = [r["loss"] for r in records if r["step"] > 15]
     low, high = loss_axis.get_ylim()
@@ -271,7 +272,7 @@ def test_a_short_runs_loss_axis_fits_the_steps_after_the_first_so_labelled(train
 
 
 def test_an_axis_whose_first_steps_lie_in_the_range_of_the_rest_is_left_as_it_is(trained_drums):
-    records = [r for r in read_metrics(trained_drums) if r["step"] > 1]
+    records = [r for r in RunDir(trained_drums).metrics() if r["step"] > 1]
     assert curves_figure({"run": records}).axes[0].get_title(loc="right") == ""
 
 

@@ -32,7 +32,8 @@ from hvae.data import DEMO_DIR, load_split, prepare_dataset
 from hvae.errors import CheckpointError
 from hvae.presets import get_preset
 from hvae.runlock import RunInUseError
-from hvae.training import METRICS_FILE, RunConfig, TrainConfig, Trainer
+from hvae.run import METRICS_FILE, RunConfig, TrainConfig
+from hvae.training import Trainer
 from clihelp import invoke
 
 HVAE = str(Path(sys.executable).parent / "hvae")

@@ -21,7 +21,8 @@ from hvae.data import DEMO_DIR, prepare_dataset
 from hvae.errors import HvaeError, TrainingError
 from hvae.model import learning_rate_at
 from hvae.presets import get_preset
-from hvae.training import METRICS_FILE, RunConfig, TrainConfig, Trainer, batch_indices
+from hvae.run import METRICS_FILE, RunConfig, TrainConfig
+from hvae.training import Trainer, batch_indices
 
 TRAIN_FIELDS = {"split", "step", "loss", "r_loss", "kl", "kl_bits", "beta", "lr", "accuracy", "examples_per_s"}
 VALIDATION_FIELDS = {"split", "step", "examples", "loss", "r_loss", "kl", "kl_bits", "beta", "accuracy"}

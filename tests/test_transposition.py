@@ -22,7 +22,9 @@ from hvae.checkpoint import read_checkpoint
 from hvae.data import load_split
 from hvae.errors import HvaeError
 from hvae.presets import get_preset
-from hvae.training import RunConfig, TrainConfig, Trainer, converter_of, make_batch, transpositions
+from hvae.plugins import make_converter
+from hvae.run import RunConfig, TrainConfig
+from hvae.training import Trainer, make_batch, transpositions
 
 TINY = ["-m", "z_size=8", "-m", "encoder.rnn_sizes=16", "-m", "decoder.rnn_sizes=16",
         "-m", "decoder.conductor_sizes=16", "--batch-size", "4", "--threads", "1", "--no-progress"]
@@ -92,7 +94,7 @@ def test_a_converter_that_cannot_transpose_is_refused_before_any_work(piano, tmp
     with pytest.raises(HvaeError, match="Converter 'drums' cannot transpose its windows"):
         Trainer.start(tmp_path / "run", config, progress=False)
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
-    assert not converter_of(config).transposable
+    assert not make_converter(config.converter, config.converter_options).transposable
 
 
 def test_the_melody_preset_transposes_by_default_and_says_so(piano, tmp_path):

@@ -21,6 +21,7 @@ import floors
 import workloads
 from hvae.device import autocast
 from hvae.model import MusicVAE, build_model, clip_gradients, make_lr_schedule, make_optimizer
+from hvae.plugins import make_converter
 from hvae.presets import get_preset
 
 PRESETS = ("cat-drums_2bar_small", "groovae_4bar", "hier-drums-4bar", "hierdec-mel_16bar")
@@ -88,7 +89,7 @@ def preset_model(preset: str, device: torch.device, tiny: bool) -> MusicVAE:
         decoder_options["conductor_sizes"] = None
     torch.manual_seed(0)
     config = dataclasses.replace(p.model, decoder_options=decoder_options, **TINY_SHAPES)
-    return build_model(config, p.make_converter(), force=p.force).to(device)
+    return build_model(config, make_converter(p.converter, p.converter_options), force=p.force).to(device)
 
 
 def floor_seconds(plan: floors.Plan, precision: str, ceilings: Ceilings) -> tuple[float, str]:

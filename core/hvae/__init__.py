@@ -8,8 +8,10 @@ Public API::
     midi = conv.from_tensors(examples[0].outputs)   # miditoolkit.MidiFile
 
     hvae.import_checkpoint("cat-drums_2bar_small.lokl.tar", "cat-drums_2bar_small", "runs/lokl")
-    loaded = hvae.load_model("runs/lokl")           # .model (MusicVAE, eval mode), .converter, .step
-    drums = loaded.model.sample(4, temperature=0.5) # (4, 32, 512) one-hot steps
+    run = hvae.open_run("runs/lokl")                # .model (MusicVAE, eval mode), .converter, .config, .step
+    drums = run.model.sample(4, temperature=0.5)    # (4, 32, 512) one-hot steps
+
+``hvae.load_model`` is the earlier name of ``hvae.open_run``, kept.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from hvae.errors import (CheckpointError, ConversionError, HvaeError, Incompatib
 
 if TYPE_CHECKING:
     from hvae.interfaces import Converter, Decoder, Encoder, Example, Loss
-    from hvae.checkpoint import load_model
+    from hvae.run import load_model, open_run
     from hvae.magenta.exporting import export_magenta_js
     from hvae.magenta.importing import import_checkpoint
     from hvae.music import NoteSequence, quantize, read_midi
@@ -32,7 +34,7 @@ __version__ = "0.1.0"
 # Loaded on first use (PEP 562): importing hvae, as `hvae --help` does, does not load torch.
 _LAZY = {"Converter": "hvae.interfaces", "Decoder": "hvae.interfaces", "Encoder": "hvae.interfaces",
          "Example": "hvae.interfaces", "Loss": "hvae.interfaces", "NoteSequence": "hvae.music",
-         "quantize": "hvae.music", "read_midi": "hvae.music", "load_model": "hvae.checkpoint",
+         "quantize": "hvae.music", "read_midi": "hvae.music", "load_model": "hvae.run", "open_run": "hvae.run",
          "import_checkpoint": "hvae.magenta.importing", "export_magenta_js": "hvae.magenta.exporting"}
 
 
@@ -45,11 +47,11 @@ def __getattr__(name: str) -> Any:
 
 
 def get_converter(name: str, **options: Any) -> Converter:
-    """A converter by registered name, with options by the reference's names."""
-    from hvae.plugins import registry
+    """A converter by registered name, with options by the reference's names (see
+    :func:`hvae.plugins.make_converter`)."""
+    from hvae.plugins import make_converter
 
-    cls = registry().get("converters", name).factory
-    return cls(**options)
+    return make_converter(name, options)
 
 
 def list_components(kind: str) -> list[str]:
@@ -62,6 +64,6 @@ def list_components(kind: str) -> list[str]:
 __all__ = [
     "CheckpointError", "ConversionError", "Converter", "Decoder", "Encoder", "Example", "HvaeError",
     "IncompatibleError", "Loss", "MidiReadError", "NoteSequence", "PluginError", "UnknownComponentError",
-    "export_magenta_js", "get_converter", "import_checkpoint", "list_components", "load_model", "quantize",
-    "read_midi",
+    "export_magenta_js", "get_converter", "import_checkpoint", "list_components", "load_model", "open_run",
+    "quantize", "read_midi",
 ]

@@ -1,4 +1,4 @@
-"""TensorBoard logging of a run: the scalars of every metrics.jsonl line, under ``RUN/tensorboard/``.
+"""TensorBoard logging of a run: the scalars of every metrics.jsonl line, in the run's ``tensorboard/`` folder.
 
 Each line ``{"split": "train", "step": 10, "loss": ..., ...}`` becomes scalars tagged ``train/loss``, ... at
 that step. The ``tensorboard`` package is optional (``pip install tensorboard``, or hvae's extra
@@ -8,13 +8,9 @@ that step. The ``tensorboard`` package is optional (``pip install tensorboard``,
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
 from hvae.errors import HvaeError
-
-BOARD_DIR = "tensorboard"  # inside the run directory
-
 
 def require_tensorboard() -> None:
     """Raise :class:`HvaeError` when TensorBoard logging cannot work here."""
@@ -26,14 +22,14 @@ def require_tensorboard() -> None:
 
 
 class Board:
-    """A TensorBoard event file in ``run_dir/tensorboard``; a run resumed at ``step`` drops what the
-    earlier one logged after it (as metrics.jsonl does)."""
+    """A TensorBoard event file in ``log_dir`` (a run's ``tensorboard`` folder); a run resumed at ``step``
+    drops what the earlier one logged after it (as metrics.jsonl does)."""
 
-    def __init__(self, run_dir: str | os.PathLike, step: int = 0):
+    def __init__(self, log_dir: str | os.PathLike, step: int = 0):
         require_tensorboard()
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / BOARD_DIR), purge_step=step or None)
+        self.writer = SummaryWriter(log_dir=os.fspath(log_dir), purge_step=step or None)
 
     def add(self, record: Mapping[str, Any]) -> None:
         """The numbers of one metrics.jsonl line, as ``<split>/<name>`` scalars at its step."""

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import re
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -171,14 +170,15 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _OBJECTS = ("run", "model", "plugins", "lr_schedule", "grad_scaler", "metrics", "metrics_log", "interval")
 
 
-def _is_count(value: Any) -> bool:
+def is_count(value: Any) -> bool:
+    """Whether a JSON value is a count: a whole number (not a bool), 0 or more."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _manifest_problem(directory: Path, manifest: dict[str, Any]) -> str | None:
     """What is wrong with a manifest's shape, or None: types, ranges and names (see read_manifest)."""
     step = manifest.get("step")
-    if not _is_count(step):
+    if not is_count(step):
         return f"has no step count (step {step!r})"
     if STEP_DIR.fullmatch(directory.name) and directory.name != f"step-{step:08d}":
         return f"says step {step}, not the step of its folder"
@@ -186,7 +186,7 @@ def _manifest_problem(directory: Path, manifest: dict[str, Any]) -> str | None:
     if not isinstance(files, dict) or not {MODEL_FILE, RNG_FILE} <= set(files) or not set(files) <= set(TENSOR_FILES):
         return "does not list the model and rng files (and nothing else)"
     for name, entry in files.items():
-        if not isinstance(entry, dict) or not _is_count(entry.get("bytes")) or \
+        if not isinstance(entry, dict) or not is_count(entry.get("bytes")) or \
                 not (isinstance(entry.get("sha256"), str) and _HEX64.fullmatch(entry["sha256"])):
             return f"has no size and SHA-256 for {name}"
     optimizer = manifest.get("optimizer")
@@ -228,53 +228,6 @@ def read_checkpoint(path: str | os.PathLike, with_optimizer: bool = True) -> Che
                       path=directory)
 
 
-@dataclasses.dataclass(frozen=True)
-class LoadedModel:
-    """A trained model rebuilt from a checkpoint, with what it needs to write MIDI."""
-
-    model: Any  # hvae.model.MusicVAE, weights loaded, in eval mode, on the requested device
-    converter: Any  # hvae.interfaces.Converter with the run's options
-    name: str  # the run's name (prefixes sample files)
-    step: int  # optimiser steps it was trained for
-    run_dir: Path  # the run directory holding the checkpoint
-
-
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedModel:
-    """Rebuild the model (architecture from the JSON, weights from safetensors) and its converter."""
-    from hvae.model import model_from_dict
-
-    checkpoint = read_checkpoint(path, with_optimizer=False)
-    try:
-        run = checkpoint.meta["run"]
-        model = model_from_dict(checkpoint.meta["model"])
-        model.load_state_dict(checkpoint.model)
-        converter = converter_from(run["converter"], run["converter_options"])
-    except REBUILD_ERRORS as exc:
-        raise CheckpointError(f"Checkpoint {checkpoint.path} does not fit this hvae and its plugins: "
-                              f"{type(exc).__name__}: {_first_line(exc)}") from None
-    bad = [name for name, tensor in checkpoint.model.items() if tensor.is_floating_point() and
-           not bool(torch.isfinite(tensor).all())]
-    if bad:
-        raise CheckpointError(f"Checkpoint {checkpoint.path} has weights that are not finite numbers (NaN or "
-                              f"infinite) in {bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}: "
-                              f"it cannot give a sample. Use an earlier checkpoint.")
-    model.to(device).eval()
-    return LoadedModel(model, converter, checkpoint.meta.get("name", run["converter"]), checkpoint.step,
-                       checkpoint.path.parent.parent)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-
-
-def converter_from(name: str, options: dict[str, Any]) -> Any:
-    """A registered converter with options read back from JSON (lists turned back into tuples)."""
-    from hvae.plugins import registry
-
-    factory = registry().get("converters", name).factory
-    return factory(from_jsonable(factory.Options, dict(options)))
-
-
 def capture_rng() -> dict[str, torch.Tensor]:
     """The torch generator states (CPU and every CUDA device), to store in a checkpoint."""
     states = {"cpu": torch.get_rng_state()}
@@ -291,45 +244,6 @@ def restore_rng(states: dict[str, torch.Tensor]) -> None:
         for key, state in states.items():
             if key.startswith("cuda:") and int(key[5:]) < torch.cuda.device_count():
                 torch.cuda.set_rng_state(state, device=int(key[5:]))
-
-
-def from_jsonable(cls: type, data: Any) -> Any:
-    """Rebuild a (frozen, possibly nested) dataclass from ``dataclasses.asdict`` output read from JSON.
-
-    JSON turns tuples into lists; this turns them back, following the field types.
-    """
-    if not isinstance(data, dict):
-        raise CheckpointError(f"Expected a mapping for {cls.__name__}, found {type(data).__name__}.")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise CheckpointError(f"{cls.__name__} has no field(s) {', '.join(unknown)}: the checkpoint was written "
-                              f"by a different version of the code that defines it.")
-    return cls(**{k: _typed(hints.get(k, Any), v) for k, v in data.items()})
-
-
-def _typed(annotation: Any, value: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if value is None:
-        return None
-    if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
-        return from_jsonable(annotation, value)
-    if origin is tuple and isinstance(value, list):
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_typed(args[0], v) for v in value)
-        if args and len(args) == len(value):
-            return tuple(_typed(a, v) for a, v in zip(args, value))
-        return tuple(value)
-    if args and origin is not None and origin not in (list, dict, tuple):  # Optional / Union
-        for arg in args:
-            if arg is type(None):
-                continue
-            if (dataclasses.is_dataclass(arg) and isinstance(value, dict)) or \
-                    (typing.get_origin(arg) is tuple and isinstance(value, list)):
-                return _typed(arg, value)
-    return value
 
 
 def _portable(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

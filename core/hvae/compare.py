@@ -28,23 +28,23 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from hvae.checkpoint import find_checkpoint, load_model, write_atomic
 from hvae.data.cache import default_cache_dir
 from hvae.errors import HvaeError, IncompatibleError, TrainingError
-from hvae.evaluation import Evaluation, evaluation_of, format_value, split_windows
-from hvae.latent import reconstruct_examples, window_quarters
+from hvae.evaluation import Evaluation, evaluation_of, format_value
 from hvae.model import build_model
 from hvae.music import DEFAULT_QPM
 from hvae.options import field_names
-from hvae.plugins import registry
+from hvae.plugins import make_converter, registry
 from hvae.presets import get_preset
 from hvae.report.comparison import write_comparison_page
-from hvae.report.curves import plot_curves, read_metrics
-from hvae.report.pianoroll import Panel, lanes_of, plot_rolls
+from hvae.report.curves import plot_curves
+from hvae.report.pianoroll import Panel, lanes_of, plot_rolls, window_quarters
 from hvae.report.run import ReportOptions, write_run_report
-from hvae.training import RunConfig, Trainer, converter_of
+from hvae.run import DEFAULT_PRESET, RunConfig, RunDir, open_run, plan_run, unique_path
+from hvae.safefiles import write_atomic
+from hvae.sampling import reconstruct_examples
+from hvae.training import Trainer
 
-DEFAULT_PRESET = "demo"
 CALIBRATION_STEPS = 10  # with a time budget: steps trained first to measure each combination's speed
 RUNS_DIR = "runs"
 
@@ -143,8 +143,6 @@ def _converter_pairs(grid: Grid, converters: Sequence[str]) -> dict[str, list[st
 
 def plan(grid: Grid) -> tuple[list[RunConfig], list[Refused]]:
     """The combinations to train, in order, and those refused (a loss that does not fit, unforced)."""
-    from hvae.cli.train import run_config_from_cli  # what `hvae train` makes of the same names and options
-
     presets = grid.presets or (DEFAULT_PRESET,)
     converters = sorted(set(grid.converters) | {get_preset(p).converter for p in presets})
     pairs = _converter_pairs(grid, converters)
@@ -153,9 +151,8 @@ def plan(grid: Grid) -> tuple[list[RunConfig], list[Refused]]:
     seen: set[str] = set()
     for preset, converter, decoder, loss in itertools.product(
             presets, grid.converters or (None,), grid.decoders or (None,), grid.losses or (None,)):
-        config = run_config_from_cli(preset, converter, None, decoder, loss,
-                                     pairs[converter or get_preset(preset).converter], grid.model_options,
-                                     dict(grid.train_options), grid.data_dir, None, grid.force)
+        config = plan_run(preset, converter, None, decoder, loss, pairs[converter or get_preset(preset).converter],
+                          grid.model_options, dict(grid.train_options), grid.data_dir, None, grid.force)
         if grid.converters or grid.decoders or grid.losses:  # name it by what varies
             parts = (config.converter, config.model.decoder, config.model.loss)
             config = dataclasses.replace(config, name="-".join(((preset,) if len(presets) > 1 else ()) + parts))
@@ -167,21 +164,12 @@ def plan(grid: Grid) -> tuple[list[RunConfig], list[Refused]]:
             continue
         seen.add(key)
         try:
-            build_model(config.model, converter_of(config), force=config.force)
+            build_model(config.model, make_converter(config.converter, config.converter_options), force=config.force)
         except IncompatibleError as exc:
             refused.append(Refused(config.name, str(exc)))
             continue
         configs.append(config)
     return configs, refused
-
-
-def _run_dir(out_dir: Path, name: str) -> Path:
-    base = out_dir / RUNS_DIR / name
-    candidate, count = base, 1
-    while candidate.exists():
-        count += 1
-        candidate = base.with_name(f"{name}-{count}")
-    return candidate
 
 
 def _train(config: RunConfig, run_dir: Path, budget: Budget, progress: bool) -> tuple[Trainer, float, str | None]:
@@ -217,20 +205,19 @@ def run_grid(configs: Sequence[RunConfig], out_dir: str | os.PathLike, budget: B
     report = dataclasses.replace(report or ReportOptions(), split=split)
     outcomes = []
     for k, config in enumerate(configs):
-        run_dir = _run_dir(out_dir, config.name)
+        run_dir = unique_path(out_dir / RUNS_DIR / config.name)
         echo(f"[{k + 1}/{len(configs)}] {run_dir.name}: {config.converter} converter, {config.model.decoder} decoder, "
              f"{config.model.loss} loss{' (forced)' if config.force else ''}; {budget.describe()}")
         trainer, seconds, error = _train(config, run_dir, budget, progress)
-        lines = [r for r in read_metrics(run_dir) if r.get("split") == "train"]
+        lines = [r for r in RunDir(run_dir).metrics() if r.get("split") == "train"]
         outcome = Outcome(config=trainer.config, run_dir=run_dir, steps=trainer.step, seconds=seconds,
                           train_windows=len(trainer.train_set),
                           parameters=sum(p.numel() for p in trainer.model.parameters()),
                           final=lines[-1] if lines else None, evaluation=None, error=error)
         if error is None:
-            checkpoint = find_checkpoint(run_dir)
-            loaded = load_model(checkpoint, trainer.device)
-            windows, data_dir = split_windows(trainer.config, loaded.converter, split, progress=progress)
-            evaluation = evaluation_of(loaded, checkpoint, windows, data_dir, report.batch_size, report.qpm, progress)
+            loaded = open_run(run_dir, trainer.device)
+            windows, data_dir = loaded.windows(split, progress=progress)
+            evaluation = evaluation_of(loaded, windows, data_dir, report.batch_size, report.qpm, progress)
             page = write_run_report(run_dir, report, evaluation, progress)
             outcome = dataclasses.replace(outcome, evaluation=evaluation, report=page)
             echo(f"    {_summary(evaluation)}")
@@ -314,8 +301,8 @@ def same_input_picture(outcomes: Sequence[Outcome], split: str, path: Path) -> t
     evaluated = [o for o in outcomes if o.evaluation is not None]
     if not evaluated:
         return None
-    loaded = [load_model(find_checkpoint(o.run_dir)) for o in evaluated]
-    windows = [split_windows(o.config, m.converter, split, progress=False)[0] for o, m in zip(evaluated, loaded)]
+    loaded = [open_run(o.run_dir) for o in evaluated]
+    windows = [m.windows(split, progress=False)[0] for m in loaded]
     common = set.intersection(*({w.source(i) for i in range(len(w))} for w in windows))
     if not common:
         return None
@@ -340,7 +327,7 @@ def write_results(out_dir: str | os.PathLike, outcomes: Sequence[Outcome], refus
     paths = {"results.md": out_dir / "results.md", "results.csv": out_dir / "results.csv"}
     write_atomic(paths["results.md"], _markdown(outcomes, refused, budget, split, qpm).encode())
     write_atomic(paths["results.csv"], _csv(outcomes).encode())
-    paths["loss_curves.png"] = plot_curves({o.name: read_metrics(o.run_dir) for o in outcomes},
+    paths["loss_curves.png"] = plot_curves({o.name: RunDir(o.run_dir).metrics() for o in outcomes},
                                            out_dir / "loss_curves.png",
                                            f"{len(outcomes)} combinations, {budget.describe()} each")
     same = same_input_picture(outcomes, split, out_dir / "same_input.png")

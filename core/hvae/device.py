@@ -29,10 +29,6 @@ import torch
 
 from hvae.errors import HvaeError
 
-PRECISIONS = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-              "fp16": torch.float16, "float16": torch.float16}
-
-
 def resolve_device(spec: str | torch.device = "auto", local_rank: int | None = None) -> torch.device:
     """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (Apple
     silicon's GPU, where torch reports it available) as a device.
@@ -108,19 +104,6 @@ def host_reads_are_free(device: torch.device) -> bool:
 def distributed_backend(device: torch.device) -> str:
     """The ``torch.distributed`` backend for processes training on ``device``: nccl on CUDA, gloo on CPU."""
     return "nccl" if device.type == "cuda" else "gloo"
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``"fp32"`` (None: no autocast), ``"bf16"`` or ``"fp16"`` on ``device``."""
-    key = name.strip().lower()
-    if key not in PRECISIONS:
-        raise HvaeError(f"Unknown precision {name!r}. Use fp32, bf16 or fp16.")
-    dtype = PRECISIONS[key]
-    if dtype is torch.float16 and device.type != "cuda":
-        raise HvaeError("fp16 needs a CUDA device; on CPU use bf16.")
-    if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise HvaeError("This GPU has no bfloat16; use fp16.")
-    return dtype
 
 
 def default_autocast_dtype(device: torch.device) -> torch.dtype:

@@ -1,5 +1,10 @@
 """Domain exceptions. The CLI turns them into one-line messages; nothing else should."""
 
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
 
 class HvaeError(Exception):
     """Base class of every error hvae raises on purpose."""
@@ -35,3 +40,15 @@ class TrainingError(HvaeError):
 
 class UnsafePathError(HvaeError):
     """A path hvae would write through is a symbolic link, or not the kind of file it expects."""
+
+
+@contextlib.contextmanager
+def plain_errors_as(what: str) -> Iterator[None]:
+    """Inside the block, an exception that is not an :class:`HvaeError` (a third-party component that
+    validates with plain exceptions) becomes one: ``<what>: <type>: <message>``."""
+    try:
+        yield
+    except HvaeError:
+        raise
+    except Exception as exc:
+        raise HvaeError(f"{what}: {type(exc).__name__}: {exc}") from None

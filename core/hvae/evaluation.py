@@ -39,15 +39,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hvae.checkpoint import LoadedModel, find_checkpoint, load_model, read_manifest
-from hvae.data import default_cache_dir, load_split, prepare_dataset
 from hvae.data.windows import WindowSet
 from hvae.device import resolve_device
 from hvae.errors import HvaeError
 from hvae.interfaces import Converter
 from hvae.model import LN2, MusicVAE, kl_divergence, step_mask
 from hvae.music import DEFAULT_QPM  # the tempo MIDI is written at (the reference's 120 qpm)
-from hvae.training import RunConfig
+from hvae.run import LoadedRun, open_run
 
 GREEDY = 0.0  # decoding temperature of the metrics: the most likely draw at every step
 MODES = ("teacher_forced", "sampled")
@@ -131,26 +129,6 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def drum_hits(converter: Converter, outputs: torch.Tensor) -> torch.Tensor | None:
-    """The drum hits ``(B, T, N)`` (0/1) that ``outputs`` ``(B, T, D)`` hold, or None when they hold none.
-
-    Groove outputs: the first third of each step (hit > 0.5). Rolls: the first N values (N drum classes).
-    One-hot outputs of a converter with N drum ``classes`` and 2^N combinations (plus an end token):
-    bit c of the most likely class is drum c.
-    """
-    kind = converter.output_kind
-    classes = getattr(converter, "classes", None)
-    if kind == "groove":
-        return (outputs[..., :outputs.shape[-1] // 3] > 0.5).float()
-    if kind == "multihot":
-        return (outputs[..., :len(classes) if classes else outputs.shape[-1]] > 0.5).float()
-    if kind == "onehot" and classes and converter.output_depth in (2 ** len(classes), 2 ** len(classes) + 1):
-        labels = outputs.argmax(dim=-1)  # (B, T)
-        bits = (labels.unsqueeze(-1) >> torch.arange(len(classes), device=labels.device)) & 1
-        return (bits * (labels < 2 ** len(classes)).unsqueeze(-1)).float()
-    return None
-
-
 class MetricTally:
     """Counts pooled over batches for one decoding mode; :meth:`metrics` turns them into rates."""
 
@@ -169,7 +147,7 @@ class MetricTally:
             self._add("correct", ((predicted.argmax(-1) == targets.argmax(-1)).float() * mask).sum())
         elif kind == "multihot":
             self._add("correct", (((predicted > 0.5) == (targets > 0.5)).all(-1).float() * mask).sum())
-        hits, true_hits = drum_hits(self.converter, predicted), drum_hits(self.converter, targets)
+        hits, true_hits = self.converter.drum_hits(predicted), self.converter.drum_hits(targets)
         if hits is None:
             return
         valid = mask.unsqueeze(-1)
@@ -256,37 +234,20 @@ def same_steps(converter: Converter, a: torch.Tensor, b: torch.Tensor) -> torch.
     the same drum hits (rolls, groove), else the same values."""
     if converter.output_kind == "onehot":
         return (a.argmax(-1) == b.argmax(-1)).float()
-    hits_a, hits_b = drum_hits(converter, a), drum_hits(converter, b)
+    hits_a, hits_b = converter.drum_hits(a), converter.drum_hits(b)
     if hits_a is not None:
         return (hits_a == hits_b).all(-1).float()
     return (a == b).all(-1).float()
 
 
-def run_config_of(checkpoint: str | os.PathLike) -> RunConfig:
-    """The configuration of the run a checkpoint belongs to (read from its manifest)."""
-    return RunConfig.from_json(read_manifest(checkpoint)["run"])
-
-
-def split_windows(config: RunConfig, converter: Converter, split: str, data_dir: str | os.PathLike | None = None,
-                  progress: bool = True) -> tuple[WindowSet, Path]:
-    """The ``split`` windows of the run's data (or of ``data_dir``, converted with the run's converter).
-
-    Returns the windows and the data folder; the data is prepared into its cache first when that is stale.
-    """
-    folder = Path(data_dir or config.data_dir)
-    cache_dir = config.cache_dir if data_dir is None else default_cache_dir(folder, converter.name, converter.options)
-    prepare_dataset(converter, folder, cache_dir, progress=progress)
-    return load_split(cache_dir, split), folder
-
-
-def evaluation_of(loaded: LoadedModel, checkpoint: Path, windows: WindowSet, data_dir: Path,
-                  batch_size: int = 256, qpm: float = DEFAULT_QPM, progress: bool = True) -> Evaluation:
-    """:func:`evaluate_windows` of a model loaded from ``checkpoint`` on ``windows`` (of ``data_dir``)."""
+def evaluation_of(loaded: LoadedRun, windows: WindowSet, data_dir: Path, batch_size: int = 256,
+                  qpm: float = DEFAULT_QPM, progress: bool = True) -> Evaluation:
+    """:func:`evaluate_windows` of a loaded run's model on ``windows`` (of ``data_dir``)."""
     if len(windows) == 0:
         raise HvaeError(f"The {windows.split} split of {data_dir} has no windows for converter "
                         f"{loaded.converter.name!r}; choose another split.")
     found = evaluate_windows(loaded.model, loaded.converter, windows, batch_size, qpm, progress)
-    return Evaluation(checkpoint=str(Path(checkpoint).resolve()), name=loaded.name, step=loaded.step,
+    return Evaluation(checkpoint=str(loaded.checkpoint.resolve()), name=loaded.name, step=loaded.step,
                       split=windows.split, data_dir=str(data_dir), windows=found["windows"],
                       output_kind=loaded.converter.output_kind, qpm=qpm,
                       step_ms=step_milliseconds(loaded.converter, qpm), kl_bits=found["kl_bits"],
@@ -299,7 +260,6 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", data
                         progress: bool = True) -> Evaluation:
     """Evaluate the checkpoint meant by ``checkpoint`` (a run directory, a checkpoint directory or its
     JSON) on ``split`` of its run's data, or of ``data_dir``."""
-    directory = find_checkpoint(checkpoint)
-    loaded = load_model(directory, resolve_device(device))
-    windows, folder = split_windows(run_config_of(directory), loaded.converter, split, data_dir, progress)
-    return evaluation_of(loaded, directory, windows, folder, batch_size, qpm, progress)
+    loaded = open_run(checkpoint, resolve_device(device))
+    windows, folder = loaded.windows(split, data_dir, progress)
+    return evaluation_of(loaded, windows, folder, batch_size, qpm, progress)

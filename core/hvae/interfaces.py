@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from hvae.errors import ConversionError
-from hvae.music import MidiSource
+from hvae.music import DEFAULT_QPM, MidiSource
 
 MAX_FILE_WINDOW_BYTES = 1 << 30  # the float32 windows of one file, at most (the largest GMD file needs ~80 MB)
 
@@ -42,11 +42,21 @@ class ConverterOptions:
 
 
 class Converter(abc.ABC):
-    """MIDI <-> tensors for one representation (drums, groove, melody, ...)."""
+    """MIDI <-> tensors for one representation (drums, groove, melody, ...).
+
+    Built as ``ConverterClass(options=None, **overrides)``; hvae builds every converter by name with
+    :func:`hvae.plugins.make_converter`.
+
+    Optional capabilities, with defaults a converter overrides where they apply: ``classes`` and
+    ``class_names`` (a drum converter's classes: piano-roll lanes), :meth:`drum_hits` (where an output's
+    drum hits are: hit metrics, sample densities), :meth:`for_user_input` (how it reads a user's MIDI)
+    and ``humanizes`` (whether a model trained on it restores velocities and timing from bare hits).
+    """
 
     name: ClassVar[str]
     Options: ClassVar[type[ConverterOptions]] = ConverterOptions
     output_kind: ClassVar[str]  # one of OUTPUT_KINDS
+    classes: tuple[tuple[int, ...], ...] = ()  # drum converters: each class's MIDI pitches, in class order
 
     def __init__(self, options: ConverterOptions | None = None, **overrides: Any):
         from hvae.options import apply_overrides
@@ -96,7 +106,7 @@ class Converter(abc.ABC):
 
     @abc.abstractmethod
     def from_tensors(self, outputs: np.ndarray, controls: np.ndarray | None = None,
-                     qpm: float = 120.0) -> miditoolkit.MidiFile:
+                     qpm: float = DEFAULT_QPM) -> miditoolkit.MidiFile:
         """One example's outputs, shape ``(steps, output_depth)``, as MIDI at ``qpm``."""
 
     def check_window_memory(self, windows: int) -> None:
@@ -126,6 +136,34 @@ class Converter(abc.ABC):
     def transposable(self) -> bool:
         """Whether :meth:`transpose` is supported (training with ``transpose_range`` needs it)."""
         return type(self).transpose is not Converter.transpose
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Names of the drum ``classes``, in class order (piano-roll lanes); by default each class's first pitch."""
+        return tuple(f"pitch {pitches[0]}" for pitches in self.classes)
+
+    def drum_hits(self, outputs: torch.Tensor) -> torch.Tensor | None:
+        """The drum hits ``(B, T, N)`` (0/1) that outputs ``(B, T, D)`` hold, or None when they hold none.
+
+        Read by the hit metrics (:mod:`hvae.evaluation`), the density check of samples
+        (:mod:`hvae.plausible`) and ``hvae humanize``. By default every value of a ``"multihot"`` output
+        above 0.5 is a hit and other kinds hold none; a drum converter says where its hits are.
+        """
+        if self.output_kind == "multihot":
+            return (outputs > 0.5).float()
+        return None
+
+    def for_user_input(self) -> "Converter":
+        """The converter that reads a user's MIDI files for this one's model (``hvae reconstruct``,
+        ``interpolate``, ``humanize``): the reference's inference mode where the converter has one (the
+        same tensors, read from any General MIDI kit). By default this converter itself."""
+        return self
+
+    @property
+    def humanizes(self) -> bool:
+        """Whether a model trained on this converter's windows restores velocities and timing from bare
+        hits (its inputs keep the hits only), as ``hvae humanize`` needs. False by default."""
+        return False
 
 
 @dataclasses.dataclass(frozen=True)

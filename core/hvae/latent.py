@@ -1,9 +1,11 @@
-"""Working in latent space: reconstruct a MIDI file, interpolate between two, humanize a quantised drum part.
+"""Working in latent space on MIDI files: reconstruct one, interpolate between two, humanize a quantised
+drum part; each writes MIDI files and a piano-roll picture of them.
 
 A MIDI file is read with the model's converter into windows of the model's length; one window is
-encoded to μ and decoded free-running. User files are read as the reference reads them at inference:
-a converter with an ``is_inferring`` option (groove) is switched to it, so any General MIDI drum kit is
-read (into the same classes, in the same order, as in training).
+encoded to μ and decoded free-running (the decoding itself: :mod:`hvae.sampling`). User files are read as
+the reference reads them at inference (:meth:`hvae.interfaces.Converter.for_user_input`: the groove
+converter's inference mode), so any General MIDI drum kit is read (into the same classes, in the same
+order, as in training).
 
 Temperature 0 decodes greedily (the most likely class; a hit where p > 0.5); above 0 it draws.
 
@@ -23,17 +25,15 @@ import miditoolkit
 import numpy as np
 import torch
 
-from hvae.checkpoint import LoadedModel, write_atomic
 from hvae.errors import ConversionError, HvaeError
-from hvae.evaluation import drum_hits
 from hvae.interfaces import Converter, Example
-from hvae.model import MusicVAE
-from hvae.midifile import midi_bytes, write_new
+from hvae.midifile import concatenate, midi_bytes, write_new
 from hvae.music import DEFAULT_QPM, read_midi
 from hvae.options import field_names
-from hvae.report.pianoroll import Panel, lanes_of, roll_png
+from hvae.report.pianoroll import Panel, lanes_of, roll_png, window_quarters
+from hvae.run import LoadedRun
+from hvae.sampling import interpolate_examples, reconstruct_examples
 
-SLERP_PARALLEL = 1e-6  # below this sin(angle) two latent vectors are parallel: interpolate linearly
 DRUM_CHANNEL_10, DRUM_CHANNEL_ANY = "10", "any"
 DRUM_CHANNELS = (DRUM_CHANNEL_10, DRUM_CHANNEL_ANY)  # where drums are read from: General MIDI's channel, or all
 NO_DRUMS = "no drum notes on MIDI channel 10"  # the drum converters' reason for a file without drums
@@ -89,13 +89,6 @@ class Written:
     notes: tuple[str, ...]  # messages for the user (several windows, hits kept)
 
 
-def user_converter(converter: Converter) -> Converter:
-    """``converter`` for reading a user's MIDI: in the reference's inference mode where it has one."""
-    if "is_inferring" not in field_names(type(converter.options)) or converter.options.is_inferring:
-        return converter
-    return type(converter)(dataclasses.replace(converter.options, is_inferring=True))
-
-
 def read_window(converter: Converter, path: str | os.PathLike, index: int | None = None,
                 name: str | None = None, drum_channel: str = DRUM_CHANNEL_10) -> Window:
     """Window ``index`` (default: the first) of ``path``; one-line errors that name the file.
@@ -131,95 +124,6 @@ def read_window(converter: Converter, path: str | os.PathLike, index: int | None
                   tempo_changes=len(tempos) > 1)
 
 
-def _batch(model: MusicVAE, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Inputs ``(B, T, I)``, lengths ``(B,)`` and controls ``(B, T, C)`` (None without) on the model's device."""
-    device = model.device
-    inputs = torch.from_numpy(np.stack([e.inputs for e in examples])).to(device)
-    lengths = torch.tensor([e.length for e in examples], dtype=torch.int64, device=device)
-    controls = None
-    if examples[0].controls.shape[-1]:
-        controls = torch.from_numpy(np.stack([e.controls for e in examples])).to(device)
-    return inputs, lengths, controls
-
-
-def _generator(model: MusicVAE, seed: int | None) -> torch.Generator | None:
-    if seed is None:
-        return None
-    generator = torch.Generator(device=model.device)
-    generator.manual_seed(seed)
-    return generator
-
-
-@torch.no_grad()
-def reconstruct_examples(model: MusicVAE, examples: Sequence[Example], temperature: float = 0.0,
-                         seed: int | None = None) -> np.ndarray:
-    """Encode each example to μ and decode it: outputs ``(B, T, D)``."""
-    model.eval()
-    inputs, lengths, controls = _batch(model, examples)
-    return model.reconstruct(inputs, lengths, controls, temperature=temperature,
-                             generator=_generator(model, seed)).float().cpu().numpy()
-
-
-def slerp(p0: torch.Tensor, p1: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical linear interpolation from ``p0`` (t = 0) to ``p1`` (t = 1), vectors ``(Z,)``.
-
-    The angle is taken between the unit vectors, and the magnitudes interpolate with them, as the
-    reference's ``interpolate`` does; (nearly) parallel vectors are interpolated linearly.
-    """
-    cosine = torch.dot(p0 / p0.norm(), p1 / p1.norm()).clamp(-1.0, 1.0)
-    omega = torch.arccos(cosine)
-    sine = torch.sin(omega)
-    if sine.abs() < SLERP_PARALLEL:
-        return (1.0 - t) * p0 + t * p1
-    return torch.sin((1.0 - t) * omega) / sine * p0 + torch.sin(t * omega) / sine * p1
-
-
-@torch.no_grad()
-def interpolate_examples(model: MusicVAE, a: Example, b: Example, steps: int, temperature: float = 0.5,
-                         seed: int | None = None) -> np.ndarray:
-    """``steps`` sequences ``(steps, T, D)`` decoded from the slerp between the μ of ``a`` and ``b``,
-    t = 0 to 1 evenly, both ends included."""
-    if steps < 2:
-        raise HvaeError(f"An interpolation needs at least 2 steps (its two ends), got {steps}.")
-    if a.controls.shape[-1]:
-        raise HvaeError("This model is conditioned on controls per step; an interpolation has no controls "
-                        "to give it between its two ends.")
-    model.eval()
-    mu, _ = model.encode(*_batch(model, [a, b]))
-    z = torch.stack([slerp(mu[0], mu[1], float(t)) for t in np.linspace(0.0, 1.0, steps)])
-    return model.decode(z, temperature, generator=_generator(model, seed)).float().cpu().numpy()
-
-
-def concatenate(midis: Sequence[miditoolkit.MidiFile], quarters: float) -> miditoolkit.MidiFile:
-    """The files one after another, each starting ``quarters`` quarter notes after the one before (the
-    whole lasting ``len(midis) * quarters``); tempo and time signature of the first, instruments matched
-    by program and drum flag."""
-    joined = miditoolkit.MidiFile(ticks_per_beat=midis[0].ticks_per_beat)
-    joined.tempo_changes = list(midis[0].tempo_changes[:1])
-    joined.time_signature_changes = list(midis[0].time_signature_changes[:1])
-    instruments: dict[tuple[int, bool], miditoolkit.Instrument] = {}
-    for k, midi in enumerate(midis):
-        shift = round(k * quarters * midi.ticks_per_beat)
-        scale = joined.ticks_per_beat / midi.ticks_per_beat
-        for instrument in midi.instruments:
-            key = (instrument.program, instrument.is_drum)
-            target = instruments.setdefault(key, miditoolkit.Instrument(instrument.program, instrument.is_drum,
-                                                                        instrument.name))
-            target.notes.extend(miditoolkit.Note(n.velocity, n.pitch, round((n.start + shift) * scale),
-                                                 round((n.end + shift) * scale)) for n in instrument.notes)
-    joined.instruments = list(instruments.values())
-    joined.max_tick = max([n.end for i in joined.instruments for n in i.notes]
-                          + [round(len(midis) * quarters * joined.ticks_per_beat)])
-    return joined
-
-
-def write_midi(midi: miditoolkit.MidiFile, path: Path) -> Path:
-    """Write ``midi`` to ``path`` atomically, whole bars long with named tracks (the folder is created)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, midi_bytes(midi))
-    return path
-
-
 def _write_group(out_dir: str | os.PathLike, label: str, files: Sequence[tuple[str, bytes]]) -> list[Path]:
     """Files ``<label><suffix>`` with their bytes, as new files of ``out_dir``: under ``<label>-2<suffix>``
     (and so on) for all of them when any name is taken."""
@@ -229,12 +133,7 @@ def _write_group(out_dir: str | os.PathLike, label: str, files: Sequence[tuple[s
     return write_new(out_dir, [data for _, data in files], names)
 
 
-def window_quarters(converter: Converter) -> float:
-    """A window's length in quarter notes."""
-    return converter.steps / converter.options.steps_per_quarter
-
-
-def reconstruct_file(loaded: LoadedModel, path: str | os.PathLike, out_dir: str | os.PathLike,
+def reconstruct_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike,
                      window: int | None = None, temperature: float = 0.0, seed: int | None = None,
                      qpm: float | None = None, name: str | None = None,
                      drum_channel: str = DRUM_CHANNEL_10) -> Written:
@@ -245,13 +144,13 @@ def reconstruct_file(loaded: LoadedModel, path: str | os.PathLike, out_dir: str 
                      ("original", "reconstruction", "reconstruction"))[2]
 
 
-def _reencode(loaded: LoadedModel, path: str | os.PathLike, out_dir: str | os.PathLike, window: int | None,
+def _reencode(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike, window: int | None,
               temperature: float, seed: int | None, qpm: float | None, name: str | None, drum_channel: str,
               suffixes: tuple[str, str, str]) -> tuple[Window, np.ndarray, Written]:
     """Encode one window of ``path`` to mu and decode it; write the window as read and the decoded
     one as ``<label>-<suffixes[0]>.mid`` and ``<label>-<suffixes[1]>.mid``, and a picture of both as
     ``<label>-<suffixes[2]>.png``. Returns the window, the decoded outputs and what was written."""
-    converter = user_converter(loaded.converter)
+    converter = loaded.converter.for_user_input()
     chosen = read_window(converter, path, window, name, drum_channel)
     outputs = reconstruct_examples(loaded.model, [chosen.example], temperature, seed)[0]
     given, decoded = chosen.midi(converter, chosen.example.outputs, qpm), chosen.midi(converter, outputs, qpm)
@@ -266,13 +165,13 @@ def _reencode(loaded: LoadedModel, path: str | os.PathLike, out_dir: str | os.Pa
     return chosen, outputs, Written(tuple(midi), png, tuple(n for n in notes if n))
 
 
-def interpolate_files(loaded: LoadedModel, a: str | os.PathLike, b: str | os.PathLike, out_dir: str | os.PathLike,
+def interpolate_files(loaded: LoadedRun, a: str | os.PathLike, b: str | os.PathLike, out_dir: str | os.PathLike,
                       steps: int = 8, window_a: int | None = None, window_b: int | None = None,
                       temperature: float = 0.5, seed: int | None = None, qpm: float | None = None,
                       drum_channel: str = DRUM_CHANNEL_10) -> Written:
     """Write the ``steps`` sequences between a window of ``a`` and one of ``b`` (one MIDI file each, one
     of them all in a row, and a picture) into ``out_dir``, at ``qpm`` (default: ``a``'s tempo)."""
-    converter = user_converter(loaded.converter)
+    converter = loaded.converter.for_user_input()
     start = read_window(converter, a, window_a, drum_channel=drum_channel)
     end = read_window(converter, b, window_b, drum_channel=drum_channel)
     outputs = interpolate_examples(loaded.model, start.example, end.example, steps, temperature, seed)
@@ -292,18 +191,18 @@ def interpolate_files(loaded: LoadedModel, a: str | os.PathLike, b: str | os.Pat
     return Written(tuple(paths), picture, tuple(n for n in notes if n))
 
 
-def check_humanizer(loaded: LoadedModel) -> None:
+def check_humanizer(loaded: LoadedRun) -> None:
     """Refuse a model that was not trained to humanize (the groove converter's ``humanize=True``)."""
-    options = loaded.converter.options
-    if getattr(options, "humanize", False):
+    if loaded.converter.humanizes:
         return
-    what = (f"groove converter with humanize={options.humanize}" if hasattr(options, "humanize")
+    options = loaded.converter.options
+    what = (f"groove converter with humanize={options.humanize}" if "humanize" in field_names(type(options))
             else f"converter {loaded.converter.name!r}")
     raise HvaeError(f"{loaded.name} was trained with the {what}: humanizing needs a GrooVAE trained with the "
                     f"groove converter's humanize=True (hvae train --preset groovae_4bar -o humanize=true).")
 
 
-def humanize_file(loaded: LoadedModel, path: str | os.PathLike, out_dir: str | os.PathLike,
+def humanize_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike,
                   window: int | None = None, temperature: float = 0.0, seed: int | None = None,
                   qpm: float | None = None, name: str | None = None, drum_channel: str = DRUM_CHANNEL_10) -> Written:
     """Give one window of a quantised, flat-velocity drum file the velocities and timing the model
@@ -312,9 +211,9 @@ def humanize_file(loaded: LoadedModel, path: str | os.PathLike, out_dir: str | o
     check_humanizer(loaded)
     chosen, outputs, written = _reencode(loaded, path, out_dir, window, temperature, seed, qpm, name,
                                          drum_channel, ("input", "humanized", "humanized"))
-    converter = user_converter(loaded.converter)
-    hits_in = drum_hits(converter, torch.from_numpy(chosen.example.outputs[None]))[0]
-    hits_out = drum_hits(converter, torch.from_numpy(outputs[None]))[0]
+    converter = loaded.converter.for_user_input()
+    hits_in = converter.drum_hits(torch.from_numpy(chosen.example.outputs[None]))[0]
+    hits_out = converter.drum_hits(torch.from_numpy(outputs[None]))[0]
     kept = int((hits_in * hits_out).sum())
     agreement = (f"The humanized part keeps {kept} of the {int(hits_in.sum())} input hits and adds "
                  f"{int(hits_out.sum()) - kept}.")

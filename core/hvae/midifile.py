@@ -5,6 +5,8 @@ same whole bar (at least ``max_tick``, the length a converter gives its window),
 event "end" there as well so that readers which only look at events (pretty_midi) see the same
 length, and whose every note track is named ("drums", or the General MIDI program).
 
+``concatenate`` joins files one after another, and ``write_midi`` writes one file in place atomically.
+
 ``write_new`` puts files into a folder under names no other file has: each is written to a temporary
 file, fsynced, and hard-linked into place, which fails rather than replaces when the name exists, so
 two processes writing into one folder at the same moment both keep all their files.
@@ -24,6 +26,7 @@ import miditoolkit
 import mido
 
 from hvae.music import track_name
+from hvae.safefiles import write_atomic
 
 END_TEXT = "end"  # text of the event on a file's last tick
 
@@ -137,3 +140,33 @@ def _link(temporary: Path, path: Path) -> None:
 def numbered(stem: str, suffix: str) -> Callable[[int], list[str]]:
     """``names`` for one file: ``stem + suffix``, then ``stem-2 + suffix``, ``stem-3 + suffix``, ..."""
     return lambda attempt: [f"{stem}{'' if attempt == 1 else f'-{attempt}'}{suffix}"]
+
+
+def concatenate(midis: Sequence[miditoolkit.MidiFile], quarters: float) -> miditoolkit.MidiFile:
+    """The files one after another, each starting ``quarters`` quarter notes after the one before (the
+    whole lasting ``len(midis) * quarters``); tempo and time signature of the first, instruments matched
+    by program and drum flag."""
+    joined = miditoolkit.MidiFile(ticks_per_beat=midis[0].ticks_per_beat)
+    joined.tempo_changes = list(midis[0].tempo_changes[:1])
+    joined.time_signature_changes = list(midis[0].time_signature_changes[:1])
+    instruments: dict[tuple[int, bool], miditoolkit.Instrument] = {}
+    for k, midi in enumerate(midis):
+        shift = round(k * quarters * midi.ticks_per_beat)
+        scale = joined.ticks_per_beat / midi.ticks_per_beat
+        for instrument in midi.instruments:
+            key = (instrument.program, instrument.is_drum)
+            target = instruments.setdefault(key, miditoolkit.Instrument(instrument.program, instrument.is_drum,
+                                                                        instrument.name))
+            target.notes.extend(miditoolkit.Note(n.velocity, n.pitch, round((n.start + shift) * scale),
+                                                 round((n.end + shift) * scale)) for n in instrument.notes)
+    joined.instruments = list(instruments.values())
+    joined.max_tick = max([n.end for i in joined.instruments for n in i.notes]
+                          + [round(len(midis) * quarters * joined.ticks_per_beat)])
+    return joined
+
+
+def write_midi(midi: miditoolkit.MidiFile, path: Path) -> Path:
+    """Write ``midi`` to ``path`` atomically, whole bars long with named tracks (the folder is created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, midi_bytes(midi))
+    return path

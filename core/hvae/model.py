@@ -21,6 +21,7 @@ from torch import nn
 
 from hvae.errors import HvaeError
 from hvae.interfaces import Converter, Decoder, Encoder, Loss, check_compatible
+from hvae.plugins import Registry, registry
 
 LN2 = math.log(2.0)
 SAMPLING_SCHEDULES = ("constant", "exponential", "inverse_sigmoid")
@@ -301,11 +302,11 @@ def _with_dropout(cls: type, options: Mapping[str, Any], dropout: float | None) 
     return options
 
 
-def _resolve_loss(config: ModelConfig, decoder_cls: type, spec: DataSpec, registry: Any) -> str:
+def _resolve_loss(config: ModelConfig, decoder_cls: type, spec: DataSpec, reg: Registry) -> str:
     if config.loss is not None:
         return config.loss
     preferred = getattr(decoder_cls, "default_loss", None)
-    if preferred and spec.output_kind in registry.get("losses", preferred).factory.accepts:
+    if preferred and spec.output_kind in reg.get("losses", preferred).factory.accepts:
         return preferred
     return DEFAULT_LOSSES.get(spec.output_kind, "categorical")
 
@@ -317,8 +318,6 @@ def build_model(config: ModelConfig, data: Converter | DataSpec, force: bool = F
     accept the converter's output kind, unless ``force`` (to reproduce such a run on purpose).
     ``model.config`` holds the resolved loss and every component option.
     """
-    from hvae.plugins import registry
-
     reg = registry()
     spec = DataSpec.of(data)
     _check_sampling(config)
@@ -397,7 +396,7 @@ def make_optimizer(model: nn.Module, cfg: ModelConfig) -> ReferenceAdam:
     epsilon 1e-8 added as TF1 adds it.
 
     The fused implementation updates each parameter in one pass: the same arithmetic to float
-    rounding, and on CPU about 8 times faster than the default (1 s a step for hierdec-mel_16bar).
+    rounding, and much faster on CPU (the figures: benchmarks/RESULTS.md, "Changes and what they measured").
     """
     return ReferenceAdam(trainable_parameters(model), lr=cfg.learning_rate, fused=True)
 

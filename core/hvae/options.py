@@ -8,7 +8,7 @@ import math
 import typing
 from typing import Any, Mapping, Sequence
 
-from hvae.errors import HvaeError
+from hvae.errors import CheckpointError, HvaeError
 
 
 def field_names(options_type: type) -> list[str]:
@@ -84,3 +84,49 @@ def parse_overrides(options_type: type, pairs: Sequence[str], what: str = "optio
         except ValueError:
             raise HvaeError(f"Option {key}: cannot read {value!r} as {hints[key]}") from None
     return result
+
+
+def from_jsonable(cls: type, data: Any) -> Any:
+    """Rebuild a (frozen, possibly nested) dataclass from ``dataclasses.asdict`` output read from JSON.
+
+    JSON turns tuples into lists; this turns them back, following the field types.
+    """
+    if not isinstance(data, dict):
+        raise CheckpointError(f"Expected a mapping for {cls.__name__}, found {type(data).__name__}.")
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise CheckpointError(f"{cls.__name__} has no field(s) {', '.join(unknown)}: the checkpoint was written "
+                              f"by a different version of the code that defines it.")
+    return cls(**typed_values(cls, data))
+
+
+def typed_values(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data``'s values as the dataclass ``cls``'s fields hold them: lists (as JSON gives tuples back)
+    turned into tuples, mappings into the nested dataclasses, following the field types; keys that are
+    not fields are passed on as they are."""
+    hints = typing.get_type_hints(cls)
+    return {k: _typed(hints.get(k, Any), v) for k, v in data.items()}
+
+
+def _typed(annotation: Any, value: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
+        return from_jsonable(annotation, value)
+    if origin is tuple and isinstance(value, list):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_typed(args[0], v) for v in value)
+        if args and len(args) == len(value):
+            return tuple(_typed(a, v) for a, v in zip(args, value))
+        return tuple(value)
+    if args and origin is not None and origin not in (list, dict, tuple):  # Optional / Union
+        for arg in args:
+            if arg is type(None):
+                continue
+            if (dataclasses.is_dataclass(arg) and isinstance(value, dict)) or \
+                    (typing.get_origin(arg) is tuple and isinstance(value, list)):
+                return _typed(arg, value)
+    return value

@@ -16,7 +16,6 @@ import torch
 
 from hvae.data import CacheError, load_split
 from hvae.errors import HvaeError
-from hvae.evaluation import drum_hits
 from hvae.interfaces import Converter
 from hvae.model import MusicVAE
 
@@ -48,7 +47,7 @@ def hits_per_bar(converter: Converter, outputs: np.ndarray) -> np.ndarray | None
     steps_per_bar = converter.options.steps_per_quarter * converter.options.quarters_per_bar
     counts = []
     for start in range(0, max(len(outputs), 1), CHUNK):  # a chunk at a time: one-hot windows are large
-        hits = drum_hits(converter, torch.from_numpy(np.asarray(outputs[start:start + CHUNK], dtype=np.float32)))
+        hits = converter.drum_hits(torch.from_numpy(np.asarray(outputs[start:start + CHUNK], dtype=np.float32)))
         if hits is None:
             return None
         counts.append(hits.sum(dim=(1, 2)).numpy() / (hits.shape[1] / steps_per_bar))

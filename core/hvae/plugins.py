@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import pluggy
 
 from hvae import hookspecs
 from hvae.errors import PluginError, UnknownComponentError
+from hvae.options import typed_values
+
+if TYPE_CHECKING:  # (a type only: listing plugins does not load torch)
+    from hvae.interfaces import Converter
 
 KINDS = ("converters", "encoders", "decoders", "losses")
 SINGULAR = {"converters": "converter", "encoders": "encoder", "decoders": "decoder", "losses": "loss"}
@@ -157,6 +161,19 @@ def registry() -> Registry:
         pm, distributions, failures = get_plugin_manager(_extra_plugins)
         _registry = Registry(pm, distributions, failures)
     return _registry
+
+
+def make_converter(name: str, options: Mapping[str, Any] | None = None) -> Converter:
+    """The registered converter ``name`` built with ``options`` (its Options fields, by the reference's
+    names; lists, as JSON gives tuples back, become the tuples the fields hold). Every converter hvae
+    uses is built here: from a preset, the command line, a run's configuration or a checkpoint.
+
+    Raises :class:`UnknownComponentError` for a name no plugin registered, and
+    :class:`hvae.errors.HvaeError` for an option the converter does not have; a converter's own
+    validation errors pass through as it raises them.
+    """
+    factory = registry().get("converters", name).factory
+    return factory(**typed_values(factory.Options, dict(options or {})))
 
 
 def register_plugin(plugin: object, name: str) -> None:

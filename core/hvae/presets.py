@@ -5,7 +5,7 @@ follow. Converter options use the reference's names. Training ``steps`` are hvae
 reference leaves the number of steps to a command-line flag.
 
     preset = get_preset("hier-drums-4bar")
-    converter = preset.make_converter()
+    converter = make_converter(preset.converter, preset.converter_options)   # hvae.plugins
     model = build_model(preset.model, converter, force=preset.force)
 """
 
@@ -15,7 +15,6 @@ import dataclasses
 from typing import Any, Mapping
 
 from hvae.errors import UnknownComponentError
-from hvae.interfaces import Converter
 from hvae.model import ModelConfig
 
 
@@ -32,12 +31,6 @@ class Preset:
     transpose_range: tuple[int, int] | None = None  # augmentation: random transposition in semitones
     force: bool = False  # the loss does not fit the converter: building needs force=True, on purpose
     origin: str = "reference"  # "reference" (Magenta's configs.py), "report" (the 4-bar study) or "hvae"
-
-    def make_converter(self) -> Converter:
-        """The preset's converter, from the plugin registry."""
-        from hvae.plugins import registry
-
-        return registry().get("converters", self.converter).factory(**self.converter_options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,8 +168,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
         converter="drums",
         converter_options={**_DRUMS_2BAR, "slice_bars": 4},
         # A higher, faster-decaying learning rate than the reference's: 800 steps must suffice. 16 free bits,
-        # not the reference's 48: with 48 the posteriors sit far from the prior and half of the prior samples
-        # were noise or near silence (10 of 20 outside the GMD's density range; with 16, 2 of 20).
+        # not the reference's 48: with 48 the posteriors sit far from the prior and many of the prior samples
+        # were noise or near silence (the figures: README, "Plausible samples from the demo").
         model=ModelConfig(z_size=64, decoder="hierarchical", loss="categorical",
                           encoder_options={"rnn_sizes": (128,)},
                           decoder_options={"rnn_sizes": (128,), "level_lengths": (4, 16)},

@@ -1,6 +1,7 @@
 """One run at a time in a run directory.
 
-A training run holds an exclusive lock on ``<run>/.lock`` from the moment it claims the directory
+A training run holds an exclusive lock on its run directory's lock file (``<run>/.lock``, named by
+:class:`hvae.run.RunDir`) from the moment it claims the directory
 until it stops. A second run on the same directory (``hvae train --out`` or ``--resume``) is
 refused with the holder's process id, host and start time instead of interleaving checkpoints and
 metrics. The operating system drops the lock when the holder dies, even by SIGKILL, so there is
@@ -19,8 +20,6 @@ from pathlib import Path
 
 from hvae.errors import HvaeError
 from hvae.safefiles import open_regular
-
-LOCK_FILE = ".lock"
 
 try:  # POSIX
     import fcntl
@@ -56,20 +55,17 @@ class RunInUseError(HvaeError):
 
 
 class RunLock:
-    """The exclusive claim of one process on a run directory (see the module's docstring).
+    """The exclusive claim of one process on a run directory, through its lock file ``path`` (see the
+    module's docstring).
 
     ``acquire`` creates the directory if needed; ``release`` (or leaving a ``with`` block) gives
     the claim up. Holding it twice in one process is harmless: ``acquire`` on a held lock does nothing.
     """
 
-    def __init__(self, run_dir: str | os.PathLike):
-        self.run_dir = Path(run_dir)
-        self.path = self.run_dir / LOCK_FILE
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.run_dir = self.path.parent
         self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
     def acquire(self) -> "RunLock":
         if self._fd is not None:

@@ -1,4 +1,5 @@
-"""Generation: draw sequences from a trained model and write them as MIDI files.
+"""Generation: draw sequences from a trained model and write them as MIDI files; decode windows from their
+μ (:func:`reconstruct_examples`) and the way between two (:func:`interpolate_examples`).
 
 File names follow the reference's generator: ``<name>_sample_<YYYY-mm-dd_HHMMSS>-000-of-005.mid``; when
 any of a draw's names is taken (another draw in the same second), the draw's files are all named
@@ -13,23 +14,22 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from hvae.checkpoint import load_model
 from hvae.device import autocast, resolve_device
 from hvae.errors import CheckpointError, HvaeError
-from hvae.interfaces import Converter
+from hvae.interfaces import Converter, Example
 from hvae.midifile import midi_bytes, write_new
 from hvae.model import MusicVAE
-from hvae.safefiles import is_plain_name, refuse_links
+from hvae.music import DEFAULT_QPM  # tempo written to sampled MIDI, quarter notes per minute (the reference's)
 from hvae.plausible import ROUNDS, DensityRange, draw_plausible, reads_hits, training_range
-from hvae.training import read_run_config
+from hvae.run import open_run
+from hvae.safefiles import is_plain_name, refuse_links
 
-DEFAULT_QPM = 120.0  # tempo written to sampled MIDI, quarter notes per minute (the reference's)
-SAMPLES_DIR = "samples"  # where a run's samples go, inside its run directory
+SLERP_PARALLEL = 1e-6  # below this sin(angle) two latent vectors are parallel: interpolate linearly
 
 
 def sample_names(name: str, n: int) -> Callable[[int], list[str]]:
@@ -56,8 +56,8 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
     """Draw ``n`` sequences at ``temperature`` and write each as MIDI at ``qpm`` into ``out_dir``.
 
     The same ``seed`` (and model) gives the same files; None draws a fresh one. Sequences are drawn
-    ``batch_size`` at a time. ``amp`` decodes in mixed precision (bfloat16 on CPU: about twice as
-    fast for large models, and the draws differ from float32's by rounding). With ``plausible``, drum
+    ``batch_size`` at a time. ``amp`` decodes in mixed precision (bfloat16 on CPU: faster for large
+    models, figures in benchmarks/RESULTS.md; the draws differ from float32's by rounding). With ``plausible``, drum
     sequences whose hits per bar lie outside it are drawn again (see :mod:`hvae.plausible`).
     """
     if n < 1:
@@ -105,19 +105,78 @@ def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     ``out_dir`` defaults to the run's ``samples`` folder. With ``redraw``, a drum model's samples are held
     to the density range of its run's training windows, when their cache can be read.
     """
-    loaded = load_model(checkpoint, resolve_device(device))
+    loaded = open_run(checkpoint, resolve_device(device))
     if out_dir is None:
-        refuse_links(loaded.run_dir / SAMPLES_DIR)
+        refuse_links(loaded.dir.samples)
     plausible, notes = None, ()
     if redraw and reads_hits(loaded.converter):
         try:
-            cache = read_run_config(loaded.run_dir).cache_dir
+            cache = loaded.dir.read_config().cache_dir  # (the run's config.json)
         except CheckpointError:
             cache = ""
         plausible = training_range(loaded.converter, cache) if cache else None
         if plausible is None:
             notes = (f"Samples not checked for plausible hit densities: the run's training windows are not "
                      f"readable{f' at {cache}' if cache else ''}.",)
-    drawn = write_samples(loaded.model, loaded.converter, out_dir or loaded.run_dir / SAMPLES_DIR, loaded.name,
+    drawn = write_samples(loaded.model, loaded.converter, out_dir or loaded.dir.samples, loaded.name,
                           n=n, temperature=temperature, seed=seed, qpm=qpm, amp=amp, plausible=plausible)
     return dataclasses.replace(drawn, notes=notes + drawn.notes)
+
+
+def _batch(model: MusicVAE, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Inputs ``(B, T, I)``, lengths ``(B,)`` and controls ``(B, T, C)`` (None without) on the model's device."""
+    device = model.device
+    inputs = torch.from_numpy(np.stack([e.inputs for e in examples])).to(device)
+    lengths = torch.tensor([e.length for e in examples], dtype=torch.int64, device=device)
+    controls = None
+    if examples[0].controls.shape[-1]:
+        controls = torch.from_numpy(np.stack([e.controls for e in examples])).to(device)
+    return inputs, lengths, controls
+
+
+def _generator(model: MusicVAE, seed: int | None) -> torch.Generator | None:
+    if seed is None:
+        return None
+    generator = torch.Generator(device=model.device)
+    generator.manual_seed(seed)
+    return generator
+
+
+@torch.no_grad()
+def reconstruct_examples(model: MusicVAE, examples: Sequence[Example], temperature: float = 0.0,
+                         seed: int | None = None) -> np.ndarray:
+    """Encode each example to μ and decode it: outputs ``(B, T, D)``."""
+    model.eval()
+    inputs, lengths, controls = _batch(model, examples)
+    return model.reconstruct(inputs, lengths, controls, temperature=temperature,
+                             generator=_generator(model, seed)).float().cpu().numpy()
+
+
+def slerp(p0: torch.Tensor, p1: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical linear interpolation from ``p0`` (t = 0) to ``p1`` (t = 1), vectors ``(Z,)``.
+
+    The angle is taken between the unit vectors, and the magnitudes interpolate with them, as the
+    reference's ``interpolate`` does; (nearly) parallel vectors are interpolated linearly.
+    """
+    cosine = torch.dot(p0 / p0.norm(), p1 / p1.norm()).clamp(-1.0, 1.0)
+    omega = torch.arccos(cosine)
+    sine = torch.sin(omega)
+    if sine.abs() < SLERP_PARALLEL:
+        return (1.0 - t) * p0 + t * p1
+    return torch.sin((1.0 - t) * omega) / sine * p0 + torch.sin(t * omega) / sine * p1
+
+
+@torch.no_grad()
+def interpolate_examples(model: MusicVAE, a: Example, b: Example, steps: int, temperature: float = 0.5,
+                         seed: int | None = None) -> np.ndarray:
+    """``steps`` sequences ``(steps, T, D)`` decoded from the slerp between the μ of ``a`` and ``b``,
+    t = 0 to 1 evenly, both ends included."""
+    if steps < 2:
+        raise HvaeError(f"An interpolation needs at least 2 steps (its two ends), got {steps}.")
+    if a.controls.shape[-1]:
+        raise HvaeError("This model is conditioned on controls per step; an interpolation has no controls "
+                        "to give it between its two ends.")
+    model.eval()
+    mu, _ = model.encode(*_batch(model, [a, b]))
+    z = torch.stack([slerp(mu[0], mu[1], float(t)) for t in np.linspace(0.0, 1.0, steps)])
+    return model.decode(z, temperature, generator=_generator(model, seed)).float().cpu().numpy()

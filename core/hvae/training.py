@@ -1,13 +1,7 @@
 """Training a MusicVAE: the loop, its metrics log, checkpoints, resuming, and stopping cleanly.
 
-A run directory holds::
-
-    config.json     the resolved RunConfig: converter and options, model, training, data (written first)
-    metrics.jsonl   one JSON object per logged step: {"split": "train" | "validation", "step": ..., ...}
-    checkpoints/    step-XXXXXXXX/ directories (see :mod:`hvae.checkpoint`), the newest few kept
-    samples/        MIDI files written by ``hvae run`` and ``hvae sample``
-    .lock           held by the process training in it (:mod:`hvae.runlock`)
-    corrupt/        checkpoints that failed their checks when resuming, moved aside
+The trainer writes a run directory (its layout and files: :mod:`hvae.run`): config.json first, then a
+line of metrics.jsonl every ``log_every`` steps and a checkpoint every ``checkpoint_every``.
 
 The batch order and every random draw of a step are functions of (seed, step) only: the latent
 noise comes from a generator seeded with (seed, step), dropout and scheduled sampling from a stream
@@ -50,119 +44,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hvae import __version__, distributed
+from hvae import distributed
 from hvae.board import Board
-from hvae.checkpoint import (CHECKPOINTS, JSON_LIMIT, REBUILD_ERRORS, Checkpoint, capture_rng, converter_from,
-                             from_jsonable, list_checkpoints, read_checkpoint, read_manifest, restore_rng,
-                             write_atomic, write_checkpoint)
+from hvae.checkpoint import REBUILD_ERRORS, Checkpoint, capture_rng, is_count, list_checkpoints, read_checkpoint, \
+    restore_rng, write_checkpoint
 from hvae.data import PrepareReport, WindowSet, load_split, prepare_dataset
 from hvae.device import autocast, default_autocast_dtype, grad_scaler, host_to_device
 from hvae.distributed import World
-from hvae.errors import CheckpointError, HvaeError, TrainingError, UnsafePathError
+from hvae.errors import CheckpointError, HvaeError, TrainingError
 from hvae.interfaces import Converter
-from hvae.model import (Batch, ModelConfig, ModelOutput, MusicVAE, build_model, clip_gradients, make_lr_schedule,
-                        make_optimizer, model_from_dict)
-from hvae.runlock import LOCK_FILE, RunLock
-from hvae.safefiles import NAME_LIMIT, ensure_dir, is_plain_name, open_regular, read_plain_file, refuse_links
+from hvae.model import Batch, ModelOutput, MusicVAE, build_model, clip_gradients, make_lr_schedule, make_optimizer, \
+    model_from_dict
+from hvae.plugins import make_converter
+from hvae.run import RunConfig, RunDir, checkpoint_meta, resume_config
+from hvae.runlock import RunLock
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-CORRUPT_DIR = "corrupt"  # where resuming moves checkpoints that fail their checks
 LOGGED_PARTS = ("loss", "r_loss", "kl", "kl_bits")  # ModelOutput scalars written to metrics.jsonl
-MAX_THREADS = 256  # torch's thread pools crash (SIGSEGV) when asked for tens of thousands
-MAX_BATCH_SIZE = 1 << 20  # examples per step; more is a typing mistake (the reference trains with 512)
-METRICS_LIMIT = 1 << 30  # bytes of metrics.jsonl read back at most (a million steps logged is ~300 MB)
-RESUMABLE = ("steps", "device", "amp", "threads")  # TrainConfig fields --resume may change (kept in config.json)
 NOISE_STREAM, RANK_STREAM, TRANSPOSE_STREAM = 1, 2, 3  # tags of a training step's random streams (see _seed)
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """How to train: batches, length, logging, validation, checkpoints, seed and device."""
-
-    batch_size: int = 512  # examples per optimiser step (the reference's); split evenly over the processes
-    steps: int = 50_000  # total optimiser steps; a resumed run continues up to this
-    log_every: int = 10  # steps between training lines in metrics.jsonl (and the first step)
-    eval_every: int = 500  # steps between validation passes; there is always one at the end; 0: only then
-    eval_examples: int | None = 2048  # validation windows per pass (a fixed seeded subset); None: all
-    checkpoint_every: int = 500  # steps between checkpoints; there is always one at the end
-    keep_checkpoints: int = 3  # newest checkpoints kept on disk
-    seed: int = 0  # seeds initialisation, batch order, the latent noise and dropout
-    device: str = "auto"  # "cpu", "cuda", "cuda:N" or "auto" (CUDA when there is one)
-    amp: bool = False  # mixed precision (autocast) where the device supports it
-    threads: int | None = None  # CPU threads torch may use while training; None: its default (one per core)
-    workers: int | None = None  # processes converting MIDI when the data is not cached; None: one per CPU
-    # Augmentation: each training window moved by a random whole number of semitones in [low, high]
-    # (the reference's transpose_range); None: as they are. Needs a converter that can transpose.
-    transpose_range: tuple[int, int] | None = None
-    tensorboard: bool = False  # also log metrics.jsonl's scalars for TensorBoard, in RUN/tensorboard/
-
-    def __post_init__(self) -> None:
-        for field in ("batch_size", "steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
-                      "seed", "eval_examples", "threads", "workers"):
-            value = getattr(self, field)
-            if not (value is None and field in ("eval_examples", "threads", "workers")) and \
-                    (not isinstance(value, int) or isinstance(value, bool)):
-                raise HvaeError(f"Training option {field} must be a whole number, got {value!r}.")
-        for field in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints"):
-            if getattr(self, field) < 1:
-                raise HvaeError(f"Training option {field} must be at least 1, got {getattr(self, field)}.")
-        if self.batch_size > MAX_BATCH_SIZE:
-            raise HvaeError(f"Training option batch_size must be at most {MAX_BATCH_SIZE:,}, got {self.batch_size:,}.")
-        if not 0 <= self.seed < 2 ** 64:
-            raise HvaeError(f"Training option seed must be from 0 to 2**64 - 1, got {self.seed}.")
-        if not isinstance(self.device, str) or not isinstance(self.amp, bool):
-            raise HvaeError(f"Training options device and amp must be a name and true/false, got "
-                            f"{self.device!r} and {self.amp!r}.")
-        if self.eval_every < 0:
-            raise HvaeError(f"Training option eval_every must be 0 or more, got {self.eval_every}.")
-        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
-            raise HvaeError(f"Training option threads must be from 1 to {MAX_THREADS} or None, got {self.threads}.")
-        if self.eval_examples is not None and self.eval_examples < 1:
-            raise HvaeError(f"Training option eval_examples must be at least 1 or None, got {self.eval_examples}.")
-        if self.transpose_range is not None and (len(self.transpose_range) != 2 or
-                                                 self.transpose_range[0] > self.transpose_range[1]):
-            raise HvaeError(f"Training option transpose_range must be (low, high) with low <= high, "
-                            f"got {self.transpose_range}.")
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """Everything a run is made of; saved as ``config.json`` and in every checkpoint."""
-
-    name: str  # the run's name: the preset's, or converter-decoder-loss; it prefixes sample files
-    converter: str  # registered converter name
-    converter_options: Mapping[str, Any]  # the converter's options (every field)
-    model: ModelConfig  # resolved by build_model once built: loss and component options filled in
-    train: TrainConfig
-    data_dir: str  # folder of MIDI files the windows come from
-    cache_dir: str  # where the prepared windows are cached
-    preset: str | None = None  # the preset it started from, if any
-    force: bool = False  # the converter and loss were declared incompatible and trained anyway
-
-    def __post_init__(self) -> None:
-        if not is_plain_name(self.name):
-            raise HvaeError(f"A run's name must be a plain file name (at most {NAME_LIMIT} characters, no / or "
-                            f"control characters), got {str(self.name)[:40]!r}.")
-        for field, kind in (("converter", str), ("converter_options", Mapping), ("model", ModelConfig),
-                            ("train", TrainConfig), ("data_dir", str), ("cache_dir", str), ("force", bool)):
-            if not isinstance(getattr(self, field), kind):
-                raise HvaeError(f"Run option {field} must be a {kind.__name__}, got {getattr(self, field)!r}.")
-        if self.preset is not None and not isinstance(self.preset, str):
-            raise HvaeError(f"Run option preset must be a name, got {self.preset!r}.")
-
-    def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "RunConfig":
-        try:
-            fields = dict(data)
-            fields["model"] = ModelConfig(**fields["model"])
-            fields["train"] = from_jsonable(TrainConfig, fields["train"])
-            return cls(**fields)
-        except (KeyError, TypeError, ValueError, AttributeError, HvaeError) as exc:
-            raise CheckpointError(f"Not an hvae run configuration: {type(exc).__name__}: {exc}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,80 +75,6 @@ class TrainResult:
     last: dict[str, float] | None  # the last training line this call logged
     validation: dict[str, float] | None  # the last validation pass, None when there was none
     seconds: float  # wall time of the call
-
-
-def converter_of(config: RunConfig) -> Converter:
-    """The run's converter, rebuilt from its registered name and saved options."""
-    return converter_from(config.converter, dict(config.converter_options))
-
-
-def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
-    """The ``config.json`` of a run directory, checked (see :meth:`RunConfig.from_json`)."""
-    path = Path(run_dir) / CONFIG_FILE
-    try:
-        data = json.loads(read_plain_file(path, JSON_LIMIT).decode("utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{run_dir} is not an hvae run directory (no {CONFIG_FILE}).") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise CheckpointError(f"{path} is unreadable ({type(exc).__name__}).") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} is not an hvae run configuration (not a JSON object).")
-    try:
-        return RunConfig.from_json(data)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-
-
-def resume_config(run_dir: str | os.PathLike) -> tuple[RunConfig, list[str]]:
-    """The configuration a resumed run continues with, and notes on how it was chosen.
-
-    Each checkpoint holds its run's full configuration; resuming uses the newest readable one's, so a
-    run is continued as it was trained. From ``config.json`` it takes only what ``--resume`` may change
-    (steps, device, amp, threads); any other difference is named in a note. Without a readable
-    checkpoint (a run stopped before its first), ``config.json`` is the configuration. Raises
-    :class:`CheckpointError` when neither is readable.
-    """
-    run_dir = Path(run_dir)
-    try:
-        written, problem = read_run_config(run_dir), None
-    except CheckpointError as exc:
-        written, problem = None, str(exc)
-    saved = _newest_saved_config(run_dir)
-    if saved is None:
-        if written is None:
-            raise CheckpointError(problem)
-        return written, []
-    directory, config = saved
-    if written is None:
-        return config, [f"{problem.rstrip('.')}: resuming with the configuration saved in {directory}."]
-    config = dataclasses.replace(config, train=dataclasses.replace(
-        config.train, **{k: getattr(written.train, k) for k in RESUMABLE}))
-    changed = _differences(config.to_json(), written.to_json())
-    if not changed:
-        return config, []
-    return config, [f"{run_dir / CONFIG_FILE} differs from the configuration saved in {directory} "
-                    f"({'; '.join(changed)}): resuming with the checkpoint's, as the run was trained "
-                    f"(only {', '.join(RESUMABLE)} are read from {CONFIG_FILE}; start a new run to change others)."]
-
-
-def _newest_saved_config(run_dir: Path) -> tuple[Path, RunConfig] | None:
-    """The newest checkpoint whose manifest reads, and the run configuration it holds."""
-    for directory in reversed(list_checkpoints(run_dir)):
-        try:
-            return directory, RunConfig.from_json(read_manifest(directory)["run"])
-        except (CheckpointError, KeyError):
-            continue
-    return None
-
-
-def _differences(checkpoint: Any, written: Any, where: str = "") -> list[str]:
-    """``key: checkpoint value -> config.json value`` for each leaf that differs."""
-    if isinstance(checkpoint, dict) and isinstance(written, dict):
-        return [line for key in sorted(set(checkpoint) | set(written))
-                for line in _differences(checkpoint.get(key), written.get(key), f"{where}{key}.")]
-    if checkpoint == written:
-        return []
-    return [f"{where.rstrip('.')} {json.dumps(checkpoint)} in the checkpoint, {json.dumps(written)} in {CONFIG_FILE}"]
 
 
 def prepare_data(config: RunConfig, converter: Converter, progress: bool = True) -> PrepareReport:
@@ -328,6 +152,7 @@ class Trainer:
                  world: World = World(), lock: RunLock | None = None, notes: list[str] | None = None,
                  run_id: str | None = None):
         self.run_dir, self.config, self.model, self.converter = run_dir, config, model, converter
+        self.dir = RunDir(run_dir)  # its files and folders
         self.run_id = run_id or uuid.uuid4().hex  # recorded in each checkpoint: pruning removes only this run's
         self.interval = _Interval()  # the training line being summed (saved in checkpoints: see _Interval)
         self.train_set, self.validation_set, self.device, self.step = train_set, validation_set, device, step
@@ -354,15 +179,17 @@ class Trainer:
         world, device = distributed.join(config.train.device)
         world.share(config.train.batch_size)
         check_memory(config, _checked_converter(config))
-        run_dir = Path(world.from_main(os.fspath(run_dir)))
-        lock = RunLock(run_dir) if world.main else None
-        fresh = not run_dir.exists()
-        world.on_main(lambda: _claim_new(run_dir, lock))
+        run = RunDir(world.from_main(os.fspath(run_dir)))
+        lock = run.lock() if world.main else None
+        fresh = not run.path.exists()
+        world.on_main(lambda: _claim_new(run, lock))
         try:
-            return cls._begin(run_dir, config, world, device, lock, progress)
+            return cls._begin(run.path, config, world, device, lock, progress)
         except BaseException:
             if lock is not None:
-                _unclaim(run_dir, lock, fresh)
+                lock.release()
+                if fresh:
+                    run.forget_start()
             raise
 
     @classmethod
@@ -377,7 +204,7 @@ class Trainer:
         config = dataclasses.replace(config, model=model.config,
                                      converter_options=dataclasses.asdict(converter.options))
         if world.main:
-            write_atomic(run_dir / CONFIG_FILE, (json.dumps(config.to_json(), indent=2) + "\n").encode())
+            RunDir(run_dir).write_config(config)
         return cls(run_dir, config, model, converter, load_split(config.cache_dir, "train"),
                    load_split(config.cache_dir, "validation"), device, world=world, lock=lock,
                    notes=(notes or []) + _data_notes(reports))
@@ -401,8 +228,8 @@ class Trainer:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
         world, target = distributed.join(config.train.device)
         world.share(config.train.batch_size)
-        lock = RunLock(run_dir) if world.main else None
-        world.on_main(lambda: (lock.acquire(), _check_layout(run_dir)))
+        lock = RunDir(run_dir).lock() if world.main else None
+        world.on_main(lambda: (lock.acquire(), RunDir(run_dir).check_layout()))
         try:
             return cls._resume(run_dir, config, world, target, lock, progress, notes)
         except BaseException:
@@ -418,7 +245,7 @@ class Trainer:
         found = world.from_main(os.fspath(chosen[0][0].path) if chosen and chosen[0][0] else None)
         if found is None:  # stopped before its first checkpoint
             if world.main:
-                _truncate_metrics(run_dir / METRICS_FILE, 0, 0)
+                RunDir(run_dir).truncate_metrics(0, 0)
             return cls._begin(run_dir, config, world, target, lock, progress,
                               notes=notes + (chosen[0][1] if chosen else []))
         checkpoint, passed_over = chosen[0] if chosen else (read_checkpoint(found), [])
@@ -453,8 +280,8 @@ class Trainer:
         trainer.interval.load(checkpoint.meta.get("interval"), target)
         trainer.last_checkpoint, trainer.checkpointed_step = checkpoint.path, checkpoint.step
         if world.main:
-            _truncate_metrics(run_dir / METRICS_FILE, checkpoint.step, checkpoint.meta.get("metrics_log", {}).get("bytes"))
-            write_atomic(run_dir / CONFIG_FILE, (json.dumps(config.to_json(), indent=2) + "\n").encode())
+            trainer.dir.truncate_metrics(checkpoint.step, checkpoint.meta.get("metrics_log", {}).get("bytes"))
+            trainer.dir.write_config(config)
         return trainer
 
     def train(self, progress: bool = True) -> TrainResult:
@@ -480,9 +307,8 @@ class Trainer:
         interval = self.interval
         interval.restart()
         self.model.train()
-        metrics_file = os.fdopen(open_regular(self.run_dir / METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT),
-                                 "ab") if self.world.main else contextlib.nullcontext()
-        self.board = Board(self.run_dir, self.step) if cfg.tensorboard and self.world.main else None
+        metrics_file = self.dir.open_metrics() if self.world.main else contextlib.nullcontext()
+        self.board = Board(self.dir.tensorboard, self.step) if cfg.tensorboard and self.world.main else None
         with _StopRequest() as stop, _cpu_threads(cfg.threads), metrics_file as log, \
                 contextlib.closing(self.board) if self.board else contextlib.nullcontext(), \
                 tqdm(total=cfg.steps, initial=self.step, unit="step", desc=self.config.name,
@@ -614,7 +440,7 @@ class Trainer:
 
     def _write_checkpoint(self, metrics: Mapping[str, Any] | None) -> Path:
         meta = checkpoint_meta(self.config, self.model, run_id=self.run_id, interval=self.interval.state(),
-                               metrics_log={"bytes": _size(self.run_dir / METRICS_FILE)},
+                               metrics_log={"bytes": self.dir.metrics_size()},
                                lr_schedule=self.schedule.state_dict(), grad_scaler=self.scaler.state_dict(),
                                metrics=dict(metrics or {}))
         checkpoint = Checkpoint(step=self.step, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
@@ -629,32 +455,15 @@ class Trainer:
                 log.write((json.dumps(record) + "\n").encode())
                 log.flush()
             except OSError as exc:  # a full disk, say: name the file
-                raise OSError(exc.errno, exc.strerror, os.fspath(self.run_dir / METRICS_FILE)) from None
+                raise OSError(exc.errno, exc.strerror, os.fspath(self.dir.metrics_file)) from None
         if self.board is not None:
             self.board.add(record)
         return record
 
 
-def checkpoint_meta(config: RunConfig, model: MusicVAE, **more: Any) -> dict[str, Any]:
-    """What a run's checkpoint records beside its tensors (as JSON): the run's name and config, the
-    model's architecture, the plugins (and versions) behind each component, and ``more``."""
-    from hvae.plugins import registry
-
-    reg = registry()
-    components = {"converter": ("converters", config.converter), "encoder": ("encoders", model.config.encoder),
-                  "decoder": ("decoders", model.config.decoder), "loss": ("losses", model.config.loss)}
-    plugins = {}
-    for role, (kind, name) in components.items():
-        r = reg.get(kind, name)
-        plugins[role] = {"name": name, "plugin": r.plugin, "distribution": r.distribution, "version": r.version}
-    meta = {"name": config.name, "hvae_version": __version__, "run": config.to_json(), "model": model.to_dict(),
-            "plugins": plugins, **more}
-    return json.loads(json.dumps(meta))
-
-
 def _checked_converter(config: RunConfig) -> Converter:
     """The run's converter, refused if the run transposes and the converter cannot."""
-    converter = converter_of(config)
+    converter = make_converter(config.converter, config.converter_options)
     if config.train.transpose_range is not None and not converter.transposable:
         raise HvaeError(f"Converter {config.converter!r} cannot transpose its windows, so it cannot train with "
                         f"transpose_range {tuple(config.train.transpose_range)}: give --transpose 0.")
@@ -686,43 +495,15 @@ def _physical_memory() -> int | None:
         return None
 
 
-def _check_new(run_dir: Path) -> None:
-    if (run_dir / CONFIG_FILE).exists():
-        raise HvaeError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
-                        f"or choose another --out.")
-    theirs = [name for name in (METRICS_FILE, CHECKPOINTS, CORRUPT_DIR) if os.path.lexists(run_dir / name)]
-    if theirs:  # a new run creates these after config.json: they are someone else's
-        raise HvaeError(f"{run_dir} holds {', '.join(theirs)} but no {CONFIG_FILE}: not an hvae run, and a new run "
-                        f"would write over {'them' if len(theirs) > 1 else 'it'}. Choose another --out.")
-
-
-def _claim_new(run_dir: Path, lock: RunLock) -> None:
-    """Lock ``run_dir`` (creating it), then make sure it holds no run yet."""
+def _claim_new(run: RunDir, lock: RunLock) -> None:
+    """Lock the run directory (creating it), then make sure it holds no run yet."""
     lock.acquire()
     try:
-        _check_layout(run_dir)
-        _check_new(run_dir)
+        run.check_layout()
+        run.check_new()
     except HvaeError:
         lock.release()
         raise
-
-
-def _check_layout(run_dir: Path) -> None:
-    """Refuse a run directory whose folders or files hvae writes are links (before any work)."""
-    refuse_links(*(run_dir / name for name in (CHECKPOINTS, METRICS_FILE, CORRUPT_DIR)))
-    for name in (CHECKPOINTS, CORRUPT_DIR):
-        if os.path.lexists(run_dir / name) and not (run_dir / name).is_dir():
-            raise UnsafePathError(f"{run_dir / name} is in the way: hvae needs a folder there, and will not "
-                                  f"replace the file.")
-
-
-def _unclaim(run_dir: Path, lock: RunLock, fresh: bool) -> None:
-    """Give up a run directory whose start failed; remove it if this start created it and wrote nothing."""
-    lock.release()
-    if fresh and not (run_dir / CONFIG_FILE).exists():
-        (run_dir / LOCK_FILE).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            run_dir.rmdir()  # only if empty
 
 
 def _readable_checkpoint(run_dir: Path) -> tuple[Checkpoint | None, list[str]]:
@@ -737,14 +518,7 @@ def _readable_checkpoint(run_dir: Path) -> tuple[Checkpoint | None, list[str]]:
         try:
             return read_checkpoint(directory), notes
         except CheckpointError as exc:
-            aside = run_dir / CORRUPT_DIR / directory.name
-            for suffix in range(1, 1000):
-                if not aside.exists():
-                    break
-                aside = run_dir / CORRUPT_DIR / f"{directory.name}.{suffix}"
-            ensure_dir(aside.parent)
-            os.rename(directory, aside)
-            notes.append(f"{exc} Moved it to {aside}.")
+            notes.append(f"{exc} Moved it to {RunDir(run_dir).set_aside(directory)}.")
     raise CheckpointError(f"No readable checkpoint in {run_dir}: {' '.join(notes)}")
 
 
@@ -906,7 +680,7 @@ class _Interval:
                 not isinstance(state.get("values"), list) or len(state["names"]) != len(state["values"]) or \
                 not all(isinstance(n, str) for n in state["names"]) or \
                 not all(isinstance(v, numbers) for v in state["values"]) or \
-                not all(_is_count(state.get(k)) for k in ("steps", "examples")) or \
+                not all(is_count(state.get(k)) for k in ("steps", "examples")) or \
                 not all(isinstance(state.get(k), numbers) for k in ("beta", "seconds", "lr")):
             return
         self.sums = _Parts(tuple(state["names"]), torch.tensor(state["values"], dtype=torch.float64, device=device),
@@ -951,67 +725,3 @@ def _cpu_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def _size(path: Path) -> int:
-    """Bytes in the file at ``path``, 0 when there is none."""
-    try:
-        return os.lstat(path).st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _truncate_metrics(path: Path, step: int, size: int | None) -> None:
-    """Drop what metrics.jsonl gained after the checkpoint of ``step``, which recorded the file's ``size``:
-    those steps run again and log the same lines. The lines before stay byte for byte. When the file is
-    shorter than that (replaced by hand) or the checkpoint did not record it, lines past ``step`` (and
-    a torn last line) are dropped instead."""
-    if not os.path.lexists(path):
-        return
-    fd = open_regular(path, os.O_RDWR)
-    with os.fdopen(fd, "r+b") as f:
-        if size is not None and _is_count(size) and os.fstat(fd).st_size >= size:
-            f.truncate(size)
-            return
-        data = f.read()
-    lines = data.split(b"\n")
-    kept = [line for line in lines[:-1] if _line_step(line, default=0) <= step]
-    if lines[-1] and _line_step(lines[-1], default=step + 1) <= step:  # a last line without its newline
-        kept.append(lines[-1])
-    write_atomic(path, b"".join(line + b"\n" for line in kept))
-
-
-def _line_step(line: bytes, default: int) -> int:
-    """The step of one metrics.jsonl line; ``default`` for a line that is not one (kept when before the
-    checkpoint's step: nothing of the user's is dropped but what the resumed run writes again)."""
-    record = metrics_record(line)
-    return default if record is None else record["step"]
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def metrics_record(line: bytes | str) -> dict[str, Any] | None:
-    """One metrics.jsonl line as a record, or None when it is not one: a JSON object with ``split``
-    ("train" or "validation"), a ``step`` (a count) and numbers (or null) for the rest."""
-    try:
-        record = json.loads(line)
-    except (ValueError, RecursionError):  # json's errors, and undecodable bytes
-        return None
-    if not isinstance(record, dict) or record.get("split") not in ("train", "validation") or \
-            not _is_count(record.get("step")):
-        return None
-    if not all(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
-               for key, value in record.items() if key != "split"):
-        return None
-    return record
-
-
-def read_metrics_file(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl (see :func:`metrics_record`; other lines are skipped)."""
-    try:
-        data = read_plain_file(path, METRICS_LIMIT)
-    except FileNotFoundError:
-        return []
-    return [record for record in map(metrics_record, data.splitlines()) if record is not None]

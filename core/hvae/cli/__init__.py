@@ -30,8 +30,8 @@ COMMANDS = {
     "interpolate": ("latent", "Decode the way from one MIDI file to another through the latent space."),
     "humanize": ("latent", "Turn quantised, flat-velocity drum parts into expressive ones."),
     "evaluate": ("evaluate", "Reconstruction metrics of a trained model on a data split."),
-    "report": ("evaluate", "Write a run's HTML report into RUN_DIR/report/ and print the page's path."),
-    "compare": ("evaluate", "Train combinations of converter, decoder and loss on the same data and budget; "
+    "report": ("report", "Write a run's HTML report into RUN_DIR/report/ and print the page's path."),
+    "compare": ("compare", "Train combinations of converter, decoder and loss on the same data and budget; "
                             "compare them."),
     "export": ("magenta", "Export a trained model as a magenta.js checkpoint folder for web apps."),
 }

@@ -14,10 +14,10 @@ from hvae.data.download import DATA_SETS
 from hvae.data.download import download as download_data_set
 from hvae.data.merge import merge_caches
 from hvae.data.splits import Shard
-from hvae.errors import HvaeError
+from hvae.errors import HvaeError, plain_errors_as
 from hvae.interfaces import Converter
 from hvae.options import parse_overrides
-from hvae.plugins import registry
+from hvae.plugins import make_converter, registry
 
 SHOWN_PER_REASON = 5  # skipped files listed per reason without --verbose
 
@@ -29,14 +29,9 @@ def register(main: click.Group) -> None:
 
 def converter_from_cli(name: str, pairs: Sequence[str]) -> Converter:
     """A converter by registered name with ``key=value`` options, or an :class:`HvaeError` in one line."""
-    factory = registry().get("converters", name).factory
-    overrides = parse_overrides(factory.Options, pairs, what=f"converter {name!r}")
-    try:
-        return factory(**overrides)
-    except HvaeError:
-        raise
-    except Exception as exc:  # a third-party converter that validates with plain exceptions
-        raise HvaeError(f"Converter {name!r} rejected its options: {type(exc).__name__}: {exc}") from None
+    overrides = parse_overrides(registry().get("converters", name).factory.Options, pairs, what=f"converter {name!r}")
+    with plain_errors_as(f"Converter {name!r} rejected its options"):
+        return make_converter(name, overrides)
 
 
 def _options_text(report: PrepareReport) -> str:

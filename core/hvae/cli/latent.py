@@ -12,12 +12,12 @@ from tqdm import tqdm
 
 from hvae.cli import os_error_line
 from hvae.cli.params import GREEDY_OR_TEMPERATURE, QPM, SEED
-from hvae.checkpoint import LoadedModel, load_model
 from hvae.data.splits import MIDI_SUFFIXES
 from hvae.device import resolve_device
 from hvae.errors import HvaeError
 from hvae.latent import (DRUM_CHANNEL_10, DRUM_CHANNELS, Written, check_humanizer, humanize_file, interpolate_files,
                          reconstruct_file)
+from hvae.run import LoadedRun, open_run
 
 MIDI_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 MIDI_INPUTS = click.Path(path_type=Path)  # files or folders; each checked (and reported) by itself
@@ -61,8 +61,8 @@ def _common(default_temperature: float, out_folder: str) -> Callable:
     return decorate
 
 
-def _load(checkpoint: Path, device: str) -> LoadedModel:
-    return load_model(checkpoint, resolve_device(device))
+def _load(checkpoint: Path, device: str) -> LoadedRun:
+    return open_run(checkpoint, resolve_device(device))
 
 
 def _report(written: Written) -> None:
@@ -148,7 +148,7 @@ def interpolate(checkpoint: Path, start: Path, end: Path, steps: int, window_a: 
       hvae interpolate runs/hier-drums a.mid b.mid --window-a 2 -t 0 --out interp/
     """
     loaded = _load(checkpoint, device)
-    _report(interpolate_files(loaded, start, end, out_dir or loaded.run_dir / "interpolations", steps, window_a,
+    _report(interpolate_files(loaded, start, end, out_dir or loaded.dir.interpolations, steps, window_a,
                               window_b, temperature, seed, qpm, drum_channel))
 
 
@@ -177,7 +177,7 @@ def reconstruct(checkpoint: Path, midi_files: tuple[Path, ...], window: int | No
       hvae reconstruct runs/hier-drums my-grooves/ --out recon/
     """
     loaded = _load(checkpoint, device)
-    out = out_dir or loaded.run_dir / "reconstructions"
+    out = out_dir or loaded.dir.reconstructions
     _each_file(midi_files, "reconstruct",
                lambda path, name: reconstruct_file(loaded, path, out, window, temperature, seed, qpm, name,
                                                    drum_channel))
@@ -213,7 +213,7 @@ def humanize(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None,
     """
     loaded = _load(checkpoint, device)
     check_humanizer(loaded)  # before any file: the model is wrong for all of them
-    out = out_dir or loaded.run_dir / "humanized"
+    out = out_dir or loaded.dir.humanized
     _each_file(midi_files, "humanize",
                lambda path, name: humanize_file(loaded, path, out, window, temperature, seed, qpm, name,
                                                 drum_channel))

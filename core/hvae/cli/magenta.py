@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from hvae.presets import list_presets
 
 
 def register(main: click.Group) -> None:
@@ -45,11 +44,11 @@ def import_command(source: Path, preset: str, out_dir: Path, model_options: tupl
       hvae import groovae_4bar/ --preset groovae_4bar --out runs/groovae
       hvae import mel_2bar_small/ --preset cat-mel_2bar_small --out runs/mel --data maestro/
     """
-    from hvae.cli.train import _model_from_cli
+    from hvae.run import plan_model
     from hvae.magenta.importing import import_checkpoint
     from hvae.presets import get_preset
 
-    model = _model_from_cli(get_preset(preset).model, None, None, None, model_options) if model_options else None
+    model = plan_model(get_preset(preset).model, None, None, None, model_options) if model_options else None
     result = import_checkpoint(source, preset, out_dir, model=model, data_dir=data_dir)
     click.echo(f"Imported: {result.source}, global_step {result.step}: {result.parameters:,} parameters")
     if result.skipped:

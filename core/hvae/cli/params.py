@@ -1,13 +1,17 @@
-"""Option types the commands share: numbers checked to be finite and in range before any work."""
+"""Option types the commands share (numbers checked to be finite and in range before any work), and the
+options several commands take."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import click
 
-from hvae.training import MAX_THREADS
+from hvae.data import SPLITS
+from hvae.music import DEFAULT_QPM
+from hvae.run import MAX_THREADS
 
 MIN_QPM = 60e6 / 0xFFFFFF  # MIDI stores a tempo as at most 2**24 - 1 microseconds a quarter: about 3.58 qpm
 MAX_QPM = 60e6  # and at least one microsecond a quarter
@@ -30,3 +34,29 @@ TEMPERATURE = FiniteRange(min=0, min_open=True)  # a sampling temperature
 GREEDY_OR_TEMPERATURE = FiniteRange(min=0)  # 0: greedy decoding
 SEED = click.IntRange(min=0, max=2 ** 64 - 1)  # what torch's and NumPy's generators take
 THREADS = click.IntRange(min=1, max=MAX_THREADS)  # CPU threads torch may use
+
+
+def split_option(default: str):
+    return click.option("--split", type=click.Choice(SPLITS), default=default, show_default=True,
+                        help="The data split to evaluate on.")
+
+
+def data_option(what: str):
+    return click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                        default=None, help=f"Folder of MIDI files {what} Default: the run's own data.")
+
+
+def qpm_option():
+    return click.option("--qpm", type=QPM, default=DEFAULT_QPM, show_default=True,
+                        help="Tempo, in quarter notes per minute, at which timing errors are turned into ms (and "
+                             "MIDI is written).")
+
+
+def device_option():
+    return click.option("--device", "-d", metavar="DEVICE", default="auto", show_default=True,
+                        help="auto (CUDA when there is one), cpu, cuda, cuda:N or mps (Apple silicon).")
+
+
+def progress_option():
+    return click.option("--progress/--no-progress", default=True, show_default=True,
+                        help="Show progress bars on stderr.")

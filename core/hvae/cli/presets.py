@@ -17,12 +17,14 @@ def preset_table() -> dict:
     import torch
 
     from hvae.model import build_model, trainable_parameters
+    from hvae.plugins import make_converter
     from hvae.presets import PRESETS, UNSUPPORTED
 
     rows = []
     for preset in PRESETS.values():
         with torch.device("meta"):  # shapes only: nothing allocated
-            model = build_model(preset.model, preset.make_converter(), force=preset.force)
+            converter = make_converter(preset.converter, preset.converter_options)
+            model = build_model(preset.model, converter, force=preset.force)
         cfg = model.config
         rows.append({"name": preset.name, "converter": preset.converter, "decoder": cfg.decoder, "loss": cfg.loss,
                      "z_size": cfg.z_size, "encoder_sizes": list(cfg.encoder_options["rnn_sizes"]),

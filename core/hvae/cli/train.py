@@ -11,26 +11,21 @@ from typing import Any, Callable, Sequence
 import click
 
 from hvae import distributed
-from hvae.board import BOARD_DIR, require_tensorboard
+from hvae.board import require_tensorboard
 from hvae.cli import ARGS
 from hvae.cli.params import QPM, SEED, TEMPERATURE, THREADS
-from hvae.data import DEMO_DIR, default_cache_dir
-from hvae.errors import HvaeError
-from hvae.model import ModelConfig
-from hvae.options import field_names, parse_overrides
-from hvae.presets import Preset, get_preset, list_presets
-from hvae.sampling import DEFAULT_QPM, sample_checkpoint
-from hvae.training import RunConfig, TrainConfig, Trainer, TrainResult, read_run_config, resume_config
+from hvae.data import default_cache_dir
+from hvae.music import DEFAULT_QPM
+from hvae.presets import list_presets
+from hvae.run import DEFAULT_PRESET, NO_TRANSPOSITION, RUNS_DIR, RunConfig, RunDir, plan_run, resume_config, unique_path
+from hvae.sampling import sample_checkpoint
+from hvae.training import Trainer, TrainResult
 
-DEFAULT_PRESET = "demo"
 MAX_SAMPLES = 100_000  # one sample call holds its files in memory until all are named and written
-RUNS_DIR = Path("runs")  # where run directories go when --out is not given (relative to the working directory)
-COMPONENT_KINDS = {"encoder": "encoders", "decoder": "decoders", "loss": "losses"}
 TRAIN_FLAGS = ("steps", "batch_size", "seed", "device", "amp", "threads", "log_every", "eval_every",
                "checkpoint_every", "workers", "transpose_range", "tensorboard")  # TrainConfig fields with an option
 # What --config takes from the earlier run; the options for these cannot be given with it.
 FROM_CONFIG = ("preset", "converter", "encoder", "decoder", "loss", "converter_options", "model_options", "force")
-NO_TRANSPOSITION = ()  # what --transpose 0 gives: no augmentation, whatever the preset says
 
 
 def _transpose(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
@@ -61,102 +56,9 @@ def register(main: click.Group) -> None:
     main.add_command(run)
 
 
-def _carry_over(options: dict[str, Any], factory: type) -> dict[str, Any]:
-    """The options a replaced component shares (by name) with its replacement."""
-    names = set(field_names(factory.Options))
-    return {k: v for k, v in options.items() if k in names}
-
-
-def _model_from_cli(model: ModelConfig, encoder: str | None, decoder: str | None, loss: str | None,
-                    pairs: Sequence[str]) -> ModelConfig:
-    """The preset's model with components replaced and ``key=value`` overrides applied.
-
-    A replaced encoder or decoder keeps the preset's options it also has (layer sizes, dropout);
-    a replaced loss starts from its defaults. ``encoder.KEY=VALUE``, ``decoder.KEY=VALUE`` and
-    ``loss.KEY=VALUE`` set a component's options; other keys are ModelConfig fields.
-    """
-    from hvae.plugins import registry
-
-    reg = registry()
-    changes: dict[str, Any] = {}
-    for role, name in (("encoder", encoder), ("decoder", decoder)):
-        if name is not None and name != getattr(model, role):
-            factory = reg.get(COMPONENT_KINDS[role], name).factory
-            changes[role], changes[f"{role}_options"] = name, _carry_over(dict(getattr(model, f"{role}_options")),
-                                                                         factory)
-    if loss is not None and loss != model.loss:
-        reg.get("losses", loss)
-        changes["loss"], changes["loss_options"] = loss, {}
-    model = dataclasses.replace(model, **changes)
-    plain = [pair for pair in pairs if "." not in pair.split("=", 1)[0]]
-    model = dataclasses.replace(model, **parse_overrides(ModelConfig, plain, what="the model"))
-    for pair in pairs:
-        if pair in plain:
-            continue
-        role, rest = pair.split(".", 1)
-        if role not in COMPONENT_KINDS:
-            raise HvaeError(f"Option {pair!r}: a dotted key starts with encoder., decoder. or loss.")
-        name = getattr(model, role)
-        if name is None:
-            raise HvaeError(f"Option {pair!r}: name the {role} with --{role} to set its options.")
-        factory = reg.get(COMPONENT_KINDS[role], name).factory
-        value = parse_overrides(factory.Options, [rest], what=f"{role} {name!r}")
-        model = dataclasses.replace(model, **{f"{role}_options": {**getattr(model, f"{role}_options"), **value}})
-    return model
-
-
-def run_config_from_cli(preset_name: str | None, converter: str | None, encoder: str | None, decoder: str | None,
-                        loss: str | None, converter_pairs: Sequence[str], model_pairs: Sequence[str],
-                        train_options: dict[str, Any], data_dir: Path | None, cache_dir: Path | None,
-                        force: bool) -> RunConfig:
-    """A run's configuration: the preset (default ``demo``), then what the command line says on top.
-
-    A converter other than the preset's keeps the preset's converter options it also has.
-    """
-    from hvae.plugins import registry
-
-    preset: Preset = get_preset(preset_name or DEFAULT_PRESET)
-    converter_name = converter or preset.converter
-    factory = registry().get("converters", converter_name).factory
-    options = dict(preset.converter_options) if converter_name == preset.converter else \
-        _carry_over(dict(preset.converter_options), factory)
-    options.update(parse_overrides(factory.Options, converter_pairs, what=f"converter {converter_name!r}"))
-    try:
-        built = factory(**options)
-    except HvaeError:
-        raise
-    except Exception as exc:  # a third-party converter that validates with plain exceptions
-        raise HvaeError(f"Converter {converter_name!r} rejected its options: {type(exc).__name__}: {exc}") from None
-    model = _model_from_cli(preset.model, encoder, decoder, loss, model_pairs)
-    # the preset's augmentation goes with its converter
-    transpose = preset.transpose_range if converter_name == preset.converter else None
-    train = TrainConfig(batch_size=preset.batch_size, steps=preset.steps, transpose_range=transpose)
-    given = {k: v for k, v in train_options.items() if v is not None}
-    if given.get("transpose_range") == NO_TRANSPOSITION:
-        given["transpose_range"] = None
-    train = dataclasses.replace(train, **given)
-    if data_dir is None:
-        if preset.dataset != "gmd":
-            raise HvaeError(f"Preset {preset.name!r} is meant for the {preset.dataset} data set, which is not "
-                            f"bundled: give its folder with --data.")
-        data_dir = DEMO_DIR
-    changed = (converter_name, model.encoder, model.decoder, model.loss) != \
-        (preset.converter, preset.model.encoder, preset.model.decoder, preset.model.loss)
-    name = "-".join(n for n in (converter_name, model.decoder, model.loss) if n) if changed else preset.name
-    return RunConfig(name=name, converter=converter_name, converter_options=dataclasses.asdict(built.options),
-                     model=model, train=train, data_dir=str(Path(data_dir).resolve()),
-                     cache_dir=str(cache_dir or default_cache_dir(data_dir, built.name, built.options)),
-                     preset=preset.name, force=force or (preset.force and not changed))
-
-
 def default_run_dir(name: str) -> Path:
     """``runs/<name>-<YYYYmmdd-HHMMSS>``, with a counter when that exists already."""
-    base = RUNS_DIR / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    candidate, count = base, 1
-    while candidate.exists():
-        count += 1
-        candidate = base.with_name(f"{base.name}-{count}")
-    return candidate
+    return unique_path(RUNS_DIR / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def _config_options(func: Callable) -> Callable:
@@ -242,7 +144,7 @@ def _device_options(func: Callable) -> Callable:
 def _config_from_params(params: dict[str, Any]) -> RunConfig:
     if params.get("tensorboard"):
         require_tensorboard()
-    return run_config_from_cli(
+    return plan_run(
         params["preset"], params["converter"], params["encoder"], params["decoder"], params["loss"],
         params["converter_options"], params["model_options"], {k: params[k] for k in TRAIN_FLAGS},
         params["data_dir"], params["cache_dir"], params["force"])
@@ -266,7 +168,7 @@ def _describe(trainer: Trainer) -> None:
         low, high = c.train.transpose_range
         click.echo(f"Augment: each training window transposed by {low:+d} to {high:+d} semitones at random")
     if c.train.tensorboard:
-        click.echo(f"Log:    {trainer.run_dir / BOARD_DIR} (see it with: tensorboard --logdir {trainer.run_dir})")
+        click.echo(f"Log:    {trainer.dir.tensorboard} (see it with: tensorboard --logdir {trainer.run_dir})")
     for note in trainer.notes:
         click.echo(f"Note:   {note}", err=True)
 
@@ -318,7 +220,7 @@ def _in_processes(ctx: click.Context, params: dict[str, Any], batch_size: int) -
 def config_from_earlier(config_file: Path, params: dict[str, Any]) -> RunConfig:
     """A new run's configuration from an earlier run's config.json (or its directory): the same data,
     converter, model and training, with the training options, --data and --cache given on top."""
-    earlier = read_run_config(config_file.parent if config_file.is_file() else config_file)
+    earlier = RunDir(config_file.parent if config_file.is_file() else config_file).read_config()
     if params.get("tensorboard"):
         require_tensorboard()
     given = {k: params[k] for k in TRAIN_FLAGS if params[k] is not None}

@@ -27,7 +27,7 @@ import signal
 import sys
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -35,7 +35,7 @@ from tqdm import tqdm
 from hvae.data.encoding import Encoded, encode
 from hvae.errors import ConversionError, MidiReadError
 from hvae.interfaces import Converter
-from hvae.plugins import registry
+from hvae.plugins import make_converter
 
 CONVERTED, UNREADABLE, UNUSABLE, FAILED = "converted", "unreadable", "unusable", "failed"  # a file's status
 FILES_PER_UPDATE = 16  # target: about this many progress updates per worker over a run
@@ -122,13 +122,13 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _init_worker(name: str, options: Any, parent: int) -> None:
+def _init_worker(name: str, options: Mapping[str, Any], parent: int) -> None:
     """Process-pool initializer: die with the parent, rebuild the converter from the registry.
     Ctrl-C is the parent's."""
     global _worker_converter
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_converter = registry().get("converters", name).factory(options)
+    _worker_converter = make_converter(name, options)
 
 
 def _convert_chunk(chunk: Sequence[tuple[int, str]]) -> list[FileResult]:
@@ -152,7 +152,7 @@ def _start_pool(converter: Converter, chunks: Sequence[Sequence[tuple[int, str]]
     """Start the workers and queue every chunk (before any progress-bar thread exists, for fork's sake)."""
     executor = concurrent.futures.ProcessPoolExecutor(
         max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
-        initargs=(converter.name, converter.options, os.getpid()))
+        initargs=(converter.name, dataclasses.asdict(converter.options), os.getpid()))
     return executor, [executor.submit(_convert_chunk, chunk) for chunk in chunks]
 
 

@@ -19,6 +19,7 @@ from hvae.safefiles import atomic_directory
 from hvae.errors import HvaeError
 from hvae.magenta import jsformat
 from hvae.magenta.variables import to_reference
+from hvae.run import open_run
 
 FORMATS = ("magenta-js",)
 
@@ -73,8 +74,7 @@ def _data_converter(converter: Any, loss: str) -> dict[str, Any]:
         args = {"numSteps": steps, "stepsPerQuarter": options.steps_per_quarter, "humanize": options.humanize,
                 "tapify": options.tapify, "splitInstruments": options.split_instruments}
         # the classes it reads and writes MIDI in: the converter's inference classes
-        inferring = type(converter)(dataclasses.replace(options, is_inferring=True))
-        args["pitchClasses"] = [list(c) for c in inferring.classes]
+        args["pitchClasses"] = [list(c) for c in converter.for_user_input().classes]
         return {"type": "GrooveConverter", "args": args}
     raise HvaeError(f"magenta.js has no data converter for hvae's {name!r} converter.")
 
@@ -82,12 +82,10 @@ def _data_converter(converter: Any, loss: str) -> dict[str, Any]:
 def export_magenta_js(path: str | os.PathLike, out: str | os.PathLike) -> ExportResult:
     """Write the model of the run or checkpoint ``path`` as a magenta.js checkpoint folder ``out``
     (which must not exist, or be empty): float32 shards of at most 4 MB. Nothing is left half-written."""
-    from hvae.checkpoint import load_model
-
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise HvaeError(f"{out} exists and is not an empty folder: choose another --out.")
-    loaded = load_model(path)
+    loaded = open_run(path)
     config = magenta_js_config(loaded.model, loaded.converter)
     variables = to_reference(loaded.model)
     with atomic_directory(out) as building:

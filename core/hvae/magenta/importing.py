@@ -26,15 +26,17 @@ import numpy as np
 import torch
 
 from hvae.checkpoint import Checkpoint, capture_rng, write_checkpoint
+from hvae.data import DEMO_DIR, default_cache_dir
 from hvae.errors import CheckpointError, HvaeError
 from hvae.magenta import jsformat, tfbundle
 from hvae.magenta.variables import (GLOBAL_STEP, describe_architecture, expected_shapes, format_architecture,
                                     load_reference, matching)
 from hvae.model import ModelConfig, build_model, trainable_parameters
+from hvae.plugins import make_converter
 from hvae.presets import PRESETS, Preset, get_preset
+from hvae.run import RunConfig, RunDir, TrainConfig, checkpoint_meta
 from hvae.safefiles import atomic_directory, write_atomic
 
-IMPORT_NOTE = "imported.json"  # in the run directory: where the weights came from
 TF_STATE_FILE = "checkpoint"  # TensorFlow's CheckpointState file in a checkpoint folder
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
@@ -162,7 +164,8 @@ def _archive_root(folder: Path, archive: Path) -> Path:
 def _preset_sizes(preset: Preset) -> dict[str, object]:
     """The architecture a preset builds, described as :func:`describe_architecture` describes a checkpoint."""
     with torch.device("meta"):  # shapes only: nothing allocated
-        model = build_model(preset.model, preset.make_converter(), force=preset.force)
+        model = build_model(preset.model, make_converter(preset.converter, preset.converter_options),
+                            force=preset.force)
     return describe_architecture(expected_shapes(model))
 
 
@@ -190,15 +193,13 @@ def import_checkpoint(source: str | os.PathLike, preset: str, out: str | os.Path
     for an unreadable source or a variable that does not fit, and :class:`HvaeError` for an ``out``
     that exists and is not empty.
     """
-    from hvae.training import CONFIG_FILE, RunConfig, TrainConfig, checkpoint_meta
-
     chosen = get_preset(preset)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise HvaeError(f"{out} exists and is not an empty folder: choose another --out.")
     found = read_source(source)
     config_model = model or chosen.model
-    converter = chosen.make_converter()
+    converter = make_converter(chosen.converter, chosen.converter_options)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         built = build_model(config_model, converter, force=chosen.force)
@@ -209,8 +210,6 @@ def import_checkpoint(source: str | os.PathLike, preset: str, out: str | os.Path
                                       transpose_range=chosen.transpose_range),
                     data_dir=_data_dir(chosen, data_dir), cache_dir="", preset=chosen.name, force=chosen.force)
     if run.data_dir:
-        from hvae.data import default_cache_dir
-
         run = dataclasses.replace(run, cache_dir=str(cache_dir or default_cache_dir(run.data_dir, converter.name,
                                                                                     converter.options)))
     note = {"source": str(source), "format": found.format, "global_step": found.step, "preset": chosen.name,
@@ -219,9 +218,9 @@ def import_checkpoint(source: str | os.PathLike, preset: str, out: str | os.Path
     with atomic_directory(out) as building:
         write_checkpoint(building, Checkpoint(step=found.step, model=built.state_dict(), optimizer=None,
                                               rng=capture_rng(), meta=meta))
-        write_atomic(building / CONFIG_FILE, (json.dumps(run.to_json(), indent=2) + "\n").encode())
-        write_atomic(building / IMPORT_NOTE, (json.dumps(note, indent=2) + "\n").encode())
-    checkpoint = next((out / "checkpoints").iterdir())
+        RunDir(building).write_config(run)
+        write_atomic(RunDir(building).import_note, (json.dumps(note, indent=2) + "\n").encode())
+    checkpoint = next(RunDir(out).checkpoints.iterdir())
     return ImportResult(run_dir=out, checkpoint=checkpoint, step=found.step, source=found.description,
                         skipped=skipped, parameters=sum(p.numel() for p in trainable_parameters(built)))
 
@@ -230,7 +229,5 @@ def _data_dir(preset: Preset, data_dir: str | os.PathLike | None) -> str:
     if data_dir is not None:
         return str(Path(data_dir).resolve())
     if preset.dataset == "gmd":
-        from hvae.data import DEMO_DIR
-
         return str(Path(DEMO_DIR).resolve())
     return ""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from hvae.checkpoint import write_atomic
+from hvae.safefiles import write_atomic
 from hvae.report import html
 
 

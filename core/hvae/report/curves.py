@@ -1,4 +1,5 @@
-"""Loss-curve pictures from runs' ``metrics.jsonl`` (PNG, matplotlib's Agg renderer)."""
+"""Loss-curve pictures from runs' ``metrics.jsonl`` records (:meth:`hvae.run.RunDir.metrics`; PNG, matplotlib's
+Agg renderer)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,9 @@ from typing import Any, Mapping, Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from hvae.training import METRICS_FILE, read_metrics_file
-
 # The panels: (metrics.jsonl key, axis label).
 PANELS = (("loss", "loss (reconstruction + beta * KL)"), ("kl_bits", "KL (bits)"))
 START_SHARE = 0.05  # the first this share of a run's steps: an axis fits the steps after them
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The records of a run's ``metrics.jsonl`` (empty when it has none; lines that are not records skipped)."""
-    return read_metrics_file(Path(run_dir) / METRICS_FILE)
 
 
 def plot_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path, title: str = "") -> Path:

@@ -63,12 +63,15 @@ class Panel:
 
 def lanes_of(converter: Converter) -> Lanes | None:
     """Drum lanes for a converter with drum pitch ``classes`` (drums, groove), named by its
-    ``class_names`` when it has them; None for a pitched converter."""
-    classes = getattr(converter, "classes", None)
-    if not classes:
+    ``class_names``; None for a pitched converter."""
+    if not converter.classes:
         return None
-    names = getattr(converter, "class_names", None) or tuple(f"pitch {c[0]}" for c in classes)
-    return Lanes(tuple(names), tuple(tuple(c) for c in classes))
+    return Lanes(tuple(converter.class_names), tuple(tuple(c) for c in converter.classes))
+
+
+def window_quarters(converter: Converter) -> float:
+    """A window's length in quarter notes."""
+    return converter.steps / converter.options.steps_per_quarter
 
 
 def _quarters_per_bar(midi: miditoolkit.MidiFile) -> float:

@@ -23,21 +23,19 @@ from typing import Sequence
 import miditoolkit
 import numpy as np
 
-from hvae.checkpoint import LoadedModel, find_checkpoint, load_model, write_atomic
-from hvae.safefiles import refuse_links
 from hvae.data.windows import WindowSet
 from hvae.device import resolve_device
-from hvae.evaluation import METRIC_LABELS, Evaluation, evaluation_of, format_value, run_config_of, split_windows
-from hvae.latent import concatenate, interpolate_examples, reconstruct_examples, window_quarters, write_midi
+from hvae.evaluation import METRIC_LABELS, Evaluation, evaluation_of, format_value
+from hvae.midifile import concatenate, write_midi
 from hvae.music import DEFAULT_QPM
 from hvae.report import html
 from hvae.report.audio import Renderer, find_renderer
-from hvae.report.curves import plot_curves, read_metrics
-from hvae.report.pianoroll import Panel, lanes_of, plot_rolls
-from hvae.sampling import write_samples
-from hvae.training import RunConfig
+from hvae.report.curves import plot_curves
+from hvae.report.pianoroll import Panel, lanes_of, plot_rolls, window_quarters
+from hvae.run import LoadedRun, RunDir, open_run
+from hvae.safefiles import refuse_links, write_atomic
+from hvae.sampling import interpolate_examples, reconstruct_examples, write_samples
 
-REPORT_DIR = "report"
 PAGE = "index.html"
 
 
@@ -91,15 +89,16 @@ def pick_windows(windows: WindowSet, count: int) -> list[int]:
     return [int(firsts[k]) for k in chosen]
 
 
-def _header(config: RunConfig, loaded: LoadedModel, checkpoint: Path) -> list[str]:
-    m = loaded.model.config
+def _header(loaded: LoadedRun) -> list[str]:
+    config, m = loaded.config, loaded.model.config
     parameters = sum(p.numel() for p in loaded.model.parameters())
     lines = [f"<h1>Run {html.escape(loaded.name)}</h1>",
              f"<p class=\"meta\">{html.escape(config.converter)} converter &rarr; {html.escape(m.encoder)} encoder "
              f"&rarr; {html.escape(m.decoder)} decoder &rarr; {html.escape(m.loss)} loss &middot; z {m.z_size} "
              f"&middot; {parameters:,} parameters &middot; {loaded.step:,} steps of batch "
              f"{config.train.batch_size}</p>",
-             f"<p class=\"meta\">Data: {html.escape(config.data_dir)}. Checkpoint: {html.escape(checkpoint)}.</p>"]
+             f"<p class=\"meta\">Data: {html.escape(config.data_dir)}. "
+             f"Checkpoint: {html.escape(loaded.checkpoint)}.</p>"]
     if config.force:
         lines.append("<p class=\"forced\">FORCED: the loss does not fit the converter's outputs; this run was "
                      "trained anyway (--force) to show what happens.</p>")
@@ -124,11 +123,11 @@ def _metrics(evaluation: Evaluation) -> list[str]:
     return lines
 
 
-def _curves(run_dir: Path, folder: Path, media: _Media) -> list[str]:
-    records = read_metrics(run_dir)
+def _curves(run: RunDir, folder: Path, media: _Media) -> list[str]:
+    records = run.metrics()
     if not records:
         return ["<h2>Training</h2>", "<p class=\"note\">No metrics.jsonl in the run directory.</p>"]
-    png = plot_curves({run_dir.name: records}, folder / "img" / "loss_curves.png")
+    png = plot_curves({run.path.name: records}, folder / "img" / "loss_curves.png")
     return ["<h2>Training</h2>", media.picture(png, "loss curves", "Loss and KL per logged step.", [])]
 
 
@@ -137,7 +136,7 @@ def _left_out(title: str, why: str) -> list[str]:
     return [f"<h2>{html.escape(title)}</h2>", f"<p class=\"note left-out\">{html.escape(why)}</p>"]
 
 
-def _samples(loaded: LoadedModel, options: ReportOptions, folder: Path, media: _Media) -> list[str]:
+def _samples(loaded: LoadedRun, options: ReportOptions, folder: Path, media: _Media) -> list[str]:
     if options.samples < 1:
         return _left_out("Samples", "No samples: --samples 0 was given.")
     lines = [f"<h2>Samples (temperature {options.temperature:g})</h2>"]
@@ -154,7 +153,7 @@ def _samples(loaded: LoadedModel, options: ReportOptions, folder: Path, media: _
     return lines + [media.picture(png, "samples", caption, [(f"sample {k + 1}", p) for k, p in enumerate(paths)])]
 
 
-def _reconstructions(loaded: LoadedModel, windows: WindowSet, chosen: list[int], options: ReportOptions,
+def _reconstructions(loaded: LoadedRun, windows: WindowSet, chosen: list[int], options: ReportOptions,
                      folder: Path, media: _Media) -> list[str]:
     if not chosen:
         why = ("--reconstructions 0 was given" if options.reconstructions < 1 else
@@ -178,7 +177,7 @@ def _reconstructions(loaded: LoadedModel, windows: WindowSet, chosen: list[int],
     return lines
 
 
-def _interpolation(loaded: LoadedModel, windows: WindowSet, chosen: list[int], options: ReportOptions,
+def _interpolation(loaded: LoadedRun, windows: WindowSet, chosen: list[int], options: ReportOptions,
                    folder: Path, media: _Media) -> list[str]:
     if options.interpolation_steps < 2:
         return _left_out("Interpolation", f"No interpolation: --interpolation-steps {options.interpolation_steps} "
@@ -217,13 +216,11 @@ def write_run_report(run_dir: str | os.PathLike, options: ReportOptions = Report
 
     ``evaluation`` is shown instead of evaluating again when given (it must be of the same split).
     """
-    checkpoint = find_checkpoint(run_dir)
-    loaded = load_model(checkpoint, resolve_device(options.device))
-    config = run_config_of(checkpoint)
-    windows, data_dir = split_windows(config, loaded.converter, options.split, options.data_dir, progress)
+    loaded = open_run(run_dir, resolve_device(options.device))
+    windows, data_dir = loaded.windows(options.split, options.data_dir, progress)
     if evaluation is None:
-        evaluation = evaluation_of(loaded, checkpoint, windows, data_dir, options.batch_size, options.qpm, progress)
-    folder = loaded.run_dir / REPORT_DIR
+        evaluation = evaluation_of(loaded, windows, data_dir, options.batch_size, options.qpm, progress)
+    folder = loaded.dir.report
     refuse_links(folder)  # (rmtree would not follow it, but the files below would be written through it)
     shutil.rmtree(folder, ignore_errors=True)  # the last report's files: samples have new names each time
     folder.mkdir(parents=True)
@@ -232,10 +229,10 @@ def write_run_report(run_dir: str | os.PathLike, options: ReportOptions = Report
     renderer, audio_note = find_renderer() if options.audio else (None, "Audio is off (--no-audio).")
     media = _Media(folder, page_path, renderer)
     chosen = pick_windows(windows, options.reconstructions)
-    body = _header(config, loaded, checkpoint)
+    body = _header(loaded)
     body.append(f"<p class=\"note\">{html.escape(audio_note)}</p>")
     body += _metrics(evaluation)
-    body += _curves(loaded.run_dir, folder, media)
+    body += _curves(loaded.dir, folder, media)
     body += _samples(loaded, options, folder, media)
     body += _reconstructions(loaded, windows, chosen, options, folder, media)
     body += _interpolation(loaded, windows, chosen, options, folder, media)

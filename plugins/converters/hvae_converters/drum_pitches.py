@@ -54,11 +54,6 @@ def pitch_classes(name: str) -> tuple[tuple[int, ...], ...]:
         raise HvaeError(f"Unknown pitch classes {name!r}. Choose from: {', '.join(PITCH_CLASS_SETS)}.") from None
 
 
-def pitch_to_class(classes: tuple[tuple[int, ...], ...]) -> dict[int, int]:
-    """Map each pitch to its class index."""
-    return {pitch: index for index, cls in enumerate(classes) for pitch in cls}
-
-
 def class_names(classes: tuple[tuple[int, ...], ...]) -> tuple[str, ...]:
     """Display names of drum classes: the nine drum names, or each class's first pitch."""
     if len(classes) == len(DRUM_CLASS_NAMES):

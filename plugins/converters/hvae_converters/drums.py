@@ -32,10 +32,11 @@ from typing import Any
 
 import miditoolkit
 import numpy as np
+import torch
 
 from hvae.errors import ConversionError, HvaeError
 from hvae.interfaces import Converter, ConverterOptions, Example
-from hvae.music import MidiSource, Note, NoteSequence, quantize, read_midi, split_on_time_changes, to_midi
+from hvae.music import DEFAULT_QPM, MidiSource, Note, NoteSequence, quantize, read_midi, split_on_time_changes, to_midi
 from hvae_converters.drum_pitches import class_names, pitch_classes
 from hvae_converters.windows import distinct_tracks, first_occurrences, sample, slide
 
@@ -111,6 +112,16 @@ class DrumsConverter(Converter):
     def output_depth(self) -> int:
         o = self.options
         return (len(self.classes) if o.roll_output else 2 ** len(self.classes)) + o.add_end_token
+
+    def drum_hits(self, outputs: torch.Tensor) -> torch.Tensor | None:
+        """The hits ``(B, T, C)`` of outputs ``(B, T, D)``: a roll's C class bits above 0.5, or the bits of
+        each step's most likely one-hot combination (none on the end token)."""
+        n = len(self.classes)
+        if self.options.roll_output:
+            return (outputs[..., :n] > 0.5).float()
+        labels = outputs.argmax(dim=-1)  # (B, T)
+        bits = (labels.unsqueeze(-1) >> torch.arange(n, device=labels.device)) & 1
+        return (bits * (labels < 2 ** n).unsqueeze(-1)).float()
 
     @property
     def steps(self) -> int:
@@ -210,7 +221,7 @@ class DrumsConverter(Converter):
         return [Example(inputs[i], outputs[i], controls, labels.shape[1]) for i in range(count)]
 
     def from_tensors(self, outputs: np.ndarray, controls: np.ndarray | None = None,
-                     qpm: float = 120.0) -> miditoolkit.MidiFile:
+                     qpm: float = DEFAULT_QPM) -> miditoolkit.MidiFile:
         """One example's outputs ``(steps, output_depth)`` as drum MIDI at ``qpm``.
 
         One-hot outputs are read by their largest entry on each step (so scores or

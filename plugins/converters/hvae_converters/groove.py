@@ -37,10 +37,11 @@ from typing import Any
 
 import miditoolkit
 import numpy as np
+import torch
 
 from hvae.errors import ConversionError, HvaeError
 from hvae.interfaces import Converter, ConverterOptions, Example
-from hvae.music import MidiSource, Note, NoteSequence, quantize, read_midi, to_midi
+from hvae.music import DEFAULT_QPM, MidiSource, Note, NoteSequence, quantize, read_midi, to_midi
 from hvae_converters.drum_pitches import class_names, pitch_classes
 
 TAP_CLASS = 3  # the class tapify writes every tap to (open hi-hat in the 9-class sets)
@@ -122,6 +123,22 @@ class GrooveConverter(Converter):
     def class_names(self) -> tuple[str, ...]:
         """Names of the drum lanes, in class order (for piano rolls and reports)."""
         return class_names(self.classes)
+
+    def drum_hits(self, outputs: torch.Tensor) -> torch.Tensor | None:
+        """The hits ``(B, T, D)`` of outputs ``(B, T, 3D)``: the first third of each step above 0.5."""
+        return (outputs[..., :outputs.shape[-1] // 3] > 0.5).float()
+
+    def for_user_input(self) -> "GrooveConverter":
+        """This converter in the reference's inference mode (``is_inferring``): a user's MIDI is read, and
+        MIDI written, in the inference pitch classes."""
+        if self.options.is_inferring:
+            return self
+        return type(self)(dataclasses.replace(self.options, is_inferring=True))
+
+    @property
+    def humanizes(self) -> bool:
+        """True with ``humanize``: the inputs keep the hits only, so the model restores velocities and timing."""
+        return self.options.humanize
 
     @property
     def output_depth(self) -> int:
@@ -278,7 +295,7 @@ class GrooveConverter(Converter):
         return examples[:limit]
 
     def from_tensors(self, outputs: np.ndarray, controls: np.ndarray | None = None,
-                     qpm: float = 120.0) -> miditoolkit.MidiFile:
+                     qpm: float = DEFAULT_QPM) -> miditoolkit.MidiFile:
         """Drum notes from one example's outputs ``(steps, output_depth)``, as MIDI at ``qpm``.
 
         A note wherever a hit exceeds 0.5, with the first pitch of its class (inference

@@ -1,0 +1,55 @@
+"""``hvae report``: one run's HTML page (see :mod:`hvae.report.run`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hvae.cli.latent import MAX_INTERPOLATION
+from hvae.cli.params import SEED, TEMPERATURE, data_option, device_option, progress_option, qpm_option, split_option
+from hvae.report.run import ReportOptions, write_run_report
+
+
+def register(main: click.Group) -> None:
+    """Add ``report`` to the ``hvae`` command line."""
+    main.add_command(report)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
+@split_option("test")
+@data_option("to take the split from (converted with the run's converter).")
+@click.option("--samples", "-n", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Sequences drawn from the prior.")
+@click.option("--temperature", "-t", type=TEMPERATURE, default=0.5, show_default=True,
+              help="Temperature of the samples and the interpolation.")
+@click.option("--reconstructions", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Windows of the split reconstructed (from different files where possible).")
+@click.option("--interpolation-steps", type=click.IntRange(min=0, max=MAX_INTERPOLATION), default=5, show_default=True,
+              help="Sequences in the interpolation between two of those windows (0: none).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the samples and the interpolation.")
+@click.option("--audio/--no-audio", default=True, show_default=True,
+              help="Render the MIDI to WAV where fluidsynth and a General MIDI soundfont are installed.")
+@qpm_option()
+@device_option()
+@progress_option()
+def report(run_dir: Path, split: str, data_dir: Path | None, samples: int, temperature: float,
+           reconstructions: int, interpolation_steps: int, seed: int, audio: bool, qpm: float, device: str,
+           progress: bool) -> None:
+    """Write a run's HTML report into RUN_DIR/report/ and print the page's path.
+
+    RUN_DIR is a run directory (its newest checkpoint is reported). The page shows the
+    reconstruction metrics (as 'hvae evaluate'), the loss curves, samples, reconstructions and an
+    interpolation as piano rolls, links their MIDI, and plays them where fluidsynth and a General
+    MIDI soundfont are installed (a note says so where they are not).
+
+    \b
+    Examples:
+      hvae report runs/hier-drums
+      hvae report runs/groovae --split validation --no-audio
+    """
+    options = ReportOptions(split=split, data_dir=str(data_dir) if data_dir else None, samples=samples,
+                            temperature=temperature, reconstructions=reconstructions,
+                            interpolation_steps=interpolation_steps, seed=seed, qpm=qpm, audio=audio, device=device)
+    click.echo(str(write_run_report(run_dir, options, progress=progress)))

@@ -1,0 +1,556 @@
+"""A run: what it is made of (:class:`RunConfig`), its directory (:class:`RunDir`), and loading it back
+(:func:`open_run`).
+
+A run directory holds::
+
+    config.json     the resolved RunConfig: converter and options, model, training, data (written first)
+    metrics.jsonl   one JSON object per logged step: {"split": "train" | "validation", "step": ..., ...}
+    checkpoints/    step-XXXXXXXX/ directories (see :mod:`hvae.checkpoint`), the newest few kept
+    samples/        MIDI files written by ``hvae run`` and ``hvae sample``
+    reconstructions/, interpolations/, humanized/
+                    what ``hvae reconstruct``, ``interpolate`` and ``humanize`` write by default
+    report/         the run's page, written by ``hvae report`` (see :mod:`hvae.report.run`)
+    tensorboard/    the TensorBoard log of a run trained with ``--tensorboard``
+    imported.json   where the weights of a run made by ``hvae import`` came from
+    .lock           held by the process training in it (:mod:`hvae.runlock`)
+    corrupt/        checkpoints that failed their checks when resuming, moved aside
+
+:class:`RunDir` names each of them, reads and writes the run's files (the configuration, the metrics log),
+finds its newest checkpoint and holds its lock. :func:`plan_run` makes a new run's configuration from a
+preset and what the command line says on top (``hvae train``, ``hvae compare``). :func:`open_run` rebuilds
+a trained run (model, converter, configuration, step) from a checkpoint, and gives its data split's windows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import IO, Any, Mapping, Sequence
+
+import torch
+
+from hvae import __version__
+from hvae.checkpoint import CHECKPOINTS, JSON_LIMIT, REBUILD_ERRORS, find_checkpoint, is_count, list_checkpoints, \
+    read_checkpoint, read_manifest
+from hvae.data import DEMO_DIR, WindowSet, default_cache_dir, load_split, prepare_dataset
+from hvae.errors import CheckpointError, HvaeError, UnsafePathError, plain_errors_as
+from hvae.interfaces import Converter
+from hvae.model import ModelConfig, MusicVAE, model_from_dict
+from hvae.options import field_names, from_jsonable, parse_overrides
+from hvae.plugins import make_converter, registry
+from hvae.presets import get_preset
+from hvae.runlock import RunLock
+from hvae.safefiles import NAME_LIMIT, ensure_dir, is_plain_name, open_regular, read_plain_file, refuse_links, \
+    write_atomic
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_DIR = "samples"
+RECONSTRUCTIONS_DIR, INTERPOLATIONS_DIR, HUMANIZED_DIR = "reconstructions", "interpolations", "humanized"
+REPORT_DIR = "report"
+BOARD_DIR = "tensorboard"
+IMPORT_NOTE = "imported.json"
+LOCK_FILE = ".lock"
+CORRUPT_DIR = "corrupt"  # where resuming moves checkpoints that fail their checks
+RUNS_DIR = Path("runs")  # where run directories go when --out is not given (relative to the working directory)
+METRICS_LIMIT = 1 << 30  # bytes of metrics.jsonl read back at most (a million steps logged is ~300 MB)
+MAX_THREADS = 256  # torch's thread pools crash (SIGSEGV) when asked for tens of thousands
+MAX_BATCH_SIZE = 1 << 20  # examples per step; more is a typing mistake (the reference trains with 512)
+RESUMABLE = ("steps", "device", "amp", "threads")  # TrainConfig fields --resume may change (kept in config.json)
+DEFAULT_PRESET = "demo"
+COMPONENT_KINDS = {"encoder": "encoders", "decoder": "decoders", "loss": "losses"}
+NO_TRANSPOSITION = ()  # a transpose_range given to plan_run that means none, whatever the preset says
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train: batches, length, logging, validation, checkpoints, seed and device."""
+
+    batch_size: int = 512  # examples per optimiser step (the reference's); split evenly over the processes
+    steps: int = 50_000  # total optimiser steps; a resumed run continues up to this
+    log_every: int = 10  # steps between training lines in metrics.jsonl (and the first step)
+    eval_every: int = 500  # steps between validation passes; there is always one at the end; 0: only then
+    eval_examples: int | None = 2048  # validation windows per pass (a fixed seeded subset); None: all
+    checkpoint_every: int = 500  # steps between checkpoints; there is always one at the end
+    keep_checkpoints: int = 3  # newest checkpoints kept on disk
+    seed: int = 0  # seeds initialisation, batch order, the latent noise and dropout
+    device: str = "auto"  # "cpu", "cuda", "cuda:N" or "auto" (CUDA when there is one)
+    amp: bool = False  # mixed precision (autocast) where the device supports it
+    threads: int | None = None  # CPU threads torch may use while training; None: its default (one per core)
+    workers: int | None = None  # processes converting MIDI when the data is not cached; None: one per CPU
+    # Augmentation: each training window moved by a random whole number of semitones in [low, high]
+    # (the reference's transpose_range); None: as they are. Needs a converter that can transpose.
+    transpose_range: tuple[int, int] | None = None
+    tensorboard: bool = False  # also log metrics.jsonl's scalars for TensorBoard, in RUN/tensorboard/
+
+    def __post_init__(self) -> None:
+        for field in ("batch_size", "steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
+                      "seed", "eval_examples", "threads", "workers"):
+            value = getattr(self, field)
+            if not (value is None and field in ("eval_examples", "threads", "workers")) and \
+                    (not isinstance(value, int) or isinstance(value, bool)):
+                raise HvaeError(f"Training option {field} must be a whole number, got {value!r}.")
+        for field in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, field) < 1:
+                raise HvaeError(f"Training option {field} must be at least 1, got {getattr(self, field)}.")
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise HvaeError(f"Training option batch_size must be at most {MAX_BATCH_SIZE:,}, got {self.batch_size:,}.")
+        if not 0 <= self.seed < 2 ** 64:
+            raise HvaeError(f"Training option seed must be from 0 to 2**64 - 1, got {self.seed}.")
+        if not isinstance(self.device, str) or not isinstance(self.amp, bool):
+            raise HvaeError(f"Training options device and amp must be a name and true/false, got "
+                            f"{self.device!r} and {self.amp!r}.")
+        if self.eval_every < 0:
+            raise HvaeError(f"Training option eval_every must be 0 or more, got {self.eval_every}.")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise HvaeError(f"Training option threads must be from 1 to {MAX_THREADS} or None, got {self.threads}.")
+        if self.eval_examples is not None and self.eval_examples < 1:
+            raise HvaeError(f"Training option eval_examples must be at least 1 or None, got {self.eval_examples}.")
+        if self.transpose_range is not None and (len(self.transpose_range) != 2 or
+                                                 self.transpose_range[0] > self.transpose_range[1]):
+            raise HvaeError(f"Training option transpose_range must be (low, high) with low <= high, "
+                            f"got {self.transpose_range}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a run is made of; saved as ``config.json`` and in every checkpoint."""
+
+    name: str  # the run's name: the preset's, or converter-decoder-loss; it prefixes sample files
+    converter: str  # registered converter name
+    converter_options: Mapping[str, Any]  # the converter's options (every field)
+    model: ModelConfig  # resolved by build_model once built: loss and component options filled in
+    train: TrainConfig
+    data_dir: str  # folder of MIDI files the windows come from
+    cache_dir: str  # where the prepared windows are cached
+    preset: str | None = None  # the preset it started from, if any
+    force: bool = False  # the converter and loss were declared incompatible and trained anyway
+
+    def __post_init__(self) -> None:
+        if not is_plain_name(self.name):
+            raise HvaeError(f"A run's name must be a plain file name (at most {NAME_LIMIT} characters, no / or "
+                            f"control characters), got {str(self.name)[:40]!r}.")
+        for field, kind in (("converter", str), ("converter_options", Mapping), ("model", ModelConfig),
+                            ("train", TrainConfig), ("data_dir", str), ("cache_dir", str), ("force", bool)):
+            if not isinstance(getattr(self, field), kind):
+                raise HvaeError(f"Run option {field} must be a {kind.__name__}, got {getattr(self, field)!r}.")
+        if self.preset is not None and not isinstance(self.preset, str):
+            raise HvaeError(f"Run option preset must be a name, got {self.preset!r}.")
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "RunConfig":
+        try:
+            fields = dict(data)
+            fields["model"] = ModelConfig(**fields["model"])
+            fields["train"] = from_jsonable(TrainConfig, fields["train"])
+            return cls(**fields)
+        except (KeyError, TypeError, ValueError, AttributeError, HvaeError) as exc:
+            raise CheckpointError(f"Not an hvae run configuration: {type(exc).__name__}: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+    """A run directory: every path in it, and the run's own files (see the module's docstring)."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def samples(self) -> Path:
+        return self.path / SAMPLES_DIR
+
+    @property
+    def reconstructions(self) -> Path:
+        return self.path / RECONSTRUCTIONS_DIR
+
+    @property
+    def interpolations(self) -> Path:
+        return self.path / INTERPOLATIONS_DIR
+
+    @property
+    def humanized(self) -> Path:
+        return self.path / HUMANIZED_DIR
+
+    @property
+    def report(self) -> Path:
+        return self.path / REPORT_DIR
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / BOARD_DIR
+
+    @property
+    def import_note(self) -> Path:
+        return self.path / IMPORT_NOTE
+
+    @property
+    def corrupt(self) -> Path:
+        return self.path / CORRUPT_DIR
+
+    def lock(self) -> RunLock:
+        """The run's lock (not yet acquired): one training process at a time (see :mod:`hvae.runlock`)."""
+        return RunLock(self.path / LOCK_FILE)
+
+    def read_config(self) -> RunConfig:
+        """``config.json``, checked (see :meth:`RunConfig.from_json`)."""
+        path = self.config_file
+        try:
+            data = json.loads(read_plain_file(path, JSON_LIMIT).decode("utf-8"))
+        except FileNotFoundError:
+            raise CheckpointError(f"{self.path} is not an hvae run directory (no {CONFIG_FILE}).") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise CheckpointError(f"{path} is unreadable ({type(exc).__name__}).") from None
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{path} is not an hvae run configuration (not a JSON object).")
+        try:
+            return RunConfig.from_json(data)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+
+    def write_config(self, config: RunConfig) -> None:
+        write_atomic(self.config_file, (json.dumps(config.to_json(), indent=2) + "\n").encode())
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """The records of ``metrics.jsonl`` (empty when there is none; lines that are not records skipped)."""
+        return read_metrics_file(self.metrics_file)
+
+    def open_metrics(self) -> IO[bytes]:
+        """``metrics.jsonl`` opened to append to (created if need be; never through a link)."""
+        return os.fdopen(open_regular(self.metrics_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab")
+
+    def metrics_size(self) -> int:
+        """Bytes in ``metrics.jsonl``, 0 when there is none."""
+        try:
+            return os.lstat(self.metrics_file).st_size
+        except FileNotFoundError:
+            return 0
+
+    def truncate_metrics(self, step: int, size: int | None) -> None:
+        """Drop what metrics.jsonl gained after the checkpoint of ``step``, which recorded the file's ``size``:
+        those steps run again and log the same lines. The lines before stay byte for byte. When the file is
+        shorter than that (replaced by hand) or the checkpoint did not record it, lines past ``step`` (and
+        a torn last line) are dropped instead."""
+        path = self.metrics_file
+        if not os.path.lexists(path):
+            return
+        fd = open_regular(path, os.O_RDWR)
+        with os.fdopen(fd, "r+b") as f:
+            if size is not None and is_count(size) and os.fstat(fd).st_size >= size:
+                f.truncate(size)
+                return
+            data = f.read()
+        lines = data.split(b"\n")
+        kept = [line for line in lines[:-1] if _line_step(line, default=0) <= step]
+        if lines[-1] and _line_step(lines[-1], default=step + 1) <= step:  # a last line without its newline
+            kept.append(lines[-1])
+        write_atomic(path, b"".join(line + b"\n" for line in kept))
+
+    def newest_checkpoint(self) -> Path:
+        """The newest committed checkpoint directory; :class:`CheckpointError` when there is none."""
+        return find_checkpoint(self.path)
+
+    def check_layout(self) -> None:
+        """Refuse a run directory whose folders or files hvae writes are links (before any work)."""
+        refuse_links(self.checkpoints, self.metrics_file, self.corrupt)
+        for folder in (self.checkpoints, self.corrupt):
+            if os.path.lexists(folder) and not folder.is_dir():
+                raise UnsafePathError(f"{folder} is in the way: hvae needs a folder there, and will not "
+                                      f"replace the file.")
+
+    def check_new(self) -> None:
+        """Refuse a directory that holds a run already, or files a new run would write over."""
+        if self.config_file.exists():
+            raise HvaeError(f"{self.path} already holds a run: continue it with --resume {self.path}, "
+                            f"or choose another --out.")
+        theirs = [name for name in (METRICS_FILE, CHECKPOINTS, CORRUPT_DIR) if os.path.lexists(self.path / name)]
+        if theirs:  # a new run creates these after config.json: they are someone else's
+            raise HvaeError(f"{self.path} holds {', '.join(theirs)} but no {CONFIG_FILE}: not an hvae run, and a new "
+                            f"run would write over {'them' if len(theirs) > 1 else 'it'}. Choose another --out.")
+
+    def forget_start(self) -> None:
+        """Remove what a failed start left of a directory it created, if it wrote no configuration yet."""
+        if not self.config_file.exists():
+            (self.path / LOCK_FILE).unlink(missing_ok=True)
+            try:
+                self.path.rmdir()  # only if empty
+            except OSError:
+                pass
+
+    def set_aside(self, checkpoint: Path) -> Path:
+        """Move a checkpoint that failed its checks to ``corrupt/`` (under a new name), where nothing reads
+        or prunes it; returns where it went."""
+        aside = self.corrupt / checkpoint.name
+        for suffix in range(1, 1000):
+            if not aside.exists():
+                break
+            aside = self.corrupt / f"{checkpoint.name}.{suffix}"
+        ensure_dir(aside.parent)
+        os.rename(checkpoint, aside)
+        return aside
+
+
+def unique_path(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ... : the first that does not exist."""
+    candidate, count = base, 1
+    while candidate.exists():
+        count += 1
+        candidate = base.with_name(f"{base.name}-{count}")
+    return candidate
+
+
+def metrics_record(line: bytes | str) -> dict[str, Any] | None:
+    """One metrics.jsonl line as a record, or None when it is not one: a JSON object with ``split``
+    ("train" or "validation"), a ``step`` (a count) and numbers (or null) for the rest."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):  # json's errors, and undecodable bytes
+        return None
+    if not isinstance(record, dict) or record.get("split") not in ("train", "validation") or \
+            not is_count(record.get("step")):
+        return None
+    if not all(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+               for key, value in record.items() if key != "split"):
+        return None
+    return record
+
+
+def read_metrics_file(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl (see :func:`metrics_record`; other lines are skipped)."""
+    try:
+        data = read_plain_file(path, METRICS_LIMIT)
+    except FileNotFoundError:
+        return []
+    return [record for record in map(metrics_record, data.splitlines()) if record is not None]
+
+
+def _line_step(line: bytes, default: int) -> int:
+    """The step of one metrics.jsonl line; ``default`` for a line that is not one (kept when before the
+    checkpoint's step: nothing of the user's is dropped but what the resumed run writes again)."""
+    record = metrics_record(line)
+    return default if record is None else record["step"]
+
+
+def resume_config(run_dir: str | os.PathLike) -> tuple[RunConfig, list[str]]:
+    """The configuration a resumed run continues with, and notes on how it was chosen.
+
+    Each checkpoint holds its run's full configuration; resuming uses the newest readable one's, so a
+    run is continued as it was trained. From ``config.json`` it takes only what ``--resume`` may change
+    (steps, device, amp, threads); any other difference is named in a note. Without a readable
+    checkpoint (a run stopped before its first), ``config.json`` is the configuration. Raises
+    :class:`CheckpointError` when neither is readable.
+    """
+    run = RunDir(run_dir)
+    try:
+        written, problem = run.read_config(), None
+    except CheckpointError as exc:
+        written, problem = None, str(exc)
+    saved = _newest_saved_config(run.path)
+    if saved is None:
+        if written is None:
+            raise CheckpointError(problem)
+        return written, []
+    directory, config = saved
+    if written is None:
+        return config, [f"{problem.rstrip('.')}: resuming with the configuration saved in {directory}."]
+    config = dataclasses.replace(config, train=dataclasses.replace(
+        config.train, **{k: getattr(written.train, k) for k in RESUMABLE}))
+    changed = _differences(config.to_json(), written.to_json())
+    if not changed:
+        return config, []
+    return config, [f"{run.config_file} differs from the configuration saved in {directory} "
+                    f"({'; '.join(changed)}): resuming with the checkpoint's, as the run was trained "
+                    f"(only {', '.join(RESUMABLE)} are read from {CONFIG_FILE}; start a new run to change others)."]
+
+
+def _newest_saved_config(run_dir: Path) -> tuple[Path, RunConfig] | None:
+    """The newest checkpoint whose manifest reads, and the run configuration it holds."""
+    for directory in reversed(list_checkpoints(run_dir)):
+        try:
+            return directory, RunConfig.from_json(read_manifest(directory)["run"])
+        except (CheckpointError, KeyError):
+            continue
+    return None
+
+
+def _differences(checkpoint: Any, written: Any, where: str = "") -> list[str]:
+    """``key: checkpoint value -> config.json value`` for each leaf that differs."""
+    if isinstance(checkpoint, dict) and isinstance(written, dict):
+        return [line for key in sorted(set(checkpoint) | set(written))
+                for line in _differences(checkpoint.get(key), written.get(key), f"{where}{key}.")]
+    if checkpoint == written:
+        return []
+    return [f"{where.rstrip('.')} {json.dumps(checkpoint)} in the checkpoint, {json.dumps(written)} in {CONFIG_FILE}"]
+
+
+def checkpoint_meta(config: RunConfig, model: MusicVAE, **more: Any) -> dict[str, Any]:
+    """What a run's checkpoint records beside its tensors (as JSON): the run's name and config, the
+    model's architecture, the plugins (and versions) behind each component, and ``more``."""
+    reg = registry()
+    components = {"converter": ("converters", config.converter), "encoder": ("encoders", model.config.encoder),
+                  "decoder": ("decoders", model.config.decoder), "loss": ("losses", model.config.loss)}
+    plugins = {}
+    for role, (kind, name) in components.items():
+        r = reg.get(kind, name)
+        plugins[role] = {"name": name, "plugin": r.plugin, "distribution": r.distribution, "version": r.version}
+    meta = {"name": config.name, "hvae_version": __version__, "run": config.to_json(), "model": model.to_dict(),
+            "plugins": plugins, **more}
+    return json.loads(json.dumps(meta))
+
+
+def _carry_over(options: dict[str, Any], factory: type) -> dict[str, Any]:
+    """The options a replaced component shares (by name) with its replacement."""
+    names = set(field_names(factory.Options))
+    return {k: v for k, v in options.items() if k in names}
+
+
+def plan_model(model: ModelConfig, encoder: str | None, decoder: str | None, loss: str | None,
+               pairs: Sequence[str]) -> ModelConfig:
+    """``model`` with components replaced and ``key=value`` overrides applied.
+
+    A replaced encoder or decoder keeps the options it shares with the one it replaces (layer sizes,
+    dropout); a replaced loss starts from its defaults. ``encoder.KEY=VALUE``, ``decoder.KEY=VALUE`` and
+    ``loss.KEY=VALUE`` set a component's options; other keys are ModelConfig fields.
+    """
+    reg = registry()
+    changes: dict[str, Any] = {}
+    for role, name in (("encoder", encoder), ("decoder", decoder)):
+        if name is not None and name != getattr(model, role):
+            factory = reg.get(COMPONENT_KINDS[role], name).factory
+            changes[role], changes[f"{role}_options"] = name, _carry_over(dict(getattr(model, f"{role}_options")),
+                                                                         factory)
+    if loss is not None and loss != model.loss:
+        reg.get("losses", loss)
+        changes["loss"], changes["loss_options"] = loss, {}
+    model = dataclasses.replace(model, **changes)
+    plain = [pair for pair in pairs if "." not in pair.split("=", 1)[0]]
+    model = dataclasses.replace(model, **parse_overrides(ModelConfig, plain, what="the model"))
+    for pair in pairs:
+        if pair in plain:
+            continue
+        role, rest = pair.split(".", 1)
+        if role not in COMPONENT_KINDS:
+            raise HvaeError(f"Option {pair!r}: a dotted key starts with encoder., decoder. or loss.")
+        name = getattr(model, role)
+        if name is None:
+            raise HvaeError(f"Option {pair!r}: name the {role} with --{role} to set its options.")
+        factory = reg.get(COMPONENT_KINDS[role], name).factory
+        value = parse_overrides(factory.Options, [rest], what=f"{role} {name!r}")
+        model = dataclasses.replace(model, **{f"{role}_options": {**getattr(model, f"{role}_options"), **value}})
+    return model
+
+
+def plan_run(preset_name: str | None, converter: str | None, encoder: str | None, decoder: str | None,
+             loss: str | None, converter_pairs: Sequence[str], model_pairs: Sequence[str],
+             train_options: Mapping[str, Any], data_dir: Path | None, cache_dir: Path | None,
+             force: bool) -> RunConfig:
+    """A new run's configuration: the preset (default ``demo``), then the components, ``key=value``
+    options and training options given on top (None: the preset's), as ``hvae train`` takes them.
+
+    A converter other than the preset's keeps the preset's converter options it also has. A
+    ``transpose_range`` of :data:`NO_TRANSPOSITION` means none, whatever the preset says.
+    """
+    preset = get_preset(preset_name or DEFAULT_PRESET)
+    converter_name = converter or preset.converter
+    factory = registry().get("converters", converter_name).factory
+    options = dict(preset.converter_options) if converter_name == preset.converter else \
+        _carry_over(dict(preset.converter_options), factory)
+    options.update(parse_overrides(factory.Options, converter_pairs, what=f"converter {converter_name!r}"))
+    with plain_errors_as(f"Converter {converter_name!r} rejected its options"):
+        built = make_converter(converter_name, options)
+    model = plan_model(preset.model, encoder, decoder, loss, model_pairs)
+    # the preset's augmentation goes with its converter
+    transpose = preset.transpose_range if converter_name == preset.converter else None
+    train = TrainConfig(batch_size=preset.batch_size, steps=preset.steps, transpose_range=transpose)
+    given = {k: v for k, v in train_options.items() if v is not None}
+    if given.get("transpose_range") == NO_TRANSPOSITION:
+        given["transpose_range"] = None
+    train = dataclasses.replace(train, **given)
+    if data_dir is None:
+        if preset.dataset != "gmd":
+            raise HvaeError(f"Preset {preset.name!r} is meant for the {preset.dataset} data set, which is not "
+                            f"bundled: give its folder with --data.")
+        data_dir = DEMO_DIR
+    changed = (converter_name, model.encoder, model.decoder, model.loss) != \
+        (preset.converter, preset.model.encoder, preset.model.decoder, preset.model.loss)
+    name = "-".join(n for n in (converter_name, model.decoder, model.loss) if n) if changed else preset.name
+    return RunConfig(name=name, converter=converter_name, converter_options=dataclasses.asdict(built.options),
+                     model=model, train=train, data_dir=str(Path(data_dir).resolve()),
+                     cache_dir=str(cache_dir or default_cache_dir(data_dir, built.name, built.options)),
+                     preset=preset.name, force=force or (preset.force and not changed))
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedRun:
+    """A trained run rebuilt from one of its checkpoints: the model, what it needs to read and write MIDI,
+    and the run it belongs to."""
+
+    model: MusicVAE  # weights loaded, in eval mode, on the requested device
+    converter: Converter  # the run's converter, with its options
+    config: RunConfig  # the run's configuration, as the checkpoint saved it
+    step: int  # optimiser steps it was trained for
+    dir: RunDir  # the run directory holding the checkpoint
+    checkpoint: Path  # the checkpoint directory it was read from
+
+    @property
+    def name(self) -> str:
+        """The run's name (prefixes sample files)."""
+        return self.config.name
+
+    def windows(self, split: str, data_dir: str | os.PathLike | None = None,
+                progress: bool = True) -> tuple[WindowSet, Path]:
+        """The ``split`` windows of the run's data (or of ``data_dir``, converted with the run's converter),
+        and the data folder; the data is prepared into its cache first when that is stale."""
+        folder = Path(data_dir or self.config.data_dir)
+        cache_dir = self.config.cache_dir if data_dir is None else \
+            default_cache_dir(folder, self.converter.name, self.converter.options)
+        prepare_dataset(self.converter, folder, cache_dir, progress=progress)
+        return load_split(cache_dir, split), folder
+
+
+def open_run(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedRun:
+    """The run at ``path`` (a run directory: its newest checkpoint; a checkpoint directory; or a file in one)
+    rebuilt: architecture and configuration from the checkpoint's JSON, weights from its safetensors."""
+    checkpoint = read_checkpoint(path, with_optimizer=False)
+    try:
+        config = RunConfig.from_json(checkpoint.meta["run"])
+        model = model_from_dict(checkpoint.meta["model"])
+        model.load_state_dict(checkpoint.model)
+        converter = make_converter(config.converter, config.converter_options)
+    except REBUILD_ERRORS as exc:
+        raise CheckpointError(f"Checkpoint {checkpoint.path} does not fit this hvae and its plugins: "
+                              f"{type(exc).__name__}: {_first_line(exc)}") from None
+    bad = [name for name, tensor in checkpoint.model.items() if tensor.is_floating_point() and
+           not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise CheckpointError(f"Checkpoint {checkpoint.path} has weights that are not finite numbers (NaN or "
+                              f"infinite) in {bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}: "
+                              f"it cannot give a sample. Use an earlier checkpoint.")
+    model.to(device).eval()
+    return LoadedRun(model, converter, config, checkpoint.step, RunDir(checkpoint.path.parent.parent),
+                     checkpoint.path)
+
+
+load_model = open_run  # the name earlier hvae gave open_run; kept for notebooks and scripts that use it
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
