@@ -68,14 +68,21 @@ def sampler(case: cases.Case, model) -> Callable[[], None]:
     return sample
 
 
+def work_of(case: cases.Case, model) -> Callable[[], None]:
+    """What one timed run of ``case`` calls: a sampling call, or a training step on a random batch."""
+    if case.work == "sample":
+        return sampler(case, model)
+    return workloads.TrainingStep(model, workloads.random_batch(model, case.batch))
+
+
 def measure_case(case: cases.Case, warmup: int, reps: int, budget_s: float) -> dict:
     model = workloads.model(case.preset)
+    run = work_of(case, model)
     if case.work == "sample":
-        result = timeit(sampler(case, model), warmup, reps, budget_s)
+        result = timeit(run, warmup, reps, budget_s)
         result["seqs_per_s"] = case.batch / result["median_s"]
     else:  # as tf_speed.py: one warm-up run fewer for training
-        step = workloads.TrainingStep(model, workloads.random_batch(model, case.batch))
-        result = timeit(step, max(1, warmup - 1), reps, budget_s)
+        result = timeit(run, max(1, warmup - 1), reps, budget_s)
         result["examples_per_s"] = case.batch / result["median_s"]
     result["peak_rss_mb"] = peak_rss_mb()
     floor = floors.measure(floors.plan_for(case, model), floors.dtype_of(case))

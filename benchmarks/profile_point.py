@@ -22,14 +22,6 @@ import points
 import workloads
 
 
-def work_of(case: cases.Case):
-    """The function one timed run of ``case`` calls, as points.py builds it."""
-    model = workloads.model(case.preset)
-    if case.work == "sample":
-        return points.sampler(case, model)
-    return workloads.TrainingStep(model, workloads.random_batch(model, case.batch))
-
-
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("point", help="a benchmarked point, e.g. sample:cat-drums_2bar_small:1 (cases.py)")
@@ -43,7 +35,7 @@ def main(argv: list[str]) -> None:
         case = cases.case_of(args.point)
     except KeyError as e:
         raise SystemExit(e.args[0]) from None
-    run = work_of(case)
+    run = points.work_of(case, workloads.model(case.preset))
     for _ in range(args.warmup):
         run()
     seconds = []
