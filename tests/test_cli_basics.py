@@ -48,7 +48,7 @@ def test_help_lists_every_command_without_loading_torch_or_the_plugins():
                                                    "plugins", "reconstruct", "report", "run", "sample", "train"))
 
 
-WORKFLOW = ["plugins", "presets", "data", "train", "run", "import", "sample", "reconstruct", "interpolate", "humanize",
+WORKFLOW = ["models", "plugins", "presets", "data", "train", "run", "import", "sample", "reconstruct", "interpolate", "humanize",
             "evaluate", "report", "compare", "export"]
 
 

@@ -88,3 +88,40 @@ def test_the_progress_bar_says_validating_while_it_validates(tmp_path):
                     "--eval-every", 1, "--cache", tmp_path / "cache", "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert "hier-drums-4bar validating" in result.stderr
+
+
+def test_minutes_stops_at_the_deadline_with_a_validation_and_a_checkpoint_and_resume_goes_on(tmp_path):
+    run = tmp_path / "timed"
+    result = invoke("train", *TINY, "--cache", tmp_path / "cache", "--out", run, "--steps", 1_000_000,
+                    "--minutes", 0.02, "--eval-every", 0)
+    assert result.exit_code == 0, result.output
+    assert f"Stopped at the time budget (--minutes) at step" in result.output
+    assert f"continue with: hvae train --resume {run}" in result.output
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    stopped = lines[-1]["step"]
+    assert lines[-1]["split"] == "validation" and 1 <= stopped < 1_000_000
+    assert [p.name for p in (run / "checkpoints").iterdir()][-1] == f"step-{stopped:08d}"
+    assert config(run)["train"]["minutes"] == 0.02
+
+    again = invoke("train", "--resume", run, "--minutes", 0.02, "--no-progress")
+    assert again.exit_code == 0, again.output
+    assert f"steps {stopped} -> 1000000" in again.output
+    resumed = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
+    assert resumed["split"] == "validation" and resumed["step"] > stopped
+
+
+def test_hvae_run_with_minutes_trains_until_the_deadline_then_samples(tmp_path):
+    run = tmp_path / "run"
+    result = invoke("run", *TINY, "--cache", tmp_path / "cache", "--out", run, "--steps", 1_000_000,
+                    "--minutes", 0.02, "-n", 2, "--seed", 1)
+    assert result.exit_code == 0, result.output
+    assert "Stopped at the time budget (--minutes)" in result.output
+    assert len(list((run / "samples").glob("*.mid"))) == 2
+
+
+@pytest.mark.parametrize("minutes", ["0", "-1", "nan", "inf", "1e9"])
+def test_a_budget_out_of_range_is_refused_before_any_work(tmp_path, minutes):
+    result = invoke("train", *TINY, "--out", tmp_path / "never", "--minutes", minutes)
+    assert result.exit_code == 2
+    assert "--minutes" in result.output
+    assert not (tmp_path / "never").exists()

@@ -25,6 +25,7 @@ import itertools
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -45,7 +46,6 @@ from hvae.safefiles import write_atomic
 from hvae.sampling import reconstruct_examples
 from hvae.training import Trainer
 
-CALIBRATION_STEPS = 10  # with a time budget: steps trained first to measure each combination's speed
 RUNS_DIR = "runs"
 
 
@@ -118,7 +118,8 @@ class Outcome:
         row: dict[str, Any] = {
             "name": self.name, "preset": self.config.preset, "converter": self.config.converter,
             "decoder": m.decoder, "loss": m.loss, "forced": self.config.force, "steps": self.steps,
-            "seconds": round(self.seconds, 2), "batch_size": self.config.train.batch_size,
+            "seconds": round(self.seconds, 2), "budget_minutes": self.config.train.minutes,
+            "examples_seen": self.steps * self.config.train.batch_size, "batch_size": self.config.train.batch_size,
             "train_windows": self.train_windows, "parameters": self.parameters,
             "train_loss": (self.final or {}).get("loss"), "train_r_loss": (self.final or {}).get("r_loss"),
             "train_kl_bits": (self.final or {}).get("kl_bits"), "error": self.error or "",
@@ -176,25 +177,18 @@ def _train(config: RunConfig, run_dir: Path, budget: Budget, progress: bool) -> 
     """Train one combination within ``budget``: the trainer at its last step, the seconds it took, and
     the error that stopped it early (None when it used its budget).
 
-    A time budget trains CALIBRATION_STEPS first, measures the steps per second of training, and
-    continues for the steps that fit in the time left.
+    A time budget trains up to the configuration's steps (the preset's, or ``--steps`` given with it) and
+    stops at the deadline, as ``hvae train --minutes`` does: each combination gets the same wall-clock time.
     """
-    steps = budget.steps if budget.steps is not None else CALIBRATION_STEPS
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=steps))
-    trainer = Trainer.start(run_dir, config, progress=progress)
-    seconds = 0.0
+    train = dataclasses.replace(config.train, minutes=budget.minutes) if budget.minutes is not None else \
+        dataclasses.replace(config.train, steps=budget.steps)
+    trainer = Trainer.start(run_dir, dataclasses.replace(config, train=train), progress=progress)
+    started = time.perf_counter()
     try:
-        result = trainer.train(progress=progress)
-        seconds += result.seconds
-        if budget.minutes is not None and result.last:
-            per_second = result.last["examples_per_s"] / config.train.batch_size
-            more = int(max(budget.minutes * 60.0 - seconds, 0.0) * per_second)
-            if more > 0:
-                trainer = Trainer.resume(run_dir, steps=trainer.step + more, progress=progress)
-                seconds += trainer.train(progress=progress).seconds
+        trainer.train(progress=progress)
     except TrainingError as exc:
-        return trainer, seconds, str(exc)
-    return trainer, seconds, None
+        return trainer, time.perf_counter() - started, str(exc)
+    return trainer, time.perf_counter() - started, None
 
 
 def run_grid(configs: Sequence[RunConfig], out_dir: str | os.PathLike, budget: Budget, split: str = "test",
@@ -217,7 +211,8 @@ def run_grid(configs: Sequence[RunConfig], out_dir: str | os.PathLike, budget: B
         if error is None:
             loaded = open_run(run_dir, trainer.device)
             windows, data_dir = loaded.windows(split, progress=progress)
-            evaluation = evaluation_of(loaded, windows, data_dir, report.batch_size, report.qpm, progress)
+            evaluation = evaluation_of(loaded, windows, data_dir, report.batch_size, report.qpm, progress,
+                                       report.quality_samples, report.temperature, report.seed)
             page = write_run_report(run_dir, report, evaluation, progress)
             outcome = dataclasses.replace(outcome, evaluation=evaluation, report=page)
             echo(f"    {_summary(evaluation)}")
@@ -230,7 +225,18 @@ def run_grid(configs: Sequence[RunConfig], out_dir: str | os.PathLike, budget: B
 def _summary(evaluation: Evaluation) -> str:
     parts = [f"{key} {format_value(value)}" for key, value in evaluation.sampled.items()
              if key in ("accuracy", "hit_f1", "velocity_mae", "timing_mae_ms")]
-    return f"sampled on {evaluation.split}: " + ", ".join(parts + [f"KL {format_value(evaluation.kl_bits)} bits"])
+    parts.append(f"KL {format_value(evaluation.kl_bits)} bits")
+    if evaluation.quality is not None:
+        parts.append(f"sample overlap {_overlap(evaluation)}")
+    return f"sampled on {evaluation.split}: " + ", ".join(parts)
+
+
+def _overlap(evaluation: Evaluation | None) -> str:
+    """The mean sample-quality overlap, with its ceiling: ``0.71 of 0.83``."""
+    q = evaluation.quality if evaluation is not None else None
+    if q is None:
+        return "–"
+    return format_value(q.overlaps["mean"]) + (f" of {format_value(q.ceiling['mean'])}" if q.ceiling else "")
 
 
 def _pair(evaluation: Evaluation | None, key: str) -> str:
@@ -240,9 +246,9 @@ def _pair(evaluation: Evaluation | None, key: str) -> str:
     return f"{format_value(evaluation.teacher_forced[key])} / {format_value(evaluation.sampled[key])}"
 
 
-TABLE_HEADERS = ("combination", "converter → decoder → loss", "steps", "train s", "train windows", "final loss",
-                 "KL bits", "accuracy TF / sampled", "hit F1 TF / sampled", "hit P / R sampled",
-                 "velocity MAE sampled", "timing MAE ms sampled")
+TABLE_HEADERS = ("combination", "converter → decoder → loss", "steps", "examples seen", "train s", "train windows",
+                 "final loss", "KL bits", "accuracy TF / sampled", "hit F1 TF / sampled", "hit P / R sampled",
+                 "velocity MAE sampled", "timing MAE ms sampled", "sample overlap of ceiling", "plausible draws")
 
 
 def table_rows(outcomes: Sequence[Outcome]) -> list[list[str]]:
@@ -255,11 +261,14 @@ def table_rows(outcomes: Sequence[Outcome]) -> list[list[str]]:
                if "hit_precision" in sampled else "–")
         final = f"{o.final['loss']:.4g}" if o.final else "–"
         parts = f"{o.config.converter} → {o.config.model.decoder} → {o.config.model.loss}"
-        rows.append([o.name, parts + (" (forced)" if o.config.force else ""), f"{o.steps:,}", f"{o.seconds:.0f}",
+        plausible = e.quality.plausible_share if e is not None and e.quality is not None else None
+        rows.append([o.name, parts + (" (forced)" if o.config.force else ""), f"{o.steps:,}",
+                     f"{o.steps * o.config.train.batch_size:,}", f"{o.seconds:.0f}",
                      f"{o.train_windows:,}", final + (" (stopped)" if o.error else ""),
                      format_value(e.kl_bits) if e is not None else "–", _pair(e, "accuracy"), _pair(e, "hit_f1"),
                      p_r, format_value(sampled["velocity_mae"]) if "velocity_mae" in sampled else "–",
-                     format_value(sampled["timing_mae_ms"]) if "timing_mae_ms" in sampled else "–"])
+                     format_value(sampled["timing_mae_ms"]) if "timing_mae_ms" in sampled else "–",
+                     _overlap(e), f"{plausible:.0%}" if plausible is not None else "–"])
     return rows
 
 
@@ -272,7 +281,15 @@ def _markdown(outcomes: Sequence[Outcome], refused: Sequence[Refused], budget: B
         first = outcomes[0].config
         lines += [f"Data: {first.data_dir}. Metrics on the {split} split; TF = teacher-forced, sampled = "
                   f"free-running from μ; hits over (step, drum class) cells; velocity in MIDI units; timing in "
-                  f"ms at {qpm:g} qpm.", ""]
+                  f"ms at {qpm:g} qpm. Sample overlap: the mean over musical features of prior samples against "
+                  f"real windows of the split (hvae evaluate), of the ceiling that real training windows reach "
+                  f"against them; plausible draws: the share of raw drum samples with a hit density within the "
+                  f"training windows' 5th to 95th percentile.", ""]
+        counts = sorted({(o.config.converter, o.train_windows) for o in outcomes})
+        if len({n for _, n in counts}) > 1:
+            lines += [f"Training windows differ by converter ({', '.join(f'{c}: {n:,}' for c, n in counts)}): each "
+                      f"cuts the files its own way (the reference's window and hop lengths, which files it keeps), "
+                      f"so compare examples seen, not epochs.", ""]
     lines.append("| " + " | ".join(TABLE_HEADERS) + " |")
     lines.append("|" + "|".join("---" if k < 2 else "---:" for k in range(len(TABLE_HEADERS))) + "|")
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]

@@ -19,6 +19,13 @@ Metrics are pooled over every valid step of every window (not averaged per windo
   steps_per_quarter ms (125 ms at the 120 qpm the converters write, 4 steps per quarter), so
   ms = |Δo| / 2 · step ms.
 
+Sample quality (:mod:`hvae.quality`): ``samples`` prior samples (256 by default, temperature 0.5, the
+model's raw draws) against as many real windows of the split, feature by feature, as the overlapping
+area of their distributions, and their mean; beside it the same figure for real windows of the
+training split against the split's (the ceiling a finite set reaches), and for drum models the share of
+raw draws whose hits per bar lie in the training windows' 5th to 95th percentile, and the figures after
+the draws outside it are drawn again (as ``hvae sample`` does).
+
 Besides these: the mean KL(q(z|x) ‖ N(0, I)) in bits per window, the teacher-forced reconstruction
 loss in nats per window (both from μ), and ``agreement``, the fraction of steps on which the two decodings
 predict the same output. Early in training a model predicts each step from z and its place alone (for a
@@ -45,9 +52,13 @@ from hvae.errors import HvaeError
 from hvae.interfaces import Converter
 from hvae.model import LN2, MusicVAE, kl_divergence, step_mask
 from hvae.music import DEFAULT_QPM  # the tempo MIDI is written at (the reference's 120 qpm)
+from hvae.plausible import DensityRange, density_range, draw_plausible, hits_per_bar, reads_hits
+from hvae import quality
 from hvae.run import LoadedRun, open_run
 
 GREEDY = 0.0  # decoding temperature of the metrics: the most likely draw at every step
+SAMPLES = 256  # prior samples for the sample quality (MGEval and GrooveEvaluator compare sets of this order)
+SAMPLE_TEMPERATURE = 0.5  # their temperature: hvae sample's default
 MODES = ("teacher_forced", "sampled")
 SAME_DECODING = 0.99  # agreement from which the table explains why the two columns (nearly) agree
 # Metric names, in the order tables show them, with their labels.
@@ -79,15 +90,20 @@ class Evaluation:
     teacher_forced: Mapping[str, float]  # metric name -> value (the names in METRIC_LABELS that apply)
     sampled: Mapping[str, float]  # the same, decoding free-running from mu
     agreement: float = math.nan  # fraction of steps the two decodings predict alike (drum hits, or classes)
+    quality: "SampleQuality | None" = None  # prior samples against the split's windows; None when not asked
 
     def to_json(self) -> dict[str, Any]:
         return json_safe(dataclasses.asdict(self))
 
     def flat(self) -> dict[str, float]:
-        """Scalars for a table row: ``kl_bits``, ``reconstruction_loss``, ``tf_<metric>``, ``sampled_<metric>``."""
+        """Scalars for a table row: ``kl_bits``, ``reconstruction_loss``, ``tf_<metric>``, ``sampled_<metric>``,
+        and with sample quality ``quality_<feature>`` (``quality_mean``), ``ceiling_mean``, ``plausible_share``
+        and ``redrawn_quality_mean``."""
         row = {"kl_bits": self.kl_bits, "reconstruction_loss": self.reconstruction_loss}
         row.update({f"tf_{k}": v for k, v in self.teacher_forced.items()})
         row.update({f"sampled_{k}": v for k, v in self.sampled.items()})
+        if self.quality is not None:
+            row.update(self.quality.flat())
         return row
 
     def table(self) -> str:
@@ -110,6 +126,59 @@ class Evaluation:
         if "timing_mae_ms" in self.teacher_forced:
             lines.append(f"Timing at {self.qpm:g} qpm: one step is {self.step_ms:g} ms, an offset of 1 is "
                          f"{self.step_ms / 2:g} ms.")
+        if self.quality is not None:
+            lines += ["", self.quality.table(self.split)]
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleQuality:
+    """Prior samples against real windows, feature by feature (see :mod:`hvae.quality`)."""
+
+    samples: int  # prior samples drawn
+    real: int  # real windows of the split they are compared with
+    temperature: float
+    seed: int
+    features: Mapping[str, str]  # feature name -> what it measures (with its unit)
+    overlaps: Mapping[str, float]  # feature -> overlapping area for the raw draws, and "mean"
+    ceiling: Mapping[str, float] | None = None  # the same for real windows of ceiling_split (same N)
+    ceiling_split: str | None = None
+    plausible_share: float | None = None  # drums: share of raw draws within the training density range
+    plausible_range: tuple[float, float] | None = None  # that range, hits per bar
+    redrawn: Mapping[str, float] | None = None  # overlaps once the draws outside it are drawn again
+
+    def flat(self) -> dict[str, float]:
+        row = {f"quality_{k}": v for k, v in self.overlaps.items()}
+        if self.ceiling is not None:
+            row["ceiling_mean"] = self.ceiling["mean"]
+        if self.plausible_share is not None:
+            row["plausible_share"] = self.plausible_share
+        if self.redrawn is not None:
+            row["redrawn_quality_mean"] = self.redrawn["mean"]
+        return row
+
+    def table(self, split: str) -> str:
+        """The per-feature overlaps as plain text, the ceiling beside them."""
+        ceiling = self.ceiling is not None
+        lines = [f"Sample quality: {self.samples} prior samples (temperature {self.temperature:g}, seed "
+                 f"{self.seed}, raw draws) against {self.real} real windows of the {split} split; the "
+                 f"overlapping area of the two distributions of each feature (1 = indistinguishable)"
+                 + (f", and of {self.real} {self.ceiling_split} windows against them (the ceiling)" if ceiling
+                    else "") + ".",
+                 f"{'feature':<22}{'samples':>10}" + (f"{'ceiling':>10}" if ceiling else "") + "  what it measures"]
+        for name, what in self.features.items():
+            lines.append(f"{name:<22}{format_value(self.overlaps[name]):>10}"
+                         + (f"{format_value(self.ceiling[name]):>10}" if ceiling else "") + f"  {what}")
+        lines.append(f"{'mean':<22}{format_value(self.overlaps['mean']):>10}"
+                     + (f"{format_value(self.ceiling['mean']):>10}" if ceiling else ""))
+        if ceiling and not math.isnan(self.ceiling["mean"]) and self.ceiling["mean"] > 0:
+            lines.append(f"The samples reach {format_value(self.overlaps['mean'])} of a possible "
+                         f"{format_value(self.ceiling['mean'])} ({self.overlaps['mean'] / self.ceiling['mean']:.0%}).")
+        if self.plausible_share is not None:
+            low, high = self.plausible_range
+            lines.append(f"{self.plausible_share:.1%} of the raw draws have {low:.1f} to {high:.1f} hits per bar "
+                         f"(the training windows' 5th to 95th percentile); with the others drawn again, as "
+                         f"'hvae sample' does, the mean overlap is {format_value(self.redrawn['mean'])}.")
         return "\n".join(lines)
 
 
@@ -240,26 +309,98 @@ def same_steps(converter: Converter, a: torch.Tensor, b: torch.Tensor) -> torch.
     return (a == b).all(-1).float()
 
 
+@torch.no_grad()
+def sample_quality(model: MusicVAE, converter: Converter, windows: WindowSet, samples: int = SAMPLES,
+                   temperature: float = SAMPLE_TEMPERATURE, seed: int = 0, qpm: float = DEFAULT_QPM,
+                   ceiling_windows: WindowSet | None = None, plausible: DensityRange | None = None,
+                   batch_size: int = 256) -> SampleQuality:
+    """``samples`` prior samples of ``model`` against as many windows of ``windows`` (a seeded choice), feature
+    by feature (:mod:`hvae.quality`); with ``ceiling_windows``, as many of those against the same real ones;
+    with ``plausible``, the share of draws within that density range and the figures after redrawing.
+
+    A model with controls draws each sample with the controls of one of the chosen real windows."""
+    if samples < 2:
+        raise HvaeError(f"Sample quality compares distributions of samples: give at least 2, got {samples}.")
+    if len(windows) < 2:
+        raise HvaeError(f"The {windows.split} split has {len(windows)} window; sample quality needs at least 2.")
+    step_ms = step_milliseconds(converter, qpm)
+    rows = quality.pick(len(windows), samples, seed)
+    real = quality.measure(converter, windows.outputs[rows], step_ms)
+    features = quality.features_of(converter)
+    model.eval()
+    controls = None
+    if converter.control_depth:  # one sample for each chosen window, with its controls
+        controls, samples = np.asarray(windows.controls[rows]), len(rows)
+
+    def draw(generator_seed: int, redraw: DensityRange | None) -> np.ndarray:
+        generator = torch.Generator(device=model.device)
+        generator.manual_seed(generator_seed)
+        drawn = []
+        for start in range(0, samples, batch_size):
+            count = min(batch_size, samples - start)
+            if redraw is not None and controls is None:
+                drawn.append(draw_plausible(model, converter, count, temperature, generator, redraw)[0])
+                continue
+            part = None if controls is None else torch.from_numpy(controls[start:start + count]).to(model.device)
+            drawn.append(model.sample(count, temperature, controls=part, generator=generator).float().cpu().numpy())
+        return np.concatenate(drawn)
+
+    raw = draw(seed, None)
+    found = SampleQuality(samples=samples, real=len(rows), temperature=temperature, seed=seed,
+                          features={f.name: f.description + (f" ({f.unit})" if f.unit else "") for f in features},
+                          overlaps=quality.overlaps(real, quality.measure(converter, raw, step_ms), features))
+    if ceiling_windows is not None and len(ceiling_windows) >= 2:
+        other = quality.measure(converter, ceiling_windows.outputs[quality.pick(len(ceiling_windows), len(rows),
+                                                                                seed)], step_ms)
+        found = dataclasses.replace(found, ceiling=quality.overlaps(real, other, features),
+                                    ceiling_split=ceiling_windows.split)
+    if plausible is not None and controls is None and reads_hits(converter):
+        share = float(plausible.holds(hits_per_bar(converter, raw)).mean())
+        redrawn = quality.overlaps(real, quality.measure(converter, draw(seed, plausible), step_ms), features)
+        found = dataclasses.replace(found, plausible_share=share, plausible_range=(plausible.low, plausible.high),
+                                    redrawn=redrawn)
+    return found
+
+
 def evaluation_of(loaded: LoadedRun, windows: WindowSet, data_dir: Path, batch_size: int = 256,
-                  qpm: float = DEFAULT_QPM, progress: bool = True) -> Evaluation:
-    """:func:`evaluate_windows` of a loaded run's model on ``windows`` (of ``data_dir``)."""
+                  qpm: float = DEFAULT_QPM, progress: bool = True, samples: int = SAMPLES,
+                  temperature: float = SAMPLE_TEMPERATURE, seed: int = 0) -> Evaluation:
+    """:func:`evaluate_windows` of a loaded run's model on ``windows`` (of ``data_dir``), and with ``samples``
+    (0: none) the :func:`sample_quality` of its prior samples, against the training split's windows as the
+    ceiling (the validation split's when ``windows`` are the training split) and the training windows'
+    density range."""
     if len(windows) == 0:
         raise HvaeError(f"The {windows.split} split of {data_dir} has no windows for converter "
                         f"{loaded.converter.name!r}; choose another split.")
     found = evaluate_windows(loaded.model, loaded.converter, windows, batch_size, qpm, progress)
-    return Evaluation(checkpoint=str(loaded.checkpoint.resolve()), name=loaded.name, step=loaded.step,
-                      split=windows.split, data_dir=str(data_dir), windows=found["windows"],
-                      output_kind=loaded.converter.output_kind, qpm=qpm,
-                      step_ms=step_milliseconds(loaded.converter, qpm), kl_bits=found["kl_bits"],
-                      reconstruction_loss=found["reconstruction_loss"], teacher_forced=found["teacher_forced"],
-                      sampled=found["sampled"], agreement=found["agreement"])
+    evaluation = Evaluation(checkpoint=str(loaded.checkpoint.resolve()), name=loaded.name, step=loaded.step,
+                            split=windows.split, data_dir=str(data_dir), windows=found["windows"],
+                            output_kind=loaded.converter.output_kind, qpm=qpm,
+                            step_ms=step_milliseconds(loaded.converter, qpm), kl_bits=found["kl_bits"],
+                            reconstruction_loss=found["reconstruction_loss"],
+                            teacher_forced=found["teacher_forced"], sampled=found["sampled"],
+                            agreement=found["agreement"])
+    if not samples:
+        return evaluation
+    other_split = "validation" if windows.split == "train" else "train"
+    try:
+        other, _ = loaded.windows(other_split, data_dir, progress)
+    except HvaeError:
+        other = None
+    train = other if other_split == "train" else windows
+    plausible = density_range(loaded.converter, train.outputs) if train is not None and len(train) \
+        else None
+    return dataclasses.replace(evaluation, quality=sample_quality(
+        loaded.model, loaded.converter, windows, samples, temperature, seed, qpm, other, plausible, batch_size))
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", data_dir: str | os.PathLike | None = None,
                         batch_size: int = 256, qpm: float = DEFAULT_QPM, device: str = "auto",
-                        progress: bool = True) -> Evaluation:
+                        progress: bool = True, samples: int = SAMPLES, temperature: float = SAMPLE_TEMPERATURE,
+                        seed: int = 0) -> Evaluation:
     """Evaluate the checkpoint meant by ``checkpoint`` (a run directory, a checkpoint directory or its
-    JSON) on ``split`` of its run's data, or of ``data_dir``."""
+    JSON) on ``split`` of its run's data, or of ``data_dir``; with ``samples`` prior samples (0: none)
+    at ``temperature`` for the sample quality."""
     loaded = open_run(checkpoint, resolve_device(device))
     windows, folder = loaded.windows(split, data_dir, progress)
-    return evaluation_of(loaded, windows, folder, batch_size, qpm, progress)
+    return evaluation_of(loaded, windows, folder, batch_size, qpm, progress, samples, temperature, seed)

@@ -72,7 +72,7 @@ def training_range(converter: Converter, cache_dir: str | os.PathLike) -> Densit
         windows = load_split(cache_dir, "train", verify=False)
     except (CacheError, HvaeError, OSError, KeyError):
         return None
-    return density_range(converter, np.asarray(windows.outputs))
+    return density_range(converter, windows.outputs)
 
 
 def draw_plausible(model: MusicVAE, converter: Converter, n: int, temperature: float, generator: torch.Generator,

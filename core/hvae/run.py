@@ -12,6 +12,8 @@ A run directory holds::
     report/         the run's page, written by ``hvae report`` (see :mod:`hvae.report.run`)
     tensorboard/    the TensorBoard log of a run trained with ``--tensorboard``
     imported.json   where the weights of a run made by ``hvae import`` came from
+    plausible.json  the 5th and 95th percentile of the training windows' drum hits per bar (drum models), which
+                    ``hvae sample`` holds its draws to (written when training starts)
     .lock           held by the process training in it (:mod:`hvae.runlock`)
     corrupt/        checkpoints that failed their checks when resuming, moved aside
 
@@ -26,6 +28,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
+import uuid
 from pathlib import Path
 from typing import IO, Any, Mapping, Sequence
 
@@ -33,7 +37,7 @@ import torch
 
 from hvae import __version__
 from hvae.checkpoint import CHECKPOINTS, JSON_LIMIT, REBUILD_ERRORS, find_checkpoint, is_count, list_checkpoints, \
-    read_checkpoint, read_manifest
+    read_checkpoint, read_manifest, write_checkpoint
 from hvae.data import DEMO_DIR, WindowSet, default_cache_dir, load_split, prepare_dataset
 from hvae.errors import CheckpointError, HvaeError, UnsafePathError, plain_errors_as
 from hvae.interfaces import Converter
@@ -41,6 +45,7 @@ from hvae.model import ModelConfig, MusicVAE, model_from_dict
 from hvae.options import field_names, from_jsonable, parse_overrides
 from hvae.plugins import make_converter, registry
 from hvae.presets import get_preset
+from hvae.pretrained import is_shipped, shipped_model
 from hvae.runlock import RunLock
 from hvae.safefiles import NAME_LIMIT, ensure_dir, is_plain_name, open_regular, read_plain_file, refuse_links, \
     write_atomic
@@ -53,12 +58,14 @@ REPORT_DIR = "report"
 BOARD_DIR = "tensorboard"
 IMPORT_NOTE = "imported.json"
 LOCK_FILE = ".lock"
+PLAUSIBLE_FILE = "plausible.json"
 CORRUPT_DIR = "corrupt"  # where resuming moves checkpoints that fail their checks
 RUNS_DIR = Path("runs")  # where run directories go when --out is not given (relative to the working directory)
 METRICS_LIMIT = 1 << 30  # bytes of metrics.jsonl read back at most (a million steps logged is ~300 MB)
 MAX_THREADS = 256  # torch's thread pools crash (SIGSEGV) when asked for tens of thousands
 MAX_BATCH_SIZE = 1 << 20  # examples per step; more is a typing mistake (the reference trains with 512)
-RESUMABLE = ("steps", "device", "amp", "threads")  # TrainConfig fields --resume may change (kept in config.json)
+MAX_MINUTES = 525_600  # a training call's time budget, at most a year
+RESUMABLE = ("steps", "minutes", "device", "amp", "threads")  # TrainConfig fields --resume may change (kept in config.json)
 DEFAULT_PRESET = "demo"
 COMPONENT_KINDS = {"encoder": "encoders", "decoder": "decoders", "loss": "losses"}
 NO_TRANSPOSITION = ()  # a transpose_range given to plan_run that means none, whatever the preset says
@@ -84,6 +91,9 @@ class TrainConfig:
     # (the reference's transpose_range); None: as they are. Needs a converter that can transpose.
     transpose_range: tuple[int, int] | None = None
     tensorboard: bool = False  # also log metrics.jsonl's scalars for TensorBoard, in RUN/tensorboard/
+    # Wall-clock budget of each training call, in minutes (None: none): at the deadline the run stops after
+    # the step under way, validates and writes a checkpoint, and a resume goes on from there.
+    minutes: float | None = None
 
     def __post_init__(self) -> None:
         for field in ("batch_size", "steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
@@ -104,6 +114,10 @@ class TrainConfig:
                             f"{self.device!r} and {self.amp!r}.")
         if self.eval_every < 0:
             raise HvaeError(f"Training option eval_every must be 0 or more, got {self.eval_every}.")
+        if self.minutes is not None and (isinstance(self.minutes, bool) or not isinstance(self.minutes, (int, float))
+                                         or not 0 < self.minutes <= MAX_MINUTES):
+            raise HvaeError(f"Training option minutes must be more than 0 and at most {MAX_MINUTES:,} (a "
+                            f"year), or None, got {self.minutes!r}.")
         if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
             raise HvaeError(f"Training option threads must be from 1 to {MAX_THREADS} or None, got {self.threads}.")
         if self.eval_examples is not None and self.eval_examples < 1:
@@ -205,6 +219,24 @@ class RunDir:
     @property
     def corrupt(self) -> Path:
         return self.path / CORRUPT_DIR
+
+    @property
+    def plausible_file(self) -> Path:
+        return self.path / PLAUSIBLE_FILE
+
+    def read_plausible(self) -> tuple[float, float] | None:
+        """The training windows' 5th and 95th percentile of drum hits per bar, None when the run has none
+        (not a drum model, or trained before hvae wrote them)."""
+        try:
+            data = json.loads(read_plain_file(self.plausible_file, JSON_LIMIT).decode("utf-8"))
+            low, high = float(data["low"]), float(data["high"])
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, RecursionError):
+            return None
+        return (low, high) if 0 <= low <= high < float("inf") else None
+
+    def write_plausible(self, low: float, high: float) -> None:
+        write_atomic(self.plausible_file, (json.dumps({"low": low, "high": high, "unit": "drum hits per bar",
+                                                       "percentiles": [5, 95]}) + "\n").encode())
 
     def lock(self) -> RunLock:
         """The run's lock (not yet acquired): one training process at a time (see :mod:`hvae.runlock`)."""
@@ -354,7 +386,7 @@ def resume_config(run_dir: str | os.PathLike) -> tuple[RunConfig, list[str]]:
 
     Each checkpoint holds its run's full configuration; resuming uses the newest readable one's, so a
     run is continued as it was trained. From ``config.json`` it takes only what ``--resume`` may change
-    (steps, device, amp, threads); any other difference is named in a note. Without a readable
+    (steps, minutes, device, amp, threads); any other difference is named in a note. Without a readable
     checkpoint (a run stopped before its first), ``config.json`` is the configuration. Raises
     :class:`CheckpointError` when neither is readable.
     """
@@ -509,6 +541,13 @@ class LoadedRun:
     step: int  # optimiser steps it was trained for
     dir: RunDir  # the run directory holding the checkpoint
     checkpoint: Path  # the checkpoint directory it was read from
+    out: RunDir | None = None  # where commands write (samples/, report/, ...): ``dir``, or for a model in the
+    #                            box (hvae.pretrained) runs/<name>/ in the working directory
+
+    @property
+    def outputs(self) -> RunDir:
+        """The run directory commands write their files into."""
+        return self.out or self.dir
 
     @property
     def name(self) -> str:
@@ -527,8 +566,14 @@ class LoadedRun:
 
 
 def open_run(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedRun:
-    """The run at ``path`` (a run directory: its newest checkpoint; a checkpoint directory; or a file in one)
-    rebuilt: architecture and configuration from the checkpoint's JSON, weights from its safetensors."""
+    """The run at ``path`` (a run directory: its newest checkpoint; a checkpoint directory; a file in one; or
+    the name of a model in the box, :mod:`hvae.pretrained`) rebuilt: architecture and configuration from the
+    checkpoint's JSON, weights from its safetensors.
+
+    A model in the box reads and writes MIDI as any run does; its data is the bundled GMD demo subset (its
+    training data is not installed: give ``data_dir`` to :meth:`LoadedRun.windows` for another), and its
+    outputs go to ``runs/<name>/``."""
+    path = resolve_run(path)
     checkpoint = read_checkpoint(path, with_optimizer=False)
     try:
         config = RunConfig.from_json(checkpoint.meta["run"])
@@ -545,8 +590,61 @@ def open_run(path: str | os.PathLike, device: torch.device | str = "cpu") -> Loa
                               f"infinite) in {bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}: "
                               f"it cannot give a sample. Use an earlier checkpoint.")
     model.to(device).eval()
-    return LoadedRun(model, converter, config, checkpoint.step, RunDir(checkpoint.path.parent.parent),
-                     checkpoint.path)
+    home = RunDir(checkpoint.path.parent.parent)
+    if not is_shipped(checkpoint.path):
+        return LoadedRun(model, converter, config, checkpoint.step, home, checkpoint.path)
+    config = dataclasses.replace(config, data_dir=str(DEMO_DIR),
+                                 cache_dir=str(default_cache_dir(DEMO_DIR, converter.name, converter.options)))
+    return LoadedRun(model, converter, config, checkpoint.step, home, checkpoint.path,
+                     out=RunDir(RUNS_DIR / home.path.name))
+
+
+def fork_run(source: str | os.PathLike, target: str | os.PathLike,
+             data_dir: str | os.PathLike | None = None) -> Path:
+    """A new run directory ``target`` that goes on from the newest checkpoint of ``source`` (a run directory,
+    a checkpoint, or the name of a model in the box): its configuration, metrics and that checkpoint, on
+    ``data_dir`` when given (for a model in the box, the bundled GMD demo subset otherwise). ``hvae train
+    --resume target`` then trains it further, leaving ``source`` as it was. Made beside ``target`` and
+    renamed into place: a failed fork leaves nothing."""
+    checkpoint = read_checkpoint(resolve_run(source))
+    target = Path(target)
+    if os.path.lexists(target) and (not target.is_dir() or target.is_symlink() or any(target.iterdir())):
+        raise HvaeError(f"{target} exists and is not an empty folder: choose another --out for the new run.")
+    try:
+        config = RunConfig.from_json(checkpoint.meta["run"])
+    except KeyError:
+        raise CheckpointError(f"Checkpoint {checkpoint.path} holds no run configuration.") from None
+    if data_dir is not None or is_shipped(checkpoint.path):
+        folder = Path(data_dir).resolve() if data_dir is not None else DEMO_DIR
+        converter = make_converter(config.converter, config.converter_options)
+        config = dataclasses.replace(config, data_dir=str(folder),
+                                     cache_dir=str(default_cache_dir(folder, converter.name, converter.options)))
+    home = RunDir(checkpoint.path.parent.parent)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = RunDir(target.parent / f".{target.name}.fork-{uuid.uuid4().hex[:8]}")
+    try:
+        building.path.mkdir()
+        building.write_config(config)
+        for name in (METRICS_FILE, PLAUSIBLE_FILE):
+            if (home.path / name).is_file() and not (home.path / name).is_symlink():
+                shutil.copyfile(home.path / name, building.path / name)
+        write_checkpoint(building.path, dataclasses.replace(checkpoint, meta={**checkpoint.meta,
+                                                                              "run": config.to_json()}))
+        if target.is_dir():
+            target.rmdir()
+        os.rename(building.path, target)
+    finally:
+        shutil.rmtree(building.path, ignore_errors=True)
+    return target
+
+
+def resolve_run(path: str | os.PathLike) -> Path:
+    """``path`` as given, or the folder of the model in the box of that name where no such path exists."""
+    if not Path(path).exists():
+        model = shipped_model(path)
+        if model is not None:
+            return model.path
+    return Path(path)
 
 
 load_model = open_run  # the name earlier hvae gave open_run; kept for notebooks and scripts that use it

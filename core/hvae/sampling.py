@@ -26,7 +26,7 @@ from hvae.midifile import midi_bytes, write_new
 from hvae.model import MusicVAE
 from hvae.music import DEFAULT_QPM  # tempo written to sampled MIDI, quarter notes per minute (the reference's)
 from hvae.plausible import ROUNDS, DensityRange, draw_plausible, reads_hits, training_range
-from hvae.run import open_run
+from hvae.run import PLAUSIBLE_FILE, open_run
 from hvae.safefiles import is_plain_name, refuse_links
 
 SLERP_PARALLEL = 1e-6  # below this sin(angle) two latent vectors are parallel: interpolate linearly
@@ -102,14 +102,18 @@ def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
                       device: str = "auto", amp: bool = False, redraw: bool = True) -> Samples:
     """:func:`write_samples` from a checkpoint (a run directory, a checkpoint directory or its JSON).
 
-    ``out_dir`` defaults to the run's ``samples`` folder. With ``redraw``, a drum model's samples are held
-    to the density range of its run's training windows, when their cache can be read.
+    ``out_dir`` defaults to the run's ``samples`` folder (``runs/<name>/samples`` for a model in the box).
+    With ``redraw``, a drum model's samples are held to the density range of its run's training windows:
+    the one its run directory keeps (``plausible.json``), else the one its data cache gives.
     """
     loaded = open_run(checkpoint, resolve_device(device))
     if out_dir is None:
-        refuse_links(loaded.dir.samples)
+        refuse_links(loaded.outputs.samples)
     plausible, notes = None, ()
-    if redraw and reads_hits(loaded.converter):
+    kept = loaded.dir.read_plausible()
+    if redraw and kept is not None:
+        plausible = DensityRange(*kept)
+    elif redraw and reads_hits(loaded.converter):
         try:
             cache = loaded.dir.read_config().cache_dir  # (the run's config.json)
         except CheckpointError:
@@ -117,8 +121,10 @@ def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
         plausible = training_range(loaded.converter, cache) if cache else None
         if plausible is None:
             notes = (f"Samples not checked for plausible hit densities: the run's training windows are not "
-                     f"readable{f' at {cache}' if cache else ''}.",)
-    drawn = write_samples(loaded.model, loaded.converter, out_dir or loaded.dir.samples, loaded.name,
+                     f"readable{f' at {cache}' if cache else ''}, and it keeps no {PLAUSIBLE_FILE} (train or "
+                     f"fine-tune it with hvae train to write one; --no-redraw keeps every draw without this "
+                     f"note).",)
+    drawn = write_samples(loaded.model, loaded.converter, out_dir or loaded.outputs.samples, loaded.name,
                           n=n, temperature=temperature, seed=seed, qpm=qpm, amp=amp, plausible=plausible)
     return dataclasses.replace(drawn, notes=notes + drawn.notes)
 

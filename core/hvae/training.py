@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import math
 import os
 import signal
 import threading
@@ -55,6 +56,7 @@ from hvae.errors import CheckpointError, HvaeError, TrainingError
 from hvae.interfaces import Converter
 from hvae.model import Batch, ModelOutput, MusicVAE, build_model, clip_gradients, make_lr_schedule, make_optimizer, \
     model_from_dict
+from hvae.plausible import density_range
 from hvae.plugins import make_converter
 from hvae.run import RunConfig, RunDir, checkpoint_meta, resume_config
 from hvae.runlock import RunLock
@@ -75,6 +77,7 @@ class TrainResult:
     last: dict[str, float] | None  # the last training line this call logged
     validation: dict[str, float] | None  # the last validation pass, None when there was none
     seconds: float  # wall time of the call
+    out_of_time: bool = False  # stopped at the deadline of ``minutes`` (validated and checkpointed; resumable)
 
 
 def prepare_data(config: RunConfig, converter: Converter, progress: bool = True) -> PrepareReport:
@@ -203,17 +206,21 @@ class Trainer:
         world.on_main(lambda: reports.append(prepare_data(config, converter, progress)))
         config = dataclasses.replace(config, model=model.config,
                                      converter_options=dataclasses.asdict(converter.options))
+        train_set = load_split(config.cache_dir, "train")
         if world.main:
             RunDir(run_dir).write_config(config)
-        return cls(run_dir, config, model, converter, load_split(config.cache_dir, "train"),
+            _keep_density_range(RunDir(run_dir), converter, train_set)
+        return cls(run_dir, config, model, converter, train_set,
                    load_split(config.cache_dir, "validation"), device, world=world, lock=lock,
                    notes=(notes or []) + _data_notes(reports))
 
     @classmethod
     def resume(cls, run_dir: str | os.PathLike, steps: int | None = None, device: str | None = None,
-               amp: bool | None = None, threads: int | None = None, progress: bool = True) -> "Trainer":
+               amp: bool | None = None, threads: int | None = None, progress: bool = True,
+               minutes: float | None = None) -> "Trainer":
         """Continue the run in ``run_dir`` from its newest checkpoint, optionally to a new total of
-        ``steps``, on another ``device``, with mixed precision switched (``amp``) or other ``threads``.
+        ``steps``, within a new time budget of ``minutes``, on another ``device``, with mixed precision
+        switched (``amp``) or other ``threads``.
 
         Lines logged after that checkpoint are dropped from metrics.jsonl: those steps run again.
         A run stopped before its first checkpoint begins again from step 0 (its config.json and
@@ -223,8 +230,8 @@ class Trainer:
         """
         run_dir = Path(run_dir)
         config, notes = resume_config(run_dir)
-        overrides = {k: v for k, v in (("steps", steps), ("device", device), ("amp", amp), ("threads", threads))
-                     if v is not None}
+        overrides = {k: v for k, v in (("steps", steps), ("minutes", minutes), ("device", device), ("amp", amp),
+                                       ("threads", threads)) if v is not None}
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
         world, target = distributed.join(config.train.device)
         world.share(config.train.batch_size)
@@ -282,13 +289,17 @@ class Trainer:
         if world.main:
             trainer.dir.truncate_metrics(checkpoint.step, checkpoint.meta.get("metrics_log", {}).get("bytes"))
             trainer.dir.write_config(config)
+            if trainer.dir.read_plausible() is None:
+                _keep_density_range(trainer.dir, converter, trainer.train_set)
         return trainer
 
     def train(self, progress: bool = True) -> TrainResult:
         """Train up to ``config.train.steps``; log, validate and checkpoint on the way and at the end.
 
         Raises :class:`TrainingError` when the loss is not finite (nothing of that step is applied
-        or saved). Returns early, after a checkpoint, on Ctrl-C or SIGTERM (to any of the processes:
+        or saved). With ``config.train.minutes``, returns at that deadline (counted from this call's
+        start) after the step under way, a validation pass and a checkpoint, as at the last step.
+        Returns early, after a checkpoint, on Ctrl-C or SIGTERM (to any of the processes:
         they agree after each step, and all stop after the same one). Gives up the run directory's
         lock when it returns.
         """
@@ -309,17 +320,20 @@ class Trainer:
         self.model.train()
         metrics_file = self.dir.open_metrics() if self.world.main else contextlib.nullcontext()
         self.board = Board(self.dir.tensorboard, self.step) if cfg.tensorboard and self.world.main else None
+        deadline = started + cfg.minutes * 60.0 if cfg.minutes is not None else math.inf
+        out_of_time = False
         with _StopRequest() as stop, _cpu_threads(cfg.threads), metrics_file as log, \
                 contextlib.closing(self.board) if self.board else contextlib.nullcontext(), \
                 tqdm(total=cfg.steps, initial=self.step, unit="step", desc=self.config.name,
                      disable=not (progress and self.world.main), dynamic_ncols=True) as bar:
             stopping = self._stop_signal(stop)
-            while self.step < cfg.steps and not stopping:
+            while self.step < cfg.steps and not stopping and not out_of_time:
                 parts, lr = self._train_step()
                 stopping = self._stop_signal(stop)
+                out_of_time = self._past(deadline)
                 interval.add(parts, lr, examples=cfg.batch_size)
                 bar.update(1)
-                finished = self.step == cfg.steps
+                finished = self.step == cfg.steps or out_of_time
                 logging = self.step == 1 or self.step % cfg.log_every == 0 or finished
                 # (when stopping too: a resumed run does not validate the step it resumes at)
                 validating = finished or (cfg.eval_every and self.step % cfg.eval_every == 0)
@@ -348,12 +362,18 @@ class Trainer:
             # a signal that came while the last step validated or saved is still the run's to report
             stopping = stopping or self._stop_signal(stop)
         return TrainResult(self.run_dir, self.step, self.last_checkpoint, stopping, first, last, validation,
-                           time.perf_counter() - started)
+                           time.perf_counter() - started, out_of_time=out_of_time and self.step < cfg.steps)
 
     def _stop_signal(self, stop: "_StopRequest") -> str | None:
         """The signal that stops training, agreed by the ranks (one that received a signal stops them all)."""
         signum = self.world.largest(stop.signum)
         return signal.Signals(signum).name if signum else None
+
+    def _past(self, deadline: float) -> bool:
+        """Whether a rank's clock has passed ``deadline`` (the ranks agree: they stop after the same step)."""
+        if deadline == math.inf:
+            return False
+        return bool(self.world.largest(int(time.perf_counter() >= deadline)))
 
     def _train_step(self) -> tuple["_Parts", float]:
         """One optimiser step, read nowhere on the host; returns the loss parts (means over the ranks, on the
@@ -520,6 +540,14 @@ def _readable_checkpoint(run_dir: Path) -> tuple[Checkpoint | None, list[str]]:
         except CheckpointError as exc:
             notes.append(f"{exc} Moved it to {RunDir(run_dir).set_aside(directory)}.")
     raise CheckpointError(f"No readable checkpoint in {run_dir}: {' '.join(notes)}")
+
+
+def _keep_density_range(run: RunDir, converter: Converter, train_set: WindowSet) -> None:
+    """Write the training windows' density range into the run directory (drum models), where sampling reads
+    it: a run keeps it when moved, shipped or its data cache is gone."""
+    found = density_range(converter, train_set.outputs) if len(train_set) else None
+    if found is not None:
+        run.write_plausible(found.low, found.high)
 
 
 def _data_notes(reports: list[PrepareReport]) -> list[str]:

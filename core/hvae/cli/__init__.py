@@ -19,6 +19,7 @@ ARGS = "hvae.args"  # key of the command line's arguments in click's context met
 # measuring it). `hvae --help` lists them from here, so it loads neither torch nor the plugins (a
 # test checks these sentences against the commands' own); a command's module loads when it is run.
 COMMANDS = {
+    "models": ("models", "List the models in the box: trained on the Groove MIDI Dataset, ready to use by name."),
     "plugins": ("plugins", "List installed plugin distributions, their versions and the names each registers."),
     "presets": ("presets", "List the presets: converter, decoder, sizes, parameters and where each comes from."),
     "data": ("data", "Prepare MIDI data sets as cached training windows, and inspect prepared caches."),
@@ -29,7 +30,7 @@ COMMANDS = {
     "reconstruct": ("latent", "Encode MIDI files and decode them again: what the model keeps of each."),
     "interpolate": ("latent", "Decode the way from one MIDI file to another through the latent space."),
     "humanize": ("latent", "Turn quantised, flat-velocity drum parts into expressive ones."),
-    "evaluate": ("evaluate", "Reconstruction metrics of a trained model on a data split."),
+    "evaluate": ("evaluate", "Reconstruction metrics and sample quality of a trained model on a data split."),
     "report": ("report", "Write a run's HTML report into RUN_DIR/report/ and print the page's path."),
     "compare": ("compare", "Train combinations of converter, decoder and loss on the same data and budget; "
                             "compare them."),

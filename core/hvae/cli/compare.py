@@ -8,7 +8,9 @@ from typing import Any
 
 import click
 
-from hvae.cli.params import SEED, THREADS, FiniteRange, device_option, progress_option, qpm_option, split_option
+from hvae.cli.params import MAX_QUALITY_SAMPLES, MINUTES, SEED, THREADS, device_option, progress_option, qpm_option, \
+    split_option
+from hvae.evaluation import SAMPLES
 from hvae.compare import Budget, Grid, plan, run_grid, write_results
 from hvae.presets import list_presets
 from hvae.report.run import ReportOptions
@@ -35,9 +37,14 @@ def register(main: click.Group) -> None:
               help="A model option for every combination (-m z_size=64 -m decoder.rnn_sizes=128); repeat for more.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Budget per combination in training steps.")
-@click.option("--minutes", type=FiniteRange(min=0, min_open=True), default=None,
-              help="Budget per combination in minutes of training (its speed is measured over the first "
-                   "10 steps).")
+@click.option("--minutes", type=MINUTES, default=None,
+              help="Budget per combination in minutes of wall-clock training: each stops at its deadline (with a "
+                   "validation and a checkpoint, as 'hvae train --minutes'), so combinations of different speeds "
+                   "get the same time. The table gives the steps and examples each reached.")
+@click.option("--log-every", type=click.IntRange(min=1), default=None,
+              help="Steps between training lines in each run's metrics.jsonl (the loss curves' points). Default: 10.")
+@click.option("--quality-samples", type=click.IntRange(min=0, max=MAX_QUALITY_SAMPLES), default=SAMPLES,
+              show_default=True, help="Prior samples per combination for the sample quality (0: none).")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None,
               help="Examples per step for every combination. Default: each preset's.")
 @click.option("--seed", type=SEED, default=None, help="Seed of every combination. Default: 0.")
@@ -60,7 +67,7 @@ def register(main: click.Group) -> None:
 @progress_option()
 def compare(presets: tuple[str, ...], converters: tuple[str, ...], decoders: tuple[str, ...],
             losses: tuple[str, ...], converter_options: tuple[str, ...], model_options: tuple[str, ...],
-            steps: int | None, minutes: float | None, batch_size: int | None, seed: int | None,
+            steps: int | None, minutes: float | None, log_every: int | None, quality_samples: int, batch_size: int | None, seed: int | None,
             threads: int | None, data_dir: Path | None, cache_root: Path | None, out_dir: Path, split: str,
             force: bool, audio: bool, qpm: float, device: str, progress: bool) -> None:
     """Train combinations of converter, decoder and loss on the same data and budget; compare them.
@@ -83,7 +90,7 @@ def compare(presets: tuple[str, ...], converters: tuple[str, ...], decoders: tup
     """
     budget = Budget(steps=steps, minutes=minutes)
     train_options: dict[str, Any] = {"batch_size": batch_size, "seed": seed, "threads": threads, "device": device,
-                                     "eval_every": 0, "keep_checkpoints": 1}
+                                     "eval_every": 0, "keep_checkpoints": 1, "log_every": log_every}
     grid = Grid(presets=presets, converters=converters, decoders=decoders, losses=losses,
                 converter_options=converter_options, model_options=model_options, train_options=train_options,
                 data_dir=data_dir, cache_root=cache_root, force=force)
@@ -94,7 +101,7 @@ def compare(presets: tuple[str, ...], converters: tuple[str, ...], decoders: tup
         raise click.ClickException("Nothing to train: every combination was refused (--force trains them).")
     click.echo(f"{len(configs)} combination{'s' if len(configs) != 1 else ''} to train, {budget.describe()} each"
                f"{f'; {len(refused)} refused' if refused else ''}.")
-    options = ReportOptions(split=split, qpm=qpm, audio=audio, device=device)
+    options = ReportOptions(split=split, qpm=qpm, audio=audio, device=device, quality_samples=quality_samples)
     outcomes = run_grid(configs, out_dir, budget, split, options, progress, echo=click.echo)
     paths = write_results(out_dir, outcomes, refused, budget, split, qpm)
     click.echo(paths["results.md"].read_text(encoding="utf-8"))

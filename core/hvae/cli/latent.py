@@ -11,7 +11,7 @@ import click
 from tqdm import tqdm
 
 from hvae.cli import os_error_line
-from hvae.cli.params import GREEDY_OR_TEMPERATURE, QPM, SEED
+from hvae.cli.params import GREEDY_OR_TEMPERATURE, QPM, RUN, SEED
 from hvae.data.splits import MIDI_SUFFIXES
 from hvae.device import resolve_device
 from hvae.errors import HvaeError
@@ -121,7 +121,7 @@ def _each_file(inputs: tuple[Path, ...], what: str, work: Callable[[Path, str], 
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("checkpoint", type=RUN)
 @click.argument("start", type=MIDI_FILE)
 @click.argument("end", type=MIDI_FILE)
 @click.option("--steps", "-n", type=click.IntRange(min=2, max=MAX_INTERPOLATION), default=8, show_default=True,
@@ -148,12 +148,12 @@ def interpolate(checkpoint: Path, start: Path, end: Path, steps: int, window_a: 
       hvae interpolate runs/hier-drums a.mid b.mid --window-a 2 -t 0 --out interp/
     """
     loaded = _load(checkpoint, device)
-    _report(interpolate_files(loaded, start, end, out_dir or loaded.dir.interpolations, steps, window_a,
+    _report(interpolate_files(loaded, start, end, out_dir or loaded.outputs.interpolations, steps, window_a,
                               window_b, temperature, seed, qpm, drum_channel))
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("checkpoint", type=RUN)
 @click.argument("midi_files", metavar="IN.mid...", nargs=-1, required=True, type=MIDI_INPUTS)
 @click.option("--window", "-w", type=click.IntRange(min=0), default=None,
               help="Which window of each file (0-based). Default: the first.")
@@ -177,14 +177,14 @@ def reconstruct(checkpoint: Path, midi_files: tuple[Path, ...], window: int | No
       hvae reconstruct runs/hier-drums my-grooves/ --out recon/
     """
     loaded = _load(checkpoint, device)
-    out = out_dir or loaded.dir.reconstructions
+    out = out_dir or loaded.outputs.reconstructions
     _each_file(midi_files, "reconstruct",
                lambda path, name: reconstruct_file(loaded, path, out, window, temperature, seed, qpm, name,
                                                    drum_channel))
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("checkpoint", type=RUN)
 @click.argument("midi_files", metavar="IN.mid...", nargs=-1, required=True, type=MIDI_INPUTS)
 @click.option("--window", "-w", type=click.IntRange(min=0), default=None,
               help="Which window of each file (0-based). Default: the first.")
@@ -213,7 +213,7 @@ def humanize(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None,
     """
     loaded = _load(checkpoint, device)
     check_humanizer(loaded)  # before any file: the model is wrong for all of them
-    out = out_dir or loaded.dir.humanized
+    out = out_dir or loaded.outputs.humanized
     _each_file(midi_files, "humanize",
                lambda path, name: humanize_file(loaded, path, out, window, temperature, seed, qpm, name,
                                                 drum_channel))

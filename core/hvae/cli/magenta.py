@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from hvae.cli.params import RUN
 
 
 def register(main: click.Group) -> None:
@@ -60,7 +61,7 @@ def import_command(source: Path, preset: str, out_dir: Path, model_options: tupl
 
 
 @click.command("export")
-@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("checkpoint", type=RUN)
 @click.option("--format", "format_", type=click.Choice(["magenta-js"]), default="magenta-js", show_default=True,
               help="Checkpoint format to write: magenta-js, the folder @magenta/music's MusicVAE loads.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,

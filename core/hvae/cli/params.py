@@ -11,7 +11,8 @@ import click
 
 from hvae.data import SPLITS
 from hvae.music import DEFAULT_QPM
-from hvae.run import MAX_THREADS
+from hvae.pretrained import shipped_model, shipped_models
+from hvae.run import MAX_MINUTES, MAX_THREADS
 
 MIN_QPM = 60e6 / 0xFFFFFF  # MIDI stores a tempo as at most 2**24 - 1 microseconds a quarter: about 3.58 qpm
 MAX_QPM = 60e6  # and at least one microsecond a quarter
@@ -34,6 +35,26 @@ TEMPERATURE = FiniteRange(min=0, min_open=True)  # a sampling temperature
 GREEDY_OR_TEMPERATURE = FiniteRange(min=0)  # 0: greedy decoding
 SEED = click.IntRange(min=0, max=2 ** 64 - 1)  # what torch's and NumPy's generators take
 THREADS = click.IntRange(min=1, max=MAX_THREADS)  # CPU threads torch may use
+MAX_QUALITY_SAMPLES = 16_384  # prior samples for the sample quality (their features are held in memory)
+MINUTES = FiniteRange(min=0, min_open=True, max=MAX_MINUTES)  # a training call's wall-clock budget
+
+
+class RunOrModel(click.ParamType):
+    """A run directory, a checkpoint directory or a file in one (that exists), or the name of a model in the
+    box (``hvae models``); given as a path, which :func:`hvae.run.open_run` resolves."""
+
+    name = "run"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = Path(value)
+        if path.exists() or shipped_model(value) is not None:
+            return path
+        names = ", ".join(m.name for m in shipped_models())
+        self.fail(f"{str(value)!r}: no such run, checkpoint or model in the box"
+                  f"{f' ({names}; hvae models describes them)' if names else ''}.", param, ctx)
+
+
+RUN = RunOrModel()
 
 
 def split_option(default: str):

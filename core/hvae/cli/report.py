@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 
 from hvae.cli.latent import MAX_INTERPOLATION
-from hvae.cli.params import SEED, TEMPERATURE, data_option, device_option, progress_option, qpm_option, split_option
+from hvae.cli.params import MAX_QUALITY_SAMPLES, RUN, SEED, TEMPERATURE, data_option, device_option, progress_option, \
+    qpm_option, split_option
+from hvae.evaluation import SAMPLES
 from hvae.report.run import ReportOptions, write_run_report
 
 
@@ -17,13 +19,16 @@ def register(main: click.Group) -> None:
 
 
 @click.command()
-@click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
+@click.argument("run_dir", type=RUN)
 @split_option("test")
 @data_option("to take the split from (converted with the run's converter).")
 @click.option("--samples", "-n", type=click.IntRange(min=0), default=4, show_default=True,
               help="Sequences drawn from the prior.")
 @click.option("--temperature", "-t", type=TEMPERATURE, default=0.5, show_default=True,
               help="Temperature of the samples and the interpolation.")
+@click.option("--quality-samples", type=click.IntRange(min=0, max=MAX_QUALITY_SAMPLES), default=SAMPLES,
+              show_default=True,
+              help="Prior samples drawn for the sample-quality table (as 'hvae evaluate --samples'); 0: none.")
 @click.option("--reconstructions", type=click.IntRange(min=0), default=3, show_default=True,
               help="Windows of the split reconstructed (from different files where possible).")
 @click.option("--interpolation-steps", type=click.IntRange(min=0, max=MAX_INTERPOLATION), default=5, show_default=True,
@@ -35,12 +40,12 @@ def register(main: click.Group) -> None:
 @device_option()
 @progress_option()
 def report(run_dir: Path, split: str, data_dir: Path | None, samples: int, temperature: float,
-           reconstructions: int, interpolation_steps: int, seed: int, audio: bool, qpm: float, device: str,
+           quality_samples: int, reconstructions: int, interpolation_steps: int, seed: int, audio: bool, qpm: float, device: str,
            progress: bool) -> None:
     """Write a run's HTML report into RUN_DIR/report/ and print the page's path.
 
     RUN_DIR is a run directory (its newest checkpoint is reported). The page shows the
-    reconstruction metrics (as 'hvae evaluate'), the loss curves, samples, reconstructions and an
+    reconstruction metrics and the sample quality (as 'hvae evaluate'), the loss curves, samples, reconstructions and an
     interpolation as piano rolls, links their MIDI, and plays them where fluidsynth and a General
     MIDI soundfont are installed (a note says so where they are not).
 
@@ -51,5 +56,6 @@ def report(run_dir: Path, split: str, data_dir: Path | None, samples: int, tempe
     """
     options = ReportOptions(split=split, data_dir=str(data_dir) if data_dir else None, samples=samples,
                             temperature=temperature, reconstructions=reconstructions,
-                            interpolation_steps=interpolation_steps, seed=seed, qpm=qpm, audio=audio, device=device)
+                            interpolation_steps=interpolation_steps, seed=seed, qpm=qpm, audio=audio, device=device,
+                            quality_samples=quality_samples)
     click.echo(str(write_run_report(run_dir, options, progress=progress)))

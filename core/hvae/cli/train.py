@@ -13,16 +13,18 @@ import click
 from hvae import distributed
 from hvae.board import require_tensorboard
 from hvae.cli import ARGS
-from hvae.cli.params import QPM, SEED, TEMPERATURE, THREADS
+from hvae.cli.params import MINUTES, QPM, RUN, SEED, TEMPERATURE, THREADS
 from hvae.data import default_cache_dir
 from hvae.music import DEFAULT_QPM
 from hvae.presets import list_presets
-from hvae.run import DEFAULT_PRESET, NO_TRANSPOSITION, RUNS_DIR, RunConfig, RunDir, plan_run, resume_config, unique_path
+from hvae.pretrained import shipped_model
+from hvae.run import DEFAULT_PRESET, NO_TRANSPOSITION, RUNS_DIR, RunConfig, RunDir, fork_run, plan_run, resume_config, \
+    unique_path
 from hvae.sampling import sample_checkpoint
 from hvae.training import Trainer, TrainResult
 
 MAX_SAMPLES = 100_000  # one sample call holds its files in memory until all are named and written
-TRAIN_FLAGS = ("steps", "batch_size", "seed", "device", "amp", "threads", "log_every", "eval_every",
+TRAIN_FLAGS = ("steps", "minutes", "batch_size", "seed", "device", "amp", "threads", "log_every", "eval_every",
                "checkpoint_every", "workers", "transpose_range", "tensorboard")  # TrainConfig fields with an option
 # What --config takes from the earlier run; the options for these cannot be given with it.
 FROM_CONFIG = ("preset", "converter", "encoder", "decoder", "loss", "converter_options", "model_options", "force")
@@ -95,6 +97,10 @@ def _config_options(func: Callable) -> Callable:
                           "Default: runs/<name>-<date-time>."),
         click.option("--steps", type=click.IntRange(min=1), default=None,
                      help="Training steps in total. Default: the preset's."),
+        click.option("--minutes", type=MINUTES, default=None,
+                     help="Wall-clock budget of this training call: at the deadline the run stops after the step "
+                          "under way, validates and writes a checkpoint (exit 0; --resume goes on, with a new "
+                          "budget). Default: none, train to --steps."),
         click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None,
                      help="Examples per training step. Default: the preset's."),
         click.option("--seed", type=SEED, default=None,
@@ -196,6 +202,9 @@ def _summarise(result: TrainResult) -> None:
     if result.interrupted:
         click.echo(f"Stopped by {result.interrupted} at step {result.step}; continue with: "
                    f"hvae train --resume {result.run_dir}", err=True)
+    elif result.out_of_time:
+        click.echo(f"Stopped at the time budget (--minutes) at step {result.step}, before the last step; "
+                   f"continue with: hvae train --resume {result.run_dir}", err=True)
 
 
 def _start(config: RunConfig, params: dict[str, Any]) -> Trainer:
@@ -235,6 +244,23 @@ def config_from_earlier(config_file: Path, params: dict[str, Any]) -> RunConfig:
     return dataclasses.replace(earlier, **changes)
 
 
+def _resume_where(source: Path, params: dict[str, Any]) -> Path:
+    """The run directory ``--resume`` trains in: ``source`` itself, or with --out (always for a model in the
+    box) a new run directory forked from it (on --data when given)."""
+    shipped = shipped_model(source) if not source.exists() else None
+    if params["out_dir"] is None and shipped is None:
+        if params["data_dir"] is not None:
+            raise click.UsageError("--data with --resume trains on other data: give --out too, for the new run.")
+        return source
+    if params["nproc"] is not None:
+        raise click.UsageError(f"--nproc cannot start a new run from --resume: make it first (hvae train --resume "
+                               f"{source} --out DIR --steps 1), then hvae train --resume DIR --nproc N.")
+    target = params["out_dir"] or default_run_dir(shipped.name if shipped else source.name)
+    forked = fork_run(source, target, params["data_dir"])
+    click.echo(f"New run {forked}: continues {shipped.name if shipped else source} from its newest checkpoint.")
+    return forked
+
+
 def _given(ctx: click.Context, params: dict[str, Any], names: Sequence[str]) -> list[str]:
     """The options among the parameters ``names`` given on the command line, by their long names."""
     long_names = {p.name: next(o for o in p.opts if o.startswith("--")) for p in ctx.command.params}
@@ -243,10 +269,11 @@ def _given(ctx: click.Context, params: dict[str, Any], names: Sequence[str]) -> 
 
 
 @click.command()
-@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+@click.option("--resume", "resume_dir", type=RUN, default=None,
               help="Continue the run in this directory from its newest checkpoint, exactly as if it had not "
-                   "stopped. Only --steps, --device, --amp, --threads, --nproc and --progress may be given "
-                   "with it.")
+                   "stopped. Only --steps, --minutes, --device, --amp, --threads, --nproc and --progress may "
+                   "be given with it, and --out (with --data) to continue in a new run directory instead, "
+                   "leaving this one as it is: that is how a model in the box is fine-tuned (hvae models).")
 @click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path), default=None,
               help="Start a new run with an earlier run's settings: its config.json (or its directory). "
                    "Training options (--steps, --seed, ...), --data, --cache and --out may be given on top; "
@@ -274,14 +301,15 @@ def train(ctx: click.Context, resume_dir: Path | None, config_file: Path | None,
     if resume_dir is not None and config_file is not None:
         raise click.UsageError("--resume continues a run and --config starts a new one: give one of them.")
     if resume_dir is not None:
-        allowed = {"steps", "device", "amp", "threads", "nproc", "progress"}
+        allowed = {"steps", "minutes", "device", "amp", "threads", "nproc", "progress", "out_dir", "data_dir"}
         given = _given(ctx, params, [k for k in params if k not in allowed])
         if given:
             raise click.UsageError(f"--resume continues a run as it was configured; {', '.join(given)} "
                                    f"cannot be given with it.")
+        resume_dir = _resume_where(resume_dir, params)
         _in_processes(ctx, params, resume_config(resume_dir)[0].train.batch_size)
         trainer = Trainer.resume(resume_dir, steps=params["steps"], device=params["device"], amp=params["amp"],
-                                 threads=params["threads"], progress=params["progress"])
+                                 threads=params["threads"], progress=params["progress"], minutes=params["minutes"])
     else:
         if config_file is not None:
             given = _given(ctx, params, FROM_CONFIG)
@@ -301,7 +329,7 @@ def train(ctx: click.Context, resume_dir: Path | None, config_file: Path | None,
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("checkpoint", type=RUN)
 @click.option("--num-samples", "-n", type=click.IntRange(min=1, max=MAX_SAMPLES), default=5, show_default=True,
               help=f"How many sequences to draw (one MIDI file each), at most {MAX_SAMPLES:,}: the files are "
                    f"named and linked into place together.")

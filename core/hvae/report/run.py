@@ -25,7 +25,7 @@ import numpy as np
 
 from hvae.data.windows import WindowSet
 from hvae.device import resolve_device
-from hvae.evaluation import METRIC_LABELS, Evaluation, evaluation_of, format_value
+from hvae.evaluation import METRIC_LABELS, SAMPLES, Evaluation, evaluation_of, format_value
 from hvae.midifile import concatenate, write_midi
 from hvae.music import DEFAULT_QPM
 from hvae.report import html
@@ -54,6 +54,7 @@ class ReportOptions:
     audio: bool = True  # render WAVs where fluidsynth and a soundfont are installed
     device: str = "auto"
     batch_size: int = 256  # windows per evaluation batch
+    quality_samples: int = SAMPLES  # prior samples drawn for the sample quality (0: none)
 
 
 class _Media:
@@ -120,6 +121,32 @@ def _metrics(evaluation: Evaluation) -> list[str]:
                      f"prediction have a hit. Timing in ms at {evaluation.qpm:g} qpm: one step is "
                      f"{evaluation.step_ms:g} ms and an offset of 1 (the converter's unit) is half a step, "
                      f"{evaluation.step_ms / 2:g} ms.</p>")
+    return lines
+
+
+def _quality(evaluation: Evaluation) -> list[str]:
+    q = evaluation.quality
+    if q is None:
+        return _left_out("Sample quality", "No sample quality: --quality-samples 0 was given.")
+    ceiling = q.ceiling is not None
+    rows = [(name, format_value(q.overlaps[name])) + ((format_value(q.ceiling[name]),) if ceiling else ()) + (what,)
+            for name, what in q.features.items()]
+    rows.append(("mean", format_value(q.overlaps["mean"])) + ((format_value(q.ceiling["mean"]),) if ceiling else ())
+                + ("",))
+    headers = ("feature", "samples") + ((f"ceiling ({q.ceiling_split} windows)",) if ceiling else ()) + \
+        ("what it measures",)
+    lines = ["<h2>Sample quality</h2>",
+             f"<p>{q.samples} samples from the prior (temperature {q.temperature:g}, seed {q.seed}, the model's raw "
+             f"draws) against {q.real} windows of the {html.escape(evaluation.split)} split: per feature, the "
+             f"overlapping area of the feature's distribution over the samples and over the real windows (1 = "
+             f"indistinguishable). The ceiling: as many real windows of another split against the same ones (two "
+             f"finite sets of real music do not reach 1 either).</p>",
+             html.table(headers, rows)]
+    if q.plausible_share is not None:
+        low, high = q.plausible_range
+        lines.append(f"<p class=\"note\">{q.plausible_share:.1%} of the raw draws have {low:.1f} to {high:.1f} hits "
+                     f"per bar (the training windows' 5th to 95th percentile). With the others drawn again, as "
+                     f"<code>hvae sample</code> does, the mean overlap is {format_value(q.redrawn['mean'])}.</p>")
     return lines
 
 
@@ -219,8 +246,9 @@ def write_run_report(run_dir: str | os.PathLike, options: ReportOptions = Report
     loaded = open_run(run_dir, resolve_device(options.device))
     windows, data_dir = loaded.windows(options.split, options.data_dir, progress)
     if evaluation is None:
-        evaluation = evaluation_of(loaded, windows, data_dir, options.batch_size, options.qpm, progress)
-    folder = loaded.dir.report
+        evaluation = evaluation_of(loaded, windows, data_dir, options.batch_size, options.qpm, progress,
+                                   options.quality_samples, options.temperature, options.seed)
+    folder = loaded.outputs.report
     refuse_links(folder)  # (rmtree would not follow it, but the files below would be written through it)
     shutil.rmtree(folder, ignore_errors=True)  # the last report's files: samples have new names each time
     folder.mkdir(parents=True)
@@ -232,6 +260,7 @@ def write_run_report(run_dir: str | os.PathLike, options: ReportOptions = Report
     body = _header(loaded)
     body.append(f"<p class=\"note\">{html.escape(audio_note)}</p>")
     body += _metrics(evaluation)
+    body += _quality(evaluation)
     body += _curves(loaded.dir, folder, media)
     body += _samples(loaded, options, folder, media)
     body += _reconstructions(loaded, windows, chosen, options, folder, media)
