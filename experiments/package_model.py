@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 
 from hvae.checkpoint import read_checkpoint, write_checkpoint
+from hvae.plausible import training_range
+from hvae.plugins import make_converter
 from hvae.pretrained import CARD, PRETRAINED_DIR
 from hvae.run import METRICS_FILE, RunConfig, RunDir
 
@@ -36,6 +38,10 @@ def package(run: Path, name: str, card: Path) -> Path:
     RunDir(target).write_config(config)
     shutil.copyfile(home.metrics_file, target / METRICS_FILE)
     plausible = home.read_plausible()
+    if plausible is None:  # a run trained before runs kept it: from its training windows
+        found = training_range(make_converter(config.converter, config.converter_options),
+                               RunConfig.from_json(checkpoint.meta["run"]).cache_dir)
+        plausible = None if found is None else (found.low, found.high)
     if plausible is not None:
         RunDir(target).write_plausible(*plausible)
     meta = {**checkpoint.meta, "run": config.to_json(), "metrics_log": {"bytes": (target / METRICS_FILE).stat().st_size}}

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import mido
+import numpy as np
 import pytest
 
 pretty_midi = pytest.importorskip("pretty_midi", reason="pretty_midi (the test extra) reads the files back")
@@ -244,3 +245,35 @@ def test_two_samplers_into_one_folder_at_once_keep_all_their_files(trained_drums
         out, err = alone.communicate(timeout=120)
         assert alone.returncode == 0, err
         assert [p.read_bytes() for p in paths] == [Path(line).read_bytes() for line in out.splitlines()]
+
+
+def late_last_hits(converter, bars: int):
+    """Groove outputs: a kick and a snare on every beat, and on the window's last step a hit as late as the
+    converter writes (offset -1: half a step after the grid), whose note sounds past the window's end."""
+    steps, drums = bars * 16, converter.num_drums
+    outputs = np.zeros((steps, 3 * drums), np.float32)
+    outputs[::4, 0] = outputs[::4, 1] = 1.0  # hits
+    outputs[::4, drums] = outputs[::4, drums + 1] = 0.8  # velocities
+    outputs[-1, 2] = 1.0
+    outputs[-1, drums + 2] = 0.5
+    outputs[-1, 2 * drums + 2] = -1.0  # late
+    return outputs
+
+
+@pytest.mark.parametrize("bars", [2, 4])
+def test_a_groove_whose_last_hit_is_late_is_written_exactly_its_bars_long(tmp_path, bars):
+    import hvae
+
+    converter = hvae.get_converter("groove", split_bars=bars)
+    midi = converter.from_tensors(late_last_hits(converter, bars))
+    assert max(n.end for i in midi.instruments for n in i.notes) > midi.max_tick  # the reference's note spills
+    path = hvae.write_midi(midi, tmp_path / "late.mid")  # the Python API's writer, the CLI's too
+    assert_lasts(path, bars, 120)
+    last = max(pm_notes(path))
+    assert last[0] < seconds(bars * QUARTERS_PER_BAR, 120)  # the late hit is kept, cut at the end
+
+
+def test_groove_samples_are_whole_loops_however_late_their_last_hits(trained_humanizer, tmp_path):
+    paths = printed(invoke("sample", trained_humanizer, "-n", 12, "--seed", 3, "--out", tmp_path))
+    for path in paths:
+        assert_lasts(path, BARS, 120)

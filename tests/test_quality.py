@@ -140,3 +140,14 @@ def test_a_melody_model_is_measured_by_the_melody_features(trained_melody):
     q = json.loads(result.output)["quality"]
     assert set(q["features"]) == {f.name for f in quality.MELODY_FEATURES}
     assert q["plausible_share"] is None
+
+
+def test_a_humanizer_is_also_measured_on_what_it_restores_from_the_splits_inputs(trained_humanizer):
+    result = invoke("evaluate", trained_humanizer, "--samples", "32", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "From the inputs (velocities and timing removed): 32 windows decoded greedily" in result.output
+    data = json.loads(invoke("evaluate", trained_humanizer, "--samples", "32", "--no-progress", "--json").output)
+    transfer = data["transfer"]
+    assert transfer["source"] == "velocities and timing removed"
+    assert {"velocity_spread", "microtiming"} <= set(transfer["overlaps"])
+    assert 0 <= transfer["overlaps"]["mean"] <= 1

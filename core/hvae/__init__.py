@@ -6,6 +6,7 @@ Public API::
     conv = hvae.get_converter("drums", slice_bars=4)
     examples = conv.to_tensors("beat.mid")          # list of hvae.Example
     midi = conv.from_tensors(examples[0].outputs)   # miditoolkit.MidiFile
+    hvae.write_midi(midi, "again.mid")              # the file the CLI writes: whole bars, named tracks
 
     hvae.import_checkpoint("cat-drums_2bar_small.lokl.tar", "cat-drums_2bar_small", "runs/lokl")
     run = hvae.open_run("runs/lokl")                # .model (MusicVAE, eval mode), .converter, .config, .step
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from hvae.run import load_model, open_run
     from hvae.magenta.exporting import export_magenta_js
     from hvae.magenta.importing import import_checkpoint
+    from hvae.midifile import write_midi
     from hvae.music import NoteSequence, quantize, read_midi
 
 __version__ = "0.1.0"
@@ -35,7 +37,8 @@ __version__ = "0.1.0"
 _LAZY = {"Converter": "hvae.interfaces", "Decoder": "hvae.interfaces", "Encoder": "hvae.interfaces",
          "Example": "hvae.interfaces", "Loss": "hvae.interfaces", "NoteSequence": "hvae.music",
          "quantize": "hvae.music", "read_midi": "hvae.music", "load_model": "hvae.run", "open_run": "hvae.run",
-         "import_checkpoint": "hvae.magenta.importing", "export_magenta_js": "hvae.magenta.exporting"}
+         "import_checkpoint": "hvae.magenta.importing", "export_magenta_js": "hvae.magenta.exporting",
+         "write_midi": "hvae.midifile"}
 
 
 def __getattr__(name: str) -> Any:
@@ -65,5 +68,5 @@ __all__ = [
     "CheckpointError", "ConversionError", "Converter", "Decoder", "Encoder", "Example", "HvaeError",
     "IncompatibleError", "Loss", "MidiReadError", "NoteSequence", "PluginError", "UnknownComponentError",
     "export_magenta_js", "get_converter", "import_checkpoint", "list_components", "load_model", "open_run",
-    "quantize", "read_midi",
+    "quantize", "read_midi", "write_midi",
 ]

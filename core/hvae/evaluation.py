@@ -91,6 +91,8 @@ class Evaluation:
     sampled: Mapping[str, float]  # the same, decoding free-running from mu
     agreement: float = math.nan  # fraction of steps the two decodings predict alike (drum hits, or classes)
     quality: "SampleQuality | None" = None  # prior samples against the split's windows; None when not asked
+    transfer: "SampleQuality | None" = None  # the windows decoded from their own inputs, for a converter with an
+    #                                          input transform (humanize, tap-to-drums); None otherwise
 
     def to_json(self) -> dict[str, Any]:
         return json_safe(dataclasses.asdict(self))
@@ -102,8 +104,9 @@ class Evaluation:
         row = {"kl_bits": self.kl_bits, "reconstruction_loss": self.reconstruction_loss}
         row.update({f"tf_{k}": v for k, v in self.teacher_forced.items()})
         row.update({f"sampled_{k}": v for k, v in self.sampled.items()})
-        if self.quality is not None:
-            row.update(self.quality.flat())
+        for quality_table in (self.quality, self.transfer):
+            if quality_table is not None:
+                row.update(quality_table.flat())
         return row
 
     def table(self) -> str:
@@ -126,8 +129,9 @@ class Evaluation:
         if "timing_mae_ms" in self.teacher_forced:
             lines.append(f"Timing at {self.qpm:g} qpm: one step is {self.step_ms:g} ms, an offset of 1 is "
                          f"{self.step_ms / 2:g} ms.")
-        if self.quality is not None:
-            lines += ["", self.quality.table(self.split)]
+        for quality_table in (self.quality, self.transfer):
+            if quality_table is not None:
+                lines += ["", quality_table.table(self.split)]
         return "\n".join(lines)
 
 
@@ -135,7 +139,7 @@ class Evaluation:
 class SampleQuality:
     """Prior samples against real windows, feature by feature (see :mod:`hvae.quality`)."""
 
-    samples: int  # prior samples drawn
+    samples: int  # prior samples drawn (or windows decoded from their inputs)
     real: int  # real windows of the split they are compared with
     temperature: float
     seed: int
@@ -146,8 +150,12 @@ class SampleQuality:
     plausible_share: float | None = None  # drums: share of raw draws within the training density range
     plausible_range: tuple[float, float] | None = None  # that range, hits per bar
     redrawn: Mapping[str, float] | None = None  # overlaps once the draws outside it are drawn again
+    source: str = "prior"  # "prior": samples from z ~ N(0, I); else the converter's input transform: the same
+    #                        windows decoded (greedily, from mu) from their inputs that lack it
 
     def flat(self) -> dict[str, float]:
+        if self.source != "prior":
+            return {f"transfer_{k}": v for k, v in self.overlaps.items()}
         row = {f"quality_{k}": v for k, v in self.overlaps.items()}
         if self.ceiling is not None:
             row["ceiling_mean"] = self.ceiling["mean"]
@@ -160,8 +168,11 @@ class SampleQuality:
     def table(self, split: str) -> str:
         """The per-feature overlaps as plain text, the ceiling beside them."""
         ceiling = self.ceiling is not None
-        lines = [f"Sample quality: {self.samples} prior samples (temperature {self.temperature:g}, seed "
-                 f"{self.seed}, raw draws) against {self.real} real windows of the {split} split; the "
+        what = (f"Sample quality: {self.samples} prior samples (temperature {self.temperature:g}, seed "
+                f"{self.seed}, raw draws)" if self.source == "prior" else
+                f"From the inputs ({self.source}): {self.samples} windows decoded greedily from the mu of their "
+                f"inputs")
+        lines = [f"{what} against {self.real} real windows of the {split} split; the "
                  f"overlapping area of the two distributions of each feature (1 = indistinguishable)"
                  + (f", and of {self.real} {self.ceiling_split} windows against them (the ceiling)" if ceiling
                     else "") + ".",
@@ -362,6 +373,39 @@ def sample_quality(model: MusicVAE, converter: Converter, windows: WindowSet, sa
     return found
 
 
+@torch.no_grad()
+def transfer_quality(model: MusicVAE, converter: Converter, windows: WindowSet, samples: int = SAMPLES,
+                     seed: int = 0, qpm: float = DEFAULT_QPM, ceiling_windows: WindowSet | None = None,
+                     batch_size: int = 256) -> SampleQuality:
+    """``samples`` windows of ``windows`` (a seeded choice) decoded greedily from the mu of their inputs (which
+    lack what ``converter.input_transform`` says), against the same windows as they are, feature by feature:
+    how real what the model restores looks (a humanizer's velocities and timing, say)."""
+    if len(windows) < 2:
+        raise HvaeError(f"The {windows.split} split has {len(windows)} window; the quality needs at least 2.")
+    step_ms = step_milliseconds(converter, qpm)
+    rows = quality.pick(len(windows), samples, seed)
+    features = quality.features_of(converter)
+    model.eval()
+    decoded = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        controls = windows.controls[chunk]
+        decoded.append(model.reconstruct(
+            torch.from_numpy(windows.inputs[chunk]), torch.from_numpy(windows.lengths[chunk].astype(np.int64)),
+            torch.from_numpy(controls) if controls.shape[-1] else None).float().cpu().numpy())
+    real = quality.measure(converter, windows.outputs[rows], step_ms)
+    found = SampleQuality(samples=len(rows), real=len(rows), temperature=GREEDY, seed=seed,
+                          features={f.name: f.description + (f" ({f.unit})" if f.unit else "") for f in features},
+                          overlaps=quality.overlaps(real, quality.measure(converter, np.concatenate(decoded), step_ms),
+                                                    features), source=converter.input_transform)
+    if ceiling_windows is not None and len(ceiling_windows) >= 2:
+        other = quality.measure(converter, ceiling_windows.outputs[quality.pick(len(ceiling_windows), len(rows),
+                                                                                seed)], step_ms)
+        found = dataclasses.replace(found, ceiling=quality.overlaps(real, other, features),
+                                    ceiling_split=ceiling_windows.split)
+    return found
+
+
 def evaluation_of(loaded: LoadedRun, windows: WindowSet, data_dir: Path, batch_size: int = 256,
                   qpm: float = DEFAULT_QPM, progress: bool = True, samples: int = SAMPLES,
                   temperature: float = SAMPLE_TEMPERATURE, seed: int = 0) -> Evaluation:
@@ -390,7 +434,10 @@ def evaluation_of(loaded: LoadedRun, windows: WindowSet, data_dir: Path, batch_s
     train = other if other_split == "train" else windows
     plausible = density_range(loaded.converter, train.outputs) if train is not None and len(train) \
         else None
-    return dataclasses.replace(evaluation, quality=sample_quality(
+    transfer = None
+    if loaded.converter.input_transform is not None:
+        transfer = transfer_quality(loaded.model, loaded.converter, windows, samples, seed, qpm, other, batch_size)
+    return dataclasses.replace(evaluation, transfer=transfer, quality=sample_quality(
         loaded.model, loaded.converter, windows, samples, temperature, seed, qpm, other, plausible, batch_size))
 
 

@@ -49,8 +49,9 @@ class Converter(abc.ABC):
 
     Optional capabilities, with defaults a converter overrides where they apply: ``classes`` and
     ``class_names`` (a drum converter's classes: piano-roll lanes), :meth:`drum_hits` (where an output's
-    drum hits are: hit metrics, sample densities), :meth:`for_user_input` (how it reads a user's MIDI)
-    and ``humanizes`` (whether a model trained on it restores velocities and timing from bare hits).
+    drum hits are: hit metrics, sample densities), :meth:`for_user_input` (how it reads a user's MIDI),
+    ``humanizes`` (whether a model trained on it restores velocities and timing from bare hits) and
+    ``input_transform`` (what its inputs lack that the model restores).
     """
 
     name: ClassVar[str]
@@ -164,6 +165,14 @@ class Converter(abc.ABC):
         """Whether a model trained on this converter's windows restores velocities and timing from bare
         hits (its inputs keep the hits only), as ``hvae humanize`` needs. False by default."""
         return False
+
+    @property
+    def input_transform(self) -> str | None:
+        """What a window loses on its way to the model's input, in a few words ("velocities and timing
+        removed"), when the model learns to restore it (GrooVAE's humanize, tap-to-drums); None when the
+        inputs hold what the outputs hold (the default). :mod:`hvae.evaluation` then also measures the
+        outputs decoded from the split's own inputs."""
+        return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ two processes writing into one folder at the same moment both keep all their fil
 
 from __future__ import annotations
 
+import copy
 import io
 import itertools
 import math
@@ -25,29 +26,47 @@ from typing import Callable, Sequence
 import miditoolkit
 import mido
 
-from hvae.music import track_name
+from hvae.music import END_MARKER, track_name
 from hvae.safefiles import write_atomic
 
-END_TEXT = "end"  # text of the event on a file's last tick
+END_TEXT = END_MARKER  # text of the event on a file's last tick
 
 
 def length_ticks(midi: miditoolkit.MidiFile) -> int:
-    """The file's length in ticks: ``max_tick`` or its last note's end, rounded up to a whole bar of its
-    first time signature (4/4 without one); at least one bar."""
+    """The file's length in ticks: ``max_tick`` (a window's length, as the converters set it; the last
+    note's end where it is 0), rounded up to a whole bar of its first time signature (4/4 without one);
+    at least one bar."""
     signature = midi.time_signature_changes[0] if midi.time_signature_changes else None
     quarters_per_bar = signature.numerator * 4 / signature.denominator if signature else 4.0
     bar = round(quarters_per_bar * midi.ticks_per_beat)
-    last = max([midi.max_tick] + [n.end for i in midi.instruments for n in i.notes])
+    last = midi.max_tick or max([0] + [n.end for i in midi.instruments for n in i.notes])
     return max(1, math.ceil(last / bar)) * bar
 
 
+def within(midi: miditoolkit.MidiFile, end: int) -> miditoolkit.MidiFile:
+    """A copy of ``midi`` whose notes end by tick ``end``: a note sounding past it is cut there, one that
+    would start there or later is left out (a loop lasts its bars, whatever a late hit's timing)."""
+    cut = copy.copy(midi)
+    cut.instruments = []
+    for instrument in midi.instruments:
+        kept = copy.copy(instrument)
+        kept.notes = [miditoolkit.Note(n.velocity, n.pitch, n.start, min(n.end, end))
+                      for n in instrument.notes if n.start < end]
+        cut.instruments.append(kept)
+    cut.markers = [m for m in midi.markers if m.time <= end]
+    cut.max_tick = end
+    return cut
+
+
 def midi_bytes(midi: miditoolkit.MidiFile) -> bytes:
-    """The bytes of ``midi`` as a standard MIDI file: every track ends at :func:`length_ticks`, the first
-    track holds a text event "end" there, and every note track has a name."""
+    """The bytes of ``midi`` as a standard MIDI file: every track ends at :func:`length_ticks`, what would
+    sound past it cut (:func:`within`), the first track holds a text event "end" there, and every note
+    track has a name."""
+    end = length_ticks(midi)
+    midi = within(midi, end)
     buffer = io.BytesIO()
     midi.dump(file=buffer)
     parsed = mido.MidiFile(file=io.BytesIO(buffer.getvalue()))
-    end = length_ticks(midi)
     for index, track in enumerate(parsed.tracks):  # the tempo track, then one per instrument
         events, tick = [], 0
         for message in track:
@@ -144,8 +163,8 @@ def numbered(stem: str, suffix: str) -> Callable[[int], list[str]]:
 
 def concatenate(midis: Sequence[miditoolkit.MidiFile], quarters: float) -> miditoolkit.MidiFile:
     """The files one after another, each starting ``quarters`` quarter notes after the one before (the
-    whole lasting ``len(midis) * quarters``); tempo and time signature of the first, instruments matched
-    by program and drum flag."""
+    whole lasting ``len(midis) * quarters``: :func:`midi_bytes` cuts what the last would sound past it);
+    tempo and time signature of the first, instruments matched by program and drum flag."""
     joined = miditoolkit.MidiFile(ticks_per_beat=midis[0].ticks_per_beat)
     joined.tempo_changes = list(midis[0].tempo_changes[:1])
     joined.time_signature_changes = list(midis[0].time_signature_changes[:1])
@@ -160,13 +179,14 @@ def concatenate(midis: Sequence[miditoolkit.MidiFile], quarters: float) -> midit
             target.notes.extend(miditoolkit.Note(n.velocity, n.pitch, round((n.start + shift) * scale),
                                                  round((n.end + shift) * scale)) for n in instrument.notes)
     joined.instruments = list(instruments.values())
-    joined.max_tick = max([n.end for i in joined.instruments for n in i.notes]
-                          + [round(len(midis) * quarters * joined.ticks_per_beat)])
+    joined.max_tick = round(len(midis) * quarters * joined.ticks_per_beat)
     return joined
 
 
-def write_midi(midi: miditoolkit.MidiFile, path: Path) -> Path:
-    """Write ``midi`` to ``path`` atomically, whole bars long with named tracks (the folder is created)."""
+def write_midi(midi: miditoolkit.MidiFile, path: str | os.PathLike) -> Path:
+    """Write ``midi`` to ``path`` atomically as a DAW takes it (:func:`midi_bytes`: exactly its window's whole
+    bars, what sounds past them cut, named tracks); the folder is created. ``hvae.write_midi`` in the API."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, midi_bytes(midi))
     return path

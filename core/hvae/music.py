@@ -30,6 +30,7 @@ from hvae.errors import ConversionError, MidiReadError
 
 DEFAULT_QPM = 120.0
 STANDARD_PPQ = 220  # ticks per quarter the reference writes
+END_MARKER = "end"  # text of the marker (and, in files hvae writes, the text event) on a window's last tick
 MAX_TICK = 10**10  # the reference reads MIDI with absurd tick values too; we refuse beyond this
 MAX_MIDI_BYTES = 16 << 20  # larger files are refused before parsing (parsing takes ~160 bytes of memory per byte)
 MAX_STEPS = 1_000_000  # longest quantized sequence converted (35 hours at 4 steps per quarter, 120 qpm)
@@ -354,14 +355,18 @@ def to_midi(notes: Iterable[Note], qpm: float = DEFAULT_QPM, ticks_per_quarter: 
     """Write notes (seconds) into a ``miditoolkit.MidiFile`` at a constant tempo.
 
     Drum notes go to one drum instrument (channel 10) named "drums"; other notes to one instrument
-    per program, in order of first appearance, named by its General MIDI program. ``max_tick`` is
-    the file's length: ``quarters`` quarter notes (a window's length), or the last note's end if later.
+    per program, in order of first appearance, named by its General MIDI program. The notes are the
+    reference's, also where one sounds past the window (a late hit's note-off). With ``quarters`` (a
+    window's length) ``max_tick`` is that length and a marker "end" sits on it; without, ``max_tick``
+    is the last note's end. :func:`hvae.midifile.midi_bytes` (``hvae.write_midi``) writes the file
+    exactly that long, cutting what sounds past it.
     """
     midi = miditoolkit.MidiFile(ticks_per_beat=ticks_per_quarter)
     midi.tempo_changes = [miditoolkit.TempoChange(float(qpm), 0)]
     if time_signature is not None:
         midi.time_signature_changes = [miditoolkit.TimeSignature(time_signature[0], time_signature[1], 0)]
     ticks_per_second = ticks_per_quarter * qpm / 60.0
+    length = round(quarters * ticks_per_quarter)  # 0: as long as the notes
     instruments: dict[tuple[int, bool], miditoolkit.Instrument] = {}
     for n in notes:
         key = (n.program, n.is_drum)
@@ -372,7 +377,9 @@ def to_midi(notes: Iterable[Note], qpm: float = DEFAULT_QPM, ticks_per_quarter: 
         end = max(_nearest_tick(n.end, ticks_per_second), start + 1)
         instruments[key].notes.append(miditoolkit.Note(int(n.velocity), int(n.pitch), start, end))
     midi.instruments = list(instruments.values())
-    midi.max_tick = max([n.end for i in midi.instruments for n in i.notes] + [round(quarters * ticks_per_quarter)])
+    if length:
+        midi.markers = [miditoolkit.Marker(END_MARKER, length)]
+    midi.max_tick = length or max([n.end for i in midi.instruments for n in i.notes] + [0])
     return midi
 
 

@@ -273,8 +273,9 @@ class Trainer:
         try:
             if checkpoint.optimizer is None:  # imported weights (hvae import): no optimiser state to continue
                 trainer.schedule = make_lr_schedule(trainer.optimizer, model.config, start_step=checkpoint.step)
-                trainer.notes.append(f"{checkpoint.path} holds no optimiser state (imported weights): training "
-                                     f"goes on with a fresh Adam, at the learning rate of step {checkpoint.step}.")
+                trainer.notes.append(f"{checkpoint.path} holds no optimiser state (imported or shipped weights): "
+                                     f"training goes on with a fresh Adam, at the learning rate of step "
+                                     f"{checkpoint.step}.")
             else:
                 trainer.optimizer.load_state_dict(checkpoint.optimizer)
                 trainer.schedule.load_state_dict(checkpoint.meta["lr_schedule"])

@@ -399,13 +399,14 @@ def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, re
     seed, device = trainer.config.train.seed, str(trainer.device)
     del trainer  # (and its DistributedDataParallel wrapper) before the process group goes
     distributed.leave(world)
-    _report(result, world.main)
-    if not world.main:
-        return
-    drawn = sample_checkpoint(result.checkpoint, n=num_samples, temperature=temperature, seed=seed, qpm=qpm,
-                              device=device, redraw=redraw)
-    for note in drawn.notes:
-        click.echo(f"Note:   {note}", err=True)
-    click.echo(f"Samples ({len(drawn.paths)}, temperature {temperature}):")
-    for path in drawn.paths:
-        click.echo(f"  {path}")
+    if world.main:  # stopped early too (a signal, the time budget): samples of the last checkpoint
+        _summarise(result)
+        drawn = sample_checkpoint(result.checkpoint, n=num_samples, temperature=temperature, seed=seed, qpm=qpm,
+                                  device=device, redraw=redraw)
+        for note in drawn.notes:
+            click.echo(f"Note:   {note}", err=True)
+        click.echo(f"Samples ({len(drawn.paths)}, temperature {temperature}, step {result.step}):")
+        for path in drawn.paths:
+            click.echo(f"  {path}")
+    if result.interrupted:
+        raise SystemExit(128 + signal.Signals[result.interrupted].value)

@@ -25,7 +25,7 @@ import numpy as np
 
 from hvae.data.windows import WindowSet
 from hvae.device import resolve_device
-from hvae.evaluation import METRIC_LABELS, SAMPLES, Evaluation, evaluation_of, format_value
+from hvae.evaluation import METRIC_LABELS, SAMPLES, Evaluation, SampleQuality, evaluation_of, format_value
 from hvae.midifile import concatenate, write_midi
 from hvae.music import DEFAULT_QPM
 from hvae.report import html
@@ -125,9 +125,15 @@ def _metrics(evaluation: Evaluation) -> list[str]:
 
 
 def _quality(evaluation: Evaluation) -> list[str]:
-    q = evaluation.quality
-    if q is None:
+    if evaluation.quality is None:
         return _left_out("Sample quality", "No sample quality: --quality-samples 0 was given.")
+    lines = _quality_table(evaluation, evaluation.quality)
+    if evaluation.transfer is not None:
+        lines += _quality_table(evaluation, evaluation.transfer)
+    return lines
+
+
+def _quality_table(evaluation: Evaluation, q: SampleQuality) -> list[str]:
     ceiling = q.ceiling is not None
     rows = [(name, format_value(q.overlaps[name])) + ((format_value(q.ceiling[name]),) if ceiling else ()) + (what,)
             for name, what in q.features.items()]
@@ -135,9 +141,11 @@ def _quality(evaluation: Evaluation) -> list[str]:
                 + ("",))
     headers = ("feature", "samples") + ((f"ceiling ({q.ceiling_split} windows)",) if ceiling else ()) + \
         ("what it measures",)
-    lines = ["<h2>Sample quality</h2>",
-             f"<p>{q.samples} samples from the prior (temperature {q.temperature:g}, seed {q.seed}, the model's raw "
-             f"draws) against {q.real} windows of the {html.escape(evaluation.split)} split: per feature, the "
+    what = (f"{q.samples} samples from the prior (temperature {q.temperature:g}, seed {q.seed}, the model's raw "
+            f"draws)" if q.source == "prior" else
+            f"{q.samples} windows decoded greedily from the &mu; of their own inputs ({html.escape(q.source)})")
+    lines = [f"<h2>{'Sample quality' if q.source == 'prior' else 'Quality of what it restores'}</h2>",
+             f"<p>{what} against {q.real} windows of the {html.escape(evaluation.split)} split: per feature, the "
              f"overlapping area of the feature's distribution over the samples and over the real windows (1 = "
              f"indistinguishable). The ceiling: as many real windows of another split against the same ones (two "
              f"finite sets of real music do not reach 1 either).</p>",

@@ -141,6 +141,20 @@ class GrooveConverter(Converter):
         return self.options.humanize
 
     @property
+    def input_transform(self) -> str | None:
+        """What the inputs lack (humanize, tapify, fixed velocities, instruments to add, note dropout)."""
+        o, parts = self.options, []
+        if o.tapify:
+            parts.append(f"every step's hits tapped on one drum")
+        if o.humanize:
+            parts.append("velocities and timing removed")
+        elif o.fixed_velocities:
+            parts.append("velocities removed")
+        if o.add_instruments:
+            parts.append(f"drums {', '.join(self.class_names[i] for i in o.add_instruments)} removed")
+        return "; ".join(parts) or None
+
+    @property
     def output_depth(self) -> int:
         per_drum = 1 + self.options.num_velocity_bins + self.options.num_offset_bins if self.categorical else 3
         return per_drum * (1 if self.options.split_instruments else self.num_drums)
