@@ -30,8 +30,9 @@ $(VENV)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(BIN)/pip install --quiet -e '.[test]' $(addprefix -e ,$(PLUGINS))
 	touch $@
 
+# At most 5 minutes of training (48 s on 2 idle cores): a slow or busy machine stops there, says so, and samples.
 demo: setup
-	$(BIN)/hvae run
+	$(BIN)/hvae run --minutes 5
 
 test: setup
 	$(BIN)/python -m pytest -q

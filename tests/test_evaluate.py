@@ -178,3 +178,13 @@ def test_a_model_that_uses_the_steps_before_decodes_them_differently_and_gets_no
     metrics = json.loads(result.stdout)
     assert 0.0 < metrics["agreement"] < 0.99 and metrics[TF] != metrics[SAMPLED]
     assert "of the steps alike" not in invoke("evaluate", str(trained_humanizer), "--no-progress").output
+
+
+def test_a_model_that_decodes_every_window_alike_is_pointed_out(tmp_path):
+    from conftest import _train
+
+    run = _train(tmp_path / "run", tmp_path / "cache", "--preset", "hier-drums-4bar", "-m", "decoder.rnn_sizes=32",
+                 "--steps", "3")
+    result = invoke("evaluate", run, "--samples", "0", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "The model ignores its latent code" in result.output

@@ -274,13 +274,47 @@ def test_devices_resolve_and_a_missing_gpu_is_a_clear_error():
 
 
 def test_autocast_and_grad_scaler():
-    from hvae.device import autocast, grad_scaler
+    from hvae.device import autocast, cpu_bfloat16_lstm, grad_scaler
 
     cpu = torch.device("cpu")
     assert not grad_scaler(cpu, torch.bfloat16).is_enabled()
     model = build_model(tiny(), DRUMS)
+    if not cpu_bfloat16_lstm():  # x86-64 without AVX512-BF16 or AMX: refused in one line, before any work
+        with pytest.raises(HvaeError, match=r"^Mixed precision \(--amp\) needs a CPU that runs bfloat16 LSTMs"):
+            autocast(cpu, enabled=True)
+        return
     with autocast(cpu, enabled=True):
         out = model(drums_batch(), 1)
     assert out.raw.dtype == torch.bfloat16 and out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
     with autocast(cpu, enabled=False):
         assert model(drums_batch(), 1).raw.dtype == torch.float32
+
+
+def test_amp_on_a_cpu_without_bfloat16_lstms_is_one_line_not_a_traceback(trained_drums, tmp_path):
+    """oneDNN limited to AVX2 (ONEDNN_MAX_CPU_ISA) behaves as a CPU without bfloat16 (AMD Zen 3, say)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    done = subprocess.run([sys.executable, "-m", "hvae.cli", "sample", str(trained_drums), "-n", "1", "--amp",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "Error: Mixed precision (--amp) needs a CPU that runs bfloat16 LSTMs (AVX512-BF16 or AMX, as on Intel Xeon "
+        "since Cooper Lake or AMD EPYC since Zen 4), and this one does not: run without --amp, in float32."]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_training_with_amp_on_such_a_cpu_is_refused_before_the_run_directory_is_made(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    done = subprocess.run([sys.executable, "-m", "hvae.cli", "train", "--amp", "--steps", "1", "--no-progress",
+                           "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().startswith("Error: Mixed precision (--amp) needs a CPU that runs bfloat16 LSTMs")
+    assert not (tmp_path / "run").exists()

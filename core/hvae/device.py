@@ -23,6 +23,7 @@ Under torchrun each process trains on its own device: ``resolve_device("auto", l
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import ContextManager
 
 import torch
@@ -114,11 +115,33 @@ def default_autocast_dtype(device: torch.device) -> torch.dtype:
 
 
 def autocast(device: torch.device | str, enabled: bool = True, dtype: torch.dtype | None = None) -> ContextManager:
-    """Mixed precision on ``device`` when ``enabled`` (opt-in on CPU); a no-op context otherwise."""
+    """Mixed precision on ``device`` when ``enabled`` (opt-in on CPU); a no-op context otherwise.
+
+    Raises :class:`HvaeError` on a CPU whose oneDNN cannot run an LSTM in bfloat16 (x86-64 without
+    AVX512-BF16 or AMX, e.g. AMD Zen 3): there autocast would fail inside the first recurrence."""
     device = torch.device(device)
     if not enabled:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype or default_autocast_dtype(device))
+    dtype = dtype or default_autocast_dtype(device)
+    if device.type == "cpu" and dtype is torch.bfloat16 and not cpu_bfloat16_lstm():
+        raise HvaeError("Mixed precision (--amp) needs a CPU that runs bfloat16 LSTMs (AVX512-BF16 or AMX, as on "
+                        "Intel Xeon since Cooper Lake or AMD EPYC since Zen 4), and this one does not: run without "
+                        "--amp, in float32.")
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bfloat16_lstm() -> bool:
+    """Whether this CPU's oneDNN runs an LSTM forward and backward under bfloat16 autocast (tried once, on a
+    2-unit LSTM)."""
+    lstm = torch.nn.LSTM(2, 2)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, _ = lstm(torch.zeros(1, 1, 2, requires_grad=True))
+        out.float().sum().backward()
+    except RuntimeError:
+        return False
+    return True
 
 
 def grad_scaler(device: torch.device | str, dtype: torch.dtype | None) -> torch.amp.GradScaler:

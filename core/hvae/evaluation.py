@@ -60,6 +60,7 @@ GREEDY = 0.0  # decoding temperature of the metrics: the most likely draw at eve
 SAMPLES = 256  # prior samples for the sample quality (MGEval and GrooveEvaluator compare sets of this order)
 SAMPLE_TEMPERATURE = 0.5  # their temperature: hvae sample's default
 MODES = ("teacher_forced", "sampled")
+IGNORED_LATENT = 0.05  # distinct sampled decodings per window below which a model ignores its latent code
 SAME_DECODING = 0.99  # agreement from which the table explains why the two columns (nearly) agree
 # Metric names, in the order tables show them, with their labels.
 METRIC_LABELS = {
@@ -90,12 +91,19 @@ class Evaluation:
     teacher_forced: Mapping[str, float]  # metric name -> value (the names in METRIC_LABELS that apply)
     sampled: Mapping[str, float]  # the same, decoding free-running from mu
     agreement: float = math.nan  # fraction of steps the two decodings predict alike (drum hits, or classes)
+    distinct: float = math.nan  # different sampled decodings over windows: near 0, every input decodes alike
     quality: "SampleQuality | None" = None  # prior samples against the split's windows; None when not asked
     transfer: "SampleQuality | None" = None  # the windows decoded from their own inputs, for a converter with an
     #                                          input transform (humanize, tap-to-drums); None otherwise
 
     def to_json(self) -> dict[str, Any]:
         return json_safe(dataclasses.asdict(self))
+
+    @property
+    def ignores_latent(self) -> bool:
+        """Whether nearly every window decodes alike from its mu (under IGNORED_LATENT distinct decodings, of
+        a split of more than a few windows): the decoder makes its output from its position alone."""
+        return self.windows >= 20 and self.distinct < IGNORED_LATENT
 
     def flat(self) -> dict[str, float]:
         """Scalars for a table row: ``kl_bits``, ``reconstruction_loss``, ``tf_<metric>``, ``sampled_<metric>``,
@@ -126,6 +134,10 @@ class Evaluation:
                          f"the model hardly uses the steps before yet (it predicts from z and the position, as "
                          f"early in training), so feeding it the true previous step changes next to nothing. "
                          f"Train longer.")
+        if self.ignores_latent:
+            lines.append(f"The model ignores its latent code: {self.distinct:.1%} of the windows decode to "
+                         f"something of their own (KL {self.kl_bits:.3g} bits); every input comes back nearly "
+                         f"alike. Train longer, or lower free_bits or max_beta (-m free_bits=...).")
         if "timing_mae_ms" in self.teacher_forced:
             lines.append(f"Timing at {self.qpm:g} qpm: one step is {self.step_ms:g} ms, an offset of 1 is "
                          f"{self.step_ms / 2:g} ms.")
@@ -280,6 +292,7 @@ def evaluate_windows(model: MusicVAE, converter: Converter, windows: WindowSet, 
     step_ms = step_milliseconds(converter, qpm)
     tallies = {mode: MetricTally(converter, step_ms) for mode in MODES}
     kl_bits = reconstruction = alike = valid = 0.0
+    distinct: set[bytes] = set()  # the different sampled decodings (classes, or what is on)
     starts = range(0, len(windows), batch_size)
     for start in tqdm(starts, desc=f"evaluate {windows.split}", unit="batch", disable=not progress,
                       dynamic_ncols=True):
@@ -303,10 +316,12 @@ def evaluate_windows(model: MusicVAE, converter: Converter, windows: WindowSet, 
         tallies["sampled"].add(sampled.float(), targets, mask)
         alike += float((same_steps(converter, forced.float(), sampled.float()) * mask).sum())
         valid += float(mask.sum())
+        decoded = sampled.argmax(-1) if converter.output_kind == "onehot" else (sampled > 0.5)
+        distinct.update(row.tobytes() for row in decoded.cpu().numpy())
     n = len(windows)
     return {"windows": n, "kl_bits": kl_bits / n, "reconstruction_loss": reconstruction / n,
             "teacher_forced": tallies["teacher_forced"].metrics(), "sampled": tallies["sampled"].metrics(),
-            "agreement": alike / valid if valid else math.nan}
+            "agreement": alike / valid if valid else math.nan, "distinct": len(distinct) / n}
 
 
 def same_steps(converter: Converter, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -423,7 +438,7 @@ def evaluation_of(loaded: LoadedRun, windows: WindowSet, data_dir: Path, batch_s
                             step_ms=step_milliseconds(loaded.converter, qpm), kl_bits=found["kl_bits"],
                             reconstruction_loss=found["reconstruction_loss"],
                             teacher_forced=found["teacher_forced"], sampled=found["sampled"],
-                            agreement=found["agreement"])
+                            agreement=found["agreement"], distinct=found["distinct"])
     if not samples:
         return evaluation
     other_split = "validation" if windows.split == "train" else "train"

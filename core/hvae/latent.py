@@ -199,7 +199,9 @@ def check_humanizer(loaded: LoadedRun) -> None:
     what = (f"groove converter with humanize={options.humanize}" if "humanize" in field_names(type(options))
             else f"converter {loaded.converter.name!r}")
     raise HvaeError(f"{loaded.name} was trained with the {what}: humanizing needs a GrooVAE trained with the "
-                    f"groove converter's humanize=True (hvae train --preset groovae_4bar -o humanize=true).")
+                    f"groove converter's humanize=True, such as the model in the box gmd-humanize-2bar "
+                    f"(hvae humanize gmd-humanize-2bar IN.mid), or one you train (hvae train --preset "
+                    f"groovae_2bar_humanize --data DIR).")
 
 
 def humanize_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike,

@@ -26,7 +26,7 @@ from hvae.midifile import midi_bytes, write_new
 from hvae.model import MusicVAE
 from hvae.music import DEFAULT_QPM  # tempo written to sampled MIDI, quarter notes per minute (the reference's)
 from hvae.plausible import ROUNDS, DensityRange, draw_plausible, reads_hits, training_range
-from hvae.run import PLAUSIBLE_FILE, open_run
+from hvae.run import PLAUSIBLE_FILE, LoadedRun, open_run
 from hvae.safefiles import is_plain_name, refuse_links
 
 SLERP_PARALLEL = 1e-6  # below this sin(angle) two latent vectors are parallel: interpolate linearly
@@ -97,6 +97,28 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
     return Samples(write_new(out_dir, files, sample_names(name, n)), notes)
 
 
+def plausible_range(loaded: LoadedRun) -> tuple[DensityRange | None, tuple[str, ...]]:
+    """The density range a drum model's samples are held to (None for other models), and a note when a
+    drum model has none: the one its run directory keeps (``plausible.json``), else its data cache's.
+    ``hvae sample``, ``hvae run`` and ``hvae report`` draw through it alike."""
+    kept = loaded.dir.read_plausible()
+    if kept is not None:
+        return DensityRange(*kept), ()
+    if not reads_hits(loaded.converter):
+        return None, ()
+    try:
+        cache = loaded.dir.read_config().cache_dir  # (the run's config.json)
+    except CheckpointError:
+        cache = ""
+    found = training_range(loaded.converter, cache) if cache else None
+    if found is not None:
+        return found, ()
+    return None, (f"Samples not checked for plausible hit densities: the run's training windows are not "
+                  f"readable{f' at {cache}' if cache else ''}, and it keeps no {PLAUSIBLE_FILE} (train or "
+                  f"fine-tune it with hvae train to write one; --no-redraw keeps every draw without this "
+                  f"note).",)
+
+
 def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None, n: int = 5,
                       temperature: float = 0.5, seed: int | None = None, qpm: float = DEFAULT_QPM,
                       device: str = "auto", amp: bool = False, redraw: bool = True) -> Samples:
@@ -109,21 +131,7 @@ def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     loaded = open_run(checkpoint, resolve_device(device))
     if out_dir is None:
         refuse_links(loaded.outputs.samples)
-    plausible, notes = None, ()
-    kept = loaded.dir.read_plausible()
-    if redraw and kept is not None:
-        plausible = DensityRange(*kept)
-    elif redraw and reads_hits(loaded.converter):
-        try:
-            cache = loaded.dir.read_config().cache_dir  # (the run's config.json)
-        except CheckpointError:
-            cache = ""
-        plausible = training_range(loaded.converter, cache) if cache else None
-        if plausible is None:
-            notes = (f"Samples not checked for plausible hit densities: the run's training windows are not "
-                     f"readable{f' at {cache}' if cache else ''}, and it keeps no {PLAUSIBLE_FILE} (train or "
-                     f"fine-tune it with hvae train to write one; --no-redraw keeps every draw without this "
-                     f"note).",)
+    plausible, notes = plausible_range(loaded) if redraw else (None, ())
     drawn = write_samples(loaded.model, loaded.converter, out_dir or loaded.outputs.samples, loaded.name,
                           n=n, temperature=temperature, seed=seed, qpm=qpm, amp=amp, plausible=plausible)
     return dataclasses.replace(drawn, notes=notes + drawn.notes)

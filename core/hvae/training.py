@@ -181,6 +181,7 @@ class Trainer:
         """
         world, device = distributed.join(config.train.device)
         world.share(config.train.batch_size)
+        autocast(device, enabled=config.train.amp)  # a precision this device cannot run: refused before any work
         check_memory(config, _checked_converter(config))
         run = RunDir(world.from_main(os.fspath(run_dir)))
         lock = run.lock() if world.main else None
@@ -235,6 +236,7 @@ class Trainer:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
         world, target = distributed.join(config.train.device)
         world.share(config.train.batch_size)
+        autocast(target, enabled=config.train.amp)
         lock = RunDir(run_dir).lock() if world.main else None
         world.on_main(lambda: (lock.acquire(), RunDir(run_dir).check_layout()))
         try:

@@ -34,7 +34,7 @@ from hvae.report.curves import plot_curves
 from hvae.report.pianoroll import Panel, lanes_of, plot_rolls, window_quarters
 from hvae.run import LoadedRun, RunDir, open_run
 from hvae.safefiles import refuse_links, write_atomic
-from hvae.sampling import interpolate_examples, reconstruct_examples, write_samples
+from hvae.sampling import interpolate_examples, plausible_range, reconstruct_examples, write_samples
 
 PAGE = "index.html"
 
@@ -116,6 +116,10 @@ def _metrics(evaluation: Evaluation) -> list[str]:
              f"the true previous step) and sampled (free-running on its own most likely draws). Rates are pooled "
              f"over all steps; hits over (step, drum) cells.</p>",
              html.table(("metric", "teacher-forced", "sampled"), rows)]
+    if evaluation.ignores_latent:
+        lines.append(f"<p class=\"note\">This model ignores its latent code: only {evaluation.distinct:.1%} of the "
+                     f"windows decode to something of their own (KL {format_value(evaluation.kl_bits)} bits), so "
+                     f"every reconstruction below looks alike. Train longer, or lower free_bits or max_beta.</p>")
     if "timing_mae_ms" in evaluation.teacher_forced:
         lines.append(f"<p class=\"note\">Velocity and timing errors count where both the target and the "
                      f"prediction have a hit. Timing in ms at {evaluation.qpm:g} qpm: one step is "
@@ -178,13 +182,18 @@ def _samples(loaded: LoadedRun, options: ReportOptions, folder: Path, media: _Me
     if loaded.converter.control_depth:
         return lines + ["<p class=\"note\">No samples: this model is conditioned on controls per step, which "
                         "sampling from the prior does not have.</p>"]
-    paths = write_samples(loaded.model, loaded.converter, folder / "midi", loaded.name, n=options.samples,
-                          temperature=options.temperature, seed=options.seed, qpm=options.qpm).paths
+    plausible, notes = plausible_range(loaded)
+    drawn = write_samples(loaded.model, loaded.converter, folder / "midi", loaded.name, n=options.samples,
+                          temperature=options.temperature, seed=options.seed, qpm=options.qpm, plausible=plausible)
+    paths = drawn.paths
     lanes = lanes_of(loaded.converter)
     panels = [Panel(f"sample {k + 1}", miditoolkit.MidiFile(str(p)), lanes) for k, p in enumerate(paths)]
     png = plot_rolls(panels, folder / "img" / "samples.png", window_quarters(loaded.converter),
                      loaded.converter.options.steps_per_quarter)
-    caption = f"{len(paths)} sequences decoded from z ~ N(0, I), seed {options.seed}."
+    caption = (f"{len(paths)} sequences decoded from z ~ N(0, I), seed {options.seed}, drawn as hvae sample draws "
+               f"them" + (f" (those with a hit density outside the training windows' {plausible.low:.1f} to "
+                          f"{plausible.high:.1f} hits per bar drawn again)" if plausible is not None else "")
+               + ". " + " ".join(notes + drawn.notes))
     return lines + [media.picture(png, "samples", caption, [(f"sample {k + 1}", p) for k, p in enumerate(paths)])]
 
 
