@@ -32,6 +32,9 @@ RUNS = [
      ["--preset", "hier-groove-4bar", "--loss", "groove"]),
     ("e", "hier-groove-gated", "hierarchical decoder, groove converter, groove-gated loss: the proposed fix, gated",
      ["--preset", "hier-groove-4bar", "--loss", "groove-gated"]),
+    ("f", "hier-drums-cat-small", "(c) at smaller sizes: z 128, a 256-unit encoder, conductor and decoder of 2x128",
+     ["--preset", "hier-drums-4bar", "-m", "z_size=128", "-m", "encoder.rnn_sizes=256",
+      "-m", "decoder.rnn_sizes=128,128"]),
 ]
 HVAE = [sys.executable, "-m", "hvae.cli"]
 

@@ -74,6 +74,22 @@ def test_results_csv_has_a_row_of_numbers_per_combination(report_matrix):
     assert rows["groovae_4bar"]["sampled_accuracy"] == ""  # groove outputs have no accuracy
     assert float(rows["groovae_4bar"]["tf_hit_recall"]) >= 0
     assert int(rows["hier-drums-4bar"]["train_windows"]) > int(rows["groovae_4bar"]["train_windows"])
+    for row in rows.values():  # the sample quality of 32 prior samples (TINY's --quality-samples), and the ceiling
+        assert int(row["examples_seen"]) == 12 * 32
+        assert 0 <= float(row["quality_mean"]) <= 1 and 0 < float(row["ceiling_mean"]) <= 1
+        assert 0 <= float(row["quality_hits_per_bar"]) <= 1
+    assert 0 <= float(rows["hier-drums-4bar"]["plausible_share"]) <= 1
+    assert 0 <= float(rows["groovae_4bar"]["quality_microtiming"]) <= 1  # groove outputs: timing measured too
+
+
+def test_results_md_says_why_window_counts_differ_and_gives_each_runs_sample_overlap(report_matrix):
+    out, _ = report_matrix
+    text = (out / "results.md").read_text()
+    assert "Training windows differ by converter (drums: " in text and "compare examples seen" in text
+    header = next(line for line in text.splitlines() if line.startswith("| combination"))
+    assert "examples seen" in header and "sample overlap of ceiling" in header and "plausible draws" in header
+    row = next(line for line in text.splitlines() if line.startswith("| hier-drums-4bar |"))
+    assert " of 0." in row  # "0.41 of 0.87": the mean overlap beside its ceiling
 
 
 def test_results_md_is_a_markdown_table_with_the_forced_run_marked(report_matrix):
