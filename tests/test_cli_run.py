@@ -152,3 +152,14 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_continues_from_it(demo_run, cache
     resumed = invoke("train", "--resume", str(out), "--steps", str(stopped + 2), "--no-progress")
     assert resumed.exit_code == 0, resumed.output
     assert [p.name for p in list_checkpoints(out)][-1] == f"step-{stopped + 2:08d}"
+
+
+def test_sample_names_its_files_after_name_when_given(trained_drums, tmp_path):
+    from clihelp import invoke
+
+    result = invoke("sample", trained_drums, "-n", 2, "--seed", 7, "--name", "funk-t0.5-s7", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in tmp_path.glob("*.mid"))
+    assert len(names) == 2 and all(n.startswith("funk-t0.5-s7_sample_") for n in names)
+    bad = invoke("sample", trained_drums, "-n", 1, "--name", "../up", "--out", tmp_path)
+    assert bad.exit_code == 1 and "not a plain file name" in bad.output

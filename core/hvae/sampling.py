@@ -121,10 +121,11 @@ def plausible_range(loaded: LoadedRun) -> tuple[DensityRange | None, tuple[str, 
 
 def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None, n: int = 5,
                       temperature: float = 0.5, seed: int | None = None, qpm: float = DEFAULT_QPM,
-                      device: str = "auto", amp: bool = False, redraw: bool = True) -> Samples:
+                      device: str = "auto", amp: bool = False, redraw: bool = True, name: str | None = None) -> Samples:
     """:func:`write_samples` from a checkpoint (a run directory, a checkpoint directory or its JSON).
 
     ``out_dir`` defaults to the run's ``samples`` folder (``runs/<name>/samples`` for a model in the box).
+    Files are named after ``name`` (default: the run's name).
     With ``redraw``, a drum model's samples are held to the density range of its run's training windows:
     the one its run directory keeps (``plausible.json``), else the one its data cache gives.
     """
@@ -132,7 +133,7 @@ def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     if out_dir is None:
         refuse_links(loaded.outputs.samples)
     plausible, notes = plausible_range(loaded) if redraw else (None, ())
-    drawn = write_samples(loaded.model, loaded.converter, out_dir or loaded.outputs.samples, loaded.name,
+    drawn = write_samples(loaded.model, loaded.converter, out_dir or loaded.outputs.samples, name or loaded.name,
                           n=n, temperature=temperature, seed=seed, qpm=qpm, amp=amp, plausible=plausible)
     return dataclasses.replace(drawn, notes=notes + drawn.notes)
 

@@ -346,19 +346,23 @@ def train(ctx: click.Context, resume_dir: Path | None, config_file: Path | None,
 @click.option("--amp/--no-amp", default=False, show_default=True,
               help="Decode in mixed precision (bfloat16; float16 on GPUs without it): about twice as fast "
                    "for large models on CPU; the draws differ from float32's by rounding.")
+@click.option("--name", metavar="NAME", default=None,
+              help="What the files are named after, instead of the run's name (e.g. --name funk-t0.8-s7 to "
+                   "keep the temperature and seed in the names).")
 @REDRAW
 def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path | None, seed: int | None,
-           qpm: float, device: str, amp: bool, redraw: bool) -> None:
+           qpm: float, device: str, amp: bool, name: str | None, redraw: bool) -> None:
     """Draw sequences from a trained model and write them as MIDI files; print their paths.
 
-    CHECKPOINT is a run directory (its newest checkpoint), a checkpoint directory, or a
-    checkpoint's checkpoint.json. Files are named <name>_sample_<date_time>-000-of-005.mid,
+    CHECKPOINT is a run directory (its newest checkpoint), a checkpoint directory, a
+    checkpoint's checkpoint.json, or the name of a model in the box (hvae models), whose files go
+    to runs/<name>/samples/. Files are named <name>_sample_<date_time>-000-of-005.mid (--name),
     as the reference names them; when a name is in use (another draw in the same second), the
     draw's files are <name>_sample_<date_time>-2-000-of-005.mid (-3, ...): nothing is replaced,
     even by a sampler running at the same moment. Each file lasts the model's whole bars.
     """
     drawn = sample_checkpoint(checkpoint, out_dir, n=num_samples, temperature=temperature, seed=seed, qpm=qpm,
-                              device=device, amp=amp, redraw=redraw)
+                              device=device, amp=amp, redraw=redraw, name=name)
     for note in drawn.notes:
         click.echo(note, err=True)
     for path in drawn.paths:
