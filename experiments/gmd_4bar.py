@@ -86,6 +86,11 @@ def evaluate(args: argparse.Namespace) -> None:
     rows = []
     for label, name, what, _ in RUNS:
         run_dir = out / "runs" / name
+        if args.only and label not in args.only:
+            if (run_dir / "report" / "metrics.json").is_file():  # reported before: in the tables
+                rows.append((label, name, what, json.loads((run_dir / "report" / "metrics.json").read_text()),
+                             RunDir(run_dir).metrics()))
+            continue
         if not (run_dir / "checkpoints").is_dir():
             print(f"({label}) {name}: not trained, left out", flush=True)
             continue
@@ -170,6 +175,8 @@ def main() -> None:
     e.add_argument("--batch-size", type=int, default=64, help="the batch size the runs trained with")
     e.add_argument("--minutes-label", default="20 minutes", help="the budget, as the loss curves' title says it")
     e.add_argument("--again", action="store_true", help="report runs that have a report already again")
+    e.add_argument("--only", default="", help="labels of the runs to report now (the others' earlier reports are "
+                                               "read); default: all")
     args = parser.parse_args()
     if args.command == "train":
         train(args)

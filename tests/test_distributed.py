@@ -126,7 +126,8 @@ def test_rank_0_alone_prints_the_run_and_writes_it(two_processes):
     two, done = two_processes
     assert done.stdout.count("Run:") == 1 and done.stdout.count("Trained to step 4") == 1
     assert "batch 16 (8 in each of 2 processes)" in done.stdout
-    assert sorted(p.name for p in two.iterdir()) == [".lock", "checkpoints", "config.json", "metrics.jsonl"]
+    assert sorted(p.name for p in two.iterdir()) == [".lock", "checkpoints", "config.json", "metrics.jsonl",
+                                                      "plausible.json"]
     assert [line["step"] for line in map(json.loads, (two / METRICS_FILE).read_text().splitlines())] == \
         [1, 2, 3, 3, 4, 4]  # train lines 1-4, validation at 3 and at the end, each once
 

@@ -216,3 +216,16 @@ def test_categorical_draws_never_a_class_whose_weight_underflows_and_follow_512_
     assert (indices != 7).all() and indices.max() < 512
     frequencies = torch.bincount(indices, minlength=512) / len(indices)
     assert torch.allclose(frequencies, torch.softmax(logits / 0.9, -1), atol=0.006)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.5, 1.0])
+def test_the_gated_loss_draws_velocity_and_offset_0_where_it_draws_no_hit_as_the_converter_writes(temperature):
+    loss = loss_class("groove-gated")(9)  # 3 drums
+    raw = torch.randn(64, 9, generator=torch.Generator().manual_seed(0)) * 3
+    drawn = loss.sample_step(raw, temperature, generator=torch.Generator().manual_seed(1))
+    hits, velocities, offsets = drawn.split(3, dim=-1)
+    assert (hits == 0).any() and (hits == 1).any()
+    assert torch.all(velocities[hits == 0] == 0) and torch.all(offsets[hits == 0] == 0)
+    assert torch.all(velocities[hits == 1] > 0)  # where a hit is, what the decoder made of it
+    ungated = loss_class("groove")(9).sample_step(raw, temperature, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(ungated[:, :3], hits)  # the same hits as the ungated loss draws
