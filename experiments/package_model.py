@@ -45,7 +45,8 @@ def metrics_section(evaluation: dict) -> str:
             continue
         what = (f"{q['samples']} prior samples (temperature {q['temperature']:g}, raw draws)" if q["source"] == "prior"
                 else f"{q['samples']} test windows decoded from their own inputs ({q['source']})")
-        lines += [f"Sample quality: {what} against {q['real']} test windows; overlapping area per feature (1 = "
+        lines += [f"{'Sample quality' if q['source'] == 'prior' else 'What it makes of the inputs'}: {what} against "
+                  f"{q['real']} test windows; overlapping area per feature (1 = "
                   f"indistinguishable), beside the ceiling ({q['real']} {q['ceiling_split']} windows against the same "
                   f"test windows).", "", "| feature | model | ceiling |", "|---|---:|---:|"]
         lines += [f"| {name} | {fmt(q['overlaps'][name])} | {fmt(q['ceiling'][name] if q['ceiling'] else None)} |"
