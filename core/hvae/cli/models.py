@@ -29,7 +29,7 @@ def models(as_json: bool) -> None:
     Examples:
       hvae sample gmd-drums-4bar -n 8
       hvae humanize gmd-humanize-2bar beat.mid
-      hvae train --resume gmd-drums-4bar --out runs/my-drums --data my-midi/ --steps 6000
+      hvae train --resume gmd-drums-4bar --out runs/my-drums --data my-midi/ --minutes 30
     """
     found = shipped_models()
     if as_json:
