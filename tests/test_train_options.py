@@ -125,3 +125,12 @@ def test_a_budget_out_of_range_is_refused_before_any_work(tmp_path, minutes):
     assert result.exit_code == 2
     assert "--minutes" in result.output
     assert not (tmp_path / "never").exists()
+
+
+def test_train_counts_the_parameters_hvae_presets_counts(tmp_path):
+    presets = json.loads(invoke("presets", "--json").output)["presets"]
+    expected = next(p["parameters"] for p in presets if p["name"] == "demo")
+    result = invoke("train", "--preset", "demo", "--steps", 1, "--threads", 1, "--no-progress",
+                    "--cache", tmp_path / "cache", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert f"{expected:,} parameters" in result.output

@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 from hvae.data.cache import default_cache_dir
 from hvae.errors import HvaeError, IncompatibleError, TrainingError
 from hvae.evaluation import Evaluation, evaluation_of, format_value
-from hvae.model import build_model
+from hvae.model import build_model, trainable_parameters
 from hvae.music import DEFAULT_QPM
 from hvae.options import field_names
 from hvae.plugins import make_converter, registry
@@ -206,7 +206,7 @@ def run_grid(configs: Sequence[RunConfig], out_dir: str | os.PathLike, budget: B
         lines = [r for r in RunDir(run_dir).metrics() if r.get("split") == "train"]
         outcome = Outcome(config=trainer.config, run_dir=run_dir, steps=trainer.step, seconds=seconds,
                           train_windows=len(trainer.train_set),
-                          parameters=sum(p.numel() for p in trainer.model.parameters()),
+                          parameters=sum(p.numel() for p in trainable_parameters(trainer.model)),
                           final=lines[-1] if lines else None, evaluation=None, error=error)
         if error is None:
             loaded = open_run(run_dir, trainer.device)

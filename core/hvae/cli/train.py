@@ -15,6 +15,7 @@ from hvae.board import require_tensorboard
 from hvae.cli import ARGS
 from hvae.cli.params import MINUTES, QPM, RUN, SEED, TEMPERATURE, THREADS
 from hvae.data import default_cache_dir
+from hvae.model import trainable_parameters
 from hvae.music import DEFAULT_QPM
 from hvae.presets import list_presets
 from hvae.pretrained import shipped_model
@@ -160,7 +161,7 @@ def _describe(trainer: Trainer) -> None:
     if not trainer.world.main:
         return
     c, m = trainer.config, trainer.model.config
-    parameters = sum(p.numel() for p in trainer.model.parameters())
+    parameters = sum(p.numel() for p in trainable_parameters(trainer.model))
     click.echo(f"Run:    {trainer.run_dir}  (name {c.name}{', preset ' + c.preset if c.preset else ''})")
     click.echo(f"Model:  {c.converter} -> {m.encoder} encoder -> {m.decoder} decoder -> {m.loss} loss, "
                f"z {m.z_size}, {parameters:,} parameters{'  [FORCED: incompatible loss]' if c.force else ''}")

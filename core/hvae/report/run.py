@@ -27,6 +27,7 @@ from hvae.data.windows import WindowSet
 from hvae.device import resolve_device
 from hvae.evaluation import METRIC_LABELS, SAMPLES, Evaluation, SampleQuality, evaluation_of, format_value
 from hvae.midifile import concatenate, write_midi
+from hvae.model import trainable_parameters
 from hvae.music import DEFAULT_QPM
 from hvae.report import html
 from hvae.report.audio import Renderer, find_renderer
@@ -92,7 +93,7 @@ def pick_windows(windows: WindowSet, count: int) -> list[int]:
 
 def _header(loaded: LoadedRun) -> list[str]:
     config, m = loaded.config, loaded.model.config
-    parameters = sum(p.numel() for p in loaded.model.parameters())
+    parameters = sum(p.numel() for p in trainable_parameters(loaded.model))
     lines = [f"<h1>Run {html.escape(loaded.name)}</h1>",
              f"<p class=\"meta\">{html.escape(config.converter)} converter &rarr; {html.escape(m.encoder)} encoder "
              f"&rarr; {html.escape(m.decoder)} decoder &rarr; {html.escape(m.loss)} loss &middot; z {m.z_size} "
