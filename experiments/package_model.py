@@ -33,7 +33,7 @@ def metrics_section(evaluation: dict) -> str:
     """The card's measured figures, from ``hvae evaluate --json`` on the GMD test split."""
     fmt = lambda v: "–" if v is None else f"{v:.3g}"
     tf, sm = evaluation["teacher_forced"], evaluation["sampled"]
-    lines = [f"## Measured on the GMD test split", "",
+    lines = ["## Measured on the GMD test split", "",
              f"`hvae evaluate` at step {evaluation['step']:,}: {evaluation['windows']:,} test windows.", "",
              "| metric | teacher-forced | sampled (free-running from μ) |", "|---|---:|---:|"]
     labels = {"accuracy": "accuracy", "hit_precision": "hit precision", "hit_recall": "hit recall",

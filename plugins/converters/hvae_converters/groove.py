@@ -145,7 +145,7 @@ class GrooveConverter(Converter):
         """What the inputs lack (humanize, tapify, fixed velocities, instruments to add, note dropout)."""
         o, parts = self.options, []
         if o.tapify:
-            parts.append(f"every step's hits tapped on one drum")
+            parts.append("every step's hits tapped on one drum")
         if o.humanize:
             parts.append("velocities and timing removed")
         elif o.fixed_velocities:
