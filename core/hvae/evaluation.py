@@ -40,7 +40,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ from hvae.errors import HvaeError
 from hvae.interfaces import Converter
 from hvae.model import LN2, MusicVAE, kl_divergence, step_mask
 from hvae.music import DEFAULT_QPM  # the tempo MIDI is written at (the reference's 120 qpm)
-from hvae.plausible import DensityRange, density_range, draw_plausible, hits_per_bar, reads_hits
+from hvae.plausible import DensityRange, draw_plausible, hits_per_bar, plausible_range, reads_hits
 from hvae import quality
 from hvae.run import LoadedRun, open_run
 
@@ -372,14 +372,8 @@ def sample_quality(model: MusicVAE, converter: Converter, windows: WindowSet, sa
         return np.concatenate(drawn)
 
     raw = draw(seed, None)
-    found = SampleQuality(samples=samples, real=len(rows), temperature=temperature, seed=seed,
-                          features={f.name: f.description + (f" ({f.unit})" if f.unit else "") for f in features},
-                          overlaps=quality.overlaps(real, quality.measure(converter, raw, step_ms), features))
-    if ceiling_windows is not None and len(ceiling_windows) >= 2:
-        other = quality.measure(converter, ceiling_windows.outputs[quality.pick(len(ceiling_windows), len(rows),
-                                                                                seed)], step_ms)
-        found = dataclasses.replace(found, ceiling=quality.overlaps(real, other, features),
-                                    ceiling_split=ceiling_windows.split)
+    found = _against(converter, real, raw, features, step_ms, ceiling_windows, seed, samples=samples,
+                     temperature=temperature)
     if plausible is not None and controls is None and reads_hits(converter):
         share = float(plausible.holds(hits_per_bar(converter, raw)).mean())
         redrawn = quality.overlaps(real, quality.measure(converter, draw(seed, plausible), step_ms), features)
@@ -409,16 +403,25 @@ def transfer_quality(model: MusicVAE, converter: Converter, windows: WindowSet, 
             torch.from_numpy(windows.inputs[chunk]), torch.from_numpy(windows.lengths[chunk].astype(np.int64)),
             torch.from_numpy(controls) if controls.shape[-1] else None).float().cpu().numpy())
     real = quality.measure(converter, windows.outputs[rows], step_ms)
-    found = SampleQuality(samples=len(rows), real=len(rows), temperature=GREEDY, seed=seed,
-                          features={f.name: f.description + (f" ({f.unit})" if f.unit else "") for f in features},
-                          overlaps=quality.overlaps(real, quality.measure(converter, np.concatenate(decoded), step_ms),
-                                                    features), source=converter.input_transform)
+    return _against(converter, real, np.concatenate(decoded), features, step_ms, ceiling_windows, seed,
+                    samples=len(rows), temperature=GREEDY, source=converter.input_transform)
+
+
+def _against(converter: Converter, real: Mapping[str, np.ndarray], made: np.ndarray,
+             features: Sequence[quality.Feature], step_ms: float, ceiling_windows: WindowSet | None, seed: int,
+             **fields: Any) -> SampleQuality:
+    """The windows ``made`` ``(N, T, D)`` against the ``real`` windows' features, and the ceiling: as many
+    ``ceiling_windows`` (a seeded choice) against the same real ones."""
+    count = len(next(iter(real.values())))
+    ceiling = None
     if ceiling_windows is not None and len(ceiling_windows) >= 2:
-        other = quality.measure(converter, ceiling_windows.outputs[quality.pick(len(ceiling_windows), len(rows),
-                                                                                seed)], step_ms)
-        found = dataclasses.replace(found, ceiling=quality.overlaps(real, other, features),
-                                    ceiling_split=ceiling_windows.split)
-    return found
+        other = quality.measure(converter, ceiling_windows.outputs[quality.pick(len(ceiling_windows), count, seed)],
+                                step_ms)
+        ceiling = quality.overlaps(real, other, features)
+    return SampleQuality(real=count, seed=seed, ceiling=ceiling,
+                         ceiling_split=ceiling_windows.split if ceiling is not None else None,
+                         features={f.name: f.description + (f" ({f.unit})" if f.unit else "") for f in features},
+                         overlaps=quality.overlaps(real, quality.measure(converter, made, step_ms), features), **fields)
 
 
 def evaluation_of(loaded: LoadedRun, windows: WindowSet, data_dir: Path, batch_size: int = 256,
@@ -426,8 +429,8 @@ def evaluation_of(loaded: LoadedRun, windows: WindowSet, data_dir: Path, batch_s
                   temperature: float = SAMPLE_TEMPERATURE, seed: int = 0) -> Evaluation:
     """:func:`evaluate_windows` of a loaded run's model on ``windows`` (of ``data_dir``), and with ``samples``
     (0: none) the :func:`sample_quality` of its prior samples, against the training split's windows as the
-    ceiling (the validation split's when ``windows`` are the training split) and the training windows'
-    density range."""
+    ceiling (the validation split's when ``windows`` are the training split) and the density range
+    ``hvae sample`` holds its draws to (:func:`hvae.plausible.plausible_range`)."""
     if len(windows) == 0:
         raise HvaeError(f"The {windows.split} split of {data_dir} has no windows for converter "
                         f"{loaded.converter.name!r}; choose another split.")
@@ -441,14 +444,11 @@ def evaluation_of(loaded: LoadedRun, windows: WindowSet, data_dir: Path, batch_s
                             agreement=found["agreement"], distinct=found["distinct"])
     if not samples:
         return evaluation
-    other_split = "validation" if windows.split == "train" else "train"
     try:
-        other, _ = loaded.windows(other_split, data_dir, progress)
+        other, _ = loaded.windows("validation" if windows.split == "train" else "train", data_dir, progress)
     except HvaeError:
         other = None
-    train = other if other_split == "train" else windows
-    plausible = density_range(loaded.converter, train.outputs) if train is not None and len(train) \
-        else None
+    plausible, _ = plausible_range(loaded)  # what hvae sample holds its draws to
     transfer = None
     if loaded.converter.input_transform is not None:
         transfer = transfer_quality(loaded.model, loaded.converter, windows, samples, seed, qpm, other, batch_size)

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from hvae.data import CacheError, load_split
-from hvae.errors import HvaeError
+from hvae.errors import CheckpointError, HvaeError
 from hvae.interfaces import Converter
 from hvae.model import MusicVAE
+from hvae.run import PLAUSIBLE_FILE, LoadedRun
 
 PERCENTILES = (5.0, 95.0)  # the range of the training windows' densities a sample must lie in
 ROUNDS = 10  # redraws at most, for the samples still outside the range
@@ -91,3 +92,25 @@ def draw_plausible(model: MusicVAE, converter: Converter, n: int, temperature: f
         drawn[outside] = again
         outside = outside[~plausible.holds(hits_per_bar(converter, again))]
     return drawn, redrawn, len(outside)
+
+
+def plausible_range(loaded: LoadedRun) -> tuple[DensityRange | None, tuple[str, ...]]:
+    """The density range a drum model's samples are held to (None for other models), and a note when a
+    drum model has none: the one its run directory keeps (``plausible.json``), else its data cache's.
+    ``hvae sample``, ``hvae run``, ``hvae report`` and ``hvae evaluate`` use it alike."""
+    kept = loaded.dir.read_plausible()
+    if kept is not None:
+        return DensityRange(*kept), ()
+    if not reads_hits(loaded.converter):
+        return None, ()
+    try:
+        cache = loaded.dir.read_config().cache_dir  # (the run's config.json)
+    except CheckpointError:
+        cache = ""
+    found = training_range(loaded.converter, cache) if cache else None
+    if found is not None:
+        return found, ()
+    return None, (f"Samples not checked for plausible hit densities: the run's training windows are not "
+                  f"readable{f' at {cache}' if cache else ''}, and it keeps no {PLAUSIBLE_FILE} (train or "
+                  f"fine-tune it with hvae train to write one; --no-redraw keeps every draw without this "
+                  f"note).",)

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 
 from hvae.device import autocast, resolve_device
-from hvae.errors import CheckpointError, HvaeError
+from hvae.errors import HvaeError
 from hvae.interfaces import Converter, Example
 from hvae.midifile import midi_bytes, write_new
 from hvae.model import MusicVAE
 from hvae.music import DEFAULT_QPM  # tempo written to sampled MIDI, quarter notes per minute (the reference's)
-from hvae.plausible import ROUNDS, DensityRange, draw_plausible, reads_hits, training_range
-from hvae.run import PLAUSIBLE_FILE, LoadedRun, open_run
+from hvae.plausible import ROUNDS, DensityRange, draw_plausible, plausible_range
+from hvae.run import open_run
 from hvae.safefiles import is_plain_name, refuse_links
 
 SLERP_PARALLEL = 1e-6  # below this sin(angle) two latent vectors are parallel: interpolate linearly
@@ -95,28 +95,6 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
                  f"silence); {f'{left} still outside after {ROUNDS} redraws kept' if left else 'all are within it now'}."
                  f" --no-redraw keeps the first draws.",)
     return Samples(write_new(out_dir, files, sample_names(name, n)), notes)
-
-
-def plausible_range(loaded: LoadedRun) -> tuple[DensityRange | None, tuple[str, ...]]:
-    """The density range a drum model's samples are held to (None for other models), and a note when a
-    drum model has none: the one its run directory keeps (``plausible.json``), else its data cache's.
-    ``hvae sample``, ``hvae run`` and ``hvae report`` draw through it alike."""
-    kept = loaded.dir.read_plausible()
-    if kept is not None:
-        return DensityRange(*kept), ()
-    if not reads_hits(loaded.converter):
-        return None, ()
-    try:
-        cache = loaded.dir.read_config().cache_dir  # (the run's config.json)
-    except CheckpointError:
-        cache = ""
-    found = training_range(loaded.converter, cache) if cache else None
-    if found is not None:
-        return found, ()
-    return None, (f"Samples not checked for plausible hit densities: the run's training windows are not "
-                  f"readable{f' at {cache}' if cache else ''}, and it keeps no {PLAUSIBLE_FILE} (train or "
-                  f"fine-tune it with hvae train to write one; --no-redraw keeps every draw without this "
-                  f"note).",)
 
 
 def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None, n: int = 5,

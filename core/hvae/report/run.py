@@ -35,7 +35,8 @@ from hvae.report.curves import plot_curves
 from hvae.report.pianoroll import Panel, lanes_of, plot_rolls, window_quarters
 from hvae.run import LoadedRun, RunDir, open_run
 from hvae.safefiles import refuse_links, write_atomic
-from hvae.sampling import interpolate_examples, plausible_range, reconstruct_examples, write_samples
+from hvae.plausible import plausible_range
+from hvae.sampling import interpolate_examples, reconstruct_examples, write_samples
 
 PAGE = "index.html"
 
