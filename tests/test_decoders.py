@@ -399,6 +399,77 @@ def test_encoder_dropout_only_while_training():
     assert not torch.equal(encoder(inputs, lengths)[0], encoder(inputs, lengths)[0])
 
 
+def make_hierarchical_encoder(input_depth=6, steps=16, **options):
+    torch.manual_seed(0)
+    options.setdefault("rnn_sizes", (10, 8))
+    options.setdefault("level_lengths", (4, 4))
+    return registry().get("encoders", "hierarchical").factory(input_depth, Z, steps=steps, **options).eval()
+
+
+def plain_bidirectional(level, sequence: torch.Tensor) -> torch.Tensor:
+    """A level's embedding of whole sequences ``(B, T, D)``, written out with nn.LSTM calls."""
+    x = sequence
+    for fw, bw in zip(level.forward_layers, level.backward_layers):
+        out_fw, _ = fw(x)
+        out_bw = bw(x.flip(1))[0].flip(1)
+        x = torch.cat([out_fw, out_bw], dim=-1)
+    return torch.cat([out_fw[:, -1], out_bw[:, 0]], dim=-1)
+
+
+@pytest.mark.parametrize("backend", ["reference", "fast"])
+@pytest.mark.parametrize("one_hot", [False, True])  # the fast path reads one-hot inputs as row gathers
+def test_the_hierarchical_encoder_encodes_each_segment_then_the_segments_in_order(backend, one_hot):
+    """Three levels (16 steps as 2 x 2 x 4): each level's bidirectional encoder reads its segments one
+    by one, the next level reads their embeddings in time order, the top one's embedding gives mu."""
+    encoder = make_hierarchical_encoder(level_lengths=(4, 2, 2), backend=backend)
+    inputs = F.one_hot(torch.randint(0, 6, (3, 16)), 6).float() if one_hot else torch.randn(3, 16, 6)
+    with torch.no_grad():
+        mu, sigma = encoder(inputs, torch.full((3,), 16))
+        x = inputs
+        for level, length in zip(encoder.levels, (4, 2, 2)):
+            x = torch.stack([plain_bidirectional(level, x[:, k * length:(k + 1) * length])
+                             for k in range(x.shape[1] // length)], dim=1)
+        assert torch.allclose(mu, encoder.mu(x[:, 0]), atol=1e-6)
+        assert torch.allclose(sigma, F.softplus(encoder.sigma(x[:, 0])), atol=1e-6)
+
+
+def test_the_hierarchical_encoder_reads_only_the_segments_a_short_sequence_covers():
+    encoder = make_hierarchical_encoder()
+    with torch.no_grad():
+        encoder.mu.weight.normal_()
+    inputs = torch.randn(2, 16, 6)
+    junk = inputs.clone()
+    junk[:, 10:] = 10 * torch.randn(2, 6, 6)
+    lengths = torch.tensor([10, 10])
+    assert torch.allclose(encoder(inputs, lengths)[0], encoder(junk, lengths)[0], atol=1e-6)
+    assert not torch.allclose(encoder(inputs, torch.full((2,), 16))[0], encoder(junk, torch.full((2,), 16))[0])
+
+
+def test_the_hierarchical_encoder_takes_its_split_from_the_window():
+    encoder = make_hierarchical_encoder(steps=64, level_lengths=None)
+    assert encoder.options.level_lengths == (16, 4)
+    for steps, level_lengths, words in [(64, (16, 3), "product is 64"), (40, None, "not whole bars of 16"),
+                                        (16, (16,), "two or more lengths")]:
+        with pytest.raises(HvaeError, match=words):
+            make_hierarchical_encoder(steps=steps, level_lengths=level_lengths)
+
+
+def test_a_model_with_the_hierarchical_encoder_trains_through_build_model():
+    from hvae.model import ModelConfig, build_model
+    from hvae.plugins import make_converter
+
+    converter = make_converter("drums", {"slice_bars": 4})
+    model = build_model(ModelConfig(z_size=Z, encoder="hierarchical", encoder_options={"rnn_sizes": (8,)},
+                                    decoder_options={"rnn_sizes": (8,)}), converter)
+    assert model.config.encoder_options["level_lengths"] == (16, 4)
+    inputs = F.one_hot(torch.randint(0, converter.input_depth, (2, 64)), converter.input_depth).float()
+    model.encoder.train()
+    mu, sigma = model.encoder(inputs, torch.full((2,), 64))
+    (mu.sum() + sigma.sum()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.levels.parameters()
+               if p.requires_grad)
+
+
 def test_importing_the_decoders_installs_no_global_hook():
     """No import-time side effects: the sampler's weight cache needs no process-wide optimizer hook."""
     code = ("import importlib, pkgutil, torch.optim.optimizer as o, hvae_decoders; "

@@ -377,10 +377,19 @@ def test_a_parameter_the_checkpoint_does_not_fill_is_named(tmp_path):
     assert "has no variable decoder/output_projection/bias [512], which this model needs" in message
 
 
-@pytest.mark.parametrize("preset, words", [("flat-mel_16bar", "single-layer bidirectional encoders"),
-                                           ("hier-drums-4bar", "hierarchical decoders only with hierarchical"),
-                                           ("groovae_2bar_hits_control", "controls")])
-def test_what_magenta_js_cannot_run_is_refused_with_the_reason(preset, words):
+@pytest.mark.parametrize("preset, change, words", [
+    ("flat-mel_16bar", {}, "single-layer bidirectional encoders"),
+    ("hier-drums-4bar", {}, "hierarchical decoder only beside a hierarchical encoder.*--encoder hierarchical"),
+    ("hier-drums-4bar", {"encoder": "hierarchical", "encoder_options": {"level_lengths": (8, 8)}},
+     r"splits the encoder's input as the decoder's bars \(16 steps x 4\).*\(8, 8\)"),
+    ("hier-drums-4bar", {"encoder": "hierarchical", "encoder_options": {"rnn_sizes": (64, 64)}},
+     "one layer per level"),
+    ("hier-drums-4bar", {"encoder": "hierarchical", "encoder_options": {"level_lengths": (16, 2, 2)}},
+     "splits the encoder's input"),
+    ("cat-drums_2bar_small", {"encoder": "hierarchical"}, "hierarchical encoder only with a hierarchical decoder"),
+    ("groovae_4bar", {"loss": "groove-gated"}, "groove-gated loss.*cannot be exported"),
+    ("groovae_2bar_hits_control", {}, "controls")])
+def test_what_magenta_js_cannot_run_is_refused_with_the_reason(preset, change, words):
     from hvae.errors import HvaeError
     from hvae.magenta.exporting import magenta_js_config
     from hvae.model import build_model
@@ -390,6 +399,6 @@ def test_what_magenta_js_cannot_run_is_refused_with_the_reason(preset, words):
     chosen = get_preset(preset)
     converter = make_converter(chosen.converter, chosen.converter_options)
     with torch.device("meta"):
-        model = build_model(chosen.model, converter)
+        model = build_model(dataclasses.replace(chosen.model, **change), converter)
     with pytest.raises(HvaeError, match=words):
         magenta_js_config(model, converter)

@@ -171,26 +171,18 @@ def noisy(preset_name: str, seed: int = 0):
     return model.eval()
 
 
-def test_magenta_js_decodes_the_reference_layout_of_a_hierarchical_decoder_as_hvae_does(tmp_path, node_modules,
-                                                                                      serve):
-    """magenta.js runs a hierarchical decoder (its ConductorDecoder) only beside a hierarchical encoder, so
-    hvae does not export one; but its decoder reads the reference's conductor and core-decoder variables.
-    Given hvae's hier-drums-4bar decoder under those names (and a placeholder hierarchical encoder), it
-    must decode z greedily as hvae does: the check that hvae's names and its conductor are the reference's."""
-    model = noisy("hier-drums-4bar")
-    variables = {k: v for k, v in to_reference(model).items() if k.startswith(("decoder/", "core_decoder/"))}
-    rng = np.random.default_rng(0)
-    placeholder = {0: (model.spec.input_depth, 8), 1: (16, 8)}  # level: (input, units) of a tiny encoder
-    for level, (inputs, units) in placeholder.items():
-        for direction in ("fw", "bw"):
-            scope = f"encoder/hierarchical_level_{level}/cell_0/bidirectional_rnn/{direction}/multi_rnn_cell/cell_0/lstm_cell"
-            variables[f"{scope}/kernel"] = rng.normal(size=(inputs + units, 4 * units)).astype(np.float32)
-            variables[f"{scope}/bias"] = np.zeros(4 * units, np.float32)
-    variables["encoder/mu/kernel"] = rng.normal(size=(16, model.config.z_size)).astype(np.float32)
-    variables["encoder/mu/bias"] = np.zeros(model.config.z_size, np.float32)
-    converter = {"type": "DrumsConverter", "args": {"numSteps": model.spec.steps, "numSegments": model.decoder.bars}}
-    jsformat.write_js_folder(tmp_path / "web", variables, {"type": "MusicVAE", "dataConverter": converter})
-    z = torch.from_numpy(np.random.default_rng(1).normal(size=(WINDOWS, model.config.z_size)).astype(np.float32))
-    greedy = model.decode(z, temperature=0.0)
-    out = magenta_js(node_modules, serve(tmp_path / "web"), None, z.numpy(), tmp_path)
-    assert_same_greedy(model, z, greedy, np.array(out["decoded"], dtype=np.float32))
+@pytest.mark.parametrize("model", [
+    ["--encoder", "hierarchical"],  # the demo preset (hierarchical decoder, drums) with a hierarchical encoder
+    ["--preset", "hier-groove-4bar", "--loss", "groove", "--encoder", "hierarchical", "-m", "decoder.rnn_sizes=64",
+     "-m", "encoder.rnn_sizes=64", "-m", "z_size=32"]], ids=["drums", "groove"])
+def test_magenta_js_runs_a_hierarchical_model_trained_and_exported_by_hvae_as_hvae_does(model, tmp_path,
+                                                                                       node_modules, serve):
+    """A model with a hierarchical encoder and decoder, trained through ``hvae train`` on the demo subset
+    and exported: magenta.js's conductor model encodes its validation windows to hvae's mu and decodes
+    them as hvae does."""
+    result = invoke("train", *model, "--steps", "30", "-m", "learning_rate=0.01", "--threads", "1",
+                    "--no-progress", "--cache", tmp_path / "cache", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    windows, _ = hvae.open_run(tmp_path / "run").windows("validation", progress=False)
+    inputs = windows.as_tensors()["inputs"][:WINDOWS].numpy()
+    check_against_magenta_js(tmp_path, tmp_path / "run", inputs, node_modules, serve)

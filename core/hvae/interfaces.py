@@ -250,6 +250,8 @@ class Encoder(nn.Module):
 
     Built as ``EncoderClass(input_depth, z_size, options=None, **overrides)``; ``input_depth``
     includes the control depth (controls are concatenated to the inputs, as the reference does).
+    An encoder whose class sets ``takes_steps = True`` is also given ``steps=``, the converter's
+    window length (the hierarchical encoder splits windows by it).
 
     Optional capability, for reading and writing the reference's checkpoints (:mod:`hvae.magenta`):
     ``reference_layers() -> {scope: module}`` names each of the encoder's layers by the variable scope
@@ -259,6 +261,7 @@ class Encoder(nn.Module):
 
     name: ClassVar[str]
     Options: ClassVar[type]
+    takes_steps: ClassVar[bool] = False
 
 
 class Decoder(nn.Module):

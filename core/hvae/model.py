@@ -331,7 +331,8 @@ def build_model(config: ModelConfig, data: Converter | DataSpec, force: bool = F
     if config.z_size < 1:
         raise HvaeError(f"z_size must be at least 1, got {config.z_size}.")
     loss = loss_cls(spec.output_depth, **dict(config.loss_options))
-    encoder = encoder_cls(spec.input_depth + spec.control_depth, config.z_size,
+    steps = {"steps": spec.steps} if getattr(encoder_cls, "takes_steps", False) else {}
+    encoder = encoder_cls(spec.input_depth + spec.control_depth, config.z_size, **steps,
                           **_with_dropout(encoder_cls, config.encoder_options, config.dropout))
     decoder = decoder_cls(output_depth=spec.output_depth, raw_size=loss.raw_size, z_size=config.z_size,
                           control_depth=spec.control_depth, steps=spec.steps,

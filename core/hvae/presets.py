@@ -116,6 +116,17 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
                           free_bits=256.0, max_beta=0.2),
         batch_size=512, steps=50_000, dataset="maestro"),
     Preset(
+        name="hier-mel_16bar",
+        description=("The reference's 16-bar melody model with a hierarchical encoder (bars of 16 steps, then "
+                     "the 16 bars), 1024 units per level; conductor and decoder of 2x1024."),
+        converter="melody",
+        converter_options=_MELODY_16BAR,
+        model=ModelConfig(z_size=512, encoder="hierarchical", decoder="hierarchical",
+                          encoder_options={"rnn_sizes": (1024,), "level_lengths": (16, 16)},
+                          decoder_options={"rnn_sizes": (1024, 1024), "level_lengths": (16, 16)},
+                          free_bits=256.0, max_beta=0.2),
+        batch_size=512, steps=50_000, dataset="maestro"),
+    Preset(
         name="groovae_4bar",
         description=("The reference's GrooVAE (the report's GrooVAE run): hits, velocities and offsets of "
                      "9 drums over 4 bars."),
@@ -185,8 +196,7 @@ UNSUPPORTED: dict[str, UnsupportedConfig] = {u.name: u for u in [
     UnsupportedConfig("flat-trio_16bar", "trios (melody, bass, drums): hvae has no multi-track converter or "
                                          "multi-output decoder"),
     UnsupportedConfig("hierdec-trio_16bar", "trios: hvae has no multi-track converter or split decoder"),
-    UnsupportedConfig("hier-trio_16bar", "trios, and a hierarchical encoder, which hvae does not have"),
-    UnsupportedConfig("hier-mel_16bar", "a hierarchical encoder, which hvae does not have"),
+    UnsupportedConfig("hier-trio_16bar", "trios: hvae has no multi-track converter or split decoder"),
     UnsupportedConfig("hier-multiperf_vel_1bar_med", "multi-instrument performances: no such converter in hvae"),
     UnsupportedConfig("hier-multiperf_vel_1bar_big", "multi-instrument performances: no such converter in hvae"),
     UnsupportedConfig("hier-multiperf_vel_1bar_med_chords", "multi-instrument performances with chords: no "

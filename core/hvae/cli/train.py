@@ -74,7 +74,8 @@ def _config_options(func: Callable) -> Callable:
         click.option("--converter", "-c", metavar="NAME", default=None,
                      help="Converter (MIDI <-> tensors): drums, groove, melody or a plugin's. Default: the preset's."),
         click.option("--encoder", metavar="NAME", default=None,
-                     help="Encoder, e.g. bidirectional. Default: the preset's."),
+                     help="Encoder: bidirectional, hierarchical (bars encoded one by one, then in order) or a "
+                          "plugin's. Default: the preset's; a new encoder keeps the preset's layer sizes."),
         click.option("--decoder", metavar="NAME", default=None,
                      help="Decoder: flat, hierarchical, groove or a plugin's. Default: the preset's; a new decoder "
                           "keeps the preset's layer sizes."),

@@ -4,8 +4,10 @@
 
 magenta.js (``@magenta/music``'s ``MusicVAE``) reads the reference's variable names and layout
 (:mod:`hvae.magenta.variables`) and builds its model from them and from ``config.json``'s
-``dataConverter``. It runs single-layer bidirectional encoders for flat models, and hierarchical
-decoders only together with hierarchical encoders; a model it cannot run is refused in one line.
+``dataConverter``. It runs flat decoders beside a single-layer bidirectional encoder, and
+hierarchical decoders beside a two-level hierarchical encoder (one layer per level) that splits
+windows into the decoder's bars; a model it cannot run is refused in one line, before anything is
+written.
 """
 
 from __future__ import annotations
@@ -36,21 +38,51 @@ class ExportResult:
 def magenta_js_config(model: Any, converter: Any) -> dict[str, Any]:
     """The ``config.json`` magenta.js builds ``model`` from; :class:`HvaeError` for what it cannot run."""
     cfg = model.config
+    if cfg.decoder not in ("flat", "groove", "hierarchical"):
+        raise HvaeError(f"magenta.js has no counterpart of the {cfg.decoder!r} decoder.")
+    if model.spec.control_depth:
+        raise HvaeError("magenta.js cannot be given this model's controls (hits_as_controls): a model with "
+                        "controls cannot be exported to it.")
+    config = {"type": "MusicVAE", "dataConverter": _data_converter(converter, cfg.loss)}
+    if cfg.decoder == "hierarchical":
+        config["dataConverter"]["args"]["numSegments"] = _segments(model)
+    else:
+        _check_flat_encoder(model)
+    return config
+
+
+def _check_flat_encoder(model: Any) -> None:
+    cfg = model.config
+    if cfg.encoder == "hierarchical":
+        raise HvaeError("magenta.js runs a hierarchical encoder only with a hierarchical decoder of the same "
+                        "segments; this model's decoder is flat.")
     if cfg.encoder != "bidirectional":
         raise HvaeError(f"magenta.js cannot run the {cfg.encoder!r} encoder: it runs the bidirectional one.")
     layers = len(tuple(cfg.encoder_options.get("rnn_sizes", ())))
     if layers != 1:
         raise HvaeError(f"magenta.js runs single-layer bidirectional encoders only; this model's has {layers} "
                         f"layers (encoder.rnn_sizes={cfg.encoder_options['rnn_sizes']}).")
-    if cfg.decoder == "hierarchical":
-        raise HvaeError("magenta.js runs hierarchical decoders only with hierarchical encoders, which hvae does "
-                        "not have: a model with a hierarchical decoder cannot be exported to it.")
-    if cfg.decoder not in ("flat", "groove"):
-        raise HvaeError(f"magenta.js has no counterpart of the {cfg.decoder!r} decoder.")
-    if model.spec.control_depth:
-        raise HvaeError("magenta.js cannot be given this model's controls (hits_as_controls): a model with "
-                        "controls cannot be exported to it.")
-    return {"type": "MusicVAE", "dataConverter": _data_converter(converter, cfg.loss)}
+
+
+def _segments(model: Any) -> int:
+    """The bars magenta.js decodes (its ``numSegments``) of a hierarchical model it can run: its conductor
+    runs only beside a two-level hierarchical encoder of one layer per level, split as the decoder is."""
+    cfg, decoder = model.config, model.decoder
+    bars, bar_steps = decoder.bars, decoder.bar_steps
+    hint = (f"a model trained with --encoder hierarchical can be (it splits the {model.spec.steps} steps "
+            f"into the decoder's {bars} bars of {bar_steps})")
+    if cfg.encoder != "hierarchical":
+        raise HvaeError(f"magenta.js runs a hierarchical decoder only beside a hierarchical encoder, and this "
+                        f"model's encoder is {cfg.encoder!r}: it cannot be exported; {hint}.")
+    levels = tuple(cfg.encoder_options["level_lengths"])
+    if levels != (bar_steps, bars):
+        raise HvaeError(f"magenta.js splits the encoder's input as the decoder's bars ({bar_steps} steps x "
+                        f"{bars}); this model's encoder.level_lengths is {levels}: it cannot be exported.")
+    layers = len(tuple(cfg.encoder_options["rnn_sizes"]))
+    if layers != 1:
+        raise HvaeError(f"magenta.js runs one layer per level of a hierarchical encoder; this model's has "
+                        f"{layers} (encoder.rnn_sizes={cfg.encoder_options['rnn_sizes']}).")
+    return bars
 
 
 def _data_converter(converter: Any, loss: str) -> dict[str, Any]:
@@ -69,7 +101,11 @@ def _data_converter(converter: Any, loss: str) -> dict[str, Any]:
     if name == "groove":
         if options.num_velocity_bins or options.num_offset_bins:
             raise HvaeError("magenta.js's GrooveConverter reads continuous velocities and offsets, not bins.")
-        if loss not in ("groove", "groove-gated"):
+        if loss == "groove-gated":
+            raise HvaeError("magenta.js feeds its groove decoder the velocities and offsets of steps without a hit; "
+                            "a model trained with the groove-gated loss is fed zeros there, and would decode "
+                            "other drums in magenta.js than in hvae: it cannot be exported.")
+        if loss != "groove":
             raise HvaeError(f"magenta.js decodes grooves as hits, velocities and offsets, not with the {loss!r} loss.")
         args = {"numSteps": steps, "stepsPerQuarter": options.steps_per_quarter, "humanize": options.humanize,
                 "tapify": options.tapify, "splitInstruments": options.split_instruments}

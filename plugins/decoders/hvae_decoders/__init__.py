@@ -1,6 +1,6 @@
 """hvae's built-in encoder and decoders: the reference's LSTM models.
 
-The distribution is named ``hvae-decoders`` but registers the ``bidirectional`` encoder as well as
+The distribution is named ``hvae-decoders`` but registers the ``bidirectional`` and ``hierarchical`` encoders as well as
 the ``flat``, ``hierarchical`` and ``groove`` decoders (see this plugin's README.md for where each
 part lives).
 """
@@ -10,9 +10,10 @@ from hvae.hookspecs import hookimpl
 
 @hookimpl
 def hvae_register_encoders(register):
-    from hvae_decoders.encoders import BidirectionalLstmEncoder
+    from hvae_decoders.encoders import BidirectionalLstmEncoder, HierarchicalLstmEncoder
 
     register(BidirectionalLstmEncoder)
+    register(HierarchicalLstmEncoder)
 
 
 @hookimpl
