@@ -27,7 +27,7 @@ import torch
 
 from hvae.checkpoint import Checkpoint, capture_rng, write_checkpoint
 from hvae.data import DEMO_DIR, default_cache_dir
-from hvae.errors import CheckpointError, HvaeError
+from hvae.errors import CheckpointError
 from hvae.magenta import jsformat, tfbundle
 from hvae.magenta.variables import (GLOBAL_STEP, describe_architecture, expected_shapes, format_architecture,
                                     load_reference, matching)
@@ -35,7 +35,7 @@ from hvae.model import ModelConfig, build_model, trainable_parameters
 from hvae.plugins import make_converter
 from hvae.presets import PRESETS, Preset, get_preset
 from hvae.run import RunConfig, RunDir, TrainConfig, checkpoint_meta
-from hvae.safefiles import atomic_directory, write_atomic
+from hvae.safefiles import atomic_directory, check_output_folder, write_atomic
 
 TF_STATE_FILE = "checkpoint"  # TensorFlow's CheckpointState file in a checkpoint folder
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -184,19 +184,20 @@ def _hint(source: Source, preset_name: str) -> str:
 
 def import_checkpoint(source: str | os.PathLike, preset: str, out: str | os.PathLike, *,
                       model: ModelConfig | None = None, data_dir: str | os.PathLike | None = None,
-                      cache_dir: str | os.PathLike | None = None) -> ImportResult:
+                      cache_dir: str | os.PathLike | None = None, overwrite: bool = False) -> ImportResult:
     """Import the checkpoint ``source`` as a run directory ``out`` built from ``preset``.
 
     ``model`` replaces the preset's model configuration (sizes that differ from the preset's);
     ``data_dir`` is the MIDI folder the run evaluates and fine-tunes on (default: the bundled GMD
-    demo subset for GMD presets; none for others). Raises :class:`CheckpointError` (nothing written)
-    for an unreadable source or a variable that does not fit, and :class:`HvaeError` for an ``out``
-    that exists and is not empty.
+    demo subset for GMD presets; none for others). ``overwrite`` replaces an ``out`` that holds a run
+    (and nothing else) unless a training holds it: the new run is written whole beside it, then swapped
+    in. Raises :class:`CheckpointError` (nothing written) for an unreadable source or a variable that
+    does not fit, and :class:`~hvae.errors.OutputExistsError` for an ``out`` that may not be written.
     """
     chosen = get_preset(preset)
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise HvaeError(f"{out} exists and is not an empty folder: choose another --out.")
+    replacing = check_output_folder(out, kind="an hvae run", unlike=lambda path: RunDir(path).unlike_run(),
+                                    overwrite=overwrite, sources=[source])
     found = read_source(source)
     config_model = model or chosen.model
     converter = make_converter(chosen.converter, chosen.converter_options)
@@ -215,7 +216,8 @@ def import_checkpoint(source: str | os.PathLike, preset: str, out: str | os.Path
     note = {"source": str(source), "format": found.format, "global_step": found.step, "preset": chosen.name,
             "variables": len(found.variables) - len(skipped), "skipped": skipped}
     meta = checkpoint_meta(run, built, lr_schedule=None, grad_scaler=None, metrics={}, imported=note)
-    with atomic_directory(out) as building:
+    with RunDir(out).lock() if replacing else contextlib.nullcontext(), \
+            atomic_directory(out, replace=replacing) as building:
         write_checkpoint(building, Checkpoint(step=found.step, model=built.state_dict(), optimizer=None,
                                               rng=capture_rng(), meta=meta))
         RunDir(building).write_config(run)
