@@ -495,3 +495,26 @@ def test_a_new_run_from_an_earlier_one_is_refused_a_folder_in_use_in_the_callers
     assert message.endswith(f"{run} exists and is not an empty folder: choose another --out.")
     with pytest.raises(OutputExistsError, match=r"choose another target=\.$"):
         fork_run(run, run)
+
+
+def test_without_a_preset_the_only_one_the_variables_fit_is_used_and_named(tmp_path):
+    result = invoke("import", need(CHECKPOINTS / "cat-drums_2bar_small" / "js"), "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == ("Preset:   cat-drums_2bar_small, the only preset whose sizes the "
+                                             "checkpoint's variables fit")
+    assert hvae.open_run(tmp_path / "run").config.preset == "cat-drums_2bar_small"
+    imported_ = hvae.import_checkpoint(CHECKPOINTS / "cat-drums_2bar_small" / "tf", preset=None, out=tmp_path / "py")
+    assert imported_.preset == "cat-drums_2bar_small"
+
+
+def test_without_a_preset_several_that_fit_are_listed_and_none_is_said(tmp_path):
+    from hvae.errors import CheckpointError
+
+    message = one_line_error(invoke("import", need(CHECKPOINTS / "groovae_4bar" / "tf"), "--out", tmp_path / "run"))
+    assert "fits 5 presets: groovae_4bar, groovae_2bar_humanize, " in message and not (tmp_path / "run").exists()
+    variables = jsformat.read_js_folder(js_copy(tmp_path))
+    variables["encoder/mu/kernel"] = variables["encoder/mu/kernel"][:, :100]
+    jsformat.write_js_folder(tmp_path / "odd", variables, {"type": "MusicVAE"})
+    with pytest.raises(CheckpointError, match=r"fits no preset \(z_size=100, encoder.rnn_sizes=512, .*\)\. Name"):
+        hvae.import_checkpoint(tmp_path / "odd", None, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
