@@ -268,7 +268,18 @@ def test_a_short_runs_loss_axis_fits_the_steps_after_the_first_so_labelled(train
     later = [r["loss"] for r in records if r["step"] > 15]
     low, high = loss_axis.get_ylim()
     assert low < min(later) and max(later) < high < records[0]["loss"]
-    assert loss_axis.get_title(loc="right") == "axis fitted to the steps after 15; earlier ones lie outside it"
+    assert loss_axis.get_title(loc="right") == ("y axis zoomed in on the steps after the first 15, where the curve "
+                                                "has settled; the first steps' values lie off the chart")
+
+
+def test_the_legend_promises_validation_dots_only_where_there_are_some(trained_humanizer):
+    records = RunDir(trained_humanizer).metrics()
+    assert any(r["split"] == "validation" for r in records)
+    legend = curves_figure({"run": records}).axes[0].get_legend()
+    assert legend.get_title().get_text() == "lines: training; dots: validation"
+    training = [r for r in records if r["split"] == "train"]
+    legend = curves_figure({"run": training}).axes[0].get_legend()
+    assert legend.get_title().get_text() == "lines: training" and [t.get_text() for t in legend.texts] == ["run"]
 
 
 def test_an_axis_whose_first_steps_lie_in_the_range_of_the_rest_is_left_as_it_is(trained_drums):
