@@ -207,3 +207,37 @@ def test_when_every_combination_is_refused_nothing_trains(tmp_path):
     assert result.stderr.splitlines()[-1] == "Error: Nothing to train: every combination was refused (--force " \
                                              "trains them)."
     assert not (tmp_path / "o").exists()
+
+
+def test_a_run_still_learning_steadily_is_marked_too_short_to_judge_and_a_line_says_so(tmp_path, cache):
+    from hvae.compare import QUARTER_LINES, SETTLED, late_fall
+
+    out = tmp_path / "short"
+    result = invoke("compare", "-p", "demo", "-p", "hier-drums-4bar", "--steps", "60", "--log-every", "5",
+                    "--cache", str(cache), "--out", str(out), *TINY)
+    assert result.exit_code == 0, result.output
+    shares = {}
+    for name in ("demo", "hier-drums-4bar"):
+        lines = [r for r in RunDir(out / "runs" / name).metrics() if r["split"] == "train"]
+        shares[name] = late_fall(lines, 60)
+    assert shares["demo"] < SETTLED < shares["hier-drums-4bar"]  # demo's faster learning rate levels off by then
+    rows = {row["name"]: row for row in csv_rows(out)}
+    assert (rows["demo"]["too_short"], rows["hier-drums-4bar"]["too_short"]) == ("False", "True")
+    assert float(rows["hier-drums-4bar"]["late_fall"]) == pytest.approx(shares["hier-drums-4bar"])
+    text = (out / "results.md").read_text()
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    above = text.split(table[0])[0].strip().splitlines()[-1]
+    assert above.startswith("**1 of 2 runs marked (too short). Too short to judge: more than 10% of the training")
+    assert f"| {shares['hier-drums-4bar']:.0%} (too short) |" in table[3] and f"| {shares['demo']:.0%} |" in table[2]
+    assert "<b>1 of 2 runs marked (too short). Too short to judge: more than 10%" in (out / "report.html").read_text()
+    help_text = " ".join(invoke("compare", "--help").output.split())
+    assert f"more than {SETTLED:.0%} of its training loss's fall" in help_text
+    assert f"fewer than {QUARTER_LINES} lines in either quarter" in help_text
+
+
+def test_a_run_that_logged_too_few_lines_to_show_its_trend_is_marked_too(report_matrix):
+    out, _ = report_matrix  # 12 steps, a line every 10: none in the third quarter
+    text = (out / "results.md").read_text()
+    assert "**3 of 3 runs marked (too short)." in text
+    assert all(row["too_short"] == "True" and row["late_fall"] == "" for row in csv_rows(out))
+    assert text.count("| – (too few lines) |") == 3

@@ -168,3 +168,20 @@ def test_the_default_output_folders_are_in_the_run_directory(trained_drums):
 def test_a_missing_file_is_a_one_line_error_naming_it(trained_humanizer, command, tmp_path):
     missing = tmp_path / "nope.mid"
     assert one_line_error(invoke(command, str(trained_humanizer), str(missing))) == f"Error: {missing}: no such file"
+
+
+def test_reconstructing_again_writes_the_original_once_and_a_new_reconstruction(trained_drums, tmp_path):
+    from hvae.latent import reconstruct_file
+
+    first = printed_paths(invoke("reconstruct", trained_drums, FUNK, "--out", tmp_path))
+    original = first[0]
+    written = original.stat().st_ino, original.stat().st_mtime_ns
+    second = printed_paths(invoke("reconstruct", trained_drums, FUNK, "--out", tmp_path, "--temperature", "0.5"))
+    assert second[0] == original and (original.stat().st_ino, original.stat().st_mtime_ns) == written
+    assert [p.name for p in second[1:]] == ["2_funk_80_beat_4-4-w0-2-reconstruction.mid",
+                                            "2_funk_80_beat_4-4-w0-2-reconstruction.png"]
+    again = reconstruct_file(hvae.open_run(trained_drums), FUNK, tmp_path)
+    assert again.midi[0] == original and again.midi[1].name == "2_funk_80_beat_4-4-w0-3-reconstruction.mid"
+    slower = printed_paths(invoke("reconstruct", trained_drums, FUNK, "--out", tmp_path, "--qpm", "60"))
+    assert slower[0].name == "2_funk_80_beat_4-4-w0-4-original.mid"  # another tempo: another original
+    assert len(list(tmp_path.glob("*-original.mid"))) == 2

@@ -22,6 +22,7 @@ import torch
 import hvae
 from clihelp import invoke, one_line_error
 from conftest import REFERENCE
+from hvae.errors import OutputExistsError
 from hvae.magenta import jsformat
 from hvae.magenta.tfbundle import read_bundle
 from hvae.magenta.variables import to_reference
@@ -357,8 +358,6 @@ def test_export_writes_what_magenta_js_reads_and_import_reads_it_back(tmp_path):
     theirs = jsformat.read_js_folder(CHECKPOINTS / "cat-drums_2bar_small" / "js")
     assert ours.keys() == theirs.keys()
     assert all(np.abs(ours[k] - theirs[k]).max() <= 1e-6 for k in ours)  # the forget gate's 1.0 out and in
-    again = invoke("export", run, "--out", web)
-    assert "exists and is not an empty folder" in one_line_error(again)
 
 
 def test_export_refuses_in_one_line_what_magenta_js_cannot_run(tmp_path, trained_drums):
@@ -402,3 +401,129 @@ def test_what_magenta_js_cannot_run_is_refused_with_the_reason(preset, change, w
         model = build_model(dataclasses.replace(chosen.model, **change), converter)
     with pytest.raises(HvaeError, match=words):
         magenta_js_config(model, converter)
+
+
+def run_from(run: Path) -> str:
+    return json.loads((run / "imported.json").read_text())["format"]
+
+
+def test_importing_again_into_the_same_folder_replaces_it_only_with_force(tmp_path):
+    run = imported(tmp_path, need(CHECKPOINTS / "cat-drums_2bar_small" / "tf"), "cat-drums_2bar_small")
+    again = ["import", CHECKPOINTS / "cat-drums_2bar_small" / "js", "--preset", "cat-drums_2bar_small", "--out", run]
+    message = one_line_error(invoke(*again))
+    assert f"{run} exists and holds an hvae run: choose another --out, or --force to replace it." in message
+    assert run_from(run) == "tensorflow"
+    result = invoke(*again, "--force")
+    assert result.exit_code == 0, result.output
+    assert run_from(run) == "magenta-js" and hvae.open_run(run).step == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing left beside it
+
+
+def test_import_checkpoint_words_its_refusal_for_python_and_overwrites_when_asked(tmp_path):
+    source = need(CHECKPOINTS / "cat-drums_2bar_small" / "tf")
+    hvae.import_checkpoint(source, "cat-drums_2bar_small", tmp_path / "run")
+    with pytest.raises(OutputExistsError) as refused:
+        hvae.import_checkpoint(source, "cat-drums_2bar_small", tmp_path / "run")
+    assert str(refused.value).endswith("choose another out=, or overwrite=True to replace it.")
+    result = hvae.import_checkpoint(CHECKPOINTS / "cat-drums_2bar_small" / "js", "cat-drums_2bar_small",
+                                    tmp_path / "run", overwrite=True)
+    assert result.run_dir == tmp_path / "run" and run_from(result.run_dir) == "magenta-js"
+
+
+def test_a_failed_forced_import_leaves_the_earlier_run_as_it_was(tmp_path):
+    run = imported(tmp_path, need(CHECKPOINTS / "cat-drums_2bar_small" / "tf"), "cat-drums_2bar_small")
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    (tmp_path / "not.tar").write_bytes(b"this is no archive")
+    message = one_line_error(invoke("import", tmp_path / "not.tar", "--preset", "cat-drums_2bar_small",
+                                    "--out", run, "--force"))
+    assert "not a readable tar archive" in message
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not.tar", "run"]
+
+
+def test_force_replaces_nothing_but_an_earlier_output(tmp_path, monkeypatch):
+    source = need(CHECKPOINTS / "cat-drums_2bar_small" / "tf")
+    run = imported(tmp_path, source, "cat-drums_2bar_small")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    (tmp_path / "file").write_text("mine")
+    message = one_line_error(invoke("import", source, "--preset", "cat-drums_2bar_small", "--out", tmp_path / "notes",
+                                    "--force"))
+    assert message.endswith("is not an hvae run, so it is not replaced (it has no config.json): choose another --out.")
+    with pytest.raises(OutputExistsError, match=r"file exists and is not a folder: choose another out=\.$"):
+        hvae.import_checkpoint(source, "cat-drums_2bar_small", tmp_path / "file", overwrite=True)
+    assert (tmp_path / "notes" / "todo.txt").read_text() == (tmp_path / "file").read_text() == "mine"
+    (run / "mine.txt").write_text("mine")
+    message = one_line_error(invoke("import", source, "--preset", "cat-drums_2bar_small", "--out", run, "--force"))
+    assert "not replaced (it holds mine.txt)" in message
+    (run / "mine.txt").unlink()
+    monkeypatch.chdir(run / "checkpoints")
+    message = one_line_error(invoke("import", source, "--preset", "cat-drums_2bar_small", "--out", run, "--force"))
+    assert f"{run} holds {run / 'checkpoints'}, which would go with it" in message
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(source, run / "samples" / "tf")
+    message = one_line_error(invoke("import", run / "samples" / "tf", "--preset", "cat-drums_2bar_small",
+                                    "--out", run, "--force"))
+    assert "which would go with it" in message and (run / "samples" / "tf").is_dir()
+
+
+def test_force_does_not_replace_a_run_a_training_holds(tmp_path):
+    from hvae.run import RunDir
+
+    source = need(CHECKPOINTS / "cat-drums_2bar_small" / "tf")
+    run = imported(tmp_path, source, "cat-drums_2bar_small")
+    with RunDir(run).lock():
+        message = one_line_error(invoke("import", CHECKPOINTS / "cat-drums_2bar_small" / "js", "--preset",
+                                        "cat-drums_2bar_small", "--out", run, "--force"))
+    assert "in use by another hvae run" in message and run_from(run) == "tensorflow"
+
+
+def test_exporting_again_replaces_the_earlier_export_only_with_force(tmp_path):
+    run = imported(tmp_path, need(CHECKPOINTS / "cat-drums_2bar_small" / "tf"), "cat-drums_2bar_small")
+    web = tmp_path / "web"
+    assert invoke("export", run, "--out", web).exit_code == 0
+    (web / "config.json").write_text("{}")
+    message = one_line_error(invoke("export", run, "--out", web))
+    assert message.endswith("exists and holds a magenta.js checkpoint folder: choose another --out, or --force "
+                            "to replace it.")
+    assert invoke("export", run, "--out", web, "--force").exit_code == 0
+    assert json.loads((web / "config.json").read_text())["type"] == "MusicVAE"
+    with pytest.raises(OutputExistsError, match=r"choose another out=, or overwrite=True to replace it\.$"):
+        hvae.export_magenta_js(run, web)
+    assert hvae.export_magenta_js(run, web, overwrite=True).out == web
+    message = one_line_error(invoke("export", run, "--out", run, "--force"))
+    assert "is not a magenta.js checkpoint folder, so it is not replaced" in message
+    assert hvae.open_run(run).step == 100
+
+
+def test_a_new_run_from_an_earlier_one_is_refused_a_folder_in_use_in_the_callers_words(tmp_path):
+    from hvae.run import fork_run
+
+    run = imported(tmp_path, need(CHECKPOINTS / "cat-drums_2bar_small" / "tf"), "cat-drums_2bar_small")
+    message = one_line_error(invoke("train", "--resume", run, "--out", run, "--steps", 101))
+    assert message.endswith(f"{run} exists and is not an empty folder: choose another --out.")
+    with pytest.raises(OutputExistsError, match=r"choose another target=\.$"):
+        fork_run(run, run)
+
+
+def test_without_a_preset_the_only_one_the_variables_fit_is_used_and_named(tmp_path):
+    result = invoke("import", need(CHECKPOINTS / "cat-drums_2bar_small" / "js"), "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == ("Preset:   cat-drums_2bar_small, the only preset whose sizes the "
+                                             "checkpoint's variables fit")
+    assert hvae.open_run(tmp_path / "run").config.preset == "cat-drums_2bar_small"
+    imported_ = hvae.import_checkpoint(CHECKPOINTS / "cat-drums_2bar_small" / "tf", preset=None, out=tmp_path / "py")
+    assert imported_.preset == "cat-drums_2bar_small"
+
+
+def test_without_a_preset_several_that_fit_are_listed_and_none_is_said(tmp_path):
+    from hvae.errors import CheckpointError
+
+    message = one_line_error(invoke("import", need(CHECKPOINTS / "groovae_4bar" / "tf"), "--out", tmp_path / "run"))
+    assert "fits 5 presets: groovae_4bar, groovae_2bar_humanize, " in message and not (tmp_path / "run").exists()
+    variables = jsformat.read_js_folder(js_copy(tmp_path))
+    variables["encoder/mu/kernel"] = variables["encoder/mu/kernel"][:, :100]
+    jsformat.write_js_folder(tmp_path / "odd", variables, {"type": "MusicVAE"})
+    with pytest.raises(CheckpointError, match=r"fits no preset \(z_size=100, encoder.rnn_sizes=512, .*\)\. Name"):
+        hvae.import_checkpoint(tmp_path / "odd", None, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

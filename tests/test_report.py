@@ -268,7 +268,18 @@ def test_a_short_runs_loss_axis_fits_the_steps_after_the_first_so_labelled(train
     later = [r["loss"] for r in records if r["step"] > 15]
     low, high = loss_axis.get_ylim()
     assert low < min(later) and max(later) < high < records[0]["loss"]
-    assert loss_axis.get_title(loc="right") == "axis fitted to the steps after 15; earlier ones lie outside it"
+    assert loss_axis.get_title(loc="right") == ("y axis zoomed in on the steps after the first 15, where the curve "
+                                                "has settled; the first steps' values lie off the chart")
+
+
+def test_the_legend_promises_validation_dots_only_where_there_are_some(trained_humanizer):
+    records = RunDir(trained_humanizer).metrics()
+    assert any(r["split"] == "validation" for r in records)
+    legend = curves_figure({"run": records}).axes[0].get_legend()
+    assert legend.get_title().get_text() == "lines: training; dots: validation"
+    training = [r for r in records if r["split"] == "train"]
+    legend = curves_figure({"run": training}).axes[0].get_legend()
+    assert legend.get_title().get_text() == "lines: training" and [t.get_text() for t in legend.texts] == ["run"]
 
 
 def test_an_axis_whose_first_steps_lie_in_the_range_of_the_rest_is_left_as_it_is(trained_drums):
@@ -343,3 +354,30 @@ def test_a_drums_report_screenshot_shows_the_whole_page(report, tmp_path):
     data = screenshot(page, tmp_path / "drums-report.png")
     assert data.startswith(PNG_MAGIC) and len(data) > 50_000
     print(f"\ndrums report screenshot: {tmp_path / 'drums-report.png'}")
+
+
+@pytest.mark.skipif(find_renderer()[0] is None, reason=find_renderer()[1])
+def test_sample_wav_writes_a_preview_beside_each_midi_file(trained_drums, tmp_path):
+    from hvae.report.audio import render_previews
+
+    result = invoke("sample", str(trained_drums), "-n", "2", "--seed", "1", "--wav", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    printed = [Path(line) for line in result.stdout.splitlines()]
+    midi, wavs = printed[:2], printed[2:]
+    assert [p.suffix for p in midi] == [".mid", ".mid"] and wavs == [p.with_suffix(".wav") for p in midi]
+    for wav in wavs:
+        data = wav.read_bytes()
+        assert data[:4] == b"RIFF" and data[8:12] == b"WAVE" and len(data) > 10_000
+    assert sorted(tmp_path.iterdir()) == sorted(printed)  # nothing half-written left beside them
+    assert render_previews(midi[:1]) == ([wavs[0]], "")
+
+
+def test_sample_wav_without_fluidsynth_says_how_to_install_it_and_writes_the_midi(trained_drums, tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no fluidsynth on it
+    result = invoke("sample", str(trained_drums), "-n", "2", "--wav", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip().splitlines()[-1] == ("Audio is not rendered: fluidsynth is not installed (Debian: "
+                                                      "apt-get install fluidsynth). The MIDI files are written.")
+    assert [Path(line).suffix for line in result.stdout.splitlines()] == [".mid", ".mid"]
+    assert sorted(p.suffix for p in (tmp_path / "out").iterdir()) == [".mid", ".mid"]

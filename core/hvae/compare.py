@@ -47,6 +47,16 @@ from hvae.sampling import reconstruct_examples
 from hvae.training import Trainer
 
 RUNS_DIR = "runs"
+# A run is too short to judge while its training loss is still falling steadily: when more than SETTLED of the
+# fall since its first logged line came in the last quarter of its steps (the mean of the lines logged in the
+# last quarter against that of the third). A loss that falls at an even pace puts a third of its fall there;
+# one that has levelled off, little: an exponential decay does under 10% after two time constants. A run that
+# logged fewer than QUARTER_LINES lines in either of those quarters cannot show it (lower --log-every) and is
+# marked too. hvae compare validates once, at the end, so the curve is the training loss's.
+SETTLED = 0.10
+QUARTER_LINES = 2
+TOO_SHORT = (f"Too short to judge: more than {SETTLED:.0%} of the training loss's fall came in the last quarter of "
+             f"the steps (or too few lines were logged to tell), so more budget may change the ranking.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,10 +117,23 @@ class Outcome:
     evaluation: Evaluation | None  # None when training stopped
     error: str | None = None  # why training stopped early (a loss that is not finite)
     report: Path | None = None  # the run's report page
+    late_fall: float | None = None  # the share of the training loss's fall that came in the last quarter (late_fall)
 
     @property
     def name(self) -> str:
         return self.run_dir.name
+
+    @property
+    def too_short(self) -> bool:
+        """Whether the run was still learning steadily at its end, or logged too little to tell (see SETTLED)."""
+        return self.error is None and (self.late_fall is None or self.late_fall > SETTLED)
+
+    def late_fall_cell(self) -> str:
+        """The results table's cell: ``34% (too short)``, ``4%``, or why it is not known."""
+        if self.late_fall is None:
+            return "– (too few lines)" if self.error is None else "–"
+        share = f"{self.late_fall:.0%}" if math.isfinite(self.late_fall) else "no fall yet"
+        return share + (" (too short)" if self.too_short else "")
 
     def row(self) -> dict[str, Any]:
         """Every number of this combination, for results.csv."""
@@ -123,10 +146,29 @@ class Outcome:
             "train_windows": self.train_windows, "parameters": self.parameters,
             "train_loss": (self.final or {}).get("loss"), "train_r_loss": (self.final or {}).get("r_loss"),
             "train_kl_bits": (self.final or {}).get("kl_bits"), "error": self.error or "",
+            "late_fall": self.late_fall, "too_short": self.too_short,
         }
         if self.evaluation is not None:
             row.update({"split": self.evaluation.split, "windows": self.evaluation.windows, **self.evaluation.flat()})
         return row
+
+
+def late_fall(lines: Sequence[Mapping[str, Any]], steps: int) -> float | None:
+    """The share of the training loss's fall that came in the last quarter of ``steps``: (third - last) /
+    (first - last), where first is the first line's loss and third and last the mean loss of the lines logged
+    in the third and the last quarter. Infinite where the loss falls at the end without having fallen below
+    the first line's; None where either quarter holds fewer than QUARTER_LINES lines."""
+    quarters: tuple[list[float], list[float]] = ([], [])
+    for line in lines:
+        if line["step"] > steps / 2:
+            quarters[line["step"] > 3 * steps / 4].append(line["loss"])
+    if not lines or min(len(q) for q in quarters) < QUARTER_LINES:
+        return None
+    third, last = (sum(q) / len(q) for q in quarters)
+    fallen = lines[0]["loss"] - last
+    if fallen <= 0:
+        return math.inf if third > last else 0.0
+    return (third - last) / fallen
 
 
 def _converter_pairs(grid: Grid, converters: Sequence[str]) -> dict[str, list[str]]:
@@ -207,7 +249,8 @@ def run_grid(configs: Sequence[RunConfig], out_dir: str | os.PathLike, budget: B
         outcome = Outcome(config=trainer.config, run_dir=run_dir, steps=trainer.step, seconds=seconds,
                           train_windows=len(trainer.train_set),
                           parameters=sum(p.numel() for p in trainable_parameters(trainer.model)),
-                          final=lines[-1] if lines else None, evaluation=None, error=error)
+                          final=lines[-1] if lines else None, evaluation=None, error=error,
+                          late_fall=late_fall(lines, trainer.step))
         if error is None:
             loaded = open_run(run_dir, trainer.device)
             windows, data_dir = loaded.windows(split, progress=progress)
@@ -247,7 +290,7 @@ def _pair(evaluation: Evaluation | None, key: str) -> str:
 
 
 TABLE_HEADERS = ("combination", "converter → decoder → loss", "steps", "examples seen", "train s", "train windows",
-                 "final loss", "KL bits", "accuracy TF / sampled", "hit F1 TF / sampled", "hit P / R sampled",
+                 "final loss", "fall in last quarter", "KL bits", "accuracy TF / sampled", "hit F1 TF / sampled", "hit P / R sampled",
                  "velocity MAE sampled", "timing MAE ms sampled", "sample overlap of ceiling", "plausible draws")
 
 
@@ -264,7 +307,7 @@ def table_rows(outcomes: Sequence[Outcome]) -> list[list[str]]:
         plausible = e.quality.plausible_share if e is not None and e.quality is not None else None
         rows.append([o.name, parts + (" (forced)" if o.config.force else ""), f"{o.steps:,}",
                      f"{o.steps * o.config.train.batch_size:,}", f"{o.seconds:.0f}",
-                     f"{o.train_windows:,}", final + (" (stopped)" if o.error else ""),
+                     f"{o.train_windows:,}", final + (" (stopped)" if o.error else ""), o.late_fall_cell(),
                      format_value(e.kl_bits) if e is not None else "–", _pair(e, "accuracy"), _pair(e, "hit_f1"),
                      p_r, format_value(sampled["velocity_mae"]) if "velocity_mae" in sampled else "–",
                      format_value(sampled["timing_mae_ms"]) if "timing_mae_ms" in sampled else "–",
@@ -284,12 +327,18 @@ def _markdown(outcomes: Sequence[Outcome], refused: Sequence[Refused], budget: B
                   f"ms at {qpm:g} qpm. Sample overlap: the mean over musical features of prior samples against "
                   f"real windows of the split (hvae evaluate), of the ceiling that real training windows reach "
                   f"against them; plausible draws: the share of raw drum samples with a hit density within the "
-                  f"training windows' 5th to 95th percentile.", ""]
+                  f"training windows' 5th to 95th percentile. Fall in last quarter: the share of the training "
+                  f"loss's fall since the first step that came in the last quarter of the steps (the mean of the "
+                  f"lines logged there against the third quarter's); over {SETTLED:.0%} marks a run too short to "
+                  f"judge.", ""]
         counts = sorted({(o.config.converter, o.train_windows) for o in outcomes})
         if len({n for _, n in counts}) > 1:
             lines += [f"Training windows differ by converter ({', '.join(f'{c}: {n:,}' for c, n in counts)}): each "
                       f"cuts the files its own way (the reference's window and hop lengths, which files it keeps), "
                       f"so compare examples seen, not epochs.", ""]
+    short = caveat(outcomes)
+    if short:
+        lines += [f"**{short}**", ""]
     lines.append("| " + " | ".join(TABLE_HEADERS) + " |")
     lines.append("|" + "|".join("---" if k < 2 else "---:" for k in range(len(TABLE_HEADERS))) + "|")
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
@@ -299,6 +348,14 @@ def _markdown(outcomes: Sequence[Outcome], refused: Sequence[Refused], budget: B
     if refused:
         lines += ["", "Refused (not trained; --force trains them):"] + [f"- {r.name}: {r.reason}" for r in refused]
     return "\n".join(lines) + "\n"
+
+
+def caveat(outcomes: Sequence[Outcome]) -> str:
+    """The line above the results when a run is too short to judge (see SETTLED); empty otherwise."""
+    short = [o.name for o in outcomes if o.too_short]
+    if not short:
+        return ""
+    return f"{len(short)} of {len(outcomes)} runs marked (too short). {TOO_SHORT}"
 
 
 def _csv(outcomes: Sequence[Outcome]) -> str:
@@ -352,7 +409,7 @@ def write_results(out_dir: str | os.PathLike, outcomes: Sequence[Outcome], refus
         paths["same_input.png"] = same[0]
     paths["report.html"] = write_comparison_page(
         out_dir / "report.html", title=f"hvae compare: {budget.describe()} per combination",
-        headers=TABLE_HEADERS, rows=table_rows(outcomes),
+        headers=TABLE_HEADERS, rows=table_rows(outcomes), caveat=caveat(outcomes),
         runs=[(o.name, o.report) for o in outcomes], refused=[(r.name, r.reason) for r in refused],
         stopped=[(o.name, o.error) for o in outcomes if o.error], curves=paths["loss_curves.png"],
         same_input=same, split=split)

@@ -42,6 +42,25 @@ class UnsafePathError(HvaeError):
     """A path hvae would write through is a symbolic link, or not the kind of file it expects."""
 
 
+class OutputExistsError(HvaeError):
+    """The folder an output would be written to holds something hvae will not write over as it is.
+
+    ``str()`` says what to do in Python's words (``out=``, ``overwrite=True``); the command line words the
+    same advice with its own options through :meth:`worded` (``--out``, ``--force``).
+    """
+
+    def __init__(self, path: object, problem: str, *, replaceable: bool = False, argument: str = "out"):
+        self.path, self.problem, self.replaceable = path, problem, replaceable
+        super().__init__(self.worded(f"{argument}=", "overwrite=True"))
+
+    def worded(self, out: str, overwrite: str) -> str:
+        """The message, naming ``out`` as the way to choose another folder and ``overwrite`` as the way to
+        replace this one (where it may be replaced)."""
+        if self.replaceable:
+            return f"{self.problem}: choose another {out}, or {overwrite} to replace it."
+        return f"{self.problem}: choose another {out}."
+
+
 @contextlib.contextmanager
 def plain_errors_as(what: str) -> Iterator[None]:
     """Inside the block, an exception that is not an :class:`HvaeError` (a third-party component that

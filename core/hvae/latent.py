@@ -17,6 +17,7 @@ whole bars (a 4-bar window is a 4-bar file), and never replaces a file: a name i
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from pathlib import Path
 from typing import Sequence
@@ -124,13 +125,29 @@ def read_window(converter: Converter, path: str | os.PathLike, index: int | None
                   tempo_changes=len(tempos) > 1)
 
 
+def _numbered(label: str, attempt: int, suffix: str) -> str:
+    """``<label><suffix>`` for the first attempt, ``<label>-<attempt><suffix>`` for later ones."""
+    return f"{label}{'' if attempt == 1 else f'-{attempt}'}{suffix}"
+
+
 def _write_group(out_dir: str | os.PathLike, label: str, files: Sequence[tuple[str, bytes]]) -> list[Path]:
     """Files ``<label><suffix>`` with their bytes, as new files of ``out_dir``: under ``<label>-2<suffix>``
     (and so on) for all of them when any name is taken."""
-    def names(attempt: int) -> list[str]:
-        return [f"{label}{'' if attempt == 1 else f'-{attempt}'}{suffix}" for suffix, _ in files]
+    return write_new(out_dir, [data for _, data in files],
+                     lambda attempt: [_numbered(label, attempt, suffix) for suffix, _ in files])
 
-    return write_new(out_dir, [data for _, data in files], names)
+
+def _written_before(out_dir: str | os.PathLike, label: str, suffix: str, data: bytes) -> Path | None:
+    """The file ``<label>[-N]<suffix>`` of ``out_dir`` that holds ``data`` already, if any: the window
+    as read that an earlier call wrote, found again."""
+    for attempt in itertools.count(1):
+        path = Path(out_dir) / _numbered(label, attempt, suffix)
+        if not os.path.lexists(path):
+            return None
+        if path.is_file() and not path.is_symlink() and path.stat().st_size == len(data) and \
+                path.read_bytes() == data:
+            return path
+    raise AssertionError("unreachable")
 
 
 def reconstruct_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike,
@@ -149,7 +166,9 @@ def _reencode(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.Path
               suffixes: tuple[str, str, str]) -> tuple[Window, np.ndarray, Written]:
     """Encode one window of ``path`` to mu and decode it; write the window as read and the decoded
     one as ``<label>-<suffixes[0]>.mid`` and ``<label>-<suffixes[1]>.mid``, and a picture of both as
-    ``<label>-<suffixes[2]>.png``. Returns the window, the decoded outputs and what was written."""
+    ``<label>-<suffixes[2]>.png``. The window as read is written once: where an earlier call wrote the
+    same bytes, that file is kept and named, and only the decoded one and the picture are new.
+    Returns the window, the decoded outputs and what was written."""
     converter = loaded.converter.for_user_input()
     chosen = read_window(converter, path, window, name, drum_channel)
     outputs = reconstruct_examples(loaded.model, [chosen.example], temperature, seed)[0]
@@ -158,9 +177,11 @@ def _reencode(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.Path
     picture = roll_png([Panel(f"{chosen.label}: as read", given, lanes),
                         Panel(f"{suffixes[1]} ({loaded.name}, step {loaded.step})", decoded, lanes)],
                        window_quarters(converter))
-    *midi, png = _write_group(out_dir, chosen.label, [(f"-{suffixes[0]}.mid", midi_bytes(given)),
-                                                      (f"-{suffixes[1]}.mid", midi_bytes(decoded)),
-                                                      (f"-{suffixes[2]}.png", picture)])
+    read = midi_bytes(given)
+    before = _written_before(out_dir, chosen.label, f"-{suffixes[0]}.mid", read)
+    files = [(f"-{suffixes[1]}.mid", midi_bytes(decoded)), (f"-{suffixes[2]}.png", picture)]
+    *midi, png = _write_group(out_dir, chosen.label, files if before else [(f"-{suffixes[0]}.mid", read), *files])
+    midi = [before, *midi] if before else midi
     notes = (chosen.note(), chosen.tempo_note(qpm))
     return chosen, outputs, Written(tuple(midi), png, tuple(n for n in notes if n))
 

@@ -39,7 +39,7 @@ from hvae import __version__
 from hvae.checkpoint import CHECKPOINTS, JSON_LIMIT, REBUILD_ERRORS, find_checkpoint, is_count, list_checkpoints, \
     read_checkpoint, read_manifest, write_checkpoint
 from hvae.data import DEMO_DIR, WindowSet, default_cache_dir, load_split, prepare_dataset
-from hvae.errors import CheckpointError, HvaeError, UnsafePathError, plain_errors_as
+from hvae.errors import CheckpointError, HvaeError, OutputExistsError, UnsafePathError, plain_errors_as
 from hvae.interfaces import Converter
 from hvae.model import ModelConfig, MusicVAE, model_from_dict
 from hvae.options import field_names, from_jsonable, parse_overrides
@@ -47,8 +47,8 @@ from hvae.plugins import make_converter, registry
 from hvae.presets import get_preset
 from hvae.pretrained import is_shipped, shipped_model
 from hvae.runlock import RunLock
-from hvae.safefiles import NAME_LIMIT, ensure_dir, is_plain_name, open_regular, read_plain_file, refuse_links, \
-    write_atomic
+from hvae.safefiles import NAME_LIMIT, ensure_dir, foreign_entries, is_plain_name, open_regular, read_plain_file, \
+    refuse_links, write_atomic
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -69,6 +69,8 @@ RESUMABLE = ("steps", "minutes", "device", "amp", "threads")  # TrainConfig fiel
 DEFAULT_PRESET = "demo"
 COMPONENT_KINDS = {"encoder": "encoders", "decoder": "decoders", "loss": "losses"}
 NO_TRANSPOSITION = ()  # a transpose_range given to plan_run that means none, whatever the preset says
+RUN_ENTRIES = frozenset((CONFIG_FILE, METRICS_FILE, CHECKPOINTS, SAMPLES_DIR, RECONSTRUCTIONS_DIR, INTERPOLATIONS_DIR,
+                         HUMANIZED_DIR, REPORT_DIR, BOARD_DIR, IMPORT_NOTE, LOCK_FILE, PLAUSIBLE_FILE, CORRUPT_DIR))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,6 +239,13 @@ class RunDir:
     def write_plausible(self, low: float, high: float) -> None:
         write_atomic(self.plausible_file, (json.dumps({"low": low, "high": high, "unit": "drum hits per bar",
                                                        "percentiles": [5, 95]}) + "\n").encode())
+
+    def unlike_run(self) -> str | None:
+        """None for a folder that holds a run and only what hvae writes into one; else what it holds instead
+        (so that replacing a run never takes someone else's files with it)."""
+        if not self.config_file.is_file():
+            return f"it has no {CONFIG_FILE}"
+        return foreign_entries(self.path, RUN_ENTRIES.__contains__)
 
     def lock(self) -> RunLock:
         """The run's lock (not yet acquired): one training process at a time (see :mod:`hvae.runlock`)."""
@@ -609,7 +618,7 @@ def fork_run(source: str | os.PathLike, target: str | os.PathLike,
     checkpoint = read_checkpoint(resolve_run(source))
     target = Path(target)
     if os.path.lexists(target) and (not target.is_dir() or target.is_symlink() or any(target.iterdir())):
-        raise HvaeError(f"{target} exists and is not an empty folder: choose another --out for the new run.")
+        raise OutputExistsError(target, f"{target} exists and is not an empty folder", argument="target")
     try:
         config = RunConfig.from_json(checkpoint.meta["run"])
     except KeyError:

@@ -16,9 +16,9 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
-from hvae.errors import UnsafePathError
+from hvae.errors import OutputExistsError, UnsafePathError
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # 0 on Windows, which has no symbolic links in the POSIX sense
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -112,17 +112,71 @@ def read_plain_file(path: str | os.PathLike, limit: int) -> bytes:
         return f.read(limit + 1)[:limit]
 
 
+def check_output_folder(out: Path, *, kind: str, unlike: Callable[[Path], str | None], overwrite: bool = False,
+                        sources: Sequence[str | os.PathLike] = (), argument: str = "out") -> bool:
+    """Whether writing the output folder ``out`` replaces an earlier one; :class:`OutputExistsError` where
+    it may not be written.
+
+    ``out`` may be absent or an empty folder. With ``overwrite`` it may also be an earlier output of this
+    ``kind`` ("a magenta.js checkpoint folder"): ``unlike(out)`` is None for one, else what makes it
+    different ("it holds notes.txt"). Never a file or link, the working directory or a folder above it, nor
+    a folder holding one of ``sources`` (which would go with it). ``argument`` is the Python parameter that
+    names ``out``, for the message.
+    """
+    if not os.path.lexists(out) or (out.is_dir() and not out.is_symlink() and not any(out.iterdir())):
+        return False
+    if out.is_symlink() or not out.is_dir():
+        raise OutputExistsError(out, f"{out} exists and is not a folder", argument=argument)
+    difference = unlike(out)
+    if difference is not None:
+        refused = f", so it is not replaced ({difference})" if overwrite else ""
+        raise OutputExistsError(out, f"{out} exists and is not {kind}{refused}", argument=argument)
+    if not overwrite:
+        raise OutputExistsError(out, f"{out} exists and holds {kind}", replaceable=True, argument=argument)
+    for inner in (Path.cwd(), *map(Path, sources)):
+        if inner.resolve().is_relative_to(out.resolve()):
+            raise OutputExistsError(out, f"{out} holds {inner.resolve()}, which would go with it", argument=argument)
+    return True
+
+
+def foreign_entries(folder: Path, expected: Callable[[str], bool]) -> str | None:
+    """None when every entry of ``folder`` is ``expected`` by name; else the first few others, as
+    :func:`check_output_folder`'s ``unlike`` says them ("it holds notes.txt, todo")."""
+    foreign = sorted(p.name for p in folder.iterdir() if not expected(p.name))
+    return f"it holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}" if foreign else None
+
+
 @contextlib.contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
+def atomic_directory(target: Path, replace: bool = False) -> Iterator[Path]:
     """A temporary folder beside ``target`` to fill; renamed to ``target`` (absent or an empty folder)
-    when the block ends, removed if it raises: ``target`` appears whole or not at all."""
+    when the block ends, removed if it raises: ``target`` appears whole or not at all.
+
+    With ``replace``, a ``target`` that holds files (checked by :func:`check_output_folder`) is renamed
+    aside once the new folder is whole, the new one renamed in, and the old one removed: until then it
+    is untouched, and a failure puts it back.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         yield building
+        if replace and target.is_dir() and any(target.iterdir()):
+            _swap_in(building, target)
+            return
         if target.exists():
             target.rmdir()
         os.replace(building, target)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Put the folder ``new`` in the place of the folder ``target`` and remove the old one."""
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old)

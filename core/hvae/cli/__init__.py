@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from hvae.errors import HvaeError
+from hvae.errors import HvaeError, OutputExistsError
 
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as shells give a command killed by SIGINT
@@ -78,6 +78,8 @@ class HvaeGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except OutputExistsError as exc:  # the library says out= and overwrite=True; here they are options
+            raise click.ClickException(exc.worded("--out", "--force")) from None
         except HvaeError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:  # Ctrl-C anywhere (start-up, data, sampling): the shell's status for SIGINT

@@ -42,7 +42,8 @@ def register(main: click.Group) -> None:
                    "validation and a checkpoint, as 'hvae train --minutes'), so combinations of different speeds "
                    "get the same time. The table gives the steps and examples each reached.")
 @click.option("--log-every", type=click.IntRange(min=1), default=None,
-              help="Steps between training lines in each run's metrics.jsonl (the loss curves' points). Default: 10.")
+              help="Steps between training lines in each run's metrics.jsonl (the loss curves' points, and the "
+                   "fall in the last quarter that marks a run too short to judge). Default: 10.")
 @click.option("--quality-samples", type=click.IntRange(min=0, max=MAX_QUALITY_SAMPLES), default=SAMPLES,
               show_default=True, help="Prior samples per combination for the sample quality (0: none).")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None,
@@ -77,6 +78,12 @@ def compare(presets: tuple[str, ...], converters: tuple[str, ...], decoders: tup
     on the same split (as 'hvae evaluate') and gets its own report. A loss that does not fit its
     converter is refused with the reason, unless --force (or a preset made to reproduce it, like
     hier-groove-4bar).
+
+    A run is marked too short to judge when more than 10% of its training loss's fall since the
+    first step came in the last quarter of its steps (the mean loss logged there against the
+    third quarter's): its loss is still falling steadily, so more budget would change it, and the
+    ranking with it. So is a run that logged fewer than 2 lines in either quarter (lower
+    --log-every). A line above the table says when any run is marked.
 
     \b
     Writes into --out: results.md, results.csv, loss_curves.png, same_input.png, report.html and

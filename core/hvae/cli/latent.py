@@ -165,8 +165,10 @@ def reconstruct(checkpoint: Path, midi_files: tuple[Path, ...], window: int | No
     IN.mid... are MIDI files or folders (searched for *.mid and *.midi). For each file, writes
     the window as the converter reads it (<name>-w<K>-original.mid), its reconstruction
     (<name>-w<K>-reconstruction.mid) and a piano-roll PNG of both; prints their paths. Both files
-    keep the input's tempo (or take --qpm) and time signature and last the window's whole bars;
-    names in use get a number (<name>-w<K>-2-original.mid, ...), so nothing is replaced. A file
+    keep the input's tempo (or take --qpm) and time signature and last the window's whole bars.
+    The original is written once: a later call on the same window finds it (same bytes) and
+    writes only a new reconstruction and PNG, numbered (<name>-w<K>-2-reconstruction.mid, ...);
+    nothing is ever replaced. A file
     that cannot be used is named with the reason and skipped; the exit status is 1 only when no
     file could be used. Drums are read from channel 10; --drum-channel any reads every channel.
 
@@ -203,7 +205,8 @@ def humanize(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None,
     file are encoded and decoded with velocities and microtiming. Writes the window as read
     (<name>-w<K>-input.mid), the humanized part (<name>-w<K>-humanized.mid) and a piano-roll PNG
     of both; prints their paths, and on stderr how many input hits it kept. The files keep the
-    input's tempo (or take --qpm), last whole bars and never replace a file. A file that cannot be
+    input's tempo (or take --qpm), last whole bars and never replace a file; the input is written
+    once (a later call on the same window writes a new, numbered humanized part). A file that cannot be
     used is named with the reason and skipped; the exit status is 1 only when no file could be used.
 
     \b

@@ -21,6 +21,7 @@ from hvae.presets import list_presets
 from hvae.pretrained import shipped_model
 from hvae.run import DEFAULT_PRESET, NO_TRANSPOSITION, RUNS_DIR, RunConfig, RunDir, fork_run, plan_run, resume_config, \
     unique_path
+from hvae.report.audio import render_previews
 from hvae.sampling import sample_checkpoint
 from hvae.training import Trainer, TrainResult
 
@@ -352,8 +353,12 @@ def train(ctx: click.Context, resume_dir: Path | None, config_file: Path | None,
               help="What the files are named after, instead of the run's name (e.g. --name funk-t0.8-s7 to "
                    "keep the temperature and seed in the names).")
 @REDRAW
+@click.option("--wav", is_flag=True,
+              help="Also write a WAV preview beside each MIDI file, rendered by fluidsynth with a General MIDI "
+                   "soundfont (as hvae report does); where they are not installed, a line says how to install "
+                   "them and only the MIDI is written.")
 def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path | None, seed: int | None,
-           qpm: float, device: str, amp: bool, name: str | None, redraw: bool) -> None:
+           qpm: float, device: str, amp: bool, name: str | None, redraw: bool, wav: bool) -> None:
     """Draw sequences from a trained model and write them as MIDI files; print their paths.
 
     CHECKPOINT is a run directory (its newest checkpoint), a checkpoint directory, a
@@ -365,9 +370,10 @@ def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path
     """
     drawn = sample_checkpoint(checkpoint, out_dir, n=num_samples, temperature=temperature, seed=seed, qpm=qpm,
                               device=device, amp=amp, redraw=redraw, name=name)
-    for note in drawn.notes:
+    wavs, missing = render_previews(drawn.paths) if wav else ([], "")
+    for note in (*drawn.notes, *([missing] if missing else [])):
         click.echo(note, err=True)
-    for path in drawn.paths:
+    for path in (*drawn.paths, *wavs):
         click.echo(str(path))
 
 

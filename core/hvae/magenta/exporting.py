@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hvae.safefiles import atomic_directory
+from hvae.safefiles import atomic_directory, check_output_folder
 from hvae.errors import HvaeError
 from hvae.magenta import jsformat
 from hvae.magenta.variables import to_reference
@@ -115,16 +115,20 @@ def _data_converter(converter: Any, loss: str) -> dict[str, Any]:
     raise HvaeError(f"magenta.js has no data converter for hvae's {name!r} converter.")
 
 
-def export_magenta_js(path: str | os.PathLike, out: str | os.PathLike) -> ExportResult:
+def export_magenta_js(path: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False) -> ExportResult:
     """Write the model of the run or checkpoint ``path`` as a magenta.js checkpoint folder ``out``
-    (which must not exist, or be empty): float32 shards of at most 4 MB. Nothing is left half-written."""
+    (which must not exist, or be empty): float32 shards of at most 4 MB. Nothing is left half-written.
+
+    ``overwrite`` replaces an ``out`` that holds an earlier export (and only that): the new folder is
+    written whole beside it, then swapped in. :class:`~hvae.errors.OutputExistsError` for an ``out``
+    that may not be written."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise HvaeError(f"{out} exists and is not an empty folder: choose another --out.")
+    replacing = check_output_folder(out, kind="a magenta.js checkpoint folder", unlike=jsformat.unlike_js_folder,
+                                    overwrite=overwrite, sources=[path])
     loaded = open_run(path)
     config = magenta_js_config(loaded.model, loaded.converter)
     variables = to_reference(loaded.model)
-    with atomic_directory(out) as building:
+    with atomic_directory(out, replace=replacing) as building:
         written = jsformat.write_js_folder(building, variables, config)
     files = [out / p.name for p in written]
     return ExportResult(out=out, files=files, variables=len(variables),

@@ -27,7 +27,7 @@ import torch
 
 from hvae.checkpoint import Checkpoint, capture_rng, write_checkpoint
 from hvae.data import DEMO_DIR, default_cache_dir
-from hvae.errors import CheckpointError, HvaeError
+from hvae.errors import CheckpointError
 from hvae.magenta import jsformat, tfbundle
 from hvae.magenta.variables import (GLOBAL_STEP, describe_architecture, expected_shapes, format_architecture,
                                     load_reference, matching)
@@ -35,7 +35,7 @@ from hvae.model import ModelConfig, build_model, trainable_parameters
 from hvae.plugins import make_converter
 from hvae.presets import PRESETS, Preset, get_preset
 from hvae.run import RunConfig, RunDir, TrainConfig, checkpoint_meta
-from hvae.safefiles import atomic_directory, write_atomic
+from hvae.safefiles import atomic_directory, check_output_folder, write_atomic
 
 TF_STATE_FILE = "checkpoint"  # TensorFlow's CheckpointState file in a checkpoint folder
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -60,6 +60,7 @@ class ImportResult:
     source: str
     skipped: list[str]  # checkpoint variables read past on purpose (optimiser slots, global_step)
     parameters: int
+    preset: str  # the preset the run is built from: the one given, or the only one the variables fit
 
 
 def read_source(path: str | os.PathLike) -> Source:
@@ -169,35 +170,58 @@ def _preset_sizes(preset: Preset) -> dict[str, object]:
     return describe_architecture(expected_shapes(model))
 
 
+def fitting_presets(source: Source, besides: str = "") -> tuple[dict[str, object], list[str]]:
+    """What the checkpoint's variables say of its architecture, and the presets (other than ``besides``)
+    that build it; no presets where the variables say nothing."""
+    fits = describe_architecture({name: tuple(np.shape(v)) for name, v in source.variables.items()})
+    if not fits:
+        return fits, []
+    return fits, matching(fits, [(name, _preset_sizes(p)) for name, p in PRESETS.items() if name != besides])
+
+
 def _hint(source: Source, preset_name: str) -> str:
     """What the checkpoint's variables fit, and the presets that build that."""
-    shapes = {name: tuple(np.shape(v)) for name, v in source.variables.items()}
-    fits = describe_architecture(shapes)
+    fits, presets = fitting_presets(source, besides=preset_name)
     if not fits:
         return ""
-    candidates = [(name, _preset_sizes(p)) for name, p in PRESETS.items() if name != preset_name]
-    presets = matching(fits, candidates)
     advice = f" Presets that fit: {', '.join(presets)}." if presets else \
         " Set the model's sizes with -m (e.g. -m z_size=512 -m encoder.rnn_sizes=2048,2048)."
     return f" The checkpoint fits {format_architecture(fits)}.{advice}"
 
 
-def import_checkpoint(source: str | os.PathLike, preset: str, out: str | os.PathLike, *,
+def preset_for(source: Source) -> str:
+    """The only preset whose model the checkpoint's variables fit; :class:`CheckpointError` naming the
+    presets that fit where there are several, and the sizes the variables have where none does."""
+    fits, presets = fitting_presets(source)
+    if len(presets) == 1:
+        return presets[0]
+    if presets:
+        raise CheckpointError(f"{source.description} fits {len(presets)} presets: {', '.join(presets)}. Name the "
+                              f"one it was trained as (docs/magenta.md lists the released checkpoints' presets).")
+    sizes = f" ({format_architecture(fits)})" if fits else ""
+    raise CheckpointError(f"{source.description} fits no preset{sizes}. Name the preset nearest to it and give "
+                          f"the sizes that differ as model options (see docs/magenta.md).")
+
+
+def import_checkpoint(source: str | os.PathLike, preset: str | None, out: str | os.PathLike, *,
                       model: ModelConfig | None = None, data_dir: str | os.PathLike | None = None,
-                      cache_dir: str | os.PathLike | None = None) -> ImportResult:
-    """Import the checkpoint ``source`` as a run directory ``out`` built from ``preset``.
+                      cache_dir: str | os.PathLike | None = None, overwrite: bool = False) -> ImportResult:
+    """Import the checkpoint ``source`` as a run directory ``out`` built from ``preset``; None picks the
+    only preset whose model the checkpoint's variables fit (:func:`preset_for`).
 
     ``model`` replaces the preset's model configuration (sizes that differ from the preset's);
     ``data_dir`` is the MIDI folder the run evaluates and fine-tunes on (default: the bundled GMD
-    demo subset for GMD presets; none for others). Raises :class:`CheckpointError` (nothing written)
-    for an unreadable source or a variable that does not fit, and :class:`HvaeError` for an ``out``
-    that exists and is not empty.
+    demo subset for GMD presets; none for others). ``overwrite`` replaces an ``out`` that holds a run
+    (and nothing else) unless a training holds it: the new run is written whole beside it, then swapped
+    in. Raises :class:`CheckpointError` (nothing written) for an unreadable source or a variable that
+    does not fit, and :class:`~hvae.errors.OutputExistsError` for an ``out`` that may not be written.
     """
-    chosen = get_preset(preset)
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise HvaeError(f"{out} exists and is not an empty folder: choose another --out.")
+    replacing = check_output_folder(out, kind="an hvae run", unlike=lambda path: RunDir(path).unlike_run(),
+                                    overwrite=overwrite, sources=[source])
+    chosen = get_preset(preset) if preset is not None else None
     found = read_source(source)
+    chosen = chosen or get_preset(preset_for(found))
     config_model = model or chosen.model
     converter = make_converter(chosen.converter, chosen.converter_options)
     with torch.random.fork_rng():
@@ -215,14 +239,16 @@ def import_checkpoint(source: str | os.PathLike, preset: str, out: str | os.Path
     note = {"source": str(source), "format": found.format, "global_step": found.step, "preset": chosen.name,
             "variables": len(found.variables) - len(skipped), "skipped": skipped}
     meta = checkpoint_meta(run, built, lr_schedule=None, grad_scaler=None, metrics={}, imported=note)
-    with atomic_directory(out) as building:
+    with RunDir(out).lock() if replacing else contextlib.nullcontext(), \
+            atomic_directory(out, replace=replacing) as building:
         write_checkpoint(building, Checkpoint(step=found.step, model=built.state_dict(), optimizer=None,
                                               rng=capture_rng(), meta=meta))
         RunDir(building).write_config(run)
         write_atomic(RunDir(building).import_note, (json.dumps(note, indent=2) + "\n").encode())
     checkpoint = next(RunDir(out).checkpoints.iterdir())
     return ImportResult(run_dir=out, checkpoint=checkpoint, step=found.step, source=found.description,
-                        skipped=skipped, parameters=sum(p.numel() for p in trainable_parameters(built)))
+                        skipped=skipped, parameters=sum(p.numel() for p in trainable_parameters(built)),
+                        preset=chosen.name)
 
 
 def _data_dir(preset: Preset, data_dir: str | os.PathLike | None) -> str:

@@ -14,23 +14,33 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from hvae.safefiles import write_atomic
+from hvae.safefiles import foreign_entries, write_atomic
 from hvae.errors import CheckpointError
 
 MANIFEST = "weights_manifest.json"
 CONFIG = "config.json"
 SHARD_BYTES = 4 * 1024 * 1024  # TensorFlow.js's default shard size
+SHARD = re.compile(r"group\d+-shard\d+of\d+(\.bin)?")  # TensorFlow.js's names of shard files
 DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
 QUANTIZED = {"uint8": np.uint8, "uint16": np.uint16, "float16": np.float16}
 
 
 def is_js_folder(path: Path) -> bool:
     return path.is_dir() and (path / MANIFEST).is_file()
+
+
+def unlike_js_folder(path: Path) -> str | None:
+    """None for a folder holding a magenta.js checkpoint and nothing else (its config, manifest and
+    shards); else what it holds instead."""
+    if not is_js_folder(path):
+        return f"it has no {MANIFEST}"
+    return foreign_entries(path, lambda name: name in (CONFIG, MANIFEST) or bool(SHARD.fullmatch(name)))
 
 
 def read_js_config(folder: Path) -> dict[str, Any]:

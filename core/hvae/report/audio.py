@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import wave
 from pathlib import Path
+from typing import Sequence
 
 import mido
 import numpy as np
@@ -87,3 +88,20 @@ def find_renderer() -> tuple[Renderer | None, str]:
     looked = ", ".join(str(c) for c in candidates)
     return None, (f"Audio is not rendered: no General MIDI soundfont found (looked for {looked}; Debian: "
                   f"apt-get install fluid-soundfont-gm, or set HVAE_SOUNDFONT).")
+
+
+def render_previews(midi_files: Sequence[Path]) -> tuple[list[Path], str]:
+    """A WAV preview beside each of ``midi_files`` (the same name, ``.wav``), where fluidsynth and a soundfont
+    are installed: the WAVs written, and a sentence on what was not (with how to install it), else ""."""
+    renderer, said = find_renderer()
+    if renderer is None:
+        return [], f"{said} The MIDI files are written."
+    wavs = []
+    for midi in midi_files:
+        building = midi.with_name(f".{midi.stem}.partial-{os.getpid()}.wav")  # fluidsynth reads the type from .wav
+        try:
+            os.replace(renderer.render(midi, building), midi.with_suffix(".wav"))
+        finally:
+            building.unlink(missing_ok=True)
+        wavs.append(midi.with_suffix(".wav"))
+    return wavs, ""

@@ -13,14 +13,17 @@ from hvae.report import html
 def write_comparison_page(path: Path, title: str, headers: Sequence[str], rows: Sequence[Sequence[str]],
                           runs: Sequence[tuple[str, Path | None]], refused: Sequence[tuple[str, str]],
                           stopped: Sequence[tuple[str, str]], curves: Path,
-                          same_input: tuple[Path, str] | None, split: str) -> Path:
-    """Write the page to ``path``: ``rows`` under ``headers``; ``runs`` are (name, report page or None);
-    ``refused`` and ``stopped`` are (name, reason); ``same_input`` is (PNG, the source file) or None."""
+                          same_input: tuple[Path, str] | None, split: str, caveat: str = "") -> Path:
+    """Write the page to ``path``: ``rows`` under ``headers``, with ``caveat`` (a warning, when there is one)
+    above them; ``runs`` are (name, report page or None); ``refused`` and ``stopped`` are (name, reason);
+    ``same_input`` is (PNG, the source file) or None."""
     body = [f"<h1>{html.escape(title)}</h1>",
             f"<p>Metrics on the {html.escape(split)} split. TF = teacher-forced (fed the true previous step), "
             f"sampled = free-running from &mu;. Hits are counted over (step, drum class) cells, so converters "
-            f"compare; velocity is in MIDI units, timing in milliseconds.</p>",
-            html.table(headers, rows, text_columns=2)]
+            f"compare; velocity is in MIDI units, timing in milliseconds.</p>"]
+    if caveat:
+        body.append(f"<p><b>{html.escape(caveat)}</b></p>")
+    body.append(html.table(headers, rows, text_columns=2))
     if stopped:
         body.append("<h2>Stopped early</h2>")
         body.append("<ul>" + "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(r)}</li>" for n, r in stopped)

@@ -15,9 +15,9 @@ START_SHARE = 0.05  # the first this share of a run's steps: an axis fits the st
 
 
 def plot_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path, title: str = "") -> Path:
-    """One line per run: training loss and KL bits against step (solid), validation passes as dots; an
-    axis fits the points after the first :data:`START_SHARE` of the steps (a line above it says so) when the first
-    steps lie outside their range.
+    """One line per run: training loss and KL bits against step (solid), validation passes as dots (the
+    legend names only what is drawn); the y axis zooms in on the points after the first :data:`START_SHARE`
+    of the steps (a line above it says so) when the first steps lie outside their range.
 
     ``runs`` maps a run's label to its metrics.jsonl records. Writes a PNG to ``path`` and returns it.
     """
@@ -43,7 +43,8 @@ def _fit_after_start(ax) -> str:
     if all(low - margin <= y <= high + margin for x, y in points if x <= start):
         return ""
     ax.set_ylim(low - margin, high + margin)
-    return f"axis fitted to the steps after {start:g}; earlier ones lie outside it"
+    return f"y axis zoomed in on the steps after the first {int(start):,}, where the curve has settled; " \
+           f"the first steps' values lie off the chart"
 
 
 def curves_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str = "") -> Figure:
@@ -51,6 +52,7 @@ def curves_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str = 
     figure = Figure(figsize=(12.0, 4.2), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(PANELS), squeeze=False)[0]
+    dots = False  # whether any validation pass is drawn, for the legend
     for (key, label), ax in zip(PANELS, axes):
         for k, (name, records) in enumerate(runs.items()):
             colour = f"C{k % 10}"
@@ -60,12 +62,14 @@ def curves_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str = 
                 if points:
                     steps, values = zip(*points)
                     ax.plot(steps, values, color=colour, label=name if split == "train" else None, **style)
+                    dots = dots or split == "validation"
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.set_title(_fit_after_start(ax), loc="right", fontsize=8, color="#555555")
         ax.grid(True, color="#dddddd", linewidth=0.5)
-    if axes[0].get_lines():
-        axes[0].legend(fontsize=8, title="lines: training; dots: validation", title_fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=8, title="lines: training" + ("; dots: validation" if dots else ""),
+                       title_fontsize=8)
     if title:
         figure.suptitle(title, fontsize=10)
     return figure
