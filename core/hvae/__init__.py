@@ -8,6 +8,10 @@ Public API::
     midi = conv.from_tensors(examples[0].outputs)   # miditoolkit.MidiFile
     hvae.write_midi(midi, "again.mid")              # the file the CLI writes: whole bars, named tracks
 
+    run = hvae.open_run("gmd-drums-4bar")          # a model in the box, with its attribute vectors
+    vectors = hvae.AttributeVectors.load(run.dir.attributes_file)
+    hvae.transform_file(run, vectors, "beat.mid", [{"density": 1.0}], "out/")   # denser
+
     hvae.import_checkpoint("cat-drums_2bar_small.lokl.tar", "cat-drums_2bar_small", "runs/lokl")
     run = hvae.open_run("runs/lokl")                # .model (MusicVAE, eval mode), .converter, .config, .step
     drums = run.model.sample(4, temperature=0.5)    # (4, 32, 512) one-hot steps
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
     from hvae.magenta.exporting import export_magenta_js
     from hvae.magenta.importing import import_checkpoint
     from hvae.midifile import write_midi
+    from hvae.attributes import AttributeVectors, attribute_vectors, measure_attributes, transform_file
     from hvae.music import NoteSequence, quantize, read_midi
 
 __version__ = "0.1.0"
@@ -38,7 +43,9 @@ _LAZY = {"Converter": "hvae.interfaces", "Decoder": "hvae.interfaces", "Encoder"
          "Example": "hvae.interfaces", "Loss": "hvae.interfaces", "NoteSequence": "hvae.music",
          "quantize": "hvae.music", "read_midi": "hvae.music", "load_model": "hvae.run", "open_run": "hvae.run",
          "import_checkpoint": "hvae.magenta.importing", "export_magenta_js": "hvae.magenta.exporting",
-         "write_midi": "hvae.midifile"}
+         "write_midi": "hvae.midifile", "AttributeVectors": "hvae.attributes",
+         "attribute_vectors": "hvae.attributes", "measure_attributes": "hvae.attributes",
+         "transform_file": "hvae.attributes"}
 
 
 def __getattr__(name: str) -> Any:
@@ -65,7 +72,7 @@ def list_components(kind: str) -> list[str]:
 
 
 __all__ = [
-    "CheckpointError", "ConversionError", "Converter", "Decoder", "Encoder", "Example", "HvaeError",
+    "AttributeVectors", "attribute_vectors", "measure_attributes", "transform_file", "CheckpointError", "ConversionError", "Converter", "Decoder", "Encoder", "Example", "HvaeError",
     "IncompatibleError", "Loss", "MidiReadError", "NoteSequence", "PluginError", "UnknownComponentError",
     "export_magenta_js", "get_converter", "import_checkpoint", "list_components", "load_model", "open_run",
     "quantize", "read_midi", "write_midi",

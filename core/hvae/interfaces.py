@@ -50,8 +50,9 @@ class Converter(abc.ABC):
     Optional capabilities, with defaults a converter overrides where they apply: ``classes`` and
     ``class_names`` (a drum converter's classes: piano-roll lanes), :meth:`drum_hits` (where an output's
     drum hits are: hit metrics, sample densities), :meth:`for_user_input` (how it reads a user's MIDI),
-    ``humanizes`` (whether a model trained on it restores velocities and timing from bare hits) and
-    ``input_transform`` (what its inputs lack that the model restores).
+    ``humanizes`` (whether a model trained on it restores velocities and timing from bare hits),
+    ``input_transform`` (what its inputs lack that the model restores) and :meth:`attributes` (musical
+    attributes of its windows beyond hvae's own, for attribute vectors).
     """
 
     name: ClassVar[str]
@@ -165,6 +166,13 @@ class Converter(abc.ABC):
         """Whether a model trained on this converter's windows restores velocities and timing from bare
         hits (its inputs keep the hits only), as ``hvae humanize`` needs. False by default."""
         return False
+
+    def attributes(self) -> dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]]:
+        """Attributes of this converter's windows that ``hvae attributes`` measures besides its own (drum
+        hits per bar, syncopation, ...; :mod:`hvae.attributes`): name -> (what it is, in a few words; a
+        function of output windows ``(B, T, output_depth)`` giving one float per window, NaN where a
+        window has none). Names are what users type (``hvae transform --attribute NAME=1``). None by default."""
+        return {}
 
     @property
     def input_transform(self) -> str | None:

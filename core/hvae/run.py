@@ -59,6 +59,7 @@ BOARD_DIR = "tensorboard"
 IMPORT_NOTE = "imported.json"
 LOCK_FILE = ".lock"
 PLAUSIBLE_FILE = "plausible.json"
+ATTRIBUTES_FILE, TRANSFORMED_DIR = "attributes.json", "transformed"  # hvae attributes / hvae transform
 CORRUPT_DIR = "corrupt"  # where resuming moves checkpoints that fail their checks
 RUNS_DIR = Path("runs")  # where run directories go when --out is not given (relative to the working directory)
 METRICS_LIMIT = 1 << 30  # bytes of metrics.jsonl read back at most (a million steps logged is ~300 MB)
@@ -70,7 +71,8 @@ DEFAULT_PRESET = "demo"
 COMPONENT_KINDS = {"encoder": "encoders", "decoder": "decoders", "loss": "losses"}
 NO_TRANSPOSITION = ()  # a transpose_range given to plan_run that means none, whatever the preset says
 RUN_ENTRIES = frozenset((CONFIG_FILE, METRICS_FILE, CHECKPOINTS, SAMPLES_DIR, RECONSTRUCTIONS_DIR, INTERPOLATIONS_DIR,
-                         HUMANIZED_DIR, REPORT_DIR, BOARD_DIR, IMPORT_NOTE, LOCK_FILE, PLAUSIBLE_FILE, CORRUPT_DIR))
+                         HUMANIZED_DIR, REPORT_DIR, BOARD_DIR, IMPORT_NOTE, LOCK_FILE, PLAUSIBLE_FILE, CORRUPT_DIR,
+                         ATTRIBUTES_FILE, TRANSFORMED_DIR))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +207,14 @@ class RunDir:
     @property
     def humanized(self) -> Path:
         return self.path / HUMANIZED_DIR
+
+    @property
+    def transformed(self) -> Path:
+        return self.path / TRANSFORMED_DIR
+
+    @property
+    def attributes_file(self) -> Path:
+        return self.path / ATTRIBUTES_FILE
 
     @property
     def report(self) -> Path:

@@ -74,6 +74,18 @@ class KickSnareConverter(Converter):
         no_controls = np.zeros((self.steps, 0), dtype=np.float32)
         return [Example(w, w, no_controls, self.steps) for w in windows]
 
+    def attributes(self) -> dict:
+        """One attribute of its own for ``hvae attributes`` / ``hvae transform`` (beside hvae's density, ...)."""
+        return {"backbeat": ("share of snare hits on beats 2 and 4", self.backbeat)}
+
+    def backbeat(self, outputs: np.ndarray) -> np.ndarray:
+        """Per window ``(B, steps, 2)``: the share of its snare hits on beats 2 and 4 (NaN without a snare)."""
+        snare = np.asarray(outputs)[..., 1] > 0.5  # (B, steps)
+        beat = self.options.steps_per_quarter
+        on_backbeat = (np.arange(snare.shape[1]) % self.steps_per_bar) % (2 * beat) == beat
+        total = snare.sum(axis=1)
+        return np.where(total > 0, (snare & on_backbeat).sum(axis=1) / np.maximum(total, 1), np.nan)
+
     def from_tensors(self, outputs: np.ndarray, controls: np.ndarray | None = None,
                      qpm: float = 120.0) -> miditoolkit.MidiFile:
         """A drum track with a one-step note (velocity 80) wherever ``outputs`` ``(steps, 2)`` is above 0.5."""

@@ -30,6 +30,9 @@ COMMANDS = {
     "reconstruct": ("latent", "Encode MIDI files and decode them again: what the model keeps of each."),
     "interpolate": ("latent", "Decode the way from one MIDI file to another through the latent space."),
     "humanize": ("latent", "Turn quantised, flat-velocity drum parts into expressive ones."),
+    "attributes": ("attributes", "Find attribute vectors: latent directions that make a window denser, more "
+                                 "syncopated, ..."),
+    "transform": ("attributes", "Change a MIDI file's attributes with the model's attribute vectors."),
     "evaluate": ("evaluate", "Reconstruction metrics and sample quality of a trained model on a data split."),
     "report": ("report", "Write a run's HTML report into RUN_DIR/report/ and print the page's path."),
     "compare": ("compare", "Train combinations of converter, decoder and loss on the same data and budget; "
