@@ -34,7 +34,7 @@ from hvae.interfaces import Converter
 from hvae.latent import DRUM_CHANNEL_10, Window, read_window
 from hvae.midifile import midi_bytes, write_new
 from hvae.music import DEFAULT_QPM
-from hvae.quality import measure
+from hvae.quality import Feature, measure
 from hvae.report.pianoroll import Panel, lanes_of, roll_png, window_quarters
 from hvae.run import LoadedRun
 from hvae.safefiles import write_atomic
@@ -46,13 +46,7 @@ MAX_SCALE = 10.0  # |scale| of a vector added: beyond it decodes land far outsid
 MAX_SWEEP = 101  # values in one sweep
 
 
-@dataclasses.dataclass(frozen=True)
-class Attribute:
-    """A musical attribute of a window: its name (what users type), what it is, and its unit."""
-
-    name: str
-    description: str
-    unit: str = ""
+Attribute = Feature  # a musical attribute of a window: its name (what users type), what it is, its unit
 
 
 DRUM_ATTRIBUTES = (
