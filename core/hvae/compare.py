@@ -41,7 +41,7 @@ from hvae.report.comparison import write_comparison_page
 from hvae.report.curves import plot_curves
 from hvae.report.pianoroll import Panel, lanes_of, plot_rolls, window_quarters
 from hvae.report.run import ReportOptions, write_run_report
-from hvae.run import DEFAULT_PRESET, RunConfig, RunDir, open_run, plan_run, unique_path
+from hvae.run import DEFAULT_PRESET, MAX_MINUTES, RunConfig, RunDir, open_run, plan_run, unique_path
 from hvae.safefiles import write_atomic
 from hvae.sampling import reconstruct_examples
 from hvae.training import Trainer
@@ -72,8 +72,9 @@ class Budget:
                             "one of them.")
         if self.steps is not None and self.steps < 1:
             raise HvaeError(f"The budget must be at least 1 step, got {self.steps}.")
-        if self.minutes is not None and not self.minutes > 0:
-            raise HvaeError(f"The budget must be more than 0 minutes, got {self.minutes}.")
+        if self.minutes is not None and not 0 < self.minutes <= MAX_MINUTES:
+            raise HvaeError(f"The budget must be more than 0 minutes and at most {MAX_MINUTES:,} (a year), "
+                            f"got {self.minutes}.")
 
     def describe(self) -> str:
         return f"{self.steps:,} steps" if self.steps is not None else f"{self.minutes:g} minutes"
