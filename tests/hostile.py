@@ -1,13 +1,17 @@
 """What the hostile-file tests share: manifests edited on purpose (their own checksum made to fit) and
-damaged at random, and the processes a command started (Linux: from /proc)."""
+damaged at random, the processes a command started (Linux: from /proc), and TensorFlow checkpoints written
+field by field (:func:`write_bundle`), to say what a crafted one says."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import random
+import struct
 from pathlib import Path
 from typing import Iterator
+
+import numpy as np
 
 
 def rehashed(manifest: dict) -> dict:
@@ -47,3 +51,59 @@ def alive(pid: int) -> bool:
         return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, value: int | bytes) -> bytes:
+    """One protocol-buffer field: a varint, or length-delimited bytes."""
+    if isinstance(value, bytes):
+        return _varint(number << 3 | 2) + _varint(len(value)) + value
+    return _varint(number << 3) + _varint(value)
+
+
+def _block(entries: list[tuple[bytes, bytes]]) -> bytes:
+    """An SSTable block: every key written whole (one restart point), then the restart array."""
+    body = b"".join(_varint(0) + _varint(len(k)) + _varint(len(v)) + k + v for k, v in entries)
+    return body + struct.pack("<II", 0, 1)
+
+
+def write_bundle(prefix: Path, arrays: dict, crafted: dict | None = None) -> None:
+    """A TensorFlow V2 checkpoint ``prefix`` (``.index`` and one data file) as TensorFlow writes it: ``arrays``
+    ({name: numpy array}) stored one after another, and ``crafted`` entries ({name: (dtype enum, shape, offset,
+    size)}) whose fields say whatever the test needs, without bytes of their own."""
+    from hvae.magenta.tfbundle import DTYPES, TABLE_MAGIC, masked_crc32c
+
+    codes = {np.dtype(v): k for k, v in DTYPES.items()}
+    data, entries = bytearray(), {}
+    for name, array in arrays.items():
+        raw = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+        entries[name] = (codes[array.dtype], array.shape, len(data), len(raw), masked_crc32c(raw))
+        data += raw
+    for name, (dtype, shape, offset, size) in (crafted or {}).items():
+        entries[name] = (dtype, shape, offset, size, None)
+    records = [(b"", _field(1, 1) + _field(2, 0) + _field(3, _field(1, 1)))]
+    for name in sorted(entries):
+        dtype, shape, offset, size, crc = entries[name]
+        value = _field(1, dtype) + _field(2, b"".join(_field(2, _field(1, d)) for d in shape)) + \
+            _field(3, 0) + _field(4, offset) + _field(5, size)
+        records.append((name.encode(), value + (_varint(6 << 3 | 5) + struct.pack("<I", crc) if crc else b"")))
+    table = bytearray()
+    handles = []
+    for block in (_block(records), _block([])):
+        handles.append((len(table), len(block)))
+        table += block + b"\0" + struct.pack("<I", masked_crc32c(block + b"\0"))
+    index = _block([(records[-1][0], _varint(handles[0][0]) + _varint(handles[0][1]))])
+    handles.append((len(table), len(index)))
+    table += index + b"\0" + struct.pack("<I", masked_crc32c(index + b"\0"))
+    footer = b"".join(_varint(n) for handle in (handles[1], handles[2]) for n in handle)
+    table += footer.ljust(40, b"\0") + struct.pack("<Q", TABLE_MAGIC)
+    prefix.with_name(prefix.name + ".index").write_bytes(bytes(table))
+    prefix.with_name(prefix.name + ".data-00000-of-00001").write_bytes(bytes(data))

@@ -1,6 +1,7 @@
 """Checkpoints: safetensors for tensors, one JSON file for everything else, no pickle anywhere.
 
-A checkpoint is a directory ``RUN_DIR/checkpoints/step-00000100/`` holding
+A checkpoint is a directory ``RUN_DIR/checkpoints/step-00000100/`` (the step, zero-padded to 8 digits;
+more digits past 99,999,999) holding
 
 - ``model.safetensors``      the model's state dict;
 - ``optimizer.safetensors``  the optimiser's per-parameter tensors (Adam's moments and step counts);
@@ -16,7 +17,7 @@ JSON's shape (types, ranges, names that are plain file names) before using anyth
 is safetensors' and json's only: loading a checkpoint never executes code.
 
 Nothing is written through a symbolic link (:mod:`hvae.safefiles`). Pruning old checkpoints removes
-only ``step-XXXXXXXX`` folders whose manifest says the same run (``run_id``) wrote them, file by file
+only ``step-N`` folders whose manifest says the same run (``run_id``) wrote them, file by file
 (the files the manifest lists), never a folder it does not recognise, nor anything through a link.
 """
 
@@ -47,7 +48,8 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
 JSON_LIMIT = 64 << 20  # bytes of checkpoint.json read at most (a real one is tens of kilobytes)
 SELF_HASH = "manifest_sha256"  # the manifest's checksum of itself (of its other keys, canonically written)
-STEP_DIR = re.compile(r"step-[0-9]{8}")
+STEP_DIR = re.compile(r"step-([0-9]+)")  # any number of digits; new ones are padded to 8 (see step_dir_name)
+MAX_STEP = 10 ** 12  # optimiser steps a checkpoint may record: years of training at thousands of steps a second
 TENSOR_FILES = (MODEL_FILE, OPTIMIZER_FILE, RNG_FILE)
 # What rebuilding a model or converter from JSON of the right shape, but with values its classes refuse, raises
 REBUILD_ERRORS = (KeyError, TypeError, ValueError, AttributeError, RuntimeError, OverflowError)
@@ -76,7 +78,7 @@ def write_checkpoint(run_dir: str | os.PathLike, checkpoint: Checkpoint, keep: i
     """
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     root = ensure_dir(Path(run_dir) / CHECKPOINTS)
-    target = ensure_dir(root / f"step-{checkpoint.step:08d}")
+    target = ensure_dir(root / step_dir_name(checkpoint.step))
     run_id = checkpoint.meta.get("run_id")
     if (target / MANIFEST).is_file() and _readable_run_id(target, run_id) is False:
         raise UnsafePathError(f"{target} holds a checkpoint of another run; hvae will not overwrite it. "
@@ -102,13 +104,45 @@ def write_checkpoint(run_dir: str | os.PathLike, checkpoint: Checkpoint, keep: i
     return target
 
 
+def step_dir_name(step: int) -> str:
+    """The folder name of the checkpoint at ``step``: ``step-`` and the step, zero-padded to 8 digits (more
+    digits past 99,999,999; folders are ordered by the number, not the name)."""
+    return f"step-{step:08d}"
+
+
+def _step_of(directory: Path) -> int:
+    return int(STEP_DIR.fullmatch(directory.name).group(1))
+
+
 def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """Committed checkpoint directories of a run (``step-XXXXXXXX`` folders, not links), oldest first."""
+    """Committed checkpoint directories of a run (``step-N`` folders, not links), oldest (lowest step) first."""
     root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if STEP_DIR.fullmatch(p.name) and p.is_dir() and not p.is_symlink()
-                  and (p / MANIFEST).is_file())
+    found = [p for p in root.iterdir() if STEP_DIR.fullmatch(p.name) and p.is_dir() and not p.is_symlink()
+             and (p / MANIFEST).is_file()]
+    return sorted(found, key=lambda p: (_step_of(p), p.name))
+
+
+def unrecognised_checkpoints(run_dir: str | os.PathLike) -> list[str]:
+    """Names of the folders in the run's ``checkpoints/`` that hold a manifest but are not named ``step-N``
+    (renamed by hand, or written by something else): hvae reads none of them."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir() or root.is_symlink():
+        return []
+    return sorted(p.name for p in root.iterdir() if not STEP_DIR.fullmatch(p.name) and (p / MANIFEST).is_file())
+
+
+def no_checkpoint_error(run_dir: str | os.PathLike) -> CheckpointError:
+    """Why the run at ``run_dir`` has no checkpoint to read: none was written, or the ones there have names
+    hvae does not recognise (which a fresh start must not silently pass over)."""
+    strangers = unrecognised_checkpoints(run_dir)
+    if strangers:
+        more = f" (and {len(strangers) - 1} more)" if len(strangers) > 1 else ""
+        return CheckpointError(f"{run_dir} holds {CHECKPOINTS}/{strangers[0]}{more} with a {MANIFEST}, but hvae "
+                               f"reads only folders named step-N (N the step): rename it to step- and its step.")
+    return CheckpointError(f"No checkpoint in {run_dir}: expected {CHECKPOINTS}/step-*/{MANIFEST} "
+                           f"(a run killed before its first checkpoint leaves none).")
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
@@ -132,8 +166,7 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
         return path
     found = list_checkpoints(path)
     if not found:
-        raise CheckpointError(f"No checkpoint in {path}: expected {CHECKPOINTS}/step-*/{MANIFEST} "
-                              f"(a run killed before its first checkpoint leaves none).")
+        raise no_checkpoint_error(path)
     return found[-1]
 
 
@@ -178,9 +211,9 @@ def is_count(value: Any) -> bool:
 def _manifest_problem(directory: Path, manifest: dict[str, Any]) -> str | None:
     """What is wrong with a manifest's shape, or None: types, ranges and names (see read_manifest)."""
     step = manifest.get("step")
-    if not is_count(step):
-        return f"has no step count (step {step!r})"
-    if STEP_DIR.fullmatch(directory.name) and directory.name != f"step-{step:08d}":
+    if not is_count(step) or step > MAX_STEP:
+        return f"has no step count from 0 to {MAX_STEP:,} (step {step!r})"
+    if STEP_DIR.fullmatch(directory.name) and _step_of(directory) != step:
         return f"says step {step}, not the step of its folder"
     files = manifest.get("files")
     if not isinstance(files, dict) or not {MODEL_FILE, RNG_FILE} <= set(files) or not set(files) <= set(TENSOR_FILES):
@@ -332,7 +365,7 @@ def _remove_checkpoint(directory: Path, names: Any) -> None:
 
 def _prune(root: Path, keep: int, current: Path, run_id: str | None) -> None:
     """Remove this run's committed checkpoints but the newest ``keep``, and its uncommitted leftovers:
-    ``step-XXXXXXXX`` folders (not links) holding only files hvae writes. Nothing else is touched."""
+    ``step-N`` folders (not links) holding only files hvae writes. Nothing else is touched."""
     committed = list_checkpoints(root.parent)
     for directory in committed[:-keep]:
         if directory != current and _readable_run_id(directory, run_id):

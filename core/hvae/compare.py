@@ -41,12 +41,13 @@ from hvae.report.comparison import write_comparison_page
 from hvae.report.curves import plot_curves
 from hvae.report.pianoroll import Panel, lanes_of, plot_rolls, window_quarters
 from hvae.report.run import ReportOptions, write_run_report
-from hvae.run import DEFAULT_PRESET, RunConfig, RunDir, open_run, plan_run, unique_path
-from hvae.safefiles import write_atomic
+from hvae.run import DEFAULT_PRESET, MAX_MINUTES, RunConfig, RunDir, open_run, plan_run, unique_path
+from hvae.safefiles import check_output_file, check_output_folder, foreign_entries, write_atomic
 from hvae.sampling import reconstruct_examples
 from hvae.training import Trainer
 
 RUNS_DIR = "runs"
+RESULTS = ("results.md", "results.csv", "loss_curves.png", "same_input.png", "report.html")  # what write_results writes
 # A run is too short to judge while its training loss is still falling steadily: when more than SETTLED of the
 # fall since its first logged line came in the last quarter of its steps (the mean of the lines logged in the
 # last quarter against that of the third). A loss that falls at an even pace puts a third of its fall there;
@@ -72,8 +73,9 @@ class Budget:
                             "one of them.")
         if self.steps is not None and self.steps < 1:
             raise HvaeError(f"The budget must be at least 1 step, got {self.steps}.")
-        if self.minutes is not None and not self.minutes > 0:
-            raise HvaeError(f"The budget must be more than 0 minutes, got {self.minutes}.")
+        if self.minutes is not None and not 0 < self.minutes <= MAX_MINUTES:
+            raise HvaeError(f"The budget must be more than 0 minutes and at most {MAX_MINUTES:,} (a year), "
+                            f"got {self.minutes}.")
 
     def describe(self) -> str:
         return f"{self.steps:,} steps" if self.steps is not None else f"{self.minutes:g} minutes"
@@ -233,10 +235,20 @@ def _train(config: RunConfig, run_dir: Path, budget: Budget, progress: bool) -> 
     return trainer, time.perf_counter() - started, None
 
 
+def check_comparison_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> None:
+    """:class:`~hvae.errors.OutputExistsError` unless ``out_dir`` is absent or empty, or, with ``overwrite``, an
+    earlier comparison (a folder holding only what ``hvae compare`` writes)."""
+    check_output_folder(Path(out_dir), kind="an hvae comparison", overwrite=overwrite, argument="out_dir",
+                        unlike=lambda folder: foreign_entries(folder, {*RESULTS, RUNS_DIR}.__contains__))
+
+
 def run_grid(configs: Sequence[RunConfig], out_dir: str | os.PathLike, budget: Budget, split: str = "test",
              report: ReportOptions | None = None, progress: bool = True,
-             echo: Callable[[str], None] = print) -> list[Outcome]:
-    """Train, evaluate on ``split`` and report each combination in turn; ``echo`` tells the user how it goes."""
+             echo: Callable[[str], None] = print, overwrite: bool = False) -> list[Outcome]:
+    """Train, evaluate on ``split`` and report each combination in turn into ``out_dir/runs/``; ``echo`` tells
+    the user how it goes. ``out_dir`` must be absent or empty, or with ``overwrite`` an earlier comparison,
+    whose runs stay beside the new ones (see :func:`check_comparison_folder`)."""
+    check_comparison_folder(out_dir, overwrite)
     out_dir = Path(out_dir)
     report = dataclasses.replace(report or ReportOptions(), split=split)
     outcomes = []
@@ -394,9 +406,13 @@ def same_input_picture(outcomes: Sequence[Outcome], split: str, path: Path) -> t
 
 
 def write_results(out_dir: str | os.PathLike, outcomes: Sequence[Outcome], refused: Sequence[Refused],
-                  budget: Budget, split: str, qpm: float = DEFAULT_QPM) -> dict[str, Path]:
-    """Write results.md, results.csv, loss_curves.png, same_input.png and report.html; returns their paths."""
+                  budget: Budget, split: str, qpm: float = DEFAULT_QPM, overwrite: bool = False) -> dict[str, Path]:
+    """Write results.md, results.csv, loss_curves.png, same_input.png and report.html; returns their paths.
+    Any of them already in ``out_dir`` is refused (:class:`~hvae.errors.OutputExistsError`) unless
+    ``overwrite``; none is written through a link."""
     out_dir = Path(out_dir)
+    for name in RESULTS:
+        check_output_file(out_dir / name, overwrite=overwrite, argument="out_dir")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"results.md": out_dir / "results.md", "results.csv": out_dir / "results.csv"}
     write_atomic(paths["results.md"], _markdown(outcomes, refused, budget, split, qpm).encode())

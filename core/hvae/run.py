@@ -5,7 +5,7 @@ A run directory holds::
 
     config.json     the resolved RunConfig: converter and options, model, training, data (written first)
     metrics.jsonl   one JSON object per logged step: {"split": "train" | "validation", "step": ..., ...}
-    checkpoints/    step-XXXXXXXX/ directories (see :mod:`hvae.checkpoint`), the newest few kept
+    checkpoints/    step-NNNNNNNN/ directories (see :mod:`hvae.checkpoint`), the newest few kept
     samples/        MIDI files written by ``hvae run`` and ``hvae sample``
     reconstructions/, interpolations/, humanized/
                     what ``hvae reconstruct``, ``interpolate`` and ``humanize`` write by default
@@ -36,8 +36,8 @@ from typing import IO, Any, Mapping, Sequence
 import torch
 
 from hvae import __version__
-from hvae.checkpoint import CHECKPOINTS, JSON_LIMIT, REBUILD_ERRORS, find_checkpoint, is_count, list_checkpoints, \
-    read_checkpoint, read_manifest, write_checkpoint
+from hvae.checkpoint import CHECKPOINTS, JSON_LIMIT, MAX_STEP, REBUILD_ERRORS, find_checkpoint, is_count, \
+    list_checkpoints, read_checkpoint, read_manifest, write_checkpoint
 from hvae.data import DEMO_DIR, WindowSet, default_cache_dir, load_split, prepare_dataset
 from hvae.errors import CheckpointError, HvaeError, OutputExistsError, UnsafePathError, plain_errors_as
 from hvae.interfaces import Converter
@@ -109,6 +109,8 @@ class TrainConfig:
         for field in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, field) < 1:
                 raise HvaeError(f"Training option {field} must be at least 1, got {getattr(self, field)}.")
+        if self.steps > MAX_STEP:
+            raise HvaeError(f"Training option steps must be at most {MAX_STEP:,}, got {self.steps:,}.")
         if self.batch_size > MAX_BATCH_SIZE:
             raise HvaeError(f"Training option batch_size must be at most {MAX_BATCH_SIZE:,}, got {self.batch_size:,}.")
         if not 0 <= self.seed < 2 ** 64:

@@ -139,6 +139,19 @@ def check_output_folder(out: Path, *, kind: str, unlike: Callable[[Path], str | 
     return True
 
 
+def check_output_file(path: Path, *, overwrite: bool = False, argument: str = "output") -> None:
+    """:class:`OutputExistsError` where the file ``path`` may not be written: a link or anything but a plain
+    file, always (hvae never writes through a link); a plain file unless ``overwrite``. Checked before the
+    work that makes the file; :func:`write_atomic` then writes it."""
+    if not os.path.lexists(path):
+        return
+    if path.is_symlink() or not path.is_file():
+        raise OutputExistsError(path, f"{path} exists and is not a plain file (hvae never writes through a link)",
+                                argument=argument)
+    if not overwrite:
+        raise OutputExistsError(path, f"{path} exists", replaceable=True, argument=argument)
+
+
 def foreign_entries(folder: Path, expected: Callable[[str], bool]) -> str | None:
     """None when every entry of ``folder`` is ``expected`` by name; else the first few others, as
     :func:`check_output_folder`'s ``unlike`` says them ("it holds notes.txt, todo")."""

@@ -47,8 +47,8 @@ from tqdm import tqdm
 
 from hvae import distributed
 from hvae.board import Board
-from hvae.checkpoint import REBUILD_ERRORS, Checkpoint, capture_rng, is_count, list_checkpoints, read_checkpoint, \
-    restore_rng, write_checkpoint
+from hvae.checkpoint import REBUILD_ERRORS, Checkpoint, capture_rng, is_count, list_checkpoints, no_checkpoint_error, \
+    read_checkpoint, restore_rng, unrecognised_checkpoints, write_checkpoint
 from hvae.data import PrepareReport, WindowSet, load_split, prepare_dataset
 from hvae.device import autocast, default_autocast_dtype, grad_scaler, host_to_device
 from hvae.distributed import World
@@ -534,6 +534,8 @@ def _readable_checkpoint(run_dir: Path) -> tuple[Checkpoint | None, list[str]]:
     that did not (each moved to ``<run>/corrupt/``, where nothing reads or prunes it). None (and a
     note) when the run has no checkpoint yet."""
     found = list_checkpoints(run_dir)
+    if not found and unrecognised_checkpoints(run_dir):
+        raise no_checkpoint_error(run_dir)  # weights it cannot name are not replaced by fresh ones
     if not found:
         return None, [f"{run_dir} stopped before its first checkpoint: beginning again from step 0."]
     notes = []

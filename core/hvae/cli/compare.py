@@ -11,7 +11,8 @@ import click
 from hvae.cli.params import MAX_QUALITY_SAMPLES, MINUTES, SEED, THREADS, device_option, progress_option, qpm_option, \
     split_option
 from hvae.evaluation import SAMPLES
-from hvae.compare import Budget, Grid, plan, run_grid, write_results
+from hvae.compare import Budget, Grid, check_comparison_folder, plan, run_grid, write_results
+from hvae.errors import OutputExistsError
 from hvae.presets import list_presets
 from hvae.report.run import ReportOptions
 
@@ -58,6 +59,9 @@ def register(main: click.Group) -> None:
                    "(else ~/.cache/hvae).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for results.md, results.csv, loss_curves.png, report.html and runs/.")
+@click.option("--overwrite", is_flag=True,
+              help="Write into an --out that holds an earlier comparison (and nothing else): its results files are "
+                   "replaced, its runs/ kept beside the new runs. Without it, --out must be new or empty.")
 @split_option("test")
 @click.option("--force", is_flag=True,
               help="Train combinations whose loss does not fit the converter's outputs instead of refusing them.")
@@ -69,8 +73,8 @@ def register(main: click.Group) -> None:
 def compare(presets: tuple[str, ...], converters: tuple[str, ...], decoders: tuple[str, ...],
             losses: tuple[str, ...], converter_options: tuple[str, ...], model_options: tuple[str, ...],
             steps: int | None, minutes: float | None, log_every: int | None, quality_samples: int, batch_size: int | None, seed: int | None,
-            threads: int | None, data_dir: Path | None, cache_root: Path | None, out_dir: Path, split: str,
-            force: bool, audio: bool, qpm: float, device: str, progress: bool) -> None:
+            threads: int | None, data_dir: Path | None, cache_root: Path | None, out_dir: Path, overwrite: bool,
+            split: str, force: bool, audio: bool, qpm: float, device: str, progress: bool) -> None:
     """Train combinations of converter, decoder and loss on the same data and budget; compare them.
 
     The grid is each --preset crossed with each --converter, --decoder and --loss (a preset's own
@@ -96,6 +100,10 @@ def compare(presets: tuple[str, ...], converters: tuple[str, ...], decoders: tup
                    --loss categorical --loss groove --minutes 5 --out grid/
     """
     budget = Budget(steps=steps, minutes=minutes)
+    try:
+        check_comparison_folder(out_dir, overwrite)
+    except OutputExistsError as exc:
+        raise click.ClickException(exc.worded("--out", "--overwrite")) from None
     train_options: dict[str, Any] = {"batch_size": batch_size, "seed": seed, "threads": threads, "device": device,
                                      "eval_every": 0, "keep_checkpoints": 1, "log_every": log_every}
     grid = Grid(presets=presets, converters=converters, decoders=decoders, losses=losses,
@@ -109,8 +117,8 @@ def compare(presets: tuple[str, ...], converters: tuple[str, ...], decoders: tup
     click.echo(f"{len(configs)} combination{'s' if len(configs) != 1 else ''} to train, {budget.describe()} each"
                f"{f'; {len(refused)} refused' if refused else ''}.")
     options = ReportOptions(split=split, qpm=qpm, audio=audio, device=device, quality_samples=quality_samples)
-    outcomes = run_grid(configs, out_dir, budget, split, options, progress, echo=click.echo)
-    paths = write_results(out_dir, outcomes, refused, budget, split, qpm)
+    outcomes = run_grid(configs, out_dir, budget, split, options, progress, echo=click.echo, overwrite=overwrite)
+    paths = write_results(out_dir, outcomes, refused, budget, split, qpm, overwrite=overwrite)
     click.echo(paths["results.md"].read_text(encoding="utf-8"))
     for name, path in paths.items():
         click.echo(f"{name}: {path}")

@@ -10,7 +10,8 @@ import click
 from hvae.cli.params import MAX_QUALITY_SAMPLES, RUN, SEED, TEMPERATURE, data_option, device_option, progress_option, \
     qpm_option, split_option
 from hvae.evaluation import SAMPLE_TEMPERATURE, SAMPLES, evaluate_checkpoint
-from hvae.safefiles import write_atomic
+from hvae.errors import OutputExistsError
+from hvae.safefiles import check_output_file, write_atomic
 
 
 def register(main: click.Group) -> None:
@@ -24,7 +25,8 @@ def register(main: click.Group) -> None:
 @data_option("to take the split from (converted with the run's converter).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON instead of a table.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the metrics as JSON to this file.")
+              help="Also write the metrics as JSON to this file: a new one (see --force); never through a link.")
+@click.option("--force", is_flag=True, help="Replace an --output file that exists (a plain file, not a link).")
 @qpm_option()
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=256, show_default=True,
               help="Windows per batch.")
@@ -37,8 +39,9 @@ def register(main: click.Group) -> None:
               help="Seed of the samples and of the real windows they are compared with.")
 @device_option()
 @progress_option()
-def evaluate(checkpoint: Path, split: str, data_dir: Path | None, as_json: bool, output: Path | None, qpm: float,
-             batch_size: int, samples: int, temperature: float, seed: int, device: str, progress: bool) -> None:
+def evaluate(checkpoint: Path, split: str, data_dir: Path | None, as_json: bool, output: Path | None, force: bool,
+             qpm: float, batch_size: int, samples: int, temperature: float, seed: int, device: str,
+             progress: bool) -> None:
     """Reconstruction metrics and sample quality of a trained model on a data split.
 
     CHECKPOINT is a run directory (its newest checkpoint), a checkpoint directory or its
@@ -65,6 +68,11 @@ def evaluate(checkpoint: Path, split: str, data_dir: Path | None, as_json: bool,
       hvae evaluate runs/groovae --split validation --json
       hvae evaluate runs/groovae -o metrics.json
     """
+    if output is not None:
+        try:
+            check_output_file(output, overwrite=force)
+        except OutputExistsError as exc:
+            raise click.ClickException(exc.worded("--output", "--force")) from None
     result = evaluate_checkpoint(checkpoint, split, data_dir, batch_size, qpm, device, progress, samples, temperature,
                                  seed)
     text = json.dumps(result.to_json(), indent=2)

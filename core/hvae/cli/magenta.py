@@ -41,7 +41,9 @@ def import_command(source: Path, preset: str | None, out_dir: Path, model_option
     folder (config.json, weights_manifest.json and shards, quantised ones included). Every
     variable must fit the preset's model; the optimiser's slots and global_step are read past.
     Without --preset, the preset is the only one whose sizes the variables fit (the GrooVAE
-    presets share one architecture: name yours).
+    presets share one architecture: name yours). Of an archive, only the checkpoint's own files
+    are unpacked, into a hidden folder beside --out that goes when the import ends; an archive of
+    more than 10,000 entries or 16 GiB is refused before anything is unpacked.
     The run directory works with every command: sample, evaluate, reconstruct, interpolate,
     humanize, report, and 'hvae train --resume DIR --steps N' to fine-tune.
 

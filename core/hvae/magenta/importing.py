@@ -14,40 +14,57 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
+import posixpath
 import re
+import shutil
+import signal
 import tarfile
 import tempfile
-from pathlib import Path
-from typing import Any, Iterator
+import threading
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from hvae.checkpoint import Checkpoint, capture_rng, write_checkpoint
+from hvae.checkpoint import MAX_STEP, Checkpoint, capture_rng, write_checkpoint
 from hvae.data import DEMO_DIR, default_cache_dir
-from hvae.errors import CheckpointError
+from hvae.errors import CheckpointError, HvaeError
 from hvae.magenta import jsformat, tfbundle
-from hvae.magenta.variables import (GLOBAL_STEP, describe_architecture, expected_shapes, format_architecture,
-                                    load_reference, matching)
-from hvae.model import ModelConfig, build_model, trainable_parameters
+from hvae.interfaces import Converter
+from hvae.magenta.variables import (GLOBAL_STEP, check_reference, describe_architecture, expected_shapes,
+                                    format_architecture, load_reference, matching)
+from hvae.model import ModelConfig, MusicVAE, build_model, trainable_parameters
 from hvae.plugins import make_converter
 from hvae.presets import PRESETS, Preset, get_preset
 from hvae.run import RunConfig, RunDir, TrainConfig, checkpoint_meta
-from hvae.safefiles import atomic_directory, check_output_folder, write_atomic
+from hvae.runlock import RunLock
+from hvae.safefiles import atomic_directory, check_output_folder, read_plain_file, write_atomic
 
 TF_STATE_FILE = "checkpoint"  # TensorFlow's CheckpointState file in a checkpoint folder
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+MAX_MEMBERS = 10_000  # entries an archive may hold (a released checkpoint's holds a folder and 3 or 4 files)
+# Bytes an archive's entries may declare in all: they are listed (and, compressed, decompressed) to find the
+# checkpoint, whose files alone are then unpacked beside the run directory.
+MAX_ARCHIVE_BYTES = 16 << 30
+STATE_LIMIT = 1 << 20  # bytes of a `checkpoint` state file read at most (TensorFlow's are a few hundred)
+METADATA_LIMIT = tfbundle.INDEX_LIMIT  # bytes an archive's index, state file, manifest or config may declare
+UNPACKING = ".hvae-import-"  # prefix of the hidden folder an archive's checkpoint is unpacked into
 
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """A checkpoint found on disk: its format and the variables in it."""
+    """A checkpoint found on disk: its format, and its variables' shapes (read from its table of contents)
+    and values (read on demand: :attr:`read`, while the :func:`open_source` block lasts)."""
 
     description: str  # what to call it in messages: the path read, and its format
     format: str  # "tensorflow" or "magenta-js"
-    variables: dict[str, np.ndarray]
+    shapes: dict[str, tuple[int, ...]]  # every variable's shape, by name
+    read: Callable[[str], np.ndarray]  # one variable's values, checked
     step: int  # the TF global_step; 0 where the checkpoint has none (magenta.js)
     js_config: dict[str, Any]  # a magenta.js folder's config.json (empty otherwise)
 
@@ -63,39 +80,52 @@ class ImportResult:
     preset: str  # the preset the run is built from: the one given, or the only one the variables fit
 
 
-def read_source(path: str | os.PathLike) -> Source:
-    """Read the checkpoint at ``path``: a TF checkpoint prefix (or its ``.index`` / data file), a folder
+@contextlib.contextmanager
+def open_source(path: str | os.PathLike, scratch: str | os.PathLike | None = None) -> Iterator[Source]:
+    """The checkpoint at ``path``: a TF checkpoint prefix (or its ``.index`` / data file), a folder
     holding one (Magenta's archives' layout), a ``.tar`` / ``.tar.gz`` of such a folder, or a
-    magenta.js checkpoint folder."""
+    magenta.js checkpoint folder. Its variables can be read inside the block.
+
+    Of an archive, only the checkpoint's files are unpacked (see :func:`_unpacked`), into a hidden folder in
+    ``scratch`` (default: the system's temporary folder) that goes when the block ends."""
     path = Path(path)
     if path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):
-        with _unpacked(path) as folder:
-            source = read_source(_archive_root(folder, path))
-            return dataclasses.replace(source, description=f"{path} ({source.format})")
+        with _unpacked(path, Path(scratch or tempfile.gettempdir())) as folder:
+            source = _folder_source(folder)
+            yield dataclasses.replace(source, description=f"{path} ({source.format})")
+        return
     if path.is_dir():
-        if jsformat.is_js_folder(path):
-            return Source(f"{path} (magenta.js)", "magenta-js", jsformat.read_js_folder(path), 0,
-                          jsformat.read_js_config(path))
-        return _read_tf(_prefix_in(path))
+        yield _folder_source(path)
+        return
     prefix = _prefix_of_file(path)
     if prefix is None and not path.exists():
         raise CheckpointError(f"No checkpoint at {path}: it does not exist (nor {path.name}.index beside it).")
     if prefix is None:
         raise CheckpointError(f"{path} is not a checkpoint: give a TensorFlow checkpoint prefix (model.ckpt-4000), "
                               f"a folder holding one, a .tar of it, or a magenta.js checkpoint folder.")
-    return _read_tf(prefix)
+    yield _tf_source(prefix)
 
 
-def _read_tf(prefix: Path) -> Source:
+def _folder_source(folder: Path) -> Source:
+    if jsformat.is_js_folder(folder):
+        variables = jsformat.read_js_folder(folder)
+        return Source(f"{folder} (magenta.js)", "magenta-js", {n: v.shape for n, v in variables.items()},
+                      variables.__getitem__, 0, jsformat.read_js_config(folder))
+    return _tf_source(_prefix_in(folder))
+
+
+def _tf_source(prefix: Path) -> Source:
     bundle = tfbundle.read_bundle(prefix)
-    variables = {name: bundle.read(name) for name in bundle.tensors}
     step = 0
-    if GLOBAL_STEP in variables:
-        value = np.asarray(variables[GLOBAL_STEP])
-        if value.shape != () or value.dtype.kind not in "iu" or int(value) < 0:
-            raise CheckpointError(f"{prefix}: global_step is {value.dtype} {list(value.shape)}, not a step count.")
+    if GLOBAL_STEP in bundle.tensors:
+        info = bundle.tensors[GLOBAL_STEP]
+        value = bundle.read(GLOBAL_STEP) if info.shape == () and info.dtype_name in ("int32", "int64") else None
+        if value is None or not 0 <= int(value) <= MAX_STEP:
+            shown = f"{int(value):,}" if value is not None else f"{info.dtype_name} {list(info.shape)}"
+            raise CheckpointError(f"{prefix}: global_step is {shown}, not a step count from 0 to {MAX_STEP:,}.")
         step = int(value)
-    return Source(f"{prefix} (TensorFlow)", "tensorflow", variables, step, {})
+    return Source(f"{prefix} (TensorFlow)", "tensorflow", {n: info.shape for n, info in bundle.tensors.items()},
+                  bundle.read, step, {})
 
 
 def _prefix_of_file(path: Path) -> Path | None:
@@ -114,7 +144,12 @@ def _prefix_in(folder: Path) -> Path:
     """The checkpoint in a folder: the one its ``checkpoint`` file names, else its only ``*.index``."""
     state = folder / TF_STATE_FILE
     if state.is_file():
-        match = re.search(r'^model_checkpoint_path:\s*"(.*)"\s*$', state.read_text(errors="replace"), re.M)
+        try:
+            text = read_plain_file(state, STATE_LIMIT).decode("utf-8", errors="replace")
+        except OSError as exc:
+            raise CheckpointError(f"Cannot read {state}: {exc.strerror or exc} (a TensorFlow checkpoint state "
+                                  f"file).") from None
+        match = re.search(r'^model_checkpoint_path:\s*"(.*)"\s*$', text, re.M)
         if match:  # written as an absolute path on the machine that trained it: the name is what counts
             prefix = folder / Path(match.group(1)).name
             if prefix.with_name(prefix.name + ".index").exists():
@@ -134,32 +169,107 @@ def _prefix_in(folder: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _unpacked(archive: Path) -> Iterator[Path]:
-    """The archive's regular files and folders unpacked in a temporary folder (nothing outside it)."""
-    with tempfile.TemporaryDirectory(prefix="hvae-import-") as folder:
-        try:
-            with tarfile.open(archive) as tar:
-                members = [m for m in tar.getmembers() if m.isfile() or m.isdir()]
-                for member in members:
-                    if member.name.startswith("/") or ".." in Path(member.name).parts:
-                        raise CheckpointError(f"{archive} holds {member.name}, a path outside the archive.")
-                tar.extractall(folder, members=members, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise CheckpointError(f"{archive} is not a readable tar archive ({reason}).") from None
-        yield Path(folder)
+def _unpacked(archive: Path, scratch: Path) -> Iterator[Path]:
+    """The folder of the checkpoint in ``archive``, holding its files and no others, unpacked into a hidden
+    folder in ``scratch`` that goes when the block ends (one a killed process left is removed by the next).
+
+    The entries are listed first: at most :data:`MAX_MEMBERS`, declaring at most :data:`MAX_ARCHIVE_BYTES`
+    in all, none with a path outside the archive. Then the checkpoint's small files are unpacked (its
+    index and state file, or its manifest and config), and last the data they name.
+    """
+    scratch.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(scratch)
+    folder = Path(tempfile.mkdtemp(prefix=UNPACKING, dir=scratch))
+    try:
+        with RunLock(folder / ".lock"), _opened_tar(archive) as tar:
+            where, files = _checkpoint_files(_members(tar, archive), archive)
+            root = folder / "checkpoint"
+            _extract(tar, archive, root, [m for name, m in files.items() if _small(name)], METADATA_LIMIT)
+            checkpoint = root / where
+            wanted = _data_names(checkpoint, files)
+            _extract(tar, archive, root, [m for name, m in files.items() if name in wanted])
+            yield checkpoint
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def _archive_root(folder: Path, archive: Path) -> Path:
-    """Where an unpacked archive's checkpoint lies: the folder, or its one sub-folder."""
-    if jsformat.is_js_folder(folder) or list(folder.glob("*.index")):
-        return folder
-    found = {p.parent for p in folder.rglob("*.index")} | {p.parent for p in folder.rglob(jsformat.MANIFEST)}
-    if len(found) == 1:
-        return found.pop()
-    if not found:
+@contextlib.contextmanager
+def _opened_tar(archive: Path) -> Iterator[tarfile.TarFile]:
+    """``archive`` opened; its read errors (while listing or unpacking) as one line naming it."""
+    try:
+        with tarfile.open(archive) as tar:
+            yield tar
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise CheckpointError(f"{archive} is not a readable tar archive ({reason}).") from None
+
+
+def _members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    """The archive's entries, listed within :data:`MAX_MEMBERS` and :data:`MAX_ARCHIVE_BYTES`."""
+    members, declared = [], 0
+    for member in tar:
+        if len(members) == MAX_MEMBERS:
+            raise CheckpointError(f"{archive} holds more than {MAX_MEMBERS:,} entries: not a checkpoint archive.")
+        declared += member.size
+        if declared > MAX_ARCHIVE_BYTES:
+            raise CheckpointError(f"{archive} declares more than {MAX_ARCHIVE_BYTES / 2**30:g} GiB of files, "
+                                  f"more than hvae imports (see MAX_ARCHIVE_BYTES in hvae.magenta.importing).")
+        if member.name.startswith("/") or ".." in PurePosixPath(member.name).parts:
+            raise CheckpointError(f"{archive} holds {member.name}, a path outside the archive.")
+        members.append(member)
+    return members
+
+
+def _checkpoint_files(members: list[tarfile.TarInfo], archive: Path) -> tuple[str, dict[str, tarfile.TarInfo]]:
+    """The folder (in the archive) of its one checkpoint, and the plain files in it by name."""
+    files = [m for m in members if m.isfile()]
+    marked = {posixpath.dirname(posixpath.normpath(m.name)) for m in files
+              if m.name.endswith(".index") or posixpath.basename(m.name) == jsformat.MANIFEST}
+    if not marked:
         raise CheckpointError(f"{archive} holds no checkpoint (no *.index and no {jsformat.MANIFEST}).")
-    raise CheckpointError(f"{archive} holds several checkpoint folders; unpack it and give one of them.")
+    if len(marked) > 1 and "" not in marked:
+        raise CheckpointError(f"{archive} holds several checkpoint folders; unpack it and give one of them.")
+    where = "" if "" in marked else marked.pop()
+    inside = {posixpath.relpath(posixpath.normpath(m.name), where or "."): m for m in files}
+    return where, {name: m for name, m in inside.items() if not name.startswith("..")}
+
+
+def _small(name: str) -> bool:
+    """Whether ``name`` (in a checkpoint's folder) is one of the small files that say which data it needs."""
+    return name in (TF_STATE_FILE, jsformat.MANIFEST, jsformat.CONFIG) or ("/" not in name and name.endswith(".index"))
+
+
+def _data_names(checkpoint: Path, names: Iterable[str]) -> set[str]:
+    """Of ``names`` (the files in the archive's checkpoint folder), those of the data the unpacked small files
+    say the checkpoint needs: a magenta.js manifest's shards, or the TF checkpoint's data files."""
+    if jsformat.is_js_folder(checkpoint):
+        wanted = jsformat.shard_names(checkpoint)
+        return {name for name in names if name in wanted}
+    data = re.compile(re.escape(_prefix_in(checkpoint).name) + r"\.data-\d{5}-of-\d{5}")
+    return {name for name in names if data.fullmatch(name)}
+
+
+def _extract(tar: tarfile.TarFile, archive: Path, root: Path, members: list[tarfile.TarInfo],
+             limit: int | None = None) -> None:
+    """Unpack ``members`` into ``root`` as plain files (tarfile's "data" filter), each declaring at most
+    ``limit`` bytes (None: no limit of its own)."""
+    for member in members:
+        if limit is not None and member.size > limit:
+            raise CheckpointError(f"{archive}: {member.name} declares {member.size:,} bytes, more than a "
+                                  f"checkpoint's {posixpath.basename(member.name)} holds (at most {limit:,}).")
+    tar.extractall(root, members=members, filter="data")
+
+
+def _remove_abandoned(scratch: Path) -> None:
+    """Remove the unpacking folders in ``scratch`` whose import was killed (SIGKILL, a power cut): those
+    whose lock no process holds."""
+    for folder in scratch.glob(f"{UNPACKING}*"):
+        if folder.is_dir() and not folder.is_symlink():
+            try:
+                with RunLock(folder / ".lock"):
+                    shutil.rmtree(folder, ignore_errors=True)
+            except (HvaeError, OSError):  # held: an import under way
+                continue
 
 
 def _preset_sizes(preset: Preset) -> dict[str, object]:
@@ -173,7 +283,7 @@ def _preset_sizes(preset: Preset) -> dict[str, object]:
 def fitting_presets(source: Source, besides: str = "") -> tuple[dict[str, object], list[str]]:
     """What the checkpoint's variables say of its architecture, and the presets (other than ``besides``)
     that build it; no presets where the variables say nothing."""
-    fits = describe_architecture({name: tuple(np.shape(v)) for name, v in source.variables.items()})
+    fits = describe_architecture(source.shapes)
     if not fits:
         return fits, []
     return fits, matching(fits, [(name, _preset_sizes(p)) for name, p in PRESETS.items() if name != besides])
@@ -220,14 +330,24 @@ def import_checkpoint(source: str | os.PathLike, preset: str | None, out: str | 
     replacing = check_output_folder(out, kind="an hvae run", unlike=lambda path: RunDir(path).unlike_run(),
                                     overwrite=overwrite, sources=[source])
     chosen = get_preset(preset) if preset is not None else None
-    found = read_source(source)
-    chosen = chosen or get_preset(preset_for(found))
-    config_model = model or chosen.model
-    converter = make_converter(chosen.converter, chosen.converter_options)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        built = build_model(config_model, converter, force=chosen.force)
-    skipped = load_reference(built, found.variables, found.description, lambda: _hint(found, chosen.name))
+    with _sigterm_as_exit(), open_source(source, scratch=out.absolute().parent) as found:
+        chosen = chosen or get_preset(preset_for(found))
+        converter = make_converter(chosen.converter, chosen.converter_options)
+        hint = functools.partial(_hint, found, chosen.name)
+        with torch.device("meta"):  # shapes only: a model the checkpoint does not fit is never allocated
+            check_reference(expected_shapes(build_model(model or chosen.model, converter, force=chosen.force)),
+                            found.shapes, found.description, hint)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            built = build_model(model or chosen.model, converter, force=chosen.force)
+        skipped = load_reference(built, found.shapes, found.read, found.description, hint)
+        return _write_run(out, replacing, chosen, converter, built, found, skipped, source, data_dir, cache_dir)
+
+
+def _write_run(out: Path, replacing: bool, chosen: Preset, converter: Converter, built: MusicVAE, found: Source,
+               skipped: list[str], source: str | os.PathLike, data_dir: str | os.PathLike | None,
+               cache_dir: str | os.PathLike | None) -> ImportResult:
+    """Write the imported run directory ``out`` whole (see :func:`import_checkpoint`)."""
     run = RunConfig(name=chosen.name, converter=chosen.converter,
                     converter_options=dataclasses.asdict(converter.options), model=built.config,
                     train=TrainConfig(batch_size=chosen.batch_size, steps=max(found.step, 1),
@@ -237,18 +357,37 @@ def import_checkpoint(source: str | os.PathLike, preset: str | None, out: str | 
         run = dataclasses.replace(run, cache_dir=str(cache_dir or default_cache_dir(run.data_dir, converter.name,
                                                                                     converter.options)))
     note = {"source": str(source), "format": found.format, "global_step": found.step, "preset": chosen.name,
-            "variables": len(found.variables) - len(skipped), "skipped": skipped}
+            "variables": len(found.shapes) - len(skipped), "skipped": skipped}
     meta = checkpoint_meta(run, built, lr_schedule=None, grad_scaler=None, metrics={}, imported=note)
     with RunDir(out).lock() if replacing else contextlib.nullcontext(), \
             atomic_directory(out, replace=replacing) as building:
-        write_checkpoint(building, Checkpoint(step=found.step, model=built.state_dict(), optimizer=None,
-                                              rng=capture_rng(), meta=meta))
+        checkpoint = write_checkpoint(building, Checkpoint(step=found.step, model=built.state_dict(), optimizer=None,
+                                                           rng=capture_rng(), meta=meta))
         RunDir(building).write_config(run)
         write_atomic(RunDir(building).import_note, (json.dumps(note, indent=2) + "\n").encode())
-    checkpoint = next(RunDir(out).checkpoints.iterdir())
-    return ImportResult(run_dir=out, checkpoint=checkpoint, step=found.step, source=found.description,
-                        skipped=skipped, parameters=sum(p.numel() for p in trainable_parameters(built)),
-                        preset=chosen.name)
+    return ImportResult(run_dir=out, checkpoint=out / checkpoint.relative_to(building), step=found.step,
+                        source=found.description, skipped=skipped,
+                        parameters=sum(p.numel() for p in trainable_parameters(built)), preset=chosen.name)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Inside the block, SIGTERM (``kill``'s default) raises SystemExit(143), so the block's clean-up runs
+    (the unpacked archive and the half-written run go) as it does on Ctrl-C. Only in the main thread, and
+    only where SIGTERM has its default action (a program with its own handler keeps it)."""
+    ours = threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    if ours:
+        signal.signal(signal.SIGTERM, _exit_for_signal)
+    try:
+        yield
+    finally:
+        if ours:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _exit_for_signal(number: int, frame: object) -> None:
+    raise SystemExit(128 + number)
 
 
 def _data_dir(preset: Preset, data_dir: str | os.PathLike | None) -> str:

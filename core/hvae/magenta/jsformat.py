@@ -12,16 +12,19 @@ after another, each ``{name, shape, dtype}`` stored little-endian, or quantised:
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from hvae.safefiles import foreign_entries, write_atomic
 from hvae.errors import CheckpointError
+from hvae.safefiles import foreign_entries, read_plain_file, write_atomic
 
 MANIFEST = "weights_manifest.json"
 CONFIG = "config.json"
@@ -29,6 +32,8 @@ SHARD_BYTES = 4 * 1024 * 1024  # TensorFlow.js's default shard size
 SHARD = re.compile(r"group\d+-shard\d+of\d+(\.bin)?")  # TensorFlow.js's names of shard files
 DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
 QUANTIZED = {"uint8": np.uint8, "uint16": np.uint16, "float16": np.float16}
+JSON_LIMIT = 4 << 20  # bytes of config.json or the manifest read at most (a released model's are a few kilobytes)
+MAX_RANK = 8  # dimensions of a weight (MusicVAE's have 1 or 2)
 
 
 def is_js_folder(path: Path) -> bool:
@@ -54,93 +59,149 @@ def read_js_config(folder: Path) -> dict[str, Any]:
     return config
 
 
+@dataclasses.dataclass(frozen=True)
+class _Weight:
+    """One weight of a manifest, checked: where its values lie in its group's bytes, and how they are stored."""
+
+    name: str
+    shape: tuple[int, ...]
+    storage: np.dtype  # as stored, little-endian
+    scale: tuple[float, float] | None  # (scale, min) of a weight quantised to integers; None otherwise
+
+    @property
+    def bytes(self) -> int:
+        return math.prod(self.shape) * self.storage.itemsize
+
+
 def read_js_folder(folder: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every weight of a magenta.js checkpoint folder as a float32 (or integer) array, checked:
-    shard paths inside the folder, byte counts exact, dtypes known."""
+    """Every weight of a magenta.js checkpoint folder as a float32 (or integer) array, checked before a
+    shard is read: the manifest's entries (names, shapes, dtypes), shard paths inside the folder, and the
+    bytes each group's weights need against the sizes of its shards."""
     folder = Path(folder)
     manifest_path = folder / MANIFEST
-    manifest = _read_json(manifest_path)
-    if not isinstance(manifest, list):
-        raise CheckpointError(f"{manifest_path} is not a weights manifest (a JSON list of groups).")
+    groups = [_check_group(folder, group, number, manifest_path)
+              for number, group in enumerate(_read_manifest(manifest_path))]
+    seen: set[str] = set()
+    for weight in (weight for _, weights in groups for weight in weights):
+        if weight.name in seen:
+            raise CheckpointError(f"{manifest_path} lists weight {weight.name} twice.")
+        seen.add(weight.name)
     variables: dict[str, np.ndarray] = {}
+    for shards, weights in groups:
+        data = b"".join(_read_shard(path, size) for path, size in shards)
+        position = 0
+        for weight in weights:
+            variables[weight.name] = _decode(weight, data, position)
+            position += weight.bytes
+    return variables
+
+
+def shard_names(folder: Path) -> set[str]:
+    """The shard paths the folder's manifest names (whether they are files inside it is checked on reading)."""
+    return {path for group in _read_manifest(folder / MANIFEST) for path in group["paths"] if isinstance(path, str)}
+
+
+def _read_manifest(path: Path) -> list[dict[str, list]]:
+    """The manifest's groups, each a JSON object with the lists 'paths' and 'weights'."""
+    manifest = _read_json(path)
+    if not isinstance(manifest, list):
+        raise CheckpointError(f"{path} is not a weights manifest (a JSON list of groups).")
     for number, group in enumerate(manifest):
         if not isinstance(group, dict) or not isinstance(group.get("paths"), list) \
                 or not isinstance(group.get("weights"), list):
-            raise CheckpointError(f"{manifest_path}: group {number} has no 'paths' and 'weights' lists.")
-        data = b"".join(_read_shard(folder, path, manifest_path) for path in group["paths"])
-        position = 0
-        for weight in group["weights"]:
-            name, array, size = _decode_weight(weight, data, position, manifest_path)
-            if name in variables:
-                raise CheckpointError(f"{manifest_path} lists weight {name} twice.")
-            variables[name] = array
-            position += size
-        if position != len(data):
-            raise CheckpointError(f"{manifest_path}: group {number}'s shards hold {len(data)} bytes; its weights "
-                                  f"need {position}.")
-    return variables
+            raise CheckpointError(f"{path}: group {number} has no 'paths' and 'weights' lists.")
+    return manifest
 
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(read_plain_file(path, JSON_LIMIT).decode("utf-8"))
+    except OSError as exc:
+        raise CheckpointError(f"{path} is not readable JSON ({exc.strerror or exc}).") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path} is not readable JSON ({exc}).") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is not readable JSON (nested too deeply).") from None
 
 
-def _read_shard(folder: Path, name: Any, manifest_path: Path) -> bytes:
+def _check_group(folder: Path, group: dict[str, list], number: int,
+                 manifest_path: Path) -> tuple[list[tuple[Path, int]], list[_Weight]]:
+    """A manifest's group checked: its shards (path, bytes) and its weights, whose bytes are those of the shards."""
+    shards = [_shard(folder, path, manifest_path) for path in group["paths"]]
+    weights = [_check_weight(weight, manifest_path) for weight in group["weights"]]
+    held, needed = sum(size for _, size in shards), sum(weight.bytes for weight in weights)
+    if held != needed:
+        raise CheckpointError(f"{manifest_path}: group {number}'s shards hold {held:,} bytes; its weights "
+                              f"need {needed:,}.")
+    return shards, weights
+
+
+def _shard(folder: Path, name: Any, manifest_path: Path) -> tuple[Path, int]:
+    """A shard named in the manifest: its path inside ``folder`` and its size in bytes."""
     if not isinstance(name, str) or not name or os.path.isabs(name) or ".." in Path(name).parts:
-        raise CheckpointError(f"{manifest_path} names shard {name!r}, which is not a file inside {folder}.")
+        raise CheckpointError(f"{manifest_path} names shard {str(name)[:80]!r}, which is not a file inside {folder}.")
     path = folder / name
     try:
         resolved = path.resolve(strict=True)
-    except (FileNotFoundError, RuntimeError):
+    except (OSError, RuntimeError):
         raise CheckpointError(f"Shard {path} named in {manifest_path} is missing.") from None
     if folder.resolve() not in resolved.parents:
         raise CheckpointError(f"{manifest_path} names shard {name!r}, which leads outside {folder}.")
+    info = resolved.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(f"Shard {path} named in {manifest_path} is not a plain file.")
+    return resolved, info.st_size
+
+
+def _read_shard(path: Path, size: int) -> bytes:
     try:
-        return resolved.read_bytes()
+        data = read_plain_file(path, size)
     except OSError as exc:
         raise CheckpointError(f"Cannot read shard {path}: {exc.strerror or exc}.") from None
+    if len(data) != size:
+        raise CheckpointError(f"Shard {path} changed while it was read.")
+    return data
 
 
-def _decode_weight(weight: Any, data: bytes, position: int, manifest_path: Path) -> tuple[str, np.ndarray, int]:
+def _check_weight(weight: Any, manifest_path: Path) -> _Weight:
+    """A manifest's weight entry checked field by field (nothing of it is used before)."""
     if not isinstance(weight, dict) or not isinstance(weight.get("name"), str):
-        raise CheckpointError(f"{manifest_path} has a weight entry without a name: {weight!r:.80}.")
-    name, shape = weight["name"], weight.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise CheckpointError(f"{manifest_path}: weight {name} has no valid shape ({shape!r}).")
-    dtype = weight.get("dtype", "float32")
-    quantization = weight.get("quantization")
-    count = int(np.prod(shape, dtype=np.int64))
+        raise CheckpointError(f"{manifest_path} has a weight entry without a name: {str(weight)[:80]}.")
+    name, shape = weight["name"][:200], weight.get("shape")
+    if not isinstance(shape, list) or len(shape) > MAX_RANK or \
+            not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise CheckpointError(f"{manifest_path}: weight {name} has no valid shape ({str(shape)[:80]}).")
+    dtype, quantization = weight.get("dtype", "float32"), weight.get("quantization")
     if quantization is not None:
         stored = quantization.get("dtype") if isinstance(quantization, dict) else None
-        if stored not in QUANTIZED:
-            raise CheckpointError(f"{manifest_path}: weight {name} is quantised as {stored!r}; hvae reads "
-                                  f"{', '.join(QUANTIZED)}.")
+        if not isinstance(stored, str) or stored not in QUANTIZED:
+            raise CheckpointError(f"{manifest_path}: weight {name} is quantised as {str(stored)[:40]!r}; hvae "
+                                  f"reads {', '.join(QUANTIZED)}.")
         storage = np.dtype(QUANTIZED[stored]).newbyteorder("<")
-    elif dtype in DTYPES:
+    elif isinstance(dtype, str) and dtype in DTYPES:
         storage = np.dtype(DTYPES[dtype]).newbyteorder("<")
     else:
-        raise CheckpointError(f"{manifest_path}: weight {name} has dtype {dtype!r}; hvae reads "
+        raise CheckpointError(f"{manifest_path}: weight {name} has dtype {str(dtype)[:40]!r}; hvae reads "
                               f"{', '.join(DTYPES)}.")
-    size = count * storage.itemsize
-    if position + size > len(data):
-        raise CheckpointError(f"{manifest_path}: weight {name} {shape} needs bytes {position} to {position + size} "
-                              f"of its group; the shards hold {len(data)}.")
-    values = np.frombuffer(data, dtype=storage, count=count, offset=position).reshape(shape)
+    scale = None
     if quantization is not None and storage.kind == "u":
-        try:
-            scale, minimum = float(quantization["scale"]), float(quantization["min"])
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{manifest_path}: weight {name} is quantised without a numeric scale "
-                                  f"and min.") from None
-        values = (values.astype(np.float32) * np.float32(scale) + np.float32(minimum)).astype(np.float32)
-    elif storage.kind == "f":
-        values = values.astype(np.float32)
-    else:
-        values = values.astype(storage.newbyteorder("="))
-    return name, values, size
+        scale = tuple(quantization.get(key) for key in ("scale", "min"))
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in scale):
+            raise CheckpointError(f"{manifest_path}: weight {name} is quantised without a finite numeric scale "
+                                  f"and min.")
+    return _Weight(name, tuple(shape), storage, scale)
+
+
+def _decode(weight: _Weight, data: bytes, position: int) -> np.ndarray:
+    """The values of ``weight`` from its group's bytes (checked to be long enough)."""
+    values = np.frombuffer(data, dtype=weight.storage, count=math.prod(weight.shape), offset=position)
+    values = values.reshape(weight.shape)
+    if weight.scale is not None:
+        scale, minimum = weight.scale
+        return (values.astype(np.float32) * np.float32(scale) + np.float32(minimum)).astype(np.float32)
+    if weight.storage.kind == "f":
+        return values.astype(np.float32)
+    return values.astype(weight.storage.newbyteorder("="))
 
 
 def write_js_folder(folder: str | os.PathLike, variables: Mapping[str, np.ndarray],

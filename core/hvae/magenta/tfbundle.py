@@ -22,13 +22,16 @@ altered file is a :class:`~hvae.errors.CheckpointError` naming the file, never a
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import stat
 import struct
 from pathlib import Path
 
 import numpy as np
 
 from hvae.errors import CheckpointError
+from hvae.safefiles import read_plain_file
 
 TABLE_MAGIC = 0xDB4775248B80FB57  # LevelDB table footer magic, little-endian fixed64
 FOOTER_BYTES = 48
@@ -42,6 +45,7 @@ DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 5: np.int16, 6
 DTYPE_NAMES = {1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 7: "string",
                9: "int64", 10: "bool", 14: "bfloat16", 19: "float16", 20: "resource", 21: "variant"}
 BFLOAT16 = 14
+INDEX_LIMIT = 16 << 20  # bytes of PREFIX.index read at most (a released checkpoint's is a few kilobytes)
 
 
 def masked_crc32c(data: bytes | memoryview) -> int:
@@ -99,17 +103,10 @@ class Bundle:
         if info.crc32c is not None and masked_crc32c(data) != info.crc32c:
             raise CheckpointError(f"{path}: the bytes of variable {name} do not match their checksum "
                                   f"(the file is corrupt or altered).")
-        count = int(np.prod(info.shape, dtype=np.int64))
         if info.dtype == BFLOAT16:
-            if info.size != 2 * count:
-                raise CheckpointError(f"{self.prefix}: variable {name} holds {info.size} bytes; shape "
-                                      f"{list(info.shape)} of bfloat16 needs {2 * count}.")
             widened = np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16
             return widened.view(np.float32).reshape(info.shape)
         dtype = np.dtype(DTYPES[info.dtype]).newbyteorder("<")
-        if info.size != dtype.itemsize * count:
-            raise CheckpointError(f"{self.prefix}: variable {name} holds {info.size} bytes; shape "
-                                  f"{list(info.shape)} of {info.dtype_name} needs {dtype.itemsize * count}.")
         return np.frombuffer(data, dtype=dtype).reshape(info.shape).astype(dtype.newbyteorder("="))
 
 
@@ -122,7 +119,7 @@ def read_bundle(prefix: str | os.PathLike) -> Bundle:
     prefix = Path(prefix)
     index = prefix.with_name(prefix.name + ".index")
     try:
-        table = index.read_bytes()
+        table = read_plain_file(index, INDEX_LIMIT)
     except FileNotFoundError:
         raise CheckpointError(f"No TensorFlow checkpoint index {index}.") from None
     except OSError as exc:
@@ -170,23 +167,44 @@ def _entry(name: str, fields: dict[int, list], index: Path, shards: int) -> Tens
     if not 0 <= shard < shards:
         raise CheckpointError(f"{index}: variable {name} lies in shard {shard} of {shards}.")
     crc = fields.get(6, [None])[-1]
-    return TensorInfo(name=name, dtype=_one(fields, 1, 0), shape=tuple(shape), shard=shard,
+    info = TensorInfo(name=name, dtype=_one(fields, 1, 0), shape=tuple(shape), shard=shard,
                       offset=_one(fields, 4, 0), size=_one(fields, 5, 0), crc32c=crc)
+    if info.offset < 0 or info.size < 0:
+        raise CheckpointError(f"{index}: variable {name} lies at a negative offset or size.")
+    itemsize = _itemsize(info.dtype)
+    if itemsize is not None and info.size != itemsize * math.prod(info.shape):
+        raise CheckpointError(f"{index}: variable {name} holds {info.size:,} bytes; shape {list(info.shape)} of "
+                              f"{info.dtype_name} needs {itemsize * math.prod(info.shape):,}.")
+    return info
+
+
+def _itemsize(dtype: int) -> int | None:
+    """Bytes per value of a TensorFlow dtype this reader knows (bfloat16: 2); None for others."""
+    if dtype == BFLOAT16:
+        return 2
+    return np.dtype(DTYPES[dtype]).itemsize if dtype in DTYPES else None
 
 
 def _check_data_sizes(bundle: Bundle) -> None:
-    """Every data file exists and is long enough for the tensors it should hold."""
+    """Every data file exists and is long enough for the tensors it should hold, which do not overlap (so
+    reading them all reads each byte once: no more than the data files hold)."""
     needed: dict[int, tuple[int, str]] = {}
-    for info in bundle.tensors.values():
-        end = info.offset + info.size
-        if end > needed.get(info.shard, (-1, ""))[0]:
+    for info in sorted(bundle.tensors.values(), key=lambda info: (info.shard, info.offset)):
+        end, before = info.offset + info.size, needed.get(info.shard, (0, ""))
+        if info.size and info.offset < before[0]:
+            raise CheckpointError(f"{bundle.prefix}.index is corrupt: variables {before[1]} and {info.name} "
+                                  f"share bytes of data file {info.shard}.")
+        if end > before[0]:
             needed[info.shard] = (end, info.name)
     for shard, (end, name) in needed.items():
         path = bundle.data_file(shard)
         try:
-            size = path.stat().st_size
+            found = path.stat()
         except FileNotFoundError:
             raise CheckpointError(f"The checkpoint's data file {path} is missing.") from None
+        if not stat.S_ISREG(found.st_mode):
+            raise CheckpointError(f"The checkpoint's data file {path} is not a plain file.")
+        size = found.st_size
         if size < end:
             raise CheckpointError(f"{path} is truncated: {size} bytes, but variable {name} ends at byte {end}.")
 

@@ -102,43 +102,52 @@ def to_reference(model: nn.Module) -> dict[str, np.ndarray]:
     return dict(sorted(variables.items()))
 
 
-def load_reference(model: nn.Module, variables: Mapping[str, np.ndarray], source: str,
-                   hint: Callable[[], str] = lambda: "") -> list[str]:
-    """Fill every parameter of ``model`` from the reference's ``variables``; returns the names read past.
+def check_reference(expected: Mapping[str, tuple[int, ...]], shapes: Mapping[str, tuple[int, ...]], source: str,
+                    hint: Callable[[], str] = lambda: "") -> list[str]:
+    """Check the reference's variables, of ``shapes`` by name, against the ``expected`` shapes of a model's
+    variables (:func:`expected_shapes`); returns the names read past.
 
     Every variable must map to a parameter with the expected shape, every parameter must be
     filled, and the only variables left over may be the optimiser's slots and ``global_step``:
     anything else is a :class:`CheckpointError` naming the variable, its shape and what was
     expected, followed by ``hint()`` (what the checkpoint would fit).
     """
-    expected = expected_shapes(model)
     for pattern in UNSUPPORTED:
-        for name in variables:
+        for name in shapes:
             if re.search(pattern.pattern, name):
                 raise CheckpointError(f"{source} holds {pattern.what} (variable {name}), which hvae has no "
                                       f"component for.")
-    skipped = sorted(name for name in variables if name not in expected
+    skipped = sorted(name for name in shapes if name not in expected
                      and (OPTIMIZER_SLOT.match(name) or name == GLOBAL_STEP))
-    extra = sorted(name for name in variables if name not in expected and name not in skipped)
+    extra = sorted(name for name in shapes if name not in expected and name not in skipped)
     if extra:
         name = extra[0]
         more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
-        raise CheckpointError(f"{source}: variable {name} {list(np.shape(variables[name]))}{more} maps to no "
+        raise CheckpointError(f"{source}: variable {name} {list(shapes[name])}{more} maps to no "
                               f"parameter of this model.{hint()}")
-    missing = sorted(name for name in expected if name not in variables)
+    missing = sorted(name for name in expected if name not in shapes)
     if missing:
         name = missing[0]
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise CheckpointError(f"{source} has no variable {name} {list(expected[name])}{more}, which this model "
                               f"needs.{hint()}")
     for name, shape in expected.items():
-        if tuple(np.shape(variables[name])) != shape:
-            raise CheckpointError(f"{source}: variable {name} has shape {list(np.shape(variables[name]))}; this "
+        if tuple(shapes[name]) != shape:
+            raise CheckpointError(f"{source}: variable {name} has shape {list(shapes[name])}; this "
                                   f"model expects {list(shape)}.{hint()}")
+    return skipped
+
+
+def load_reference(model: nn.Module, shapes: Mapping[str, tuple[int, ...]], read: Callable[[str], np.ndarray],
+                   source: str, hint: Callable[[], str] = lambda: "") -> list[str]:
+    """Fill every parameter of ``model`` from the reference's variables, of ``shapes`` by name, whose values
+    ``read(name)`` gives; returns the names read past. The shapes are checked first
+    (:func:`check_reference`), and only the model's own variables are read."""
+    skipped = check_reference(expected_shapes(model), shapes, source, hint)
     with torch.no_grad():
         for scope, layer in layers_of(model).items():
-            kernel = torch.from_numpy(np.asarray(variables[f"{scope}/kernel"], dtype=np.float32))
-            bias = torch.from_numpy(np.asarray(variables[f"{scope}/bias"], dtype=np.float32))
+            kernel = torch.from_numpy(np.asarray(read(f"{scope}/kernel"), dtype=np.float32))
+            bias = torch.from_numpy(np.asarray(read(f"{scope}/bias"), dtype=np.float32))
             if isinstance(layer, nn.LSTM):
                 units, inputs = layer.hidden_size, layer.input_size
                 weights = _gates(kernel.t(), 0)  # (4H, I + H), torch's gate order

@@ -3,11 +3,14 @@ Agg renderer)."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from hvae.safefiles import write_atomic
 
 # The panels: (metrics.jsonl key, axis label).
 PANELS = (("loss", "loss (reconstruction + beta * KL)"), ("kl_bits", "KL (bits)"))
@@ -23,7 +26,9 @@ def plot_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Pat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    curves_figure(runs, title).savefig(path)
+    buffer = io.BytesIO()
+    curves_figure(runs, title).savefig(buffer, format="png")
+    write_atomic(path, buffer.getvalue())
     return path
 
 

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from hvae.interfaces import Converter
+from hvae.safefiles import write_atomic
 
 WIDTH_INCHES = 12.0  # 1,200 pixels at DPI
 DPI = 100
@@ -145,7 +146,7 @@ def plot_rolls(panels: Sequence[Panel], path: str | Path, quarters: float | None
     """Draw ``panels`` (see :func:`roll_png`) and write the PNG to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(roll_png(panels, quarters, steps_per_quarter))
+    write_atomic(path, roll_png(panels, quarters, steps_per_quarter))
     return path
 
 

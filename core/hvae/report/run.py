@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -34,7 +33,7 @@ from hvae.report.audio import Renderer, find_renderer
 from hvae.report.curves import plot_curves
 from hvae.report.pianoroll import Panel, lanes_of, plot_rolls, window_quarters
 from hvae.run import LoadedRun, RunDir, open_run
-from hvae.safefiles import refuse_links, write_atomic
+from hvae.safefiles import atomic_directory, refuse_links, write_atomic
 from hvae.plausible import plausible_range
 from hvae.sampling import interpolate_examples, reconstruct_examples, write_samples
 
@@ -260,17 +259,25 @@ def write_run_report(run_dir: str | os.PathLike, options: ReportOptions = Report
     """Write the report of the run (or checkpoint) at ``run_dir`` into its ``report`` folder (replacing
     the last one) and return its ``index.html``.
 
-    ``evaluation`` is shown instead of evaluating again when given (it must be of the same split).
+    ``evaluation`` is shown instead of evaluating again when given (it must be of the same split). The new
+    report is built beside the last one and swapped in whole, under the run's lock: a second report (or a
+    training) on the same run meanwhile is refused (:class:`~hvae.runlock.RunInUseError`), never mixed in.
     """
     loaded = open_run(run_dir, resolve_device(options.device))
-    windows, data_dir = loaded.windows(options.split, options.data_dir, progress)
-    if evaluation is None:
-        evaluation = evaluation_of(loaded, windows, data_dir, options.batch_size, options.qpm, progress,
-                                   options.quality_samples, options.temperature, options.seed)
-    folder = loaded.outputs.report
-    refuse_links(folder)  # (rmtree would not follow it, but the files below would be written through it)
-    shutil.rmtree(folder, ignore_errors=True)  # the last report's files: samples have new names each time
-    folder.mkdir(parents=True)
+    refuse_links(loaded.outputs.report)
+    with loaded.outputs.lock():  # taken before the work, so a report that would be refused does none
+        windows, data_dir = loaded.windows(options.split, options.data_dir, progress)
+        if evaluation is None:
+            evaluation = evaluation_of(loaded, windows, data_dir, options.batch_size, options.qpm, progress,
+                                       options.quality_samples, options.temperature, options.seed)
+        with atomic_directory(loaded.outputs.report, replace=True) as folder:
+            _write_page(loaded, options, evaluation, windows, folder)
+    return loaded.outputs.report / PAGE
+
+
+def _write_page(loaded: LoadedRun, options: ReportOptions, evaluation: Evaluation, windows: WindowSet,
+                folder: Path) -> None:
+    """Write the report's page, MIDI, pictures and audio into the empty ``folder``."""
     page_path = folder / PAGE
     write_atomic(folder / "metrics.json", (json.dumps(evaluation.to_json(), indent=2) + "\n").encode())
     renderer, audio_note = find_renderer() if options.audio else (None, "Audio is off (--no-audio).")
@@ -287,4 +294,3 @@ def write_run_report(run_dir: str | os.PathLike, options: ReportOptions = Report
     body.append(f"<p class=\"meta\">{html.link(html.relative(folder / 'metrics.json', page_path), 'metrics.json')}"
                 f"</p>")
     write_atomic(page_path, html.page(f"hvae report: {loaded.name}", body).encode())
-    return page_path
