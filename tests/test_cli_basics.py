@@ -48,8 +48,8 @@ def test_help_lists_every_command_without_loading_torch_or_the_plugins():
                                                    "plugins", "reconstruct", "report", "run", "sample", "train"))
 
 
-WORKFLOW = ["models", "plugins", "presets", "data", "train", "run", "import", "sample", "reconstruct", "interpolate", "humanize",
-            "evaluate", "report", "compare", "export"]
+WORKFLOW = ["models", "plugins", "presets", "data", "train", "run", "import", "sample", "reconstruct", "interpolate", "mean",
+            "similar", "humanize", "drumify", "attributes", "transform", "evaluate", "report", "compare", "export"]
 
 
 def listing() -> list[tuple[str, str]]:

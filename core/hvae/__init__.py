@@ -16,6 +16,10 @@ Public API::
     run = hvae.open_run("runs/lokl")                # .model (MusicVAE, eval mode), .converter, .config, .step
     drums = run.model.sample(4, temperature=0.5)    # (4, 32, 512) one-hot steps
 
+    run = hvae.open_run("gmd-drumify-2bar")         # latent space on MIDI files (hvae.latent), as the CLI:
+    hvae.drumify_file(run, "bass.mid", "out/")     # also reconstruct_file, humanize_file (whole=True: any
+    #                                               length), interpolate_files, grid_files, mean_file, similar_file
+
 ``hvae.load_model`` is the earlier name of ``hvae.open_run``, kept.
 """
 
@@ -33,11 +37,12 @@ if TYPE_CHECKING:
     from hvae.magenta.exporting import export_magenta_js
     from hvae.magenta.importing import import_checkpoint
     from hvae.midifile import write_midi
-    from hvae.attributes import AttributeVectors, attribute_vectors, measure_attributes, transform_file
     from hvae.music import NoteSequence, quantize, read_midi
 
 __version__ = "0.1.0"
 
+LATENT = ("reconstruct_file", "interpolate_files", "grid_files", "mean_file", "similar_file", "humanize_file",
+          "drumify_file")  # the latent-space commands' functions (hvae.latent)
 # Loaded on first use (PEP 562): importing hvae, as `hvae --help` does, does not load torch.
 _LAZY = {"Converter": "hvae.interfaces", "Decoder": "hvae.interfaces", "Encoder": "hvae.interfaces",
          "Example": "hvae.interfaces", "Loss": "hvae.interfaces", "NoteSequence": "hvae.music",
@@ -45,7 +50,7 @@ _LAZY = {"Converter": "hvae.interfaces", "Decoder": "hvae.interfaces", "Encoder"
          "import_checkpoint": "hvae.magenta.importing", "export_magenta_js": "hvae.magenta.exporting",
          "write_midi": "hvae.midifile", "AttributeVectors": "hvae.attributes",
          "attribute_vectors": "hvae.attributes", "measure_attributes": "hvae.attributes",
-         "transform_file": "hvae.attributes"}
+         "transform_file": "hvae.attributes", **{name: "hvae.latent" for name in LATENT}}
 
 
 def __getattr__(name: str) -> Any:
@@ -75,5 +80,5 @@ __all__ = [
     "AttributeVectors", "attribute_vectors", "measure_attributes", "transform_file", "CheckpointError", "ConversionError", "Converter", "Decoder", "Encoder", "Example", "HvaeError",
     "IncompatibleError", "Loss", "MidiReadError", "NoteSequence", "PluginError", "UnknownComponentError",
     "export_magenta_js", "get_converter", "import_checkpoint", "list_components", "load_model", "open_run",
-    "quantize", "read_midi", "write_midi",
+    "quantize", "read_midi", "write_midi", *LATENT,
 ]

@@ -51,8 +51,9 @@ class Converter(abc.ABC):
     ``class_names`` (a drum converter's classes: piano-roll lanes), :meth:`drum_hits` (where an output's
     drum hits are: hit metrics, sample densities), :meth:`for_user_input` (how it reads a user's MIDI),
     ``humanizes`` (whether a model trained on it restores velocities and timing from bare hits),
-    ``input_transform`` (what its inputs lack that the model restores) and :meth:`attributes` (musical
-    attributes of its windows beyond hvae's own, for attribute vectors).
+    ``drumifies`` (whether it turns taps into drums), ``input_transform`` (what its inputs lack that the
+    model restores), :meth:`tile` (a whole file as consecutive windows: parts of any length) and
+    :meth:`attributes` (musical attributes of its windows beyond hvae's own, for attribute vectors).
     """
 
     name: ClassVar[str]
@@ -173,6 +174,24 @@ class Converter(abc.ABC):
         function of output windows ``(B, T, output_depth)`` giving one float per window, NaN where a
         window has none). Names are what users type (``hvae transform --attribute NAME=1``). None by default."""
         return {}
+
+    @property
+    def drumifies(self) -> bool:
+        """Whether a model trained on this converter's windows turns a rhythm tapped on one drum into a drum
+        groove (its inputs are taps), as ``hvae drumify`` needs. False by default."""
+        return False
+
+    def tile(self, source: MidiSource, bars: int) -> list[Example]:
+        """The first ``bars`` bars of ``source`` as consecutive windows of :attr:`steps` rows, one grid step
+        a row, from its first bar on: the last window padded with silence, notes from bar ``bars`` on left
+        out (``hvae reconstruct --whole``, ``humanize --whole``, ``drumify``: parts of any length). A
+        converter that supports it overrides this and so sets ``tiles``."""
+        raise NotImplementedError(f"converter {self.name!r} cannot cut a file into consecutive windows")
+
+    @property
+    def tiles(self) -> bool:
+        """Whether :meth:`tile` is supported."""
+        return type(self).tile is not Converter.tile
 
     @property
     def input_transform(self) -> str | None:

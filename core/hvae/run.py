@@ -7,8 +7,9 @@ A run directory holds::
     metrics.jsonl   one JSON object per logged step: {"split": "train" | "validation", "step": ..., ...}
     checkpoints/    step-NNNNNNNN/ directories (see :mod:`hvae.checkpoint`), the newest few kept
     samples/        MIDI files written by ``hvae run`` and ``hvae sample``
-    reconstructions/, interpolations/, humanized/
-                    what ``hvae reconstruct``, ``interpolate`` and ``humanize`` write by default
+    reconstructions/, interpolations/, humanized/, similar/, drumified/
+                    what ``hvae reconstruct``, ``interpolate`` (and ``mean``), ``humanize``, ``similar`` and
+                    ``drumify`` write by default
     report/         the run's page, written by ``hvae report`` (see :mod:`hvae.report.run`)
     tensorboard/    the TensorBoard log of a run trained with ``--tensorboard``
     imported.json   where the weights of a run made by ``hvae import`` came from
@@ -54,6 +55,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_DIR = "samples"
 RECONSTRUCTIONS_DIR, INTERPOLATIONS_DIR, HUMANIZED_DIR = "reconstructions", "interpolations", "humanized"
+SIMILAR_DIR, DRUMIFIED_DIR = "similar", "drumified"
 REPORT_DIR = "report"
 BOARD_DIR = "tensorboard"
 IMPORT_NOTE = "imported.json"
@@ -71,8 +73,8 @@ DEFAULT_PRESET = "demo"
 COMPONENT_KINDS = {"encoder": "encoders", "decoder": "decoders", "loss": "losses"}
 NO_TRANSPOSITION = ()  # a transpose_range given to plan_run that means none, whatever the preset says
 RUN_ENTRIES = frozenset((CONFIG_FILE, METRICS_FILE, CHECKPOINTS, SAMPLES_DIR, RECONSTRUCTIONS_DIR, INTERPOLATIONS_DIR,
-                         HUMANIZED_DIR, REPORT_DIR, BOARD_DIR, IMPORT_NOTE, LOCK_FILE, PLAUSIBLE_FILE, CORRUPT_DIR,
-                         ATTRIBUTES_FILE, TRANSFORMED_DIR))
+                         HUMANIZED_DIR, SIMILAR_DIR, DRUMIFIED_DIR, REPORT_DIR, BOARD_DIR, IMPORT_NOTE, LOCK_FILE,
+                         PLAUSIBLE_FILE, CORRUPT_DIR, ATTRIBUTES_FILE, TRANSFORMED_DIR))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,6 +211,14 @@ class RunDir:
     @property
     def humanized(self) -> Path:
         return self.path / HUMANIZED_DIR
+
+    @property
+    def similar(self) -> Path:
+        return self.path / SIMILAR_DIR
+
+    @property
+    def drumified(self) -> Path:
+        return self.path / DRUMIFIED_DIR
 
     @property
     def transformed(self) -> Path:

@@ -1,5 +1,9 @@
 """Generation: draw sequences from a trained model and write them as MIDI files; decode windows from their
-μ (:func:`reconstruct_examples`) and the way between two (:func:`interpolate_examples`).
+μ (:func:`reconstruct_examples`), the way between two (:func:`interpolate_examples`), the grid between four
+(:func:`grid_examples`), and variations of one (:func:`similar_examples`).
+
+Latent vectors are blended spherically (:func:`slerp`, the reference's Python) or linearly (:func:`lerp`,
+magenta.js), as ``mode`` says (one of ``INTERPOLATION_MODES``).
 
 File names follow the reference's generator: ``<name>_sample_<YYYY-mm-dd_HHMMSS>-000-of-005.mid``; when
 any of a draw's names is taken (another draw in the same second), the draw's files are all named
@@ -30,6 +34,8 @@ from hvae.run import open_run
 from hvae.safefiles import is_plain_name, refuse_links
 
 SLERP_PARALLEL = 1e-6  # below this sin(angle) two latent vectors are parallel: interpolate linearly
+SLERP, LINEAR = "slerp", "linear"
+INTERPOLATION_MODES = (SLERP, LINEAR)  # how latent vectors are blended: spherically (the reference), linearly (magenta.js)
 
 
 def sample_names(name: str, n: int) -> Callable[[int], list[str]]:
@@ -159,17 +165,102 @@ def slerp(p0: torch.Tensor, p1: torch.Tensor, t: float) -> torch.Tensor:
     return torch.sin((1.0 - t) * omega) / sine * p0 + torch.sin(t * omega) / sine * p1
 
 
+def lerp(p0: torch.Tensor, p1: torch.Tensor, t: float) -> torch.Tensor:
+    """Linear interpolation from ``p0`` (t = 0) to ``p1`` (t = 1), as magenta.js interpolates."""
+    return torch.lerp(p0, p1, t)
+
+
+def blend(p0: torch.Tensor, p1: torch.Tensor, t: float, mode: str = SLERP) -> torch.Tensor:
+    """``p0`` (t = 0) to ``p1`` (t = 1) by :func:`slerp` or :func:`lerp`, as ``mode`` says."""
+    if mode not in INTERPOLATION_MODES:
+        raise HvaeError(f"Interpolation mode {mode!r}: give {' or '.join(INTERPOLATION_MODES)}.")
+    return slerp(p0, p1, t) if mode == SLERP else lerp(p0, p1, t)
+
+
+def _uncontrolled(examples: Sequence[Example], what: str) -> None:
+    """Refuse examples of a model conditioned on controls: ``what`` has none to give it."""
+    if examples[0].controls.shape[-1]:
+        raise HvaeError(f"This model is conditioned on controls per step; {what} has no controls to give it.")
+
+
+@torch.no_grad()
+def encode_examples(model: MusicVAE, examples: Sequence[Example]) -> torch.Tensor:
+    """The μ ``(B, Z)`` of each example."""
+    model.eval()
+    return model.encode(*_batch(model, examples))[0]
+
+
+@torch.no_grad()
+def decode_latents(model: MusicVAE, z: torch.Tensor, temperature: float = 0.0, seed: int | None = None) -> np.ndarray:
+    """Outputs ``(B, T, D)`` decoded free-running from latent vectors ``(B, Z)``."""
+    model.eval()
+    return model.decode(z, temperature, generator=_generator(model, seed)).float().cpu().numpy()
+
+
 @torch.no_grad()
 def interpolate_examples(model: MusicVAE, a: Example, b: Example, steps: int, temperature: float = 0.5,
-                         seed: int | None = None) -> np.ndarray:
-    """``steps`` sequences ``(steps, T, D)`` decoded from the slerp between the μ of ``a`` and ``b``,
-    t = 0 to 1 evenly, both ends included."""
+                         seed: int | None = None, mode: str = SLERP) -> np.ndarray:
+    """``steps`` sequences ``(steps, T, D)`` decoded from the way between the μ of ``a`` and ``b`` (slerp or
+    linear, as ``mode`` says), t = 0 to 1 evenly, both ends included."""
     if steps < 2:
         raise HvaeError(f"An interpolation needs at least 2 steps (its two ends), got {steps}.")
-    if a.controls.shape[-1]:
-        raise HvaeError("This model is conditioned on controls per step; an interpolation has no controls "
-                        "to give it between its two ends.")
-    model.eval()
-    mu, _ = model.encode(*_batch(model, [a, b]))
-    z = torch.stack([slerp(mu[0], mu[1], float(t)) for t in np.linspace(0.0, 1.0, steps)])
-    return model.decode(z, temperature, generator=_generator(model, seed)).float().cpu().numpy()
+    _uncontrolled([a], "an interpolation between its two ends")
+    mu = encode_examples(model, [a, b])
+    z = torch.stack([blend(mu[0], mu[1], float(t), mode) for t in np.linspace(0.0, 1.0, steps)])
+    return decode_latents(model, z, temperature, seed)
+
+
+def grid_latents(corners: torch.Tensor, size: int, mode: str = SLERP) -> torch.Tensor:
+    """The ``size`` × ``size`` grid ``(size * size, Z)``, row by row, between four corners ``(4, Z)`` laid
+    out as magenta.js's ``interpolate`` lays out four inputs::
+
+        | A . . C |
+        | . . . . |
+        | B . . D |
+
+    Row r blends its left end (A to B, down the left edge) into its right end (C to D): with ``mode``
+    "linear" that is magenta.js's bilinear grid; "slerp" takes each step along the sphere instead."""
+    if corners.shape[0] != 4:
+        raise HvaeError(f"A grid has 4 corners, got {corners.shape[0]}.")
+    if size < 2:
+        raise HvaeError(f"A grid needs at least 2 rows and columns (its corners), got {size}.")
+    a, b, c, d = corners
+    ts = [float(t) for t in np.linspace(0.0, 1.0, size)]
+    rows = [(blend(a, b, r, mode), blend(c, d, r, mode)) for r in ts]
+    return torch.stack([blend(left, right, t, mode) for left, right in rows for t in ts])
+
+
+@torch.no_grad()
+def grid_examples(model: MusicVAE, corners: Sequence[Example], size: int, temperature: float = 0.5,
+                  seed: int | None = None, mode: str = SLERP) -> np.ndarray:
+    """``size * size`` sequences ``(size * size, T, D)`` decoded from :func:`grid_latents` between the μ of
+    four examples (A top left, B bottom left, C top right, D bottom right), row by row."""
+    if len(corners) != 4:
+        raise HvaeError(f"A grid has 4 corners, got {len(corners)}.")
+    _uncontrolled(corners, "a grid between its corners")
+    return decode_latents(model, grid_latents(encode_examples(model, corners), size, mode), temperature, seed)
+
+
+def similar_latents(mu: torch.Tensor, n: int, similarity: float, mode: str = SLERP,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` latent vectors ``(n, Z)`` near ``mu`` ``(Z,)``: each a draw from the prior N(0, I) blended
+    towards ``mu`` by ``similarity`` (1: ``mu`` itself; 0: the draw). "linear" blends as magenta.js's
+    ``similar`` does, ``similarity * mu + (1 - similarity) * draw``; "slerp" along the sphere."""
+    if not 0.0 <= similarity <= 1.0:
+        raise HvaeError(f"The similarity must lie between 0 (a prior sample) and 1 (the input), got {similarity}.")
+    if n < 1:
+        raise HvaeError(f"The number of variations must be at least 1, got {n}.")
+    draws = torch.randn((n, mu.shape[-1]), generator=generator, device=mu.device, dtype=mu.dtype)
+    return torch.stack([blend(draw, mu, similarity, mode) for draw in draws])
+
+
+@torch.no_grad()
+def similar_examples(model: MusicVAE, example: Example, n: int, similarity: float, temperature: float = 0.5,
+                     seed: int | None = None, mode: str = SLERP) -> np.ndarray:
+    """``n`` variations ``(n, T, D)`` of ``example``, decoded from :func:`similar_latents` around its μ;
+    the same ``seed`` gives the same draws and decodings."""
+    _uncontrolled([example], "a variation")
+    generator = torch.Generator(device=model.device)
+    generator.manual_seed(seed if seed is not None else secrets.randbits(63))
+    z = similar_latents(encode_examples(model, [example])[0], n, similarity, mode, generator)
+    return model.decode(z, temperature, generator=generator).float().cpu().numpy()

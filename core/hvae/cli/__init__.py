@@ -28,10 +28,14 @@ COMMANDS = {
     "import": ("magenta", "Import a Magenta checkpoint (TensorFlow or magenta.js) as an hvae run directory."),
     "sample": ("train", "Draw sequences from a trained model and write them as MIDI files; print their paths."),
     "reconstruct": ("latent", "Encode MIDI files and decode them again: what the model keeps of each."),
-    "interpolate": ("latent", "Decode the way from one MIDI file to another through the latent space."),
+    "interpolate": ("latent", "Decode the way from one MIDI file to another, or the grid between four, through "
+                              "the latent space."),
+    "mean": ("latent", "Decode the midpoint between two MIDI files in the latent space."),
+    "similar": ("latent", "Decode variations of a MIDI file: its latent code blended with draws from the prior."),
     "humanize": ("latent", "Turn quantised, flat-velocity drum parts into expressive ones."),
+    "drumify": ("latent", "Turn any rhythm (taps on one key, a bass line, a melody) into a drum groove."),
     "attributes": ("attributes", "Find attribute vectors: latent directions that make a window denser, more "
-                                 "syncopated, ..."),
+                                 "syncopated or busier on one drum."),
     "transform": ("attributes", "Change a MIDI file's attributes with the model's attribute vectors."),
     "evaluate": ("evaluate", "Reconstruction metrics and sample quality of a trained model on a data split."),
     "report": ("report", "Write a run's HTML report into RUN_DIR/report/ and print the page's path."),

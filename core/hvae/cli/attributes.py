@@ -37,7 +37,7 @@ def register(main: click.Group) -> None:
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar. Default: on a terminal.")
 def attributes(checkpoint: Path, split: str, data_dir: Path | None, out_file: Path | None, device: str,
                progress: bool | None) -> None:
-    """Find attribute vectors: latent directions that make a window denser, more syncopated, ...
+    """Find attribute vectors: latent directions that make a window denser, more syncopated or busier on one drum.
 
     Encodes the windows of a data split, measures each window's attributes, and for each
     attribute saves the mean code (mu) of the windows in its top quartile minus that of its

@@ -1,4 +1,5 @@
-"""``hvae interpolate``, ``hvae reconstruct`` and ``hvae humanize``: a trained model's latent space, on MIDI files."""
+"""``hvae interpolate``, ``mean``, ``similar``, ``reconstruct``, ``humanize`` and ``drumify``: a trained model's
+latent space, on MIDI files."""
 
 from __future__ import annotations
 
@@ -15,26 +16,42 @@ from hvae.cli.params import GREEDY_OR_TEMPERATURE, QPM, RUN, SEED
 from hvae.data.splits import MIDI_SUFFIXES
 from hvae.device import resolve_device
 from hvae.errors import HvaeError
-from hvae.latent import (DRUM_CHANNEL_10, DRUM_CHANNELS, Written, check_humanizer, humanize_file, interpolate_files,
-                         reconstruct_file)
+from hvae.latent import (DRUM_CHANNEL_10, DRUM_CHANNELS, Written, check_drumifier, check_humanizer, drumify_file,
+                         grid_files, humanize_file, interpolate_files, mean_file, reconstruct_file, similar_file)
 from hvae.run import LoadedRun, open_run
+from hvae.sampling import INTERPOLATION_MODES, SLERP
 
 MIDI_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 MIDI_INPUTS = click.Path(path_type=Path)  # files or folders; each checked (and reported) by itself
 
 
 MAX_INTERPOLATION = 1000  # sequences in one interpolation: its MIDI file and picture are one piece each
+MAX_GRID = 16  # rows (and columns) of a grid: 256 cells, each in the one picture
+MAX_SIMILAR = 1000  # variations of one call: its MIDI file and picture are one piece each
+MODE = click.option("--mode", type=click.Choice(INTERPOLATION_MODES), default=SLERP, show_default=True,
+                    help="How latent codes are blended: slerp (along the sphere, as the reference's Python) or "
+                         "linear (as magenta.js).")
+def _windows_a_b(func: Callable) -> Callable:
+    """``--window-a`` and ``--window-b``: which window of each of two files."""
+    for letter in "ba":
+        func = click.option(f"--window-{letter}", type=click.IntRange(min=0), default=None,
+                            help=f"Which window of {letter.upper()} (0-based). Default: the first.")(func)
+    return func
+
+
+WHOLE = click.option("--whole", is_flag=True,
+                     help="The whole file, however long: cut into windows of the model's bars (the last padded), "
+                          "each encoded and decoded, joined into one file of the input's length.")
 
 
 def register(main: click.Group) -> None:
-    """Add ``interpolate``, ``reconstruct`` and ``humanize`` to the ``hvae`` command line."""
-    main.add_command(interpolate)
-    main.add_command(reconstruct)
-    main.add_command(humanize)
+    """Add the latent-space commands to the ``hvae`` command line."""
+    for command in (interpolate, mean, similar, reconstruct, humanize, drumify):
+        main.add_command(command)
 
 
-def _common(default_temperature: float, out_folder: str) -> Callable:
-    """The options every latent-space command takes."""
+def _common(default_temperature: float, out_folder: str, drum_channel: bool = True) -> Callable:
+    """The options every latent-space command takes (``--drum-channel`` where drums are read as drums)."""
 
     def decorate(func: Callable) -> Callable:
         options = [
@@ -47,10 +64,10 @@ def _common(default_temperature: float, out_folder: str) -> Callable:
             click.option("--seed", type=SEED, default=None, help="Seed of the draws (temperature above 0)."),
             click.option("--qpm", type=QPM, default=None,
                          help="Tempo of the written MIDI, in quarter notes per minute. Default: the input's."),
-            click.option("--drum-channel", type=click.Choice(DRUM_CHANNELS), default=DRUM_CHANNEL_10,
-                         show_default=True,
-                         help="Where drums are read from: channel 10 (General MIDI), or any channel (files "
-                              "from DAWs that put drums on channel 1)."),
+            *([click.option("--drum-channel", type=click.Choice(DRUM_CHANNELS), default=DRUM_CHANNEL_10,
+                            show_default=True,
+                            help="Where drums are read from: channel 10 (General MIDI), or any channel (files "
+                                 "from DAWs that put drums on channel 1).")] if drum_channel else []),
             click.option("--device", "-d", metavar="DEVICE", default="auto", show_default=True,
                          help="auto (CUDA when there is one), cpu, cuda, cuda:N or mps (Apple silicon)."),
         ]
@@ -122,34 +139,122 @@ def _each_file(inputs: tuple[Path, ...], what: str, work: Callable[[Path, str], 
 
 @click.command()
 @click.argument("checkpoint", type=RUN)
-@click.argument("start", type=MIDI_FILE)
-@click.argument("end", type=MIDI_FILE)
+@click.argument("midi_files", metavar="A.mid B.mid [C.mid D.mid]", nargs=-1, required=True, type=MIDI_FILE)
 @click.option("--steps", "-n", type=click.IntRange(min=2, max=MAX_INTERPOLATION), default=8, show_default=True,
               help=f"Sequences in the interpolation, both ends included (at most {MAX_INTERPOLATION}).")
-@click.option("--window-a", type=click.IntRange(min=0), default=None,
-              help="Which window of START to start from (0-based). Default: the first.")
-@click.option("--window-b", type=click.IntRange(min=0), default=None,
-              help="Which window of END to end at (0-based). Default: the first.")
+@click.option("--grid", type=click.IntRange(min=2, max=MAX_GRID), default=None,
+              help=f"With four files: the N x N grid between them (at most {MAX_GRID}), instead of --steps.")
+@_windows_a_b
+@MODE
 @_common(0.5, "interpolations")
-def interpolate(checkpoint: Path, start: Path, end: Path, steps: int, window_a: int | None, window_b: int | None,
-                out_dir: Path | None, temperature: float, seed: int | None, qpm: float | None, drum_channel: str,
-                device: str) -> None:
-    """Decode the way from one MIDI file to another through the latent space.
+def interpolate(checkpoint: Path, midi_files: tuple[Path, ...], steps: int, grid: int | None, window_a: int | None,
+                window_b: int | None, mode: str, out_dir: Path | None, temperature: float, seed: int | None,
+                qpm: float | None, drum_channel: str, device: str) -> None:
+    """Decode the way from one MIDI file to another, or the grid between four, through the latent space.
 
-    Both files are encoded to their means (mu); STEPS latent vectors on the spherical
-    interpolation (slerp) between them, ends included, are decoded. Writes one MIDI file per
-    step, one with all steps in a row, and a piano-roll PNG; prints their paths. The MIDI is at
-    START's tempo (or --qpm) and lasts whole bars; names in use get a number (-2, -3, ...), so
-    nothing is replaced.
+    Two files, A and B: both are encoded to their means (mu); STEPS latent vectors on the way
+    between them (--mode slerp, the default, or linear), ends included, are decoded. Writes one
+    MIDI file per step (<A>-w0_to_<B>-w0-00-of-08.mid, ...), one with all steps in a row
+    (-all.mid), and a piano-roll PNG; prints their paths.
+
+    Four files with --grid N: the N x N grid between the first windows of A, B, C and D, laid
+    out as magenta.js lays out four inputs (Beat Blender's square):
+
+    \b
+      A . . C      row 0 (top):    A to C
+      . . . .
+      B . . D      row N-1 (bottom): B to D
+
+    --mode linear is magenta.js's bilinear grid; slerp blends each way along the sphere. Writes
+    one file per cell named by row and column from the top left (<stem>-r0c0.mid ... -r4c4.mid),
+    all cells row by row (-all.mid), and a PNG.
+
+    The MIDI is at A's tempo (or --qpm) and lasts whole bars; names in use get a number (-2,
+    -3, ...), so nothing is replaced.
 
     \b
     Examples:
-      hvae interpolate runs/hier-drums a.mid b.mid --steps 8
-      hvae interpolate runs/hier-drums a.mid b.mid --window-a 2 -t 0 --out interp/
+      hvae interpolate gmd-drums-4bar a.mid b.mid --steps 8
+      hvae interpolate runs/hier-drums a.mid b.mid --window-a 2 -t 0 --mode linear --out interp/
+      hvae interpolate gmd-drums-4bar a.mid b.mid c.mid d.mid --grid 5 --out grid/
+    """
+    if len(midi_files) == 4 and grid is None:
+        raise click.ClickException("Four files make a grid: give its size with --grid N (a 5 x 5 grid: --grid 5).")
+    if len(midi_files) not in (2, 4) or (grid is not None and len(midi_files) != 4):
+        raise click.ClickException(f"An interpolation takes 2 files (A to B), or 4 corners with --grid N; got "
+                               f"{len(midi_files)} file{'s' if len(midi_files) != 1 else ''}"
+                               f"{' with --grid' if grid is not None else ''}.")
+    if grid is not None and (window_a is not None or window_b is not None):
+        raise click.ClickException("--window-a and --window-b choose the windows of two files; a grid reads the "
+                               "first window of each corner.")
+    loaded = _load(checkpoint, device)
+    out = out_dir or loaded.outputs.interpolations
+    if grid is not None:
+        _report(grid_files(loaded, midi_files, out, grid, temperature, seed, qpm, drum_channel, mode))
+        return
+    start, end = midi_files
+    _report(interpolate_files(loaded, start, end, out, steps, window_a, window_b, temperature, seed, qpm,
+                              drum_channel, mode))
+
+
+@click.command()
+@click.argument("checkpoint", type=RUN)
+@click.argument("start", metavar="A.mid", type=MIDI_FILE)
+@click.argument("end", metavar="B.mid", type=MIDI_FILE)
+@_windows_a_b
+@MODE
+@_common(0.0, "interpolations")
+def mean(checkpoint: Path, start: Path, end: Path, window_a: int | None, window_b: int | None, mode: str,
+         out_dir: Path | None, temperature: float, seed: int | None, qpm: float | None, drum_channel: str,
+         device: str) -> None:
+    """Decode the midpoint between two MIDI files in the latent space.
+
+    Both files are encoded to their means (mu); the point halfway between them (on the slerp,
+    or the plain mean with --mode linear) is decoded. Writes <A>-w0_mean_<B>-w0.mid and a
+    piano-roll PNG of A, the mean and B; prints their paths. The MIDI is at A's tempo (or
+    --qpm) and lasts whole bars; nothing is replaced.
+
+    \b
+    Examples:
+      hvae mean gmd-drums-4bar funk.mid rock.mid
+      hvae mean runs/hier-drums a.mid b.mid --mode linear --out means/
     """
     loaded = _load(checkpoint, device)
-    _report(interpolate_files(loaded, start, end, out_dir or loaded.outputs.interpolations, steps, window_a,
-                              window_b, temperature, seed, qpm, drum_channel))
+    _report(mean_file(loaded, start, end, out_dir or loaded.outputs.interpolations, window_a, window_b,
+                      temperature, seed, qpm, drum_channel, mode))
+
+
+@click.command()
+@click.argument("checkpoint", type=RUN)
+@click.argument("midi_file", metavar="IN.mid", type=MIDI_FILE)
+@click.option("-n", "count", type=click.IntRange(min=1, max=MAX_SIMILAR), default=8, show_default=True,
+              help=f"How many variations (at most {MAX_SIMILAR}).")
+@click.option("--similarity", "-s", type=click.FloatRange(min=0.0, max=1.0), default=0.8, show_default=True,
+              help="1: the input's reconstruction; 0: samples from the prior that owe nothing to it.")
+@click.option("--window", "-w", type=click.IntRange(min=0), default=None,
+              help="Which window of IN.mid (0-based). Default: the first.")
+@MODE
+@_common(0.5, "similar")
+def similar(checkpoint: Path, midi_file: Path, count: int, similarity: float, window: int | None, mode: str,
+            out_dir: Path | None, temperature: float, seed: int | None, qpm: float | None, drum_channel: str,
+            device: str) -> None:
+    """Decode variations of a MIDI file: its latent code blended with draws from the prior.
+
+    The window is encoded to its mean (mu); each of N draws z ~ N(0, I) is blended towards it by
+    SIMILARITY: along the sphere (--mode slerp, the default) or linearly as magenta.js's
+    similar() does (--mode linear: SIMILARITY * mu + (1 - SIMILARITY) * z). Writes one MIDI file
+    per variation (<name>-w0-similar0.8-00-of-08.mid, ...), all of them in a row (-all.mid) and a
+    piano-roll PNG; prints their paths. The same --seed gives the same variations. The MIDI keeps
+    the input's tempo (or takes --qpm), lasts whole bars, and never replaces a file.
+
+    \b
+    Examples:
+      hvae similar gmd-drums-4bar beat.mid -n 8 --similarity 0.8
+      hvae similar runs/hier-drums beat.mid --similarity 0.5 --mode linear --seed 1 --out variations/
+    """
+    loaded = _load(checkpoint, device)
+    _report(similar_file(loaded, midi_file, out_dir or loaded.outputs.similar, count, similarity, window,
+                         temperature, seed, qpm, None, drum_channel, mode))
 
 
 @click.command()
@@ -157,8 +262,9 @@ def interpolate(checkpoint: Path, start: Path, end: Path, steps: int, window_a: 
 @click.argument("midi_files", metavar="IN.mid...", nargs=-1, required=True, type=MIDI_INPUTS)
 @click.option("--window", "-w", type=click.IntRange(min=0), default=None,
               help="Which window of each file (0-based). Default: the first.")
+@WHOLE
 @_common(0.0, "reconstructions")
-def reconstruct(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None, out_dir: Path | None,
+def reconstruct(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None, whole: bool, out_dir: Path | None,
                 temperature: float, seed: int | None, qpm: float | None, drum_channel: str, device: str) -> None:
     """Encode MIDI files and decode them again: what the model keeps of each.
 
@@ -171,18 +277,22 @@ def reconstruct(checkpoint: Path, midi_files: tuple[Path, ...], window: int | No
     nothing is ever replaced. A file
     that cannot be used is named with the reason and skipped; the exit status is 1 only when no
     file could be used. Drums are read from channel 10; --drum-channel any reads every channel.
+    With --whole, all of each file, however long, is reconstructed window by window into one
+    file of its length (<name>-original.mid, <name>-reconstruction.mid).
 
     \b
     Examples:
       hvae reconstruct runs/hier-drums beat.mid
       hvae reconstruct runs/groovae beat.mid --window 3 --out recon/
       hvae reconstruct runs/hier-drums my-grooves/ --out recon/
+      hvae reconstruct gmd-drums-4bar song.mid --whole
     """
+    _refuse_window_and_whole(window, whole)
     loaded = _load(checkpoint, device)
     out = out_dir or loaded.outputs.reconstructions
     _each_file(midi_files, "reconstruct",
                lambda path, name: reconstruct_file(loaded, path, out, window, temperature, seed, qpm, name,
-                                                   drum_channel))
+                                                   drum_channel, whole))
 
 
 @click.command()
@@ -190,8 +300,9 @@ def reconstruct(checkpoint: Path, midi_files: tuple[Path, ...], window: int | No
 @click.argument("midi_files", metavar="IN.mid...", nargs=-1, required=True, type=MIDI_INPUTS)
 @click.option("--window", "-w", type=click.IntRange(min=0), default=None,
               help="Which window of each file (0-based). Default: the first.")
+@WHOLE
 @_common(0.0, "humanized")
-def humanize(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None, out_dir: Path | None,
+def humanize(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None, whole: bool, out_dir: Path | None,
              temperature: float, seed: int | None, qpm: float | None, drum_channel: str, device: str) -> None:
     """Turn quantised, flat-velocity drum parts into expressive ones.
 
@@ -208,15 +319,59 @@ def humanize(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None,
     input's tempo (or take --qpm), last whole bars and never replace a file; the input is written
     once (a later call on the same window writes a new, numbered humanized part). A file that cannot be
     used is named with the reason and skipped; the exit status is 1 only when no file could be used.
+    With --whole, all of each file, however long, is humanized window by window into one file of
+    its length, tempo and meter (<name>-input.mid, <name>-humanized.mid), as Magenta Studio's
+    Groove did.
 
     \b
     Examples:
       hvae humanize runs/humanize quantised.mid
       hvae humanize runs/humanize quantised/ --out humanized/
+      hvae humanize gmd-humanize-2bar whole-song.mid --whole
     """
+    _refuse_window_and_whole(window, whole)
     loaded = _load(checkpoint, device)
     check_humanizer(loaded)  # before any file: the model is wrong for all of them
     out = out_dir or loaded.outputs.humanized
     _each_file(midi_files, "humanize",
                lambda path, name: humanize_file(loaded, path, out, window, temperature, seed, qpm, name,
-                                                drum_channel))
+                                                drum_channel, whole))
+
+
+@click.command()
+@click.argument("checkpoint", type=RUN)
+@click.argument("midi_files", metavar="IN.mid...", nargs=-1, required=True, type=MIDI_INPUTS)
+@_common(0.0, "drumified", drum_channel=False)
+def drumify(checkpoint: Path, midi_files: tuple[Path, ...], out_dir: Path | None, temperature: float,
+            seed: int | None, qpm: float | None, device: str) -> None:
+    """Turn any rhythm (taps on one key, a bass line, a melody) into a drum groove.
+
+    Needs a tap-to-drums GrooVAE, trained with the groove converter's tapify=True: the model in
+    the box gmd-drumify-2bar, or one you train:
+
+    \b
+      hvae train --preset groovae_2bar_tap_fixed_velocity --data DIR --out runs/drumify
+
+    IN.mid... are MIDI files or folders (searched for *.mid and *.midi). Every note of every
+    channel is a tap; each file, however long, is cut into windows of the model's bars (the last
+    padded), each decoded as drums, and joined into one file of the input's length, tempo and
+    meter. Writes the taps as read (<name>-taps.mid), the drums (<name>-drums.mid) and a
+    piano-roll PNG of both; prints their paths, and on stderr how many taps the drums keep (a hit
+    within a step of each) and on how many drums. Nothing is replaced; a file that cannot be used
+    is named with the reason and skipped.
+
+    \b
+    Examples:
+      hvae drumify gmd-drumify-2bar bass-line.mid
+      hvae drumify gmd-drumify-2bar taps/ --out grooves/ -t 0.3 --seed 1
+    """
+    loaded = _load(checkpoint, device)
+    check_drumifier(loaded)  # before any file: the model is wrong for all of them
+    out = out_dir or loaded.outputs.drumified
+    _each_file(midi_files, "drumify",
+               lambda path, name: drumify_file(loaded, path, out, temperature, seed, qpm, name))
+
+
+def _refuse_window_and_whole(window: int | None, whole: bool) -> None:
+    if window is not None and whole:
+        raise click.ClickException("--window K takes one window of each file and --whole all of it: give one of them.")

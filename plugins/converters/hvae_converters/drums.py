@@ -153,13 +153,24 @@ class DrumsConverter(Converter):
             return self._examples(np.stack(windows))
         return [example for window in windows for example in self._examples(window[None])]
 
+    def tile(self, source: MidiSource, bars: int) -> list[Example]:
+        """The first ``bars`` bars of ``source`` (quantised at its first tempo, uncut) as consecutive windows
+        of ``slice_bars`` bars, the last padded with silent steps; hits on step ``bars`` bars and later
+        left out."""
+        o = self.options
+        if o.slice_bars is None or o.add_end_token:
+            raise HvaeError("the drums converter cuts a file into consecutive windows only with slice_bars set "
+                            "and add_end_token off")
+        onsets, masks = self._hits(self._quantized(read_midi(source)))
+        kept, window = bars * self.steps_per_bar, o.slice_bars * self.steps_per_bar
+        grid = np.zeros(-(-kept // window) * window, dtype=np.int64)  # bit masks, whole windows
+        grid[onsets[onsets < kept]] = masks[onsets < kept]
+        return self._examples(grid.reshape(-1, window))
+
     def _windows(self, piece: NoteSequence) -> list[np.ndarray]:
         """The distinct windows of one piece of constant tempo and meter: bit masks, each (T,)."""
         o = self.options
-        q = quantize(piece, o.steps_per_quarter)
-        if q.steps_per_bar != self.steps_per_bar:
-            raise ConversionError(f"{q.numerator}/{q.denominator} time: {q.steps_per_bar:g} steps per bar, "
-                                  f"{self.steps_per_bar} needed")
+        q = self._quantized(piece)
         onsets, masks = self._hits(q)
         tracks = drum_tracks(onsets, masks, self.steps_per_bar,
                              gap_steps=o.gap_bars * self.steps_per_bar if o.gap_bars else math.inf,
@@ -176,6 +187,14 @@ class DrumsConverter(Converter):
             raise ConversionError(f"drums shorter than {o.slice_bars} bars "
                                   f"(longest track: {longest} bar{'' if longest == 1 else 's'})")
         return list(first_occurrences(windows))
+
+    def _quantized(self, piece: NoteSequence) -> NoteSequence:
+        """``piece`` quantised to ``steps_per_quarter``; refused when its bars are not this converter's."""
+        q = quantize(piece, self.options.steps_per_quarter)
+        if q.steps_per_bar != self.steps_per_bar:
+            raise ConversionError(f"{q.numerator}/{q.denominator} time: {q.steps_per_bar:g} steps per bar, "
+                                  f"{self.steps_per_bar} needed")
+        return q
 
     def _hits(self, q: NoteSequence) -> tuple[np.ndarray, np.ndarray]:
         """Steps with a drum onset (ascending, (H,)) and the bit mask of the classes hit on each (H,)."""

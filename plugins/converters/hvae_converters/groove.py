@@ -141,6 +141,11 @@ class GrooveConverter(Converter):
         return self.options.humanize
 
     @property
+    def drumifies(self) -> bool:
+        """True with ``tapify``: the inputs are taps on one drum, so the model turns a rhythm into drums."""
+        return self.options.tapify
+
+    @property
     def input_transform(self) -> str | None:
         """What the inputs lack (humanize, tapify, fixed velocities, instruments to add, note dropout)."""
         o, parts = self.options, []
@@ -181,16 +186,36 @@ class GrooveConverter(Converter):
         return self.options.split_bars * self.steps_per_bar * (self.num_drums if self.options.split_instruments else 1)
 
     def convert(self, source: MidiSource) -> list[Example]:
-        sequence = quantize(read_midi(source), self.options.steps_per_quarter)
-        if sequence.steps_per_bar != self.steps_per_bar:
-            raise ConversionError(f"{sequence.numerator}/{sequence.denominator} time: "
-                                  f"{sequence.steps_per_bar:g} steps per bar, {self.steps_per_bar} needed")
-        hits, velocities, offsets = self._grid(sequence)
+        hits, velocities, offsets = self._grid(self._quantized(source))
         inputs = self._inputs(hits, velocities, offsets)
         outputs = self._layout(hits, velocities, offsets)
         controls = self._controls(hits)
         examples = self._windows(inputs, outputs, controls, len(hits) // self.steps_per_bar)
         return self._limit(examples)
+
+    def tile(self, source: MidiSource, bars: int) -> list[Example]:
+        """The first ``bars`` bars of ``source`` as consecutive windows of ``split_bars`` bars, the last padded
+        with silent steps (no hit, velocity and offset 0); hits on step ``bars`` bars and later left out."""
+        o = self.options
+        if o.split_bars is None or o.split_instruments:
+            raise HvaeError("the groove converter cuts a file into consecutive windows only with split_bars set "
+                            "and split_instruments off")
+        kept, window = bars * self.steps_per_bar, o.split_bars * self.steps_per_bar
+        padded = -(-kept // window) * window
+        hits, velocities, offsets = (np.pad(channel[:kept], ((0, padded - len(channel[:kept])), (0, 0)))
+                                     for channel in self._grid(self._quantized(source)))
+        inputs, outputs = self._inputs(hits, velocities, offsets), self._layout(hits, velocities, offsets)
+        controls = self._controls(hits)
+        return [_example(inputs[i:i + window], outputs[i:i + window], controls[i:i + window])
+                for i in range(0, padded, window)]
+
+    def _quantized(self, source: MidiSource) -> NoteSequence:
+        """``source`` quantised to ``steps_per_quarter``; refused when its bars are not this converter's."""
+        sequence = quantize(read_midi(source), self.options.steps_per_quarter)
+        if sequence.steps_per_bar != self.steps_per_bar:
+            raise ConversionError(f"{sequence.numerator}/{sequence.denominator} time: "
+                                  f"{sequence.steps_per_bar:g} steps per bar, {self.steps_per_bar} needed")
+        return sequence
 
     def _grid(self, sequence: NoteSequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Hits, velocities (÷127) and offsets ([-1, 1]), each ``(S, D)``; S = whole bars of grid steps."""
