@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import miditoolkit
 import mido
 import numpy as np
 import pytest
@@ -213,7 +214,9 @@ def test_a_second_reconstruction_into_the_same_folder_gets_new_names_and_leaves_
     first = printed(invoke("reconstruct", trained_drums, gmd_file(90), "--out", tmp_path))
     before = {path: path.read_bytes() for path in first}
     second = printed(invoke("reconstruct", trained_drums, gmd_file(90), "--out", tmp_path))
-    assert [p.name for p in second] == [p.name.replace("-w0-", "-w0-2-") for p in first]
+    # the window as read is written once and named again; the reconstruction and picture are new
+    assert second[0] == first[0] and [p.name for p in second[1:]] == [p.name.replace("-w0-", "-w0-2-")
+                                                                       for p in first[1:]]
     assert {path: path.read_bytes() for path in first} == before
 
 
@@ -277,3 +280,29 @@ def test_groove_samples_are_whole_loops_however_late_their_last_hits(trained_hum
     paths = printed(invoke("sample", trained_humanizer, "-n", 12, "--seed", 3, "--out", tmp_path))
     for path in paths:
         assert_lasts(path, BARS, 120)
+
+
+def test_a_gmd_file_cut_short_drops_its_controllers_past_the_end(gmd_file, tmp_path):
+    """The GMD's hi-hat pedal (controller 4) goes on past a cut: what lies after the end is left out,
+    and the file is exactly its bars, at its tempo."""
+    import hvae
+
+    source = gmd_file(138)
+    midi = miditoolkit.MidiFile(str(source))
+    two_bars = 2 * QUARTERS_PER_BAR * midi.ticks_per_beat
+    assert any(c.time > two_bars for i in midi.instruments for c in i.control_changes)
+    midi.max_tick = two_bars
+    path = hvae.write_midi(midi, tmp_path / "cut.mid")
+    assert_lasts(path, 2, mido_tempo(source))
+    assert all(c.time <= two_bars for i in miditoolkit.MidiFile(str(path)).instruments for c in i.control_changes)
+
+
+def test_a_file_read_and_written_again_keeps_its_bars(trained_drums, tmp_path):
+    """miditoolkit reads a file's length as one tick past its last event; a file that ends on its bar
+    line, read and written again, still lasts its bars (not one more)."""
+    import hvae
+
+    first = printed(invoke("sample", trained_drums, "-n", 1, "--seed", 1, "--out", tmp_path))[0]
+    again = hvae.write_midi(miditoolkit.MidiFile(str(first)), tmp_path / "again.mid")
+    assert_lasts(again, BARS, 120)
+    assert mido_notes(again) == mido_notes(first)

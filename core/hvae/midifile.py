@@ -35,25 +35,30 @@ END_TEXT = END_MARKER  # text of the event on a file's last tick
 def length_ticks(midi: miditoolkit.MidiFile) -> int:
     """The file's length in ticks: ``max_tick`` (a window's length, as the converters set it; the last
     note's end where it is 0), rounded up to a whole bar of its first time signature (4/4 without one);
-    at least one bar."""
+    at least one bar. A file miditoolkit read has ``max_tick`` one past its last event: a file that ends
+    on a bar line keeps its bars (its last tick, not the one after, is rounded up)."""
     signature = midi.time_signature_changes[0] if midi.time_signature_changes else None
     quarters_per_bar = signature.numerator * 4 / signature.denominator if signature else 4.0
     bar = round(quarters_per_bar * midi.ticks_per_beat)
-    last = midi.max_tick or max([0] + [n.end for i in midi.instruments for n in i.notes])
+    last = midi.max_tick - 1 if midi.max_tick else max([0] + [n.end for i in midi.instruments for n in i.notes])
     return max(1, math.ceil(last / bar)) * bar
 
 
 def within(midi: miditoolkit.MidiFile, end: int) -> miditoolkit.MidiFile:
-    """A copy of ``midi`` whose notes end by tick ``end``: a note sounding past it is cut there, one that
-    would start there or later is left out (a loop lasts its bars, whatever a late hit's timing)."""
+    """A copy of ``midi`` that ends by tick ``end``: a note sounding past it is cut there, one that would
+    start there or later is left out (a loop lasts its bars, whatever a late hit's timing), and so is
+    every other event after it (controllers, pitch bends, tempo and meter changes, lyrics, markers)."""
     cut = copy.copy(midi)
     cut.instruments = []
     for instrument in midi.instruments:
         kept = copy.copy(instrument)
         kept.notes = [miditoolkit.Note(n.velocity, n.pitch, n.start, min(n.end, end))
                       for n in instrument.notes if n.start < end]
+        kept.control_changes = [c for c in instrument.control_changes if c.time <= end]
+        kept.pitch_bends = [b for b in instrument.pitch_bends if b.time <= end]
         cut.instruments.append(kept)
-    cut.markers = [m for m in midi.markers if m.time <= end]
+    for events in ("markers", "lyrics", "tempo_changes", "time_signature_changes", "key_signature_changes"):
+        setattr(cut, events, [e for e in getattr(midi, events) if e.time <= end])
     cut.max_tick = end
     return cut
 
