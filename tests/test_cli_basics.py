@@ -49,7 +49,7 @@ def test_help_lists_every_command_without_loading_torch_or_the_plugins():
 
 
 WORKFLOW = ["models", "plugins", "presets", "data", "train", "run", "import", "sample", "reconstruct", "interpolate", "mean",
-            "similar", "humanize", "drumify", "attributes", "transform", "evaluate", "report", "compare", "export"]
+            "similar", "humanize", "drumify", "groove-transfer", "attributes", "transform", "evaluate", "report", "compare", "export"]
 
 
 def listing() -> list[tuple[str, str]]:

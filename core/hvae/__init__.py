@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 LATENT = ("reconstruct_file", "interpolate_files", "grid_files", "mean_file", "similar_file", "humanize_file",
-          "drumify_file")  # the latent-space commands' functions (hvae.latent)
+          "drumify_file", "groove_transfer_file")  # the latent-space commands' functions (hvae.latent)
 # Loaded on first use (PEP 562): importing hvae, as `hvae --help` does, does not load torch.
 _LAZY = {"Converter": "hvae.interfaces", "Decoder": "hvae.interfaces", "Encoder": "hvae.interfaces",
          "Example": "hvae.interfaces", "Loss": "hvae.interfaces", "NoteSequence": "hvae.music",

@@ -357,6 +357,49 @@ def mean_file(loaded: LoadedRun, a: str | os.PathLike, b: str | os.PathLike, out
     return Written((path,), picture, tuple(n for n in notes if n))
 
 
+def check_groove_transfer(loaded: LoadedRun) -> None:
+    """Refuse a model that does not take its hits as controls (the groove converter's ``hits_as_controls``)."""
+    options = loaded.converter.options
+    if loaded.converter.output_kind != "groove" or not getattr(options, "hits_as_controls", False):
+        what = (f"groove converter with hits_as_controls={options.hits_as_controls}"
+                if "hits_as_controls" in field_names(type(options)) else f"converter {loaded.converter.name!r}")
+        raise HvaeError(f"{loaded.name} was trained with the {what}: groove transfer needs a GrooVAE that takes "
+                        f"the hits to play as controls (hvae train --preset groovae_2bar_hits_control --data DIR, "
+                        f"or -o hits_as_controls=true on a groove preset).")
+
+
+def groove_transfer_file(loaded: LoadedRun, groove: str | os.PathLike, pattern: str | os.PathLike,
+                         out_dir: str | os.PathLike, window_groove: int | None = None,
+                         window_pattern: int | None = None, temperature: float = 0.0, seed: int | None = None,
+                         qpm: float | None = None, drum_channel: str = DRUM_CHANNEL_10) -> Written:
+    """Play the hits of a window of ``pattern`` with the feel of one of ``groove``: a GrooVAE that takes its
+    hits as controls encodes the groove (with its own hits) and decodes under the pattern's hits. Writes
+    ``<pattern>_with_<groove>.mid`` and a picture of the three into ``out_dir`` at ``qpm`` (default: the
+    pattern's tempo)."""
+    check_groove_transfer(loaded)
+    converter = loaded.converter.for_user_input()
+    feel = read_window(converter, groove, window_groove, drum_channel=drum_channel)
+    hits = read_window(converter, pattern, window_pattern, drum_channel=drum_channel)
+    mu = encode_examples(loaded.model, [feel.example])
+    outputs = decode_latents(loaded.model, mu, temperature, seed, controls=hits.example.controls)[0]
+    decoded = [("", f"{hits.label}'s hits, {feel.label}'s feel", hits.midi(converter, outputs, qpm))]
+    path, picture = _write_series(out_dir, f"{hits.label}_with_{feel.label}", converter, decoded,
+                                  [_as_read(converter, hits, qpm), _as_read(converter, feel, qpm, hits)],
+                                  in_a_row=False)
+    kept = _hits_kept(converter, hits.example.outputs, outputs)
+    notes = [feel.note("--window-groove"), hits.note("--window-pattern"), hits.tempo_note(qpm),
+             *_tempo_notes(hits, [(groove, feel)], qpm), kept]
+    return Written((path,), picture, tuple(n for n in notes if n))
+
+
+def _hits_kept(converter: Converter, pattern: np.ndarray, outputs: np.ndarray) -> str:
+    """How many of the pattern's hits (step and drum) the decoded groove plays, in words."""
+    to_hits = lambda values: converter.drum_hits(torch.from_numpy(np.asarray(values, np.float32))[None])[0].numpy() > 0.5
+    wanted, played = to_hits(pattern), to_hits(outputs)
+    return (f"Hits: {int((wanted & played).sum())} of the pattern's {int(wanted.sum())} played, "
+            f"{int((played & ~wanted).sum())} added.")
+
+
 def similar_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike, n: int = 8,
                  similarity: float = 0.8, window: int | None = None, temperature: float = 0.5,
                  seed: int | None = None, qpm: float | None = None, name: str | None = None,

@@ -191,10 +191,13 @@ def encode_examples(model: MusicVAE, examples: Sequence[Example]) -> torch.Tenso
 
 
 @torch.no_grad()
-def decode_latents(model: MusicVAE, z: torch.Tensor, temperature: float = 0.0, seed: int | None = None) -> np.ndarray:
-    """Outputs ``(B, T, D)`` decoded free-running from latent vectors ``(B, Z)``."""
+def decode_latents(model: MusicVAE, z: torch.Tensor, temperature: float = 0.0, seed: int | None = None,
+                   controls: np.ndarray | None = None) -> np.ndarray:
+    """Outputs ``(B, T, D)`` decoded free-running from latent vectors ``(B, Z)``, under ``controls``
+    ``(T, C)`` where the model takes them."""
     model.eval()
-    return model.decode(z, temperature, generator=_generator(model, seed)).float().cpu().numpy()
+    given = None if controls is None else torch.from_numpy(np.asarray(controls, np.float32))
+    return model.decode(z, temperature, given, generator=_generator(model, seed)).float().cpu().numpy()
 
 
 @torch.no_grad()

@@ -34,6 +34,7 @@ COMMANDS = {
     "similar": ("latent", "Decode variations of a MIDI file: its latent code blended with draws from the prior."),
     "humanize": ("latent", "Turn quantised, flat-velocity drum parts into expressive ones."),
     "drumify": ("latent", "Turn any rhythm (taps on one key, a bass line, a melody) into a drum groove."),
+    "groove-transfer": ("latent", "Play one file's drum hits with another file's feel (velocities and timing)."),
     "attributes": ("attributes", "Find attribute vectors: latent directions that make a window denser, more "
                                  "syncopated or busier on one drum."),
     "transform": ("attributes", "Change a MIDI file's attributes with the model's attribute vectors."),

@@ -16,8 +16,9 @@ from hvae.cli.params import GREEDY_OR_TEMPERATURE, QPM, RUN, SEED
 from hvae.data.splits import MIDI_SUFFIXES
 from hvae.device import resolve_device
 from hvae.errors import HvaeError
-from hvae.latent import (DRUM_CHANNEL_10, DRUM_CHANNELS, Written, check_drumifier, check_humanizer, drumify_file,
-                         grid_files, humanize_file, interpolate_files, mean_file, reconstruct_file, similar_file)
+from hvae.latent import (DRUM_CHANNEL_10, DRUM_CHANNELS, Written, check_drumifier, check_groove_transfer,
+                         check_humanizer, drumify_file, grid_files, groove_transfer_file, humanize_file,
+                         interpolate_files, mean_file, reconstruct_file, similar_file)
 from hvae.run import LoadedRun, open_run
 from hvae.sampling import INTERPOLATION_MODES, SLERP
 
@@ -46,7 +47,7 @@ WHOLE = click.option("--whole", is_flag=True,
 
 def register(main: click.Group) -> None:
     """Add the latent-space commands to the ``hvae`` command line."""
-    for command in (interpolate, mean, similar, reconstruct, humanize, drumify):
+    for command in (interpolate, mean, similar, reconstruct, humanize, drumify, groove_transfer):
         main.add_command(command)
 
 
@@ -222,6 +223,43 @@ def mean(checkpoint: Path, start: Path, end: Path, window_a: int | None, window_
     loaded = _load(checkpoint, device)
     _report(mean_file(loaded, start, end, out_dir or loaded.outputs.interpolations, window_a, window_b,
                       temperature, seed, qpm, drum_channel, mode))
+
+
+@click.command("groove-transfer")
+@click.argument("checkpoint", type=RUN)
+@click.option("--groove", "groove", metavar="A.mid", type=MIDI_FILE, required=True,
+              help="The file whose feel (velocities and timing) is played.")
+@click.option("--pattern", "pattern", metavar="B.mid", type=MIDI_FILE, required=True,
+              help="The file whose hits (which drum on which step) are played.")
+@click.option("--window-groove", type=click.IntRange(min=0), default=None,
+              help="Which window of the groove file (0-based). Default: the first.")
+@click.option("--window-pattern", type=click.IntRange(min=0), default=None,
+              help="Which window of the pattern file (0-based). Default: the first.")
+@_common(0.0, "interpolations")
+def groove_transfer(checkpoint: Path, groove: Path, pattern: Path, window_groove: int | None,
+                    window_pattern: int | None, out_dir: Path | None, temperature: float, seed: int | None,
+                    qpm: float | None, drum_channel: str, device: str) -> None:
+    """Play one file's drum hits with another file's feel (velocities and timing).
+
+    Needs a GrooVAE that takes the hits to play as controls (the groove converter's
+    hits_as_controls=True, as the reference's groovae_2bar_hits_control):
+
+    \b
+      hvae train --preset groovae_2bar_hits_control --data grooves/ --out runs/transfer
+
+    The groove file is encoded (with its own hits); its code is decoded under the pattern's
+    hits. Writes <B>-w0_with_<A>-w0.mid and a piano-roll PNG of the pattern, the groove and the
+    result; prints their paths, and on stderr how many of the pattern's hits were played. The
+    MIDI is at the pattern's tempo (or --qpm), lasts whole bars and replaces nothing.
+
+    \b
+    Examples:
+      hvae groove-transfer runs/transfer --groove laid-back.mid --pattern straight.mid
+    """
+    loaded = _load(checkpoint, device)
+    check_groove_transfer(loaded)
+    _report(groove_transfer_file(loaded, groove, pattern, out_dir or loaded.outputs.interpolations, window_groove,
+                                 window_pattern, temperature, seed, qpm, drum_channel))
 
 
 @click.command()
