@@ -154,16 +154,42 @@ def test_a_built_decoder_switches_backend_when_its_options_are_replaced():
     calls = []
 
     class Counting(registry().get("losses", "categorical").factory):
-        def sample_step(self, raw, temperature, generator=None):
+        def sample_indices(self, raw, temperature, generator=None):
             calls.append(raw.shape[0])
-            return super().sample_step(raw, temperature, generator)
+            return super().sample_indices(raw, temperature, generator)
 
     loss, decoder, z = Counting(12), make_decoder("hierarchical", 12, 12).eval(), torch.randn(3, Z)
     decoder.sample(z, STEPS, 1.0, loss)
-    assert calls == []  # the fast sampler draws through the loss's stepper
+    assert calls == [3] * STEPS  # the fast sampler's stepper calls the replaced per-step draw, once a step
     decoder.options = dataclasses.replace(decoder.options, backend="reference")
+    calls.clear()
     decoder.sample(z, STEPS, 1.0, loss)
-    assert calls == [3] * STEPS  # the plain loop: one sample_step a step
+    assert calls == [3] * STEPS  # the plain loop: sample_step, which draws through it
+
+
+@pytest.mark.parametrize("decoder_name", ["flat", "hierarchical"])
+@pytest.mark.parametrize("backend", ["auto", "fast", "reference"])
+def test_a_loss_that_replaces_sample_step_is_sampled_with_its_own_draws_on_every_backend(decoder_name, backend):
+    """A categorical loss whose sample_step always draws class 0: every path draws only class 0, in
+    free-running sampling and in scheduled sampling (the fast paths step aside for it)."""
+
+    class AlwaysFirst(registry().get("losses", "categorical").factory):
+        def sample_step(self, raw, temperature, generator=None):
+            return F.one_hot(torch.zeros(raw.shape[0], dtype=torch.long), raw.shape[-1]).to(raw.dtype)
+
+    loss = AlwaysFirst(12)
+    assert not loss.stepper_draws_sample_step and make_loss("categorical", 12).stepper_draws_sample_step
+    decoder = make_decoder(decoder_name, 12, 12, backend=backend).eval()
+    drawn = decoder.sample(torch.randn(3, Z), STEPS, 1.0, loss)
+    assert torch.equal(drawn.argmax(-1), torch.zeros(3, STEPS, dtype=torch.long))
+    fed = []
+    original = decoder.core.teacher_forced
+    decoder.core.teacher_forced = lambda embedding, previous, *a, **k: fed.append(previous) or original(
+        embedding, previous, *a, **k)
+    decoder.train()
+    targets = F.one_hot(torch.randint(1, 12, (3, STEPS)), 12).float()
+    decoder(torch.randn(3, Z), targets, torch.full((3,), STEPS), sampling_probability=1.0, loss=loss)
+    assert fed == []  # no draw-first path: the plain loop drew through AlwaysFirst.sample_step
 
 
 def test_sampling_follows_weight_updates():

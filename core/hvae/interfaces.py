@@ -251,8 +251,8 @@ class Loss(abc.ABC):
 class FastDraws(Protocol):
     """Optional capability of a :class:`Loss`: draws made the cheap way, for a fast sampler.
 
-    The built-in decoders' fast sampler checks ``isinstance(loss, FastDraws)``; a loss without it
-    samples through :meth:`Loss.sample_step`, one call per step, with the same results.
+    The built-in decoders' fast paths (sampling, scheduled sampling) run only for a loss with it; a
+    loss without it is sampled by the plain loops, through :meth:`Loss.sample_step`, one call per step.
 
     ``draws_classes``: True when each step is one class out of ``output_depth``. The stepper then
     returns class indices ``(B,)`` int64 instead of the one-hot rows ``sample_step`` returns, and a
@@ -264,6 +264,10 @@ class FastDraws(Protocol):
     step's random numbers at once (on CPU one call of ``(steps, ...)`` gives the same numbers as
     ``steps`` calls of ``(...)``). ``hvae_losses.common.UniformDraws`` implements both for a loss
     whose draw is a function of uniform random numbers.
+
+    ``stepper_draws_sample_step`` (optional, True where absent): False when the stepper no longer
+    draws what ``sample_step`` draws (a subclass replaced ``sample_step`` only); the decoders then run
+    the plain loops, so every path draws with the loss's own ``sample_step``.
     """
 
     draws_classes: bool

@@ -4,11 +4,20 @@ It is conditioned on an embedding: z for a flat decoder, a bar's conductor outpu
 hierarchical one. Step t's input is ``[previous output (D), embedding (K), controls at t (C)]``;
 the initial state is ``tanh(dense(embedding))``; a dense layer on the top LSTM output gives the raw
 outputs the loss reads.
+
+What the plain loops (:mod:`hvae_decoders.reference`) and the fast sampler
+(:class:`hvae_decoders.sampler.SteppingWeights`) read of a core, and nothing more: ``output_depth``,
+``embedding_size``, ``control_depth``; :attr:`LstmCore.layers` (one-layer ``nn.LSTM`` modules, first
+to top); :meth:`LstmCore.input_columns` (the first layer's input weights split by what they read);
+``initial_state(embedding)``; ``output`` (the dense layer on the top output); :meth:`LstmCore.drop`
+and :meth:`LstmCore.run` (the stack as ``nn.LSTM`` calls).
+
+The fast paths run only where the loss says its fast draws are its draws
+(:func:`hvae_decoders.sampler.fast_draws`); for any other loss every backend runs the plain loops, so a
+loss that replaces ``sample_step`` is sampled with its own draws on every path.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,13 +26,9 @@ from torch import nn
 from hvae.interfaces import Loss
 from hvae_decoders import reference
 from hvae_decoders.backend import decoder_recurrence, fast_sampling
-from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear, layer_step, lstm_step
+from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear
 from hvae_decoders.lstm_autograd import gather_rows, one_hot_indices
-from hvae_decoders.sampler import CoreSampler, SteppingWeights, draws_classes
-
-# The first layer's input part of step t's gates, given the previous step's raw output (None at t = 0).
-InputGates = Callable[[int, "torch.Tensor | None"], torch.Tensor]
-
+from hvae_decoders.sampler import CoreSampler, SteppingWeights, draws_classes, fast_draws
 
 def one_hot(indices: torch.Tensor, depth: int) -> torch.Tensor:
     """Class indices ``(B, T)`` as float32 one-hot vectors ``(B, T, depth)``."""
@@ -50,11 +55,30 @@ class LstmCore(nn.Module):
         self.output = glorot_linear(sizes[-1], raw_size)
         self._stepping: tuple[tuple, SteppingWeights] | None = None
 
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The LSTM layers, first to top: one-layer ``nn.LSTM`` modules."""
+        return self.lstm.layers
+
+    def drop(self, x: torch.Tensor) -> torch.Tensor:
+        """Dropout on a layer's input while training (none in eval mode, or without dropout)."""
+        return self.lstm.drop(x)
+
+    def run(self, inputs: torch.Tensor, state: State) -> torch.Tensor:
+        """The top layer's outputs ``(N, T, H_top)`` for step inputs ``(N, T, D + K + C)``: one
+        ``nn.LSTM`` call per layer, dropout on each layer's input while training."""
+        return self.lstm(inputs, state)
+
+    def input_columns(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first layer's input weights split by what they read: fed output, embedding, controls:
+        ``(4H_0, D)``, ``(4H_0, K)``, ``(4H_0, C)``."""
+        return self.layers[0].weight_ih_l0.split([self.output_depth, self.embedding_size, self.control_depth], dim=1)
+
     def reference_layers(self, scope: str) -> dict[str, nn.Module]:
         """Each layer under the name of its variables in the reference's checkpoints, below ``scope``
         (``decoder/``, or ``core_decoder/decoder/`` in a hierarchical decoder)."""
         layers: dict[str, nn.Module] = {f"{scope}multi_rnn_cell/cell_{i}/lstm_cell": layer
-                                        for i, layer in enumerate(self.lstm.layers)}
+                                        for i, layer in enumerate(self.layers)}
         layers[f"{scope}z_to_initial_state"] = self.initial_state.dense
         layers[f"{scope}output_projection"] = self.output
         return layers
@@ -72,8 +96,8 @@ class LstmCore(nn.Module):
         if not decoder_recurrence(backend, previous.device) or (self.lstm.dropout and self.training):
             return reference.teacher_forced(self, embedding, previous, controls)
         state = self.initial_state(embedding)
-        first = self.lstm.layers[0]
-        w_fed, w_embedding, w_controls = self._first_layer_columns()
+        first = self.layers[0]
+        w_fed, w_embedding, w_controls = self.input_columns()
         classes = one_hot_indices(previous)  # (N, T) or None
         if classes is None:
             fed = F.linear(previous.transpose(0, 1), w_fed)
@@ -85,12 +109,6 @@ class LstmCore(nn.Module):
         top = self.lstm.from_first_gates(gates, state)  # (T, N, H_top)
         return self.output(top).transpose(0, 1)  # (N, T, R)
 
-    def _first_layer_columns(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The first layer's input weights for the fed output, the embedding and the controls:
-        ``(4H_0, D)``, ``(4H_0, K)``, ``(4H_0, C)``."""
-        return self.lstm.layers[0].weight_ih_l0.split([self.output_depth, self.embedding_size, self.control_depth],
-                                                      dim=1)
-
     def scheduled(self, embedding: torch.Tensor, previous: torch.Tensor, controls: torch.Tensor | None,
                   probability: float, loss: Loss, generator: torch.Generator | None = None, *,
                   backend: str = "auto") -> torch.Tensor:
@@ -100,24 +118,16 @@ class LstmCore(nn.Module):
         from the previous raw output instead of ``previous[:, t]``. Gradients flow through the draw
         where it is differentiable (groove velocities and offsets), as in the reference.
 
-        The plain loop is :func:`hvae_decoders.reference.scheduled`; it runs with the reference
-        backend and with dropout. Otherwise: a drawn class carries no gradient, so the draws are
-        made first, stepping without autograd, and the outputs then computed teacher-forced on what
-        was fed; drawn values are fed step by step, with the input parts projected once per sequence.
+        The plain loop, :func:`hvae_decoders.reference.scheduled`, runs with the reference backend,
+        with dropout, and for every loss whose draws are not class indices from its fast draws. The
+        fast backend's one path: a drawn class carries no gradient, so the draws are made first,
+        stepping without autograd, and the outputs then computed teacher-forced on what was fed.
         """
         use_draw = torch.rand(previous.shape[:2], generator=generator, device=previous.device) < probability  # (N, T)
-        if not fast_sampling(backend) or (self.lstm.dropout and self.training):
+        if not fast_sampling(backend) or (self.lstm.dropout and self.training) or not draws_classes(loss):
             return reference.scheduled(self, embedding, previous, controls, use_draw, loss, generator)
-        if draws_classes(loss):
-            return self.teacher_forced(embedding, self._fed_with_draws(embedding, previous, controls, use_draw,
-                                                                       loss, generator), controls, backend=backend)
-        input_gates = self._input_gates(embedding, previous, controls, use_draw, loss, generator)
-        state = self.initial_state(embedding)
-        raws: list[torch.Tensor] = []
-        for t in range(previous.shape[1]):
-            top, state = self._step(input_gates(t, raws[-1] if raws else None), state)
-            raws.append(self.output(top))  # (N, R)
-        return torch.stack(raws, dim=1)
+        return self.teacher_forced(embedding, self._fed_with_draws(embedding, previous, controls, use_draw,
+                                                                   loss, generator), controls, backend=backend)
 
     @torch.no_grad()
     def _fed_with_draws(self, embedding: torch.Tensor, previous: torch.Tensor, controls: torch.Tensor | None,
@@ -135,38 +145,6 @@ class LstmCore(nn.Module):
         use_draw = use_draw.clone()
         use_draw[:, 0] = False
         return torch.where(use_draw.unsqueeze(-1), one_hot(drawn, depth).to(previous.dtype), previous)
-
-    def _input_gates(self, embedding: torch.Tensor, previous: torch.Tensor, controls: torch.Tensor | None,
-                     use_draw: torch.Tensor, loss: Loss, generator: torch.Generator | None) -> InputGates:
-        """``gates(t, last_raw)``: the first layer's input part of step t's gates ``(N, 4H_0)``.
-
-        The embedding, control and target parts are projected for all steps at once and split into
-        steps once (so each step's gradient is not a full-size tensor).
-        """
-        first = self.lstm.layers[0]
-        w_fed, w_embedding, w_controls = self._first_layer_columns()
-        base = F.linear(embedding, w_embedding, first.bias_ih_l0 + first.bias_hh_l0).unsqueeze(1)  # (N, 1, 4H_0)
-        if controls is not None:
-            base = base + F.linear(controls, w_controls)  # (N, T, 4H_0)
-        base_steps = base.unbind(1)
-        fed_targets = F.linear(previous, w_fed).unbind(1)  # T x (N, 4H_0)
-
-        def gates(t: int, last_raw: torch.Tensor | None) -> torch.Tensor:
-            fed = fed_targets[t]
-            if last_raw is not None:
-                drawn = F.linear(loss.sample_step(last_raw, 1.0, generator).to(previous.dtype), w_fed)
-                fed = torch.where(use_draw[:, t, None], drawn, fed)
-            return base_steps[min(t, len(base_steps) - 1)] + fed
-
-        return gates
-
-    def _step(self, first_gates: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """One differentiable step of every layer (no dropout), given the first layer's input part of
-        the gates ``(N, 4H_0)``: the top output ``(N, H_top)`` and the new state."""
-        layers = self.lstm.layers
-        h, c = layer_step(layers[0], first_gates, state[0])
-        top, above = lstm_step(layers[1:], h, state[1:])
-        return top, [(h, c)] + above
 
     @torch.no_grad()
     def stepping_weights(self, classes: bool, dtype: torch.dtype, batch: int) -> SteppingWeights:

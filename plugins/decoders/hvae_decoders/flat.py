@@ -12,7 +12,7 @@ from hvae_decoders import reference
 from hvae_decoders.backend import fast_sampling
 from hvae_decoders.decoder_core import LstmCore, one_hot, shift_right
 from hvae_decoders.options import resolve_options
-from hvae_decoders.sampler import draws_classes, stepping_dtype
+from hvae_decoders.sampler import draws_classes, fast_draws, stepping_dtype
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +53,7 @@ class FlatDecoder(Decoder):
     def sample(self, z: torch.Tensor, steps: int, temperature: float, loss: Loss,
                controls: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        if fast_sampling(self.options.backend):
+        if fast_sampling(self.options.backend) and fast_draws(loss):
             return self._sample_fast(z, steps, temperature, loss, controls, generator)
         return reference.sample(self.core, z, steps, temperature, loss, controls, generator)  # the plain loop
 

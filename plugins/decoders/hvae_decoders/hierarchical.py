@@ -14,7 +14,7 @@ from hvae_decoders.backend import fast_sampling
 from hvae_decoders.decoder_core import LstmCore, one_hot, shift_right
 from hvae_decoders.lstm import InitialState, StackedLstm
 from hvae_decoders.options import resolve_options
-from hvae_decoders.sampler import draws_classes, stepping_dtype
+from hvae_decoders.sampler import draws_classes, fast_draws, stepping_dtype
 
 STEPS_PER_BAR = 16  # 4/4 at 4 steps per quarter: the default bar length
 
@@ -102,7 +102,7 @@ class HierarchicalDecoder(Decoder):
         if steps != self.steps:
             raise HvaeError(f"decoder {self.name!r} draws {self.steps} steps "
                             f"({self.bars} bars of {self.bar_steps}), not {steps}.")
-        if fast_sampling(self.options.backend):
+        if fast_sampling(self.options.backend) and fast_draws(loss):
             return self._sample_fast(z, temperature, loss, controls, generator)
         embeddings = self.conduct(z, dropout=False)  # (B, bars, H_conductor)
         return reference.sample_bars(self.core, embeddings, self.bar_steps, temperature, loss, controls,

@@ -8,8 +8,8 @@ fed the target or, where chosen, the model's own draw. Teacher forcing (:func:`t
 
 This is what ``backend="reference"`` runs (:mod:`hvae_decoders.backend`) and what the fast paths
 (:mod:`hvae_decoders.sampler`, :mod:`hvae_decoders.lstm_autograd`) are tested against. ``core`` is
-an :class:`hvae_decoders.decoder_core.LstmCore`: step t's input is ``[previous output (D),
-embedding (K), controls at t (C)]``. Shapes: N sequences, T steps, R raw outputs per step.
+an :class:`hvae_decoders.decoder_core.LstmCore`, read only through its stepping interface (see that
+module): step t's input is ``[previous output (D), embedding (K), controls at t (C)]``. Shapes: N sequences, T steps, R raw outputs per step.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def teacher_forced(core, embedding: torch.Tensor, previous: torch.Tensor,
                    controls: torch.Tensor | None = None) -> torch.Tensor:
     """Raw outputs ``(N, T, R)`` when step t is fed ``previous[:, t]``: the layers as ``nn.LSTM``."""
     state = core.initial_state(embedding)
-    return core.output(core.lstm(step_inputs(previous, embedding, controls), state))
+    return core.output(core.run(step_inputs(previous, embedding, controls), state))
 
 
 def scheduled(core, embedding: torch.Tensor, previous: torch.Tensor, controls: torch.Tensor | None,
@@ -50,7 +50,7 @@ def scheduled(core, embedding: torch.Tensor, previous: torch.Tensor, controls: t
             drawn = loss.sample_step(raws[-1], 1.0, generator).to(previous.dtype)
             fed = torch.where(use_draw[:, t, None], drawn, fed)
         parts = [fed, embedding] + ([controls[:, t]] if controls is not None else [])
-        top, state = lstm_step(core.lstm.layers, torch.cat(parts, dim=-1), state, core.lstm.drop)
+        top, state = lstm_step(core.layers, torch.cat(parts, dim=-1), state, core.drop)
         raws.append(core.output(top))  # (N, R)
     return torch.stack(raws, dim=1)
 
@@ -65,7 +65,7 @@ def _free_running(core, embedding: torch.Tensor, steps: int, temperature: float,
     draws = []
     for t in range(steps):
         parts = [feed, embedding] + ([controls[:, t]] if controls is not None else [])
-        top, state = lstm_step(core.lstm.layers, torch.cat(parts, dim=-1), state)
+        top, state = lstm_step(core.layers, torch.cat(parts, dim=-1), state)
         feed = loss.sample_step(core.output(top), temperature, generator)  # (N, D)
         draws.append(feed)
     return torch.stack(draws, dim=1)

@@ -7,7 +7,8 @@ of the first layer's input (z, or a bar's conductor output) and the controls' pa
 per sequence, not every step; a fed-back one-hot output is a row gather instead of a matrix product.
 Each layer's cell is :func:`hvae_decoders.lstm_autograd.lstm_cell_` (gate order i, f, g, o). A loss
 with :class:`hvae.interfaces.FastDraws` draws the random numbers of all steps at once and, if it draws
-classes, hands back indices; any other loss draws through ``sample_step``. Nothing here reads a
+classes, hands back indices; the sampler runs only for such a loss (:func:`fast_draws`: a loss without
+them, or whose ``sample_step`` was replaced, is sampled by the plain loop). Nothing here reads a
 tensor's value on the host, so CUDA streams stay busy. The plain loop this computes the same as is
 :func:`hvae_decoders.reference.sample`."""
 
@@ -31,18 +32,22 @@ from hvae_decoders.onednn import Product
 SIGMOID_TANH_VALUES = 4096
 
 
+def fast_draws(loss: Loss) -> bool:
+    """Whether ``loss`` has :class:`hvae.interfaces.FastDraws` that draw what its ``sample_step`` draws
+    (``stepper_draws_sample_step``, True where a loss does not say): the fast paths rely on it."""
+    return isinstance(loss, FastDraws) and bool(getattr(loss, "stepper_draws_sample_step", True))
+
+
 def draws_classes(loss: Loss) -> bool:
     """Whether ``loss``'s fast draws are class indices (:class:`hvae.interfaces.FastDraws`)."""
-    return isinstance(loss, FastDraws) and loss.draws_classes
+    return fast_draws(loss) and loss.draws_classes
 
 
 def step_draws(loss: Loss, steps: int, temperature: float,
                generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The function drawing ``steps`` consecutive steps from raw ``(B, R)``: the loss's stepper where
-    it has :class:`hvae.interfaces.FastDraws`, else one ``sample_step`` a call."""
-    if isinstance(loss, FastDraws):
-        return loss.stepper(steps, temperature, generator)
-    return lambda raw: loss.sample_step(raw, temperature, generator)
+    """The function drawing ``steps`` consecutive steps from raw ``(B, R)``: the loss's stepper (the fast
+    sampler runs only for a loss with :func:`fast_draws`)."""
+    return loss.stepper(steps, temperature, generator)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,14 +72,11 @@ class SteppingWeights:
 
     @classmethod
     def from_core(cls, core, classes: bool, dtype: torch.dtype, batch: int) -> "SteppingWeights":
-        """Lay out ``core``'s current parameters (an LstmCore: inputs ``[output, embedding, controls]``)."""
-        depth, embedding_size = core.output_depth, core.embedding_size
-        layers = list(core.lstm.layers)
+        """Lay out ``core``'s current parameters (an LstmCore, read through its stepping interface)."""
+        layers = list(core.layers)
         first = layers[0]
-        w_in = first.weight_ih_l0  # (4H_0, D + K + C)
+        w_out, w_embedding, control_cols = core.input_columns()  # (4H_0, D), (4H_0, K), (4H_0, C)
         w_rec = first.weight_hh_l0  # (4H_0, H_0)
-        w_out = w_in[:, :depth]  # (4H_0, D)
-        control_cols = w_in[:, depth + embedding_size:]
 
         def cast(t: torch.Tensor) -> torch.Tensor:
             return t.to(dtype).contiguous()
@@ -84,10 +86,10 @@ class SteppingWeights:
             weight = torch.cat([layer.weight_ih_l0, layer.weight_hh_l0], dim=1)  # (4H_l, H_{l-1} + H_l)
             stacked.append((Product(cast(weight), batch), cast(layer.bias_ih_l0 + layer.bias_hh_l0)))
         return cls(
-            sizes=tuple(layer.hidden_size for layer in layers), output_depth=depth, classes=classes,
+            sizes=tuple(layer.hidden_size for layer in layers), output_depth=core.output_depth, classes=classes,
             feed=cast(w_out.t()) if classes else None,
             first=Product(cast(w_rec if classes else torch.cat([w_out, w_rec], dim=1)), batch),
-            embedding=cast(w_in[:, depth:depth + embedding_size]),
+            embedding=cast(w_embedding),
             bias=cast(first.bias_ih_l0 + first.bias_hh_l0),
             controls=cast(control_cols) if control_cols.shape[1] else None,
             layers=tuple(stacked), output=Product(cast(core.output.weight), batch),

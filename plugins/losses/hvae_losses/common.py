@@ -94,10 +94,20 @@ class UniformDraws:
         uniforms = StepUniforms(steps, self.uniform_width, generator, self.uniform_dtype)
         return lambda raw: self.draw(raw, temperature, uniforms.next(raw))
 
+    @property
+    def stepper_draws_sample_step(self) -> bool:
+        """Whether :meth:`stepper` draws what ``sample_step`` draws (see :class:`hvae.interfaces.FastDraws`):
+        False once a subclass replaces ``sample_step`` but not :meth:`draw`, whose draws the stepper's
+        class indices cannot be."""
+        return getattr(type(self), "sample_step") is getattr(self._draw_owner(), "sample_step")
+
+    def _draw_owner(self) -> type:
+        """The class that defines :meth:`draw`."""
+        return next(cls for cls in type(self).__mro__ if "draw" in vars(cls))
+
     def _replaced_per_step_draw(self) -> bool:
         """Whether the per-step draw is not the one of the class that defines :meth:`draw`."""
-        owner = next(cls for cls in type(self).__mro__ if "draw" in vars(cls))
-        return getattr(type(self), self.per_step_draw) is not getattr(owner, self.per_step_draw)
+        return getattr(type(self), self.per_step_draw) is not getattr(self._draw_owner(), self.per_step_draw)
 
 
 def hit_metrics(predicted: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
