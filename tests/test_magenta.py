@@ -68,8 +68,27 @@ def batch_of(e: dict) -> Batch:
 
 @pytest.mark.parametrize("config", CONFIGS)
 def test_an_imported_checkpoint_computes_what_the_reference_computed(tmp_path, config):
-    e = expected(config)
-    run = imported(tmp_path, need(CHECKPOINTS / config / "tf"), config)
+    assert_computes_what_the_reference_computed(imported(tmp_path, need(CHECKPOINTS / config / "tf"), config),
+                                                expected(config))
+
+
+HIERARCHICAL_ENCODER = Path(__file__).parent / "data" / "reference" / "hier-enc-drums_4bar"
+
+
+def test_the_references_hierarchical_encoder_imports_and_computes_what_the_reference_computed(tmp_path):
+    """A checkpoint the reference wrote of its HierarchicalLstmEncoder (4-bar drums split into bars of 16
+    steps) beside its hierarchical decoder, at small sizes (experiments/reference_fixture.py; the windows
+    are the GMD's): imported with the hierarchical encoder as model options, it computes the reference's
+    mu, sigma, loss, one training step and greedy decoding."""
+    result = invoke("import", HIERARCHICAL_ENCODER / "tf", "--preset", "hier-drums-4bar", "-m", "encoder=hierarchical",
+                    "-m", "encoder.rnn_sizes=24", "-m", "decoder.rnn_sizes=32,32", "-m", "z_size=16",
+                    "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    with np.load(HIERARCHICAL_ENCODER / "expected.npz") as data:
+        assert_computes_what_the_reference_computed(tmp_path / "run", {k: data[k] for k in data.files})
+
+
+def assert_computes_what_the_reference_computed(run: Path, e: dict[str, np.ndarray]) -> None:
     loaded = hvae.load_model(run)
     assert loaded.step == int(e["step"]) == 100
     model = loaded.model
@@ -524,6 +543,6 @@ def test_without_a_preset_several_that_fit_are_listed_and_none_is_said(tmp_path)
     variables = jsformat.read_js_folder(js_copy(tmp_path))
     variables["encoder/mu/kernel"] = variables["encoder/mu/kernel"][:, :100]
     jsformat.write_js_folder(tmp_path / "odd", variables, {"type": "MusicVAE"})
-    with pytest.raises(CheckpointError, match=r"fits no preset \(z_size=100, encoder.rnn_sizes=512, .*\)\. Name"):
+    with pytest.raises(CheckpointError, match=r"fits no preset \(z_size=100, encoder=bidirectional, encoder.rnn_sizes=512, .*\)\. Name"):
         hvae.import_checkpoint(tmp_path / "odd", None, tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -44,7 +44,6 @@ class Unsupported:
 
 
 UNSUPPORTED = (
-    Unsupported(r"^encoder/hierarchical_level_", "a hierarchical encoder (hier-* models)"),
     Unsupported(r"/nade/", "a NADE decoder (nade-* models)"),
     Unsupported(r"core_decoder_\d+/", "a multi-track split decoder (trio and multitrack models)"),
     Unsupported(r"^control_preprocessing/", "bidirectional control preprocessing"),
@@ -177,11 +176,12 @@ def describe_architecture(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, ob
     fits: dict[str, object] = {}
     if "encoder/mu/kernel" in shapes:
         fits["z_size"] = int(shapes["encoder/mu/kernel"][-1])
-    encoder = _lstm_units(shapes, "encoder/cell_%d/bidirectional_rnn/fw/multi_rnn_cell/cell_0/lstm_cell")
-    if encoder:
-        fits["encoder.rnn_sizes"] = encoder
-        kernel = shapes["encoder/cell_0/bidirectional_rnn/fw/multi_rnn_cell/cell_0/lstm_cell/kernel"]
-        fits["encoder input depth"] = int(kernel[0]) - encoder[0]
+    for kind, scope in (("bidirectional", "encoder/"), ("hierarchical", "encoder/hierarchical_level_0/")):
+        encoder = _lstm_units(shapes, scope + "cell_%d/bidirectional_rnn/fw/multi_rnn_cell/cell_0/lstm_cell")
+        if encoder:
+            fits["encoder"], fits["encoder.rnn_sizes"] = kind, encoder
+            kernel = shapes[f"{scope}cell_0/bidirectional_rnn/fw/multi_rnn_cell/cell_0/lstm_cell/kernel"]
+            fits["encoder input depth"] = int(kernel[0]) - encoder[0]
     hierarchical = any(name.startswith("decoder/hierarchical_level_0/") for name in shapes)
     scope = "core_decoder/decoder/" if hierarchical else "decoder/"
     fits["decoder"] = "hierarchical" if hierarchical else "flat or groove"
