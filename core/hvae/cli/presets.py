@@ -27,7 +27,8 @@ def preset_table() -> dict:
             model = build_model(preset.model, converter, force=preset.force)
         cfg = model.config
         rows.append({"name": preset.name, "converter": preset.converter, "decoder": cfg.decoder, "loss": cfg.loss,
-                     "z_size": cfg.z_size, "encoder_sizes": list(cfg.encoder_options["rnn_sizes"]),
+                     "z_size": cfg.z_size, "encoder": cfg.encoder,
+                     "encoder_sizes": list(cfg.encoder_options["rnn_sizes"]),
                      "decoder_sizes": list(cfg.decoder_options["rnn_sizes"]),
                      "steps": model.spec.steps, "parameters": sum(p.numel() for p in trainable_parameters(model)),
                      "origin": preset.origin, "description": preset.description})
@@ -40,6 +41,7 @@ def preset_table() -> dict:
 def presets(as_json: bool) -> None:
     """List the presets: converter, decoder, sizes, parameters and where each comes from.
 
+    The encoder column gives its units per layer, "hier:" before them for the hierarchical encoder.
     Origins: reference (Magenta's configs.py, at its exact sizes: its released checkpoints
     import with 'hvae import'), report (the 4-bar study), hvae (the demo). The reference's
     configurations that hvae cannot build follow, with the reason.
@@ -51,7 +53,8 @@ def presets(as_json: bool) -> None:
     header = ("name", "converter", "decoder", "loss", "z", "encoder", "decoder units", "steps", "parameters",
               "origin")
     rows = [(r["name"], r["converter"], r["decoder"], r["loss"], str(r["z_size"]),
-             "x".join(map(str, r["encoder_sizes"])), "x".join(map(str, r["decoder_sizes"])), str(r["steps"]),
+             ("hier:" if r["encoder"] == "hierarchical" else "") + "x".join(map(str, r["encoder_sizes"])),
+             "x".join(map(str, r["decoder_sizes"])), str(r["steps"]),
              f"{r['parameters']:,}", r["origin"]) for r in table["presets"]]
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
