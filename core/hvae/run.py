@@ -37,11 +37,12 @@ from typing import IO, Any, Mapping, Sequence
 import torch
 
 from hvae import __version__
-from hvae.checkpoint import CHECKPOINTS, JSON_LIMIT, MAX_STEP, REBUILD_ERRORS, find_checkpoint, is_count, \
+from hvae.checkpoint import CHECKPOINTS, JSON_LIMIT, MAX_STEP, REBUILD_ERRORS, find_checkpoint, \
     list_checkpoints, read_checkpoint, read_manifest, write_checkpoint
 from hvae.data import DEMO_DIR, WindowSet, default_cache_dir, load_split, prepare_dataset
 from hvae.errors import CheckpointError, HvaeError, OutputExistsError, UnsafePathError, plain_errors_as
 from hvae.interfaces import Converter
+from hvae.manifest import is_count
 from hvae.model import ModelConfig, MusicVAE, model_from_dict
 from hvae.options import field_names, from_jsonable, parse_overrides
 from hvae.plugins import make_converter, registry
