@@ -328,8 +328,6 @@ def build_model(config: ModelConfig, data: Converter | DataSpec, force: bool = F
     if not force:
         check_compatible(spec.output_kind, loss_cls, loss_name, spec.converter,
                          [r.factory for r in reg.registrations("losses")], spec.output_depth)
-    if config.z_size < 1:
-        raise HvaeError(f"z_size must be at least 1, got {config.z_size}.")
     loss = loss_cls(spec.output_depth, **dict(config.loss_options))
     steps = {"steps": spec.steps} if getattr(encoder_cls, "takes_steps", False) else {}
     encoder = encoder_cls(spec.input_depth + spec.control_depth, config.z_size, **steps,
