@@ -51,8 +51,9 @@ JSON_LIMIT = 64 << 20  # bytes of checkpoint.json read at most (a real one is te
 STEP_DIR = re.compile(r"step-([0-9]+)")  # any number of digits; new ones are padded to 8 (see step_dir_name)
 MAX_STEP = 10 ** 12  # optimiser steps a checkpoint may record: years of training at thousands of steps a second
 TENSOR_FILES = (MODEL_FILE, OPTIMIZER_FILE, RNG_FILE)
-# What rebuilding a model or converter from JSON of the right shape, but with values its classes refuse, raises
-REBUILD_ERRORS = (KeyError, TypeError, ValueError, AttributeError, RuntimeError, OverflowError)
+# What rebuilding a model or converter from JSON of the right shape, but with values its classes refuse, raises.
+# Not AttributeError: that is a bug in a plugin's code, reported as a PluginError naming it (Registration.build)
+REBUILD_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, OverflowError)
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, and torch.save's zip container
 
 
