@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from hvae.errors import ConversionError, HvaeError, MidiReadError
-from hvae.music import midi_notes
+from hvae.music import read_midi
 from hvae_converters.groove import GrooveConverter
 
 FOUR_FOUR = (
@@ -79,7 +79,7 @@ def unmatched(ours: list[tuple[np.ndarray, ...]], theirs: list[tuple[np.ndarray,
 
 def note_table(midi: miditoolkit.MidiFile) -> np.ndarray:
     """(pitch, velocity, start s, end s, is_drum) rows, sorted by pitch then start."""
-    rows = np.array([[n.pitch, n.velocity, n.start, n.end, n.is_drum] for n in midi_notes(midi)])
+    rows = np.array([[n.pitch, n.velocity, n.start, n.end, n.is_drum] for n in read_midi(midi).notes])
     return rows[np.lexsort((rows[:, 2], rows[:, 0]))]
 
 

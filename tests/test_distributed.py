@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ import hvae
 from hvae.checkpoint import read_checkpoint
 from hvae.cli import main
 from hvae.data import DEMO_DIR, Shard, load_split, merge_caches, prepare_dataset
-from hvae.distributed import World
+from hvae.distributed import World, lost_peer
 from hvae.errors import HvaeError
 from hvae.presets import get_preset
 from hvae.run import METRICS_FILE
@@ -236,3 +237,36 @@ def test_shard_k_of_n_is_parsed_and_checked():
         Shard.parse("4/4")
     with pytest.raises(HvaeError, match="is not K/N"):
         Shard.parse("two of four")
+
+
+# --- a process of the group that is gone -----------------------------------------------------------------------------
+
+PEER_GONE = """
+import datetime, os, sys, torch, torch.distributed as dist
+from hvae.distributed import lost_peer
+rank = int(sys.argv[1])
+dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{sys.argv[2]}", rank=rank, world_size=2,
+                        timeout=datetime.timedelta(seconds=60))
+dist.all_reduce(torch.ones(1))
+if rank == 1:
+    os._exit(0)  # gone without a word
+try:
+    dist.all_reduce(torch.ones(1))
+except RuntimeError as exc:
+    print(f"lost_peer={lost_peer(exc)} {type(exc).__name__}")
+os._exit(0)
+"""
+
+
+def test_a_gloo_peer_that_is_gone_is_told_from_other_runtime_errors(tmp_path):
+    script = tmp_path / "peer_gone.py"
+    script.write_text(PEER_GONE)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    ranks = [subprocess.Popen([sys.executable, str(script), str(rank), port], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    outputs = [process.communicate(timeout=120) for process in ranks]
+    assert outputs[0][0].strip() == "lost_peer=True RuntimeError", outputs[0]
+    assert lost_peer(torch.distributed.DistBackendError("NCCL communicator was aborted"))
+    assert not lost_peer(RuntimeError("mat1 and mat2 shapes cannot be multiplied (gloo/transport/)"))

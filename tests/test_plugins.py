@@ -29,6 +29,7 @@ from hvae.data import DEMO_DIR
 from hvae.errors import PluginError, UnknownComponentError
 from hvae.hookspecs import hookimpl
 from hvae.plugins import KINDS, registry
+from hvae_converters.drums import DrumsConverter
 
 REPO = Path(__file__).resolve().parents[1]
 HVAE = str(Path(sys.executable).parent / "hvae")
@@ -365,3 +366,37 @@ def test_every_hook_is_documented_in_the_readme():
     assert readme.is_file(), "README.md is missing: it must document every plugin hook ('Writing a plugin')"
     text = readme.read_text(encoding="utf-8")
     assert [hook for hook in hooks if hook not in text] == []
+
+
+# --- a plugin's bug is the plugin's, not a checkpoint's ------------------------------------------------------------
+
+class BuggyConverter:
+    @hookimpl
+    def hvae_register_converters(self, register):
+        def __init__(self, options=None, **overrides):
+            self.options.slice_bars  # a bug: options is set by the base class, which this never calls
+
+        register(type("Buggy", (DrumsConverter,), {"name": "buggy", "__init__": __init__}))
+
+
+def test_a_plugin_whose_code_fails_is_named_not_called_a_misfit(hvae_plugin):
+    from hvae.plugins import make_converter
+
+    hvae_plugin(BuggyConverter(), name="buggy-plugin")
+    with pytest.raises(PluginError, match=r"The converter 'buggy' of plugin 'buggy-plugin' \(in-process\) failed: "
+                                          r"AttributeError: .*a bug in the plugin"):
+        make_converter("buggy")
+
+
+def test_a_checkpoint_whose_plugin_fails_names_the_plugin(hvae_plugin, trained_drums, tmp_path):
+    from hvae import manifest
+    from hvae.checkpoint import MANIFEST, find_checkpoint
+    from hvae.run import open_run
+
+    copy = Path(shutil.copytree(find_checkpoint(trained_drums), tmp_path / "checkpoints" / "step-00000040"))
+    written = json.loads((copy / MANIFEST).read_text())
+    written["run"]["converter"] = "buggy"
+    manifest.commit(copy, MANIFEST, written, indent=2)
+    hvae_plugin(BuggyConverter(), name="buggy-plugin")
+    with pytest.raises(PluginError, match="plugin 'buggy-plugin'"):
+        open_run(copy)

@@ -27,6 +27,7 @@ import torch
 
 import hvae
 import hvae.checkpoint as checkpoint_module
+import hvae.manifest as manifest_module
 from hvae.checkpoint import list_checkpoints, read_checkpoint
 from hvae.data import DEMO_DIR, load_split, prepare_dataset
 from hvae.errors import CheckpointError
@@ -154,13 +155,14 @@ class Crash(BaseException):
     """Stands for the process dying (not an Exception: nothing may catch it)."""
 
 
-@pytest.mark.parametrize("fatal", range(5))  # model, rng, optimizer, manifest file; then the directory fsync
+# model, rng, optimizer files; the folder fsync before the manifest, the manifest file; then the fsync after it
+@pytest.mark.parametrize("fatal", range(6))
 def test_a_checkpoint_write_dying_at_any_file_leaves_the_previous_checkpoint(cache, tmp_path, monkeypatch, fatal):
     run = tmp_path / "run"
     Trainer.start(run, tiny_config(cache, steps=2), progress=False).train(progress=False)
     good = list_checkpoints(run)
     calls = {"n": 0}
-    real_write, real_fsync = checkpoint_module.write_atomic, checkpoint_module._fsync_dir
+    real_write, real_fsync = checkpoint_module.write_atomic, manifest_module.fsync_folder
 
     def dying_write(path, data):
         if calls["n"] == fatal:
@@ -172,10 +174,12 @@ def test_a_checkpoint_write_dying_at_any_file_leaves_the_previous_checkpoint(cac
     def dying_fsync(directory):
         if calls["n"] == fatal:
             raise Crash
+        calls["n"] += 1
         real_fsync(directory)
 
     monkeypatch.setattr(checkpoint_module, "write_atomic", dying_write)
-    monkeypatch.setattr(checkpoint_module, "_fsync_dir", dying_fsync)
+    monkeypatch.setattr(manifest_module, "write_atomic", dying_write)
+    monkeypatch.setattr(manifest_module, "fsync_folder", dying_fsync)
     trainer = Trainer.resume(run, steps=4, progress=False)
     with pytest.raises(Crash):
         trainer.train(progress=False)
@@ -184,7 +188,7 @@ def test_a_checkpoint_write_dying_at_any_file_leaves_the_previous_checkpoint(cac
     committed = list_checkpoints(run)
     assert committed[: len(good)] == good
     newest = read_checkpoint(run)  # the newest committed one reads and verifies
-    assert newest.step == (4 if fatal == 4 else 2)  # only the fsync after the manifest comes too late to matter
+    assert newest.step == (4 if fatal == 5 else 2)  # only the fsync after the manifest comes too late to matter
     resumed = Trainer.resume(run, progress=False)
     resumed.train(progress=False)
     straight = tmp_path / "straight"

@@ -12,7 +12,8 @@ more digits past 99,999,999) holding
                              SHA-256 of each tensor file, and the SHA-256 of the JSON itself.
 
 Each file is written to a temporary name, fsynced and renamed into place; the JSON comes last, so a
-directory without it (a run killed mid-write) is not a checkpoint. Reading checks every hash and the
+directory without it (a run killed mid-write) is not a checkpoint (:mod:`hvae.manifest`: the self-checksum,
+the commit and its fsync policy, shared with the data caches). Reading checks every hash and the
 JSON's shape (types, ranges, names that are plain file names) before using anything, and parsing
 is safetensors' and json's only: loading a checkpoint never executes code.
 
@@ -24,8 +25,6 @@ only ``step-N`` folders whose manifest says the same run (``run_id``) wrote them
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import re
 from pathlib import Path
@@ -35,8 +34,10 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from hvae import manifest as manifests
 from hvae.errors import CheckpointError, UnsafePathError
-from hvae.safefiles import ensure_dir, is_plain_name, read_plain_file, write_atomic
+from hvae.manifest import SELF_HASH, is_count
+from hvae.safefiles import ensure_dir, is_plain_name, read_plain_file, remove_leftovers, write_atomic
 
 FORMAT = "hvae-checkpoint"
 FORMAT_VERSION = 2  # 2: the manifest carries its own checksum; version 1 (without it) is still read
@@ -47,12 +48,12 @@ MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
 JSON_LIMIT = 64 << 20  # bytes of checkpoint.json read at most (a real one is tens of kilobytes)
-SELF_HASH = "manifest_sha256"  # the manifest's checksum of itself (of its other keys, canonically written)
 STEP_DIR = re.compile(r"step-([0-9]+)")  # any number of digits; new ones are padded to 8 (see step_dir_name)
 MAX_STEP = 10 ** 12  # optimiser steps a checkpoint may record: years of training at thousands of steps a second
 TENSOR_FILES = (MODEL_FILE, OPTIMIZER_FILE, RNG_FILE)
-# What rebuilding a model or converter from JSON of the right shape, but with values its classes refuse, raises
-REBUILD_ERRORS = (KeyError, TypeError, ValueError, AttributeError, RuntimeError, OverflowError)
+# What rebuilding a model or converter from JSON of the right shape, but with values its classes refuse, raises.
+# Not AttributeError: that is a bug in a plugin's code, reported as a PluginError naming it (Registration.build)
+REBUILD_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, OverflowError)
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, and torch.save's zip container
 
 
@@ -84,7 +85,7 @@ def write_checkpoint(run_dir: str | os.PathLike, checkpoint: Checkpoint, keep: i
         raise UnsafePathError(f"{target} holds a checkpoint of another run; hvae will not overwrite it. "
                               f"Move it out of {root}.")
     (target / MANIFEST).unlink(missing_ok=True)  # uncommitted while its files are replaced
-    _remove_temporary_files(target)
+    remove_leftovers(target, (MANIFEST, *TENSOR_FILES))
     files = {MODEL_FILE: _portable(checkpoint.model), RNG_FILE: dict(checkpoint.rng)}
     optimizer_json = None
     if checkpoint.optimizer is not None:
@@ -93,13 +94,10 @@ def write_checkpoint(run_dir: str | os.PathLike, checkpoint: Checkpoint, keep: i
     for name, tensors in files.items():
         data = save_tensors(tensors)
         write_atomic(target / name, data)
-        hashes[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "step": checkpoint.step,
-                **checkpoint.meta, "optimizer": optimizer_json, "files": hashes}
-    manifest[SELF_HASH] = _self_hash(manifest)
-    write_atomic(target / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
-    _fsync_dir(target)
-    _fsync_dir(root)
+        hashes[name] = manifests.file_entry(data)
+    manifests.commit(target, MANIFEST, {"format": FORMAT, "format_version": FORMAT_VERSION, "step": checkpoint.step,
+                                        **checkpoint.meta, "optimizer": optimizer_json, "files": hashes}, indent=2)
+    manifests.fsync_folder(root)  # the step's folder itself
     _prune(root, keep=keep, current=target, run_id=run_id)
     return target
 
@@ -175,8 +173,8 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     against its own checksum and the manifest's schema. Raises :class:`CheckpointError` otherwise."""
     directory = find_checkpoint(path)
     try:
-        manifest = json.loads(read_plain_file(directory / MANIFEST, JSON_LIMIT).decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        manifest = manifests.load(directory / MANIFEST, JSON_LIMIT)
+    except manifests.READ_ERRORS as exc:
         raise CheckpointError(f"Corrupt checkpoint {directory}: {MANIFEST} is not readable JSON "
                               f"({type(exc).__name__}).") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -185,7 +183,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise CheckpointError(f"{directory} has checkpoint format version {version!r}; this hvae reads versions "
                               f"{', '.join(map(str, READABLE_VERSIONS))}.")
-    if version >= 2 and manifest.get(SELF_HASH) != _self_hash(manifest):
+    if version >= 2 and not manifests.is_intact(manifest):
         raise CheckpointError(f"Corrupt checkpoint {directory}: {MANIFEST} does not match its own checksum "
                               f"(altered or damaged).")
     problem = _manifest_problem(directory, manifest)
@@ -194,18 +192,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
-def _self_hash(manifest: dict[str, Any]) -> str:
-    body = {k: v for k, v in manifest.items() if k != SELF_HASH}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _OBJECTS = ("run", "model", "plugins", "lr_schedule", "grad_scaler", "metrics", "metrics_log", "interval")
-
-
-def is_count(value: Any) -> bool:
-    """Whether a JSON value is a count: a whole number (not a bool), 0 or more."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _manifest_problem(directory: Path, manifest: dict[str, Any]) -> str | None:
@@ -219,8 +206,7 @@ def _manifest_problem(directory: Path, manifest: dict[str, Any]) -> str | None:
     if not isinstance(files, dict) or not {MODEL_FILE, RNG_FILE} <= set(files) or not set(files) <= set(TENSOR_FILES):
         return "does not list the model and rng files (and nothing else)"
     for name, entry in files.items():
-        if not isinstance(entry, dict) or not is_count(entry.get("bytes")) or \
-                not (isinstance(entry.get("sha256"), str) and _HEX64.fullmatch(entry["sha256"])):
+        if not manifests.is_file_entry(entry):
             return f"has no size and SHA-256 for {name}"
     optimizer = manifest.get("optimizer")
     if optimizer is not None:
@@ -317,21 +303,13 @@ def _read_tensors(directory: Path, name: str, manifest: dict[str, Any]) -> dict[
         data = read_plain_file(directory / name, expected["bytes"])
     except OSError as exc:
         raise CheckpointError(f"Corrupt checkpoint {directory}: cannot read {name} ({exc.strerror}).") from None
-    if len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
+    if not manifests.matches(data, expected):
         raise CheckpointError(f"Corrupt checkpoint {directory}: {name} is {len(data)} bytes and does not match "
                               f"the {expected['bytes']} bytes recorded in {MANIFEST} (truncated or altered).")
     try:
         return load_tensors(data)
     except Exception as exc:  # safetensors raises its own error type for every malformed file
         raise CheckpointError(f"Corrupt checkpoint {directory}: {name} is not a safetensors file ({exc}).") from None
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _readable_run_id(directory: Path, run_id: str | None) -> bool | None:
@@ -343,20 +321,13 @@ def _readable_run_id(directory: Path, run_id: str | None) -> bool | None:
         return None
 
 
-def _remove_temporary_files(directory: Path) -> None:
-    """Temporary files of a run killed while writing in ``directory`` (write_atomic's names)."""
-    for name in (MANIFEST, *TENSOR_FILES):
-        for leftover in directory.glob(f".{name}.tmp-*"):
-            leftover.unlink(missing_ok=True)
-
-
 def _remove_checkpoint(directory: Path, names: Any) -> None:
     """Uncommit (the manifest first), then remove hvae's own files and the folder if nothing else is left."""
     (directory / MANIFEST).unlink(missing_ok=True)
     for name in names:
         if name in TENSOR_FILES:
             (directory / name).unlink(missing_ok=True)
-    _remove_temporary_files(directory)
+    remove_leftovers(directory, (MANIFEST, *TENSOR_FILES))
     try:
         directory.rmdir()
     except OSError:  # something hvae did not write is in it: leave it

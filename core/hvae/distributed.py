@@ -111,6 +111,20 @@ class World:
             raise HvaeError(message)
 
 
+# Gloo reports a peer that is gone (a closed or reset connection) as a bare RuntimeError, no type or errno of
+# its own: its only mark is the source file of Gloo's transport it names (tests/test_distributed.py pins it)
+_GLOO_TRANSPORT = "/gloo/transport/"
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """Whether ``exc``, raised in a collective step, says another process of the run is gone: torch's
+    distributed errors (NCCL's DistBackendError, the store's and the network's), or Gloo's transport
+    failing."""
+    if isinstance(exc, dist.DistError):
+        return True
+    return type(exc) is RuntimeError and _GLOO_TRANSPORT in str(exc).split("]", 1)[0]
+
+
 def _collective_device() -> torch.device:
     """Where tensors given to collectives must be: the current GPU with NCCL, else the CPU."""
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from hvae.errors import ConversionError
+from hvae.errors import ConversionError, IncompatibleError
 from hvae.music import DEFAULT_QPM, MidiSource
+from hvae.options import apply_overrides
 
 MAX_FILE_WINDOW_BYTES = 1 << 30  # the float32 windows of one file, at most (the largest GMD file needs ~80 MB)
 
@@ -62,8 +63,6 @@ class Converter(abc.ABC):
     classes: tuple[tuple[int, ...], ...] = ()  # drum converters: each class's MIDI pitches, in class order
 
     def __init__(self, options: ConverterOptions | None = None, **overrides: Any):
-        from hvae.options import apply_overrides
-
         base = options if options is not None else self.Options()
         self.options = apply_overrides(base, overrides, what=f"converter {self.name!r}")
 
@@ -91,8 +90,6 @@ class Converter(abc.ABC):
         (wrong meter, no drums, too short), as the reference does. Raises
         :class:`hvae.errors.MidiReadError` when the file is not readable MIDI.
         """
-        from hvae.errors import ConversionError
-
         try:
             return self.convert(source)
         except ConversionError:
@@ -223,8 +220,6 @@ class Loss(abc.ABC):
     why_not: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, output_depth: int, options: Any = None, **overrides: Any):
-        from hvae.options import apply_overrides
-
         self.output_depth = output_depth
         base = options if options is not None else self.Options()
         self.options = apply_overrides(base, overrides, what=f"loss {self.name!r}")
@@ -332,8 +327,6 @@ def check_compatible(output_kind: str, loss_cls: type[Loss], loss_name: str, con
     The message says what the converter writes, what the loss models, why the two do not fit
     (the loss's ``why_not``) and which installed losses would.
     """
-    from hvae.errors import IncompatibleError
-
     if output_kind in loss_cls.accepts:
         return
     fitting = sorted(getattr(l, "name", "?") for l in all_losses if output_kind in l.accepts)

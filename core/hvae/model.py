@@ -321,22 +321,20 @@ def build_model(config: ModelConfig, data: Converter | DataSpec, force: bool = F
     reg = registry()
     spec = DataSpec.of(data)
     _check_sampling(config)
-    encoder_cls = reg.get("encoders", config.encoder).factory
-    decoder_cls = reg.get("decoders", config.decoder).factory
+    encoder_reg, decoder_reg = reg.get("encoders", config.encoder), reg.get("decoders", config.decoder)
+    encoder_cls, decoder_cls = encoder_reg.factory, decoder_reg.factory
     loss_name = _resolve_loss(config, decoder_cls, spec, reg)
-    loss_cls = reg.get("losses", loss_name).factory
+    loss_reg = reg.get("losses", loss_name)
     if not force:
-        check_compatible(spec.output_kind, loss_cls, loss_name, spec.converter,
+        check_compatible(spec.output_kind, loss_reg.factory, loss_name, spec.converter,
                          [r.factory for r in reg.registrations("losses")], spec.output_depth)
-    if config.z_size < 1:
-        raise HvaeError(f"z_size must be at least 1, got {config.z_size}.")
-    loss = loss_cls(spec.output_depth, **dict(config.loss_options))
+    loss = loss_reg.build(spec.output_depth, **dict(config.loss_options))
     steps = {"steps": spec.steps} if getattr(encoder_cls, "takes_steps", False) else {}
-    encoder = encoder_cls(spec.input_depth + spec.control_depth, config.z_size, **steps,
-                          **_with_dropout(encoder_cls, config.encoder_options, config.dropout))
-    decoder = decoder_cls(output_depth=spec.output_depth, raw_size=loss.raw_size, z_size=config.z_size,
-                          control_depth=spec.control_depth, steps=spec.steps,
-                          **_with_dropout(decoder_cls, config.decoder_options, config.dropout))
+    encoder = encoder_reg.build(spec.input_depth + spec.control_depth, config.z_size, **steps,
+                                **_with_dropout(encoder_cls, config.encoder_options, config.dropout))
+    decoder = decoder_reg.build(output_depth=spec.output_depth, raw_size=loss.raw_size, z_size=config.z_size,
+                                control_depth=spec.control_depth, steps=spec.steps,
+                                **_with_dropout(decoder_cls, config.decoder_options, config.dropout))
     resolved = dataclasses.replace(
         config, loss=loss_name, loss_options=dataclasses.asdict(loss.options),
         encoder_options=dataclasses.asdict(encoder.options), decoder_options=dataclasses.asdict(decoder.options))

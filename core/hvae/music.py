@@ -394,11 +394,6 @@ def _nearest_tick(seconds: float, ticks_per_second: float) -> int:
     return int(math.floor(max(seconds, 0.0) * ticks_per_second + 0.5))
 
 
-def midi_notes(midi: miditoolkit.MidiFile) -> list[Note]:
-    """The notes of a ``miditoolkit.MidiFile`` in seconds (for tests and reports)."""
-    return read_midi(midi).notes
-
-
 def split_on_time_changes(ns: NoteSequence) -> list[NoteSequence]:
     """Cut ``ns`` wherever the tempo or the time signature really changes, as the reference does.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 import typing
 from typing import Any, Mapping, Sequence
 
@@ -33,7 +34,7 @@ def _coerce(text: str, annotation: Any, key: str) -> Any:
         return None
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)) and args:
+    if origin in (typing.Union, types.UnionType) and args:  # Optional[int] and int | None
         refused = None
         for arg in args:
             try:

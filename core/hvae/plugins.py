@@ -33,6 +33,17 @@ class Registration:
     distribution: str | None  # the installed distribution that provided it, if any
     version: str | None
 
+    def build(self, *args: Any, **kwargs: Any) -> Any:
+        """The component, built by its class. Errors that mean "these values do not fit" (ValueError,
+        TypeError, HvaeError, ...) pass through; an AttributeError is a bug in the plugin's own code, and
+        becomes a :class:`PluginError` naming the plugin and its distribution."""
+        try:
+            return self.factory(*args, **kwargs)
+        except AttributeError as exc:
+            raise PluginError(f"The {SINGULAR[self.kind]} {self.name!r} of plugin {self.plugin!r} "
+                              f"({self.distribution or 'in-process'}) failed: AttributeError: {exc}. That is a bug "
+                              f"in the plugin: report it to its authors.") from exc
+
 
 @dataclasses.dataclass(frozen=True)
 class PluginFailure:
@@ -172,8 +183,8 @@ def make_converter(name: str, options: Mapping[str, Any] | None = None) -> Conve
     :class:`hvae.errors.HvaeError` for an option the converter does not have; a converter's own
     validation errors pass through as it raises them.
     """
-    factory = registry().get("converters", name).factory
-    return factory(**typed_values(factory.Options, dict(options or {})))
+    registration = registry().get("converters", name)
+    return registration.build(**typed_values(registration.factory.Options, dict(options or {})))
 
 
 def register_plugin(plugin: object, name: str) -> None:

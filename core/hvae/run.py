@@ -37,11 +37,12 @@ from typing import IO, Any, Mapping, Sequence
 import torch
 
 from hvae import __version__
-from hvae.checkpoint import CHECKPOINTS, JSON_LIMIT, MAX_STEP, REBUILD_ERRORS, find_checkpoint, is_count, \
+from hvae.checkpoint import CHECKPOINTS, JSON_LIMIT, MAX_STEP, REBUILD_ERRORS, \
     list_checkpoints, read_checkpoint, read_manifest, write_checkpoint
 from hvae.data import DEMO_DIR, WindowSet, default_cache_dir, load_split, prepare_dataset
 from hvae.errors import CheckpointError, HvaeError, OutputExistsError, UnsafePathError, plain_errors_as
 from hvae.interfaces import Converter
+from hvae.manifest import is_count
 from hvae.model import ModelConfig, MusicVAE, model_from_dict
 from hvae.options import field_names, from_jsonable, parse_overrides
 from hvae.plugins import make_converter, registry
@@ -326,10 +327,6 @@ class RunDir:
         if lines[-1] and _line_step(lines[-1], default=step + 1) <= step:  # a last line without its newline
             kept.append(lines[-1])
         write_atomic(path, b"".join(line + b"\n" for line in kept))
-
-    def newest_checkpoint(self) -> Path:
-        """The newest committed checkpoint directory; :class:`CheckpointError` when there is none."""
-        return find_checkpoint(self.path)
 
     def check_layout(self) -> None:
         """Refuse a run directory whose folders or files hvae writes are links (before any work)."""

@@ -16,7 +16,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 from hvae.errors import OutputExistsError, UnsafePathError
 
@@ -62,16 +62,17 @@ def open_regular(path: str | os.PathLike, flags: int, mode: int = 0o644) -> int:
     return fd
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+def write_atomic(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], object]) -> None:
     """Write ``data`` to ``path`` via a new temporary file, fsync and rename: never a half file, and never
-    through a link (a link at ``path`` is replaced, its target untouched)."""
+    through a link (a link at ``path`` is replaced, its target untouched). ``data`` may also be a function
+    that writes to the open file (``np.savez``), for files too large to hold twice."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     temporary.unlink(missing_ok=True)  # a leftover of a killed process with this pid (a link: the link goes)
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC, 0o644)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            data(f) if callable(data) else f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
@@ -79,6 +80,14 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(path)) from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def remove_leftovers(folder: str | os.PathLike, names: Sequence[str]) -> None:
+    """Remove the temporary files :func:`write_atomic` leaves in ``folder`` for ``names`` when the process
+    writing them is killed (``.NAME.tmp-PID``)."""
+    for name in names:
+        for leftover in Path(folder).glob(f".{name}.tmp-*"):
+            leftover.unlink(missing_ok=True)
 
 
 NAME_LIMIT = 100  # characters of a name hvae puts into a file name (sample files add about 40)

@@ -47,13 +47,14 @@ from tqdm import tqdm
 
 from hvae import distributed
 from hvae.board import Board
-from hvae.checkpoint import REBUILD_ERRORS, Checkpoint, capture_rng, is_count, list_checkpoints, no_checkpoint_error, \
+from hvae.checkpoint import REBUILD_ERRORS, Checkpoint, capture_rng, list_checkpoints, no_checkpoint_error, \
     read_checkpoint, restore_rng, unrecognised_checkpoints, write_checkpoint
 from hvae.data import PrepareReport, WindowSet, load_split, prepare_dataset
 from hvae.device import autocast, default_autocast_dtype, grad_scaler, host_to_device
 from hvae.distributed import World
 from hvae.errors import CheckpointError, HvaeError, TrainingError
 from hvae.interfaces import Converter
+from hvae.manifest import is_count
 from hvae.model import Batch, ModelOutput, MusicVAE, build_model, clip_gradients, make_lr_schedule, make_optimizer, \
     model_from_dict
 from hvae.plausible import density_range

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 
 import click
 
@@ -101,7 +100,9 @@ class HvaeGroup(click.Group):
             if type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc):
                 raise click.ClickException(f"Out of memory ({str(exc).splitlines()[0][:120]}): lower the batch "
                                            f"size or the model's sizes.") from None
-            if type(exc).__name__ == "DistBackendError" or "/gloo/" in str(exc):  # a peer process is gone
+            from hvae.distributed import lost_peer  # loads torch, which raised exc: already loaded
+
+            if lost_peer(exc):
                 raise click.ClickException("Another process of this run stopped (its own message says why), so "
                                            "this one stops too; resume the run once that is fixed.") from None
             raise
@@ -118,7 +119,3 @@ def main() -> None:
       hvae data prepare --converter drums --data DIR --out cache/
       hvae run --converter drums --decoder hierarchical --loss categorical
     """
-
-
-if __name__ == "__main__":
-    sys.exit(main())

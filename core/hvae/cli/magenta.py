@@ -75,14 +75,15 @@ def import_command(source: Path, preset: str | None, out_dir: Path, model_option
 
 @click.command("export")
 @click.argument("checkpoint", type=RUN)
-@click.option("--format", "format_", type=click.Choice(["magenta-js"]), default="magenta-js", show_default=True,
+@click.option("--format", type=click.Choice(["magenta-js"]), default="magenta-js", show_default=True,
+              expose_value=False,  # the one format there is; the option names it, so commands say what they write
               help="Checkpoint format to write: magenta-js, the folder @magenta/music's MusicVAE loads.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to create (it must not exist, or be empty; see --force).")
 @click.option("--force", is_flag=True,
               help="Replace an --out that holds a magenta.js checkpoint (and nothing else): the new one is written "
                    "whole beside it, then swapped in; if the export fails, the old one stays as it was.")
-def export_command(checkpoint: Path, format_: str, out_dir: Path, force: bool) -> None:
+def export_command(checkpoint: Path, out_dir: Path, force: bool) -> None:
     """Export a trained model as a magenta.js checkpoint folder for web apps.
 
     CHECKPOINT is a run directory (its newest checkpoint) or a checkpoint directory. Writes

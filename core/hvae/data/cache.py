@@ -10,6 +10,7 @@ half-way leaves either the previous cache or a new one, and a split file that do
 its checksum in the manifest (corrupt, truncated, replaced) is detected. The manifest carries
 its own checksum and is checked against its schema (types, ranges, split files that are plain
 names in the cache folder) before anything reads it: a damaged one is a cache to rebuild.
+The commit, the checksum and the fsync policy are :mod:`hvae.manifest`'s, shared with checkpoints.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,15 +26,14 @@ import numpy as np
 
 from hvae.data.splits import SPLITS
 from hvae.errors import HvaeError
-from hvae.safefiles import read_plain_file
+from hvae.manifest import READ_ERRORS, commit, file_digest, is_count, is_intact, is_sha256, load
+from hvae.safefiles import remove_leftovers, write_atomic
 
 MANIFEST = "manifest.json"
 FORMAT = 2  # bump when the layout changes; older caches are then rebuilt (2: the manifest's own checksum)
 MANIFEST_LIMIT = 1 << 30  # bytes of manifest.json read at most (a million files' records are ~300 MB)
-SELF_HASH = "manifest_sha256"  # the manifest's checksum of its other keys, canonically written
 STATUSES = ("converted", "unreadable", "unusable", "failed")  # a file's outcome (hvae.data.convert)
-TEMP_PREFIX = ".hvae-tmp-"
-FILE_MODE = 0o644  # cache files are readable by all, like any other written file
+OLD_TEMP_PREFIX = ".hvae-tmp-"  # the temporary files of older hvae versions, still cleaned up
 
 
 class CacheError(HvaeError):
@@ -72,60 +71,21 @@ def default_cache_dir(data_dir: str | os.PathLike, converter_name: str, options:
     return cache_root() / f"{converter_name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file, hex."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(binary file)`` on a temp file beside ``path``, fsync, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix)
-    try:
-        os.chmod(tmp, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Write ``arrays`` as an uncompressed ``.npz`` atomically; returns its size and checksum."""
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    write_atomic(path, lambda f: np.savez(f, **arrays))
     return {"file": path.name, "bytes": path.stat().st_size, "sha256": file_digest(path)}
 
 
 def write_manifest(cache_dir: Path, manifest: Mapping[str, Any]) -> None:
-    manifest = json_normal(manifest)
-    manifest[SELF_HASH] = _self_hash(manifest)
-    text = json.dumps(manifest, indent=1) + "\n"
-    _atomic_write(cache_dir / MANIFEST, lambda f: f.write(text.encode("utf-8")))
+    """Commit the cache in ``cache_dir``: its manifest, with its own checksum, written last."""
+    commit(cache_dir, MANIFEST, json_normal(manifest), indent=1)
 
 
 def remove_temp_files(cache_dir: Path) -> None:
     """Delete temp files a killed run left behind."""
-    for leftover in cache_dir.glob(f"{TEMP_PREFIX}*"):
+    remove_leftovers(cache_dir, (MANIFEST, *(f"{split}.npz" for split in SPLITS)))
+    for leftover in cache_dir.glob(f"{OLD_TEMP_PREFIX}*"):
         leftover.unlink(missing_ok=True)
 
 
@@ -136,26 +96,17 @@ def read_manifest(cache_dir: str | os.PathLike) -> dict[str, Any]:
         raise CacheError(f"{os.fspath(cache_dir)} is not an hvae data cache (no {MANIFEST}). "
                          f"Create one with 'hvae data prepare'.")
     try:
-        manifest = json.loads(read_plain_file(path, MANIFEST_LIMIT).decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        manifest = load(path, MANIFEST_LIMIT)
+    except READ_ERRORS as exc:
         raise CacheError(f"{path} is unreadable ({type(exc).__name__}); run 'hvae data prepare' again.") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CacheError(f"{path} is not a format-{FORMAT} hvae manifest; run 'hvae data prepare' again.")
-    if manifest.get(SELF_HASH) != _self_hash(manifest):
+    if not is_intact(manifest):
         raise CacheError(f"{path} does not match its own checksum (damaged); run 'hvae data prepare' again.")
     problem = _manifest_problem(manifest)
     if problem:
         raise CacheError(f"{path} is damaged: {problem}; run 'hvae data prepare' again.")
     return manifest
-
-
-def _self_hash(manifest: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in manifest.items() if k != SELF_HASH}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _shape_problem(value: Any, schema: Mapping[str, Any], where: str) -> str | None:
@@ -173,24 +124,23 @@ def _relative_posix(value: Any) -> bool:
         ".." not in value.split("/") and "\0" not in value
 
 
-_HEX64 = lambda v: isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)  # noqa: E731
 _STR = lambda v: isinstance(v, str)  # noqa: E731
 _NUMBER = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-_ENCODING = lambda v: _shape_problem(v, {"kind": _STR, "depth": _count}, "") is None  # noqa: E731
+_ENCODING = lambda v: _shape_problem(v, {"kind": _STR, "depth": is_count}, "") is None  # noqa: E731
 FILE_SCHEMA = {"path": _relative_posix, "bytes": lambda v: isinstance(v, int) and not isinstance(v, bool),
                "mtime_ns": lambda v: isinstance(v, int) and not isinstance(v, bool), "split": lambda v: v in SPLITS,
                "split_from": lambda v: v in ("table", "hash"), "status": lambda v: v in STATUSES, "reason": _STR,
-               "windows": _count}
-SPLIT_SCHEMA = {"bytes": _count, "sha256": _HEX64, "files": _count, "converted": _count, "windows": _count,
+               "windows": is_count}
+SPLIT_SCHEMA = {"bytes": is_count, "sha256": is_sha256, "files": is_count, "converted": is_count, "windows": is_count,
                 "encodings": lambda v: isinstance(v, dict) and all(_ENCODING(v.get(k)) for k in
                                                                    ("inputs", "outputs", "controls"))}
 MANIFEST_SCHEMA = {"hvae_version": _STR, "data_dir": _STR, "created": _STR,
-                   "split_table": lambda v: v is None or isinstance(v, str), "workers": _count,
+                   "split_table": lambda v: v is None or isinstance(v, str), "workers": is_count,
                    "converter": lambda v: isinstance(v, dict) and isinstance(v.get("name"), str) and
                    isinstance(v.get("options"), dict),
                    "timing": lambda v: isinstance(v, dict) and _NUMBER(v.get("total_s")),
-                   "shard": lambda v: v is None or (isinstance(v, dict) and _count(v.get("index")) and
-                                                    _count(v.get("count")) and v["index"] < v["count"]),
+                   "shard": lambda v: v is None or (isinstance(v, dict) and is_count(v.get("index")) and
+                                                    is_count(v.get("count")) and v["index"] < v["count"]),
                    "files": lambda v: isinstance(v, list), "splits": lambda v: isinstance(v, dict)}
 
 

@@ -23,9 +23,6 @@ from hvae.magenta import jsformat
 from hvae.magenta.variables import to_reference
 from hvae.run import open_run
 
-FORMATS = ("magenta-js",)
-
-
 @dataclasses.dataclass(frozen=True)
 class ExportResult:
     out: Path
