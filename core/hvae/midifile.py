@@ -27,7 +27,7 @@ import miditoolkit
 import mido
 
 from hvae.music import END_MARKER, track_name
-from hvae.safefiles import write_atomic
+from hvae.safefiles import shared_mode, write_atomic
 
 END_TEXT = END_MARKER  # text of the event on a file's last tick
 
@@ -124,6 +124,7 @@ def _temporary(folder: Path, data: bytes) -> Path:
     fd, name = tempfile.mkstemp(dir=folder, prefix=".hvae-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.chmod(name, shared_mode())  # as the umask gives any new file (mkstemp's is owner-only)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -5,6 +5,10 @@ created or checked one level at a time and refused when it is a link; a file is 
 ``O_NOFOLLOW`` (and refused when it is a link, a folder, a FIFO or a device, or has other hard
 links), or written to a fresh temporary name and renamed over the target, which replaces a link
 instead of writing into what it points to.
+
+What hvae creates gets the mode the umask gives a new file (0666) or folder (0777), as other tools'
+files do: a temporary that ``tempfile`` made owner-only is given it (:func:`shared_mode`) before it
+takes its name.
 """
 
 from __future__ import annotations
@@ -25,6 +29,15 @@ CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not wait for a writer
 
 
+def shared_mode(folder: bool = False) -> int:
+    """The mode ``open`` (0o666) or ``mkdir`` (0o777, with ``folder``) gives a new file or folder under the
+    process's umask: what hvae's temporaries, which ``tempfile`` makes owner-only, are given before they take
+    their names."""
+    mask = os.umask(0o077)  # the only way to read it; a file another thread creates meanwhile is owner-only
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
+
+
 def ensure_dir(path: str | os.PathLike) -> Path:
     """``path`` as a folder: created if missing (its parent must exist), refused if it is a link or a file."""
     path = Path(path)
@@ -41,7 +54,7 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     return path
 
 
-def open_regular(path: str | os.PathLike, flags: int, mode: int = 0o644) -> int:
+def open_regular(path: str | os.PathLike, flags: int, mode: int = 0o666) -> int:
     """``os.open`` without following a link, refusing anything but a plain file with one link."""
     try:
         fd = os.open(path, flags | NOFOLLOW | CLOEXEC | NONBLOCK, mode)
@@ -69,7 +82,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     temporary.unlink(missing_ok=True)  # a leftover of a killed process with this pid (a link: the link goes)
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC, 0o644)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -171,6 +184,7 @@ def atomic_directory(target: Path, replace: bool = False) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
+        os.chmod(building, shared_mode(folder=True))
         yield building
         if replace and target.is_dir() and any(target.iterdir()):
             _swap_in(building, target)

@@ -26,7 +26,7 @@ import numpy as np
 
 from hvae.data.splits import SPLITS
 from hvae.errors import HvaeError
-from hvae.safefiles import read_plain_file
+from hvae.safefiles import read_plain_file, shared_mode
 
 MANIFEST = "manifest.json"
 FORMAT = 2  # bump when the layout changes; older caches are then rebuilt (2: the manifest's own checksum)
@@ -34,7 +34,6 @@ MANIFEST_LIMIT = 1 << 30  # bytes of manifest.json read at most (a million files
 SELF_HASH = "manifest_sha256"  # the manifest's checksum of its other keys, canonically written
 STATUSES = ("converted", "unreadable", "unusable", "failed")  # a file's outcome (hvae.data.convert)
 TEMP_PREFIX = ".hvae-tmp-"
-FILE_MODE = 0o644  # cache files are readable by all, like any other written file
 
 
 class CacheError(HvaeError):
@@ -98,8 +97,8 @@ def _atomic_write(path: Path, write) -> None:
     """Call ``write(binary file)`` on a temp file beside ``path``, fsync, then rename over ``path``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix)
     try:
-        os.chmod(tmp, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, shared_mode())  # as the umask gives any new file (mkstemp's is owner-only)
             write(f)
             f.flush()
             os.fsync(f.fileno())
