@@ -81,7 +81,7 @@ class Window:
     def midi(self, converter: Converter, outputs: np.ndarray, qpm: float | None = None) -> miditoolkit.MidiFile:
         """``outputs`` of this window's length as MIDI at ``qpm`` (default: the file's tempo) in the
         file's time signature (where its bars are as long as the converter's: 2/2 for 4/4, say)."""
-        midi = converter.from_tensors(outputs, qpm=qpm or self.qpm)
+        midi = converter.from_tensors(outputs, qpm=self.qpm if qpm is None else qpm)
         numerator, denominator = self.time_signature
         if numerator * 4 == converter.options.quarters_per_bar * denominator:
             midi.time_signature_changes = [miditoolkit.TimeSignature(numerator, denominator, 0)]

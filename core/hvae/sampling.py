@@ -13,7 +13,6 @@ any of a draw's names is taken (another draw in the same second), the draw's fil
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import secrets
 import time
@@ -23,6 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from hvae import arguments
 from hvae.device import autocast, resolve_device
 from hvae.errors import HvaeError
 from hvae.interfaces import Converter, Example
@@ -66,12 +66,8 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
     models, figures in benchmarks/RESULTS.md; the draws differ from float32's by rounding). With ``plausible``, drum
     sequences whose hits per bar lie outside it are drawn again (see :mod:`hvae.plausible`).
     """
-    if n < 1:
-        raise HvaeError(f"The number of samples must be at least 1, got {n}.")
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise HvaeError(f"The temperature must be a finite number above 0, got {temperature}.")
-    if not (math.isfinite(qpm) and qpm > 0):
-        raise HvaeError(f"The tempo must be a finite number of quarter notes per minute above 0, got {qpm}.")
+    n, temperature = arguments.count(n, "The number of samples"), arguments.temperature(temperature, greedy=False)
+    qpm, batch_size = arguments.tempo(qpm), arguments.count(batch_size, "The batch size")
     if not is_plain_name(name):
         raise HvaeError(f"Sample files are named after the run, and {name[:40]!r} is not a plain file name.")
     if converter.control_depth:
@@ -202,8 +198,7 @@ def interpolate_examples(model: MusicVAE, a: Example, b: Example, steps: int, te
                          seed: int | None = None, mode: str = SLERP) -> np.ndarray:
     """``steps`` sequences ``(steps, T, D)`` decoded from the way between the μ of ``a`` and ``b`` (slerp or
     linear, as ``mode`` says), t = 0 to 1 evenly, both ends included."""
-    if steps < 2:
-        raise HvaeError(f"An interpolation needs at least 2 steps (its two ends), got {steps}.")
+    steps = arguments.count(steps, "An interpolation's steps (its two ends included)", low=2)
     _uncontrolled([a], "an interpolation between its two ends")
     mu = encode_examples(model, [a, b])
     z = torch.stack([blend(mu[0], mu[1], float(t), mode) for t in np.linspace(0.0, 1.0, steps)])
@@ -222,8 +217,7 @@ def grid_latents(corners: torch.Tensor, size: int, mode: str = SLERP) -> torch.T
     "linear" that is magenta.js's bilinear grid; "slerp" takes each step along the sphere instead."""
     if corners.shape[0] != 4:
         raise HvaeError(f"A grid has 4 corners, got {corners.shape[0]}.")
-    if size < 2:
-        raise HvaeError(f"A grid needs at least 2 rows and columns (its corners), got {size}.")
+    size = arguments.count(size, "A grid's rows and columns (its corners included)", low=2)
     a, b, c, d = corners
     ts = [float(t) for t in np.linspace(0.0, 1.0, size)]
     rows = [(blend(a, b, r, mode), blend(c, d, r, mode)) for r in ts]
@@ -246,10 +240,8 @@ def similar_latents(mu: torch.Tensor, n: int, similarity: float, mode: str = SLE
     """``n`` latent vectors ``(n, Z)`` near ``mu`` ``(Z,)``: each a draw from the prior N(0, I) blended
     towards ``mu`` by ``similarity`` (1: ``mu`` itself; 0: the draw). "linear" blends as magenta.js's
     ``similar`` does, ``similarity * mu + (1 - similarity) * draw``; "slerp" along the sphere."""
-    if not 0.0 <= similarity <= 1.0:
-        raise HvaeError(f"The similarity must lie between 0 (a prior sample) and 1 (the input), got {similarity}.")
-    if n < 1:
-        raise HvaeError(f"The number of variations must be at least 1, got {n}.")
+    similarity = arguments.number(similarity, "The similarity (0: a prior sample, 1: the input)", low=0.0, high=1.0)
+    n = arguments.count(n, "The number of variations")
     draws = torch.randn((n, mu.shape[-1]), generator=generator, device=mu.device, dtype=mu.dtype)
     return torch.stack([blend(draw, mu, similarity, mode) for draw in draws])
 
