@@ -103,16 +103,23 @@ def write_new(folder: str | os.PathLike, contents: Sequence[bytes], names: Calla
     """Write ``contents`` into ``folder`` (created) as new files named ``names(1)``; when any of those
     exists, under ``names(2)``, ``names(3)``, ... : the first attempt whose names are all free. No file
     is ever replaced, and a reader never sees a half-written one. Returns the paths written, in order."""
+    return write_new_from(folder, contents, names)[0]
+
+
+def write_new_from(folder: str | os.PathLike, contents: Sequence[bytes], names: Callable[[int], Sequence[str]],
+                   first: int = 1) -> tuple[list[Path], int]:
+    """:func:`write_new` trying the attempts from ``first`` on; returns the paths and the attempt whose names
+    were free (a series of calls that goes on with it keeps one attempt's names)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     temporaries = []
     try:
         for data in contents:
             temporaries.append(_temporary(folder, data))
-        for attempt in itertools.count(1):
+        for attempt in itertools.count(first):
             linked = _link_all(temporaries, [folder / name for name in names(attempt)])
             if linked is not None:
-                return linked
+                return linked, attempt
     finally:
         for temporary in temporaries:
             temporary.unlink(missing_ok=True)

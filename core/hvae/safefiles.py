@@ -17,8 +17,10 @@ import contextlib
 import errno
 import os
 import shutil
+import signal
 import stat
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -207,3 +209,23 @@ def _swap_in(new: Path, target: Path) -> None:
         os.replace(old, target)
         raise
     shutil.rmtree(old)
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Inside the block, SIGTERM (``kill``'s default) raises SystemExit(143), so the block's clean-up runs as it
+    does on Ctrl-C (an import's unpacked archive and half-written run go; a sampler says what it kept). Only in
+    the main thread, and only where SIGTERM has its default action (a program with its own handler keeps it)."""
+    ours = threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    if ours:
+        signal.signal(signal.SIGTERM, _exit_for_signal)
+    try:
+        yield
+    finally:
+        if ours:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _exit_for_signal(number: int, frame: object) -> None:
+    raise SystemExit(128 + number)
