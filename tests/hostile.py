@@ -1,13 +1,17 @@
 """What the hostile-file tests share: manifests edited on purpose (their own checksum made to fit) and
 damaged at random, the processes a command started (Linux: from /proc), and TensorFlow checkpoints written
-field by field (:func:`write_bundle`), to say what a crafted one says."""
+field by field (:func:`write_bundle`), to say what a crafted one says; the peak memory of a command
+(:func:`peak_mb`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -107,3 +111,18 @@ def write_bundle(prefix: Path, arrays: dict, crafted: dict | None = None) -> Non
     table += footer.ljust(40, b"\0") + struct.pack("<Q", TABLE_MAGIC)
     prefix.with_name(prefix.name + ".index").write_bytes(bytes(table))
     prefix.with_name(prefix.name + ".data-00000-of-00001").write_bytes(bytes(data))
+
+
+PEAK = """
+import resource, subprocess, sys
+subprocess.run([sys.executable, "-m", "hvae.cli", *sys.argv[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
+"""
+PEAK_LIMIT_MB = 500  # the whole process, torch included; see the figures in test_peak_memory_of_refused_imports
+
+
+def peak_mb(*args: object) -> int:
+    """The peak resident memory (MB) of ``hvae ARGS...`` run in a process of its own."""
+    found = subprocess.run([sys.executable, "-c", PEAK, *map(str, args)], capture_output=True, text=True,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True)
+    return int(found.stdout.split()[-1])

@@ -16,7 +16,7 @@ import pytest
 import hvae
 from clihelp import invoke, one_line_error
 from conftest import REFERENCE
-from hostile import write_bundle
+from hostile import PEAK_LIMIT_MB, peak_mb, write_bundle
 from hvae.checkpoint import list_checkpoints
 from hvae.errors import CheckpointError
 from hvae.magenta import jsformat
@@ -227,25 +227,6 @@ def test_sizes_the_checkpoint_does_not_have_are_refused_before_the_model_is_buil
     message = one_line_error(invoke("import", folder, "--preset", PRESET, "-m", "encoder.rnn_sizes=20000",
                                     "--out", tmp_path / "run"))
     assert "this model expects" in message and "20000" not in message.split("this model expects")[0]
-
-
-PEAK = """
-import resource, subprocess, sys
-subprocess.run([sys.executable, "-m", "hvae.cli", *sys.argv[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
-"""
-PEAK_LIMIT_MB = 500  # the whole process, torch included; see the figures in test_peak_memory_of_refused_imports
-
-
-def peak_mb(*args: object) -> int:
-    """The peak resident memory (MB) of ``hvae ARGS...`` run in a process of its own."""
-    import os
-    import subprocess
-    import sys
-
-    found = subprocess.run([sys.executable, "-c", PEAK, *map(str, args)], capture_output=True, text=True,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True)
-    return int(found.stdout.split()[-1])
 
 
 def test_peak_memory_of_refused_imports_stays_that_of_a_real_one(tmp_path, arrays):

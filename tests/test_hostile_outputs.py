@@ -3,7 +3,9 @@ never clobber and never write through a link, and a report written into a run ho
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,31 @@ def test_a_second_report_on_a_run_is_refused_in_one_line_and_the_first_is_kept(r
     assert "is in use by another hvae run (pid" in message
     assert sorted(p.relative_to(run_copy) for p in (run_copy / "report").rglob("*")) == before
     assert not list(run_copy.glob(".report.*"))
+
+
+# Modes: what hvae creates is as shared as the umask allows, as other tools' files are
+
+@pytest.fixture(params=[0o022, 0o002], ids=["umask022", "umask002"])
+def umask(request):
+    before = os.umask(request.param)
+    yield request.param
+    os.umask(before)
+
+
+def test_what_train_sample_and_report_create_has_the_modes_the_umask_gives(tmp_path, umask):
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    trained = invoke("train", "--preset", "hier-drums-4bar", "-m", "z_size=16", "-m", "encoder.rnn_sizes=32",
+                     "-m", "decoder.rnn_sizes=32", "--batch-size", "32", "--threads", "1", "--no-progress",
+                     "--steps", "4", "--cache", cache, "--out", run)
+    assert trained.exit_code == 0, trained.output
+    for args in (("sample", run, "-n", "2"), ("report", run, "-n", "1", "--quality-samples", "0", "--reconstructions",
+                                               "2", "--no-audio", "--no-progress")):
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+    made = [p for p in (run, cache) for p in (p, *p.rglob("*"))]
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.lstat().st_mode) for p in made}
+    expected = {name: (0o777 if (tmp_path / name).is_dir() else 0o666) & ~umask for name in modes}
+    assert modes == expected
+    assert {"run/samples", "run/report", "run/report/index.html", "cache/manifest.json"} <= set(modes)
+    assert any(name.startswith("run/samples/") for name in modes) and \
+        any(name.startswith("run/checkpoints/step-") and name.endswith(".safetensors") for name in modes)

@@ -28,8 +28,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from hvae.errors import (CheckpointError, ConversionError, HvaeError, IncompatibleError, MidiReadError,
-                         PluginError, UnknownComponentError)
+from hvae.errors import (CheckpointError, ConversionError, HvaeError, IncompatibleError, InvalidArgument,
+                         MidiReadError, PluginError, UnknownComponentError)
 
 if TYPE_CHECKING:
     from hvae.interfaces import Converter, Decoder, Encoder, Example, Loss
@@ -78,7 +78,7 @@ def list_components(kind: str) -> list[str]:
 
 __all__ = [
     "AttributeVectors", "attribute_vectors", "measure_attributes", "transform_file", "CheckpointError", "ConversionError", "Converter", "Decoder", "Encoder", "Example", "HvaeError",
-    "IncompatibleError", "Loss", "MidiReadError", "NoteSequence", "PluginError", "UnknownComponentError",
+    "IncompatibleError", "InvalidArgument", "Loss", "MidiReadError", "NoteSequence", "PluginError", "UnknownComponentError",
     "export_magenta_js", "get_converter", "import_checkpoint", "list_components", "load_model", "open_run",
     "quantize", "read_midi", "write_midi", *LATENT,
 ]

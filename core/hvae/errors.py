@@ -10,6 +10,12 @@ class HvaeError(Exception):
     """Base class of every error hvae raises on purpose."""
 
 
+class InvalidArgument(HvaeError, ValueError):
+    """A value given to a public function (a count, a temperature, a tempo, a converter's option) of the
+    wrong type or out of range, refused in one line as the command line refuses it (:mod:`hvae.arguments`
+    checks them); a ``ValueError`` too, as Python's own functions raise for such values."""
+
+
 class MidiReadError(HvaeError):
     """A MIDI file could not be read (corrupt, truncated, not MIDI, unreadable)."""
 

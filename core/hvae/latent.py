@@ -37,7 +37,7 @@ from hvae.interfaces import Converter, Example
 from hvae.midifile import concatenate, midi_bytes, write_new
 from hvae.music import DEFAULT_QPM, NoteSequence, read_midi
 from hvae.options import field_names
-from hvae.report.pianoroll import Panel, lanes_of, roll_png, window_quarters
+from hvae.report.pianoroll import Panel, lanes_of, picture_note, roll_png, window_quarters
 from hvae.run import LoadedRun
 from hvae.sampling import (SLERP, blend, encode_examples, decode_latents, grid_examples, interpolate_examples,
                            reconstruct_examples, similar_examples)
@@ -81,7 +81,7 @@ class Window:
     def midi(self, converter: Converter, outputs: np.ndarray, qpm: float | None = None) -> miditoolkit.MidiFile:
         """``outputs`` of this window's length as MIDI at ``qpm`` (default: the file's tempo) in the
         file's time signature (where its bars are as long as the converter's: 2/2 for 4/4, say)."""
-        midi = converter.from_tensors(outputs, qpm=qpm or self.qpm)
+        midi = converter.from_tensors(outputs, qpm=self.qpm if qpm is None else qpm)
         numerator, denominator = self.time_signature
         if numerator * 4 == converter.options.quarters_per_bar * denominator:
             midi.time_signature_changes = [miditoolkit.TimeSignature(numerator, denominator, 0)]
@@ -263,17 +263,18 @@ def _reencode(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.Path
 
 def _write_series(out_dir: str | os.PathLike, stem: str, converter: Converter,
                   decoded: Sequence[tuple[str, str, miditoolkit.MidiFile]], before: Sequence[Panel],
-                  after: Sequence[Panel] = (), in_a_row: bool = True) -> list[Path]:
+                  after: Sequence[Panel] = (), in_a_row: bool = True) -> tuple[list[Path], str | None]:
     """Write each decoded sequence ``(suffix, title, midi)`` as ``<stem><suffix>.mid``, with ``in_a_row``
     all of them one after another as ``<stem>-all.mid``, and a picture ``<stem>.png`` of the panels
-    ``before``, the decoded ones and ``after``, as new files of ``out_dir``. Returns their paths."""
+    ``before``, the decoded ones and ``after`` (at most :data:`~hvae.report.pianoroll.MAX_PANELS` of them), as
+    new files of ``out_dir``. Returns their paths, and a note when the picture draws only some panels."""
     lanes = lanes_of(converter)
     panels = [*before, *(Panel(title, midi, lanes) for _, title, midi in decoded), *after]
     files = [(f"{suffix}.mid", midi_bytes(midi)) for suffix, _, midi in decoded]
     if in_a_row:
         files.append(("-all.mid", midi_bytes(concatenate([midi for *_, midi in decoded], window_quarters(converter)))))
     files.append((".png", roll_png(panels, window_quarters(converter))))
-    return _write_group(out_dir, stem, files)
+    return _write_group(out_dir, stem, files), picture_note(len(panels), "rolls")
 
 
 def _as_read(converter: Converter, window: Window, qpm: float | None, at: Window | None = None) -> Panel:
@@ -303,10 +304,10 @@ def interpolate_files(loaded: LoadedRun, a: str | os.PathLike, b: str | os.PathL
     outputs = interpolate_examples(loaded.model, start.example, end.example, steps, temperature, seed, mode)
     decoded = [(f"-{k:02d}-of-{steps:02d}", f"{k + 1}/{steps}: t = {t:.2f}", start.midi(converter, o, qpm))
                for k, (t, o) in enumerate(zip(np.linspace(0.0, 1.0, steps), outputs))]
-    *paths, picture = _write_series(out_dir, f"{start.label}_to_{end.label}", converter, decoded,
-                                    [_as_read(converter, start, qpm)], [_as_read(converter, end, qpm, start)])
+    (*paths, picture), shown = _write_series(out_dir, f"{start.label}_to_{end.label}", converter, decoded,
+                                             [_as_read(converter, start, qpm)], [_as_read(converter, end, qpm, start)])
     notes = [start.note("--window-a"), end.note("--window-b"), start.tempo_note(qpm),
-             *_tempo_notes(start, [(b, end)], qpm)]
+             *_tempo_notes(start, [(b, end)], qpm), shown]
     return Written(tuple(paths), picture, tuple(n for n in notes if n))
 
 
@@ -328,9 +329,9 @@ def grid_files(loaded: LoadedRun, corners: Sequence[str | os.PathLike], out_dir:
     decoded = [(f"-r{r}c{c}", f"row {r}, column {c}", windows[0].midi(converter, o, qpm))
                for (r, c), o in zip(cells, outputs)]
     stem = "_".join(w.label for w in windows) + f"-grid{size}"
-    *paths, picture = _write_series(out_dir, stem, converter, decoded,
-                                    [_as_read(converter, w, qpm, windows[0]) for w in windows])
-    notes = [windows[0].tempo_note(qpm), *_tempo_notes(windows[0], list(zip(corners[1:], windows[1:])), qpm)]
+    (*paths, picture), shown = _write_series(out_dir, stem, converter, decoded,
+                                             [_as_read(converter, w, qpm, windows[0]) for w in windows])
+    notes = [windows[0].tempo_note(qpm), *_tempo_notes(windows[0], list(zip(corners[1:], windows[1:])), qpm), shown]
     if any(w.count > 1 for w in windows):
         notes.insert(0, "Each corner is the first window of its file.")
     return Written(tuple(paths), picture, tuple(dict.fromkeys(n for n in notes if n)))
@@ -349,9 +350,9 @@ def mean_file(loaded: LoadedRun, a: str | os.PathLike, b: str | os.PathLike, out
     mu = encode_examples(loaded.model, [first.example, second.example])
     outputs = decode_latents(loaded.model, blend(mu[0], mu[1], 0.5, mode)[None], temperature, seed)[0]
     decoded = [("", f"mean ({mode})", first.midi(converter, outputs, qpm))]
-    path, picture = _write_series(out_dir, f"{first.label}_mean_{second.label}", converter, decoded,
-                                  [_as_read(converter, first, qpm)], [_as_read(converter, second, qpm, first)],
-                                  in_a_row=False)
+    (path, picture), _ = _write_series(out_dir, f"{first.label}_mean_{second.label}", converter, decoded,
+                                       [_as_read(converter, first, qpm)], [_as_read(converter, second, qpm, first)],
+                                       in_a_row=False)
     notes = [first.note("--window-a"), second.note("--window-b"), first.tempo_note(qpm),
              *_tempo_notes(first, [(b, second)], qpm)]
     return Written((path,), picture, tuple(n for n in notes if n))
@@ -412,9 +413,9 @@ def similar_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.P
     outputs = similar_examples(loaded.model, chosen.example, n, similarity, temperature, seed, mode)
     decoded = [(f"-{k:02d}-of-{n:02d}", f"{k + 1}/{n}: similarity {similarity:g} ({mode})",
                 chosen.midi(converter, o, qpm)) for k, o in enumerate(outputs)]
-    *paths, picture = _write_series(out_dir, f"{chosen.label}-similar{similarity:g}", converter, decoded,
-                                    [_as_read(converter, chosen, qpm)])
-    notes = (chosen.note(), chosen.tempo_note(qpm))
+    (*paths, picture), shown = _write_series(out_dir, f"{chosen.label}-similar{similarity:g}", converter, decoded,
+                                             [_as_read(converter, chosen, qpm)])
+    notes = (chosen.note(), chosen.tempo_note(qpm), shown)
     return Written(tuple(paths), picture, tuple(n for n in notes if n))
 
 

@@ -27,7 +27,7 @@ import miditoolkit
 import mido
 
 from hvae.music import END_MARKER, track_name
-from hvae.safefiles import write_atomic
+from hvae.safefiles import shared_mode, write_atomic
 
 END_TEXT = END_MARKER  # text of the event on a file's last tick
 
@@ -103,16 +103,23 @@ def write_new(folder: str | os.PathLike, contents: Sequence[bytes], names: Calla
     """Write ``contents`` into ``folder`` (created) as new files named ``names(1)``; when any of those
     exists, under ``names(2)``, ``names(3)``, ... : the first attempt whose names are all free. No file
     is ever replaced, and a reader never sees a half-written one. Returns the paths written, in order."""
+    return write_new_from(folder, contents, names)[0]
+
+
+def write_new_from(folder: str | os.PathLike, contents: Sequence[bytes], names: Callable[[int], Sequence[str]],
+                   first: int = 1) -> tuple[list[Path], int]:
+    """:func:`write_new` trying the attempts from ``first`` on; returns the paths and the attempt whose names
+    were free (a series of calls that goes on with it keeps one attempt's names)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     temporaries = []
     try:
         for data in contents:
             temporaries.append(_temporary(folder, data))
-        for attempt in itertools.count(1):
+        for attempt in itertools.count(first):
             linked = _link_all(temporaries, [folder / name for name in names(attempt)])
             if linked is not None:
-                return linked
+                return linked, attempt
     finally:
         for temporary in temporaries:
             temporary.unlink(missing_ok=True)
@@ -124,6 +131,7 @@ def _temporary(folder: Path, data: bytes) -> Path:
     fd, name = tempfile.mkstemp(dir=folder, prefix=".hvae-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.chmod(name, shared_mode())  # as the umask gives any new file (mkstemp's is owner-only)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from hvae import arguments
 from hvae.errors import HvaeError
 from hvae.interfaces import Converter, Decoder, Encoder, Loss, check_compatible
 from hvae.plugins import Registry, registry
@@ -261,7 +262,9 @@ class MusicVAE(nn.Module):
     @torch.no_grad()
     def decode(self, z: torch.Tensor, temperature: float = 1.0, controls: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Free-running outputs ``(B, T, D)`` from z ``(B, Z)``; controls ``(T, C)`` or ``(B, T, C)``."""
+        """Free-running outputs ``(B, T, D)`` from z ``(B, Z)``; controls ``(T, C)`` or ``(B, T, C)``. Temperature 0
+        decodes greedily; :class:`~hvae.errors.InvalidArgument` for one that is not a finite number at least 0."""
+        temperature = arguments.temperature(temperature)
         z = z.to(self.device, self.dtype)
         return self.decoder.sample(z, self.spec.steps, temperature, self.loss,
                                    self._controls_for(controls, z.shape[0]), generator)
@@ -270,6 +273,7 @@ class MusicVAE(nn.Module):
     def sample(self, n: int, temperature: float = 1.0, z: torch.Tensor | None = None,
                controls: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` sequences ``(n, T, D)`` from z ~ N(0, I) (or the given z ``(n, Z)``)."""
+        n = arguments.count(n, "The number of samples")
         if z is None:
             z = torch.randn((n, self.config.z_size), generator=generator, device=self.device)
         elif z.shape[0] != n:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import types
 import typing
 from typing import Any, Mapping, Sequence
 
-from hvae.errors import CheckpointError, HvaeError
+from hvae.errors import CheckpointError, HvaeError, InvalidArgument
 
 
 def field_names(options_type: type) -> list[str]:
@@ -17,14 +18,55 @@ def field_names(options_type: type) -> list[str]:
 
 
 def apply_overrides(options: Any, overrides: Mapping[str, Any], what: str = "options") -> Any:
-    """``dataclasses.replace`` with a clear error for a name the dataclass does not have."""
+    """``dataclasses.replace`` with a clear error for a name the dataclass does not have (lists taken as the
+    tuples a field holds), and
+    :class:`~hvae.errors.InvalidArgument` for a value that is not of its field's type (a string for a number,
+    a number that is not finite)."""
     if not overrides:
         return options
     names = field_names(type(options))
     unknown = sorted(set(overrides) - set(names))
     if unknown:
         raise HvaeError(f"Unknown option(s) for {what}: {', '.join(unknown)}. Valid: {', '.join(names)}.")
+    overrides = typed_values(type(options), overrides)  # lists (JSON's tuples) as tuples
+    hints = typing.get_type_hints(type(options))
+    for key, value in overrides.items():
+        if not _fits(value, hints[key]):
+            raise InvalidArgument(f"Option {key} of {what} must be {_kind(hints[key])}, not {value!r}.")
     return dataclasses.replace(options, **overrides)
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` is of the field type ``annotation`` (bool, int, float (finite; an int will do), str,
+    None, unions and tuples of them; anything else is taken as it is)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        inner = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        return not args or (len(inner) == len(value) and all(map(_fits, value, inner)))
+    if annotation in (int, float) and isinstance(value, bool):
+        return False
+    if annotation is float:
+        return isinstance(value, numbers.Real) and math.isfinite(value)
+    if annotation in (bool, int, str):
+        return isinstance(value, numbers.Integral if annotation is int else annotation)
+    return True
+
+
+def _kind(annotation: Any) -> str:
+    """A field type in words: "a whole number or None"."""
+    words = {bool: "true or false", int: "a whole number", float: "a finite number", str: "a string",
+             type(None): "None"}
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " or ".join(_kind(arg) for arg in typing.get_args(annotation))
+    if typing.get_origin(annotation) is tuple:
+        return "a tuple"
+    return words.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
 def _coerce(text: str, annotation: Any, key: str) -> Any:

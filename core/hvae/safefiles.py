@@ -5,6 +5,10 @@ created or checked one level at a time and refused when it is a link; a file is 
 ``O_NOFOLLOW`` (and refused when it is a link, a folder, a FIFO or a device, or has other hard
 links), or written to a fresh temporary name and renamed over the target, which replaces a link
 instead of writing into what it points to.
+
+What hvae creates gets the mode the umask gives a new file (0666) or folder (0777), as other tools'
+files do: a temporary that ``tempfile`` made owner-only is given it (:func:`shared_mode`) before it
+takes its name.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import contextlib
 import errno
 import os
 import shutil
+import signal
 import stat
 import tempfile
+import threading
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Sequence
 
@@ -23,6 +29,15 @@ from hvae.errors import OutputExistsError, UnsafePathError
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # 0 on Windows, which has no symbolic links in the POSIX sense
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not wait for a writer
+
+
+def shared_mode(folder: bool = False) -> int:
+    """The mode ``open`` (0o666) or ``mkdir`` (0o777, with ``folder``) gives a new file or folder under the
+    process's umask: what hvae's temporaries, which ``tempfile`` makes owner-only, are given before they take
+    their names."""
+    mask = os.umask(0o077)  # the only way to read it; a file another thread creates meanwhile is owner-only
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
 
 
 def ensure_dir(path: str | os.PathLike) -> Path:
@@ -41,7 +56,7 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     return path
 
 
-def open_regular(path: str | os.PathLike, flags: int, mode: int = 0o644) -> int:
+def open_regular(path: str | os.PathLike, flags: int, mode: int = 0o666) -> int:
     """``os.open`` without following a link, refusing anything but a plain file with one link."""
     try:
         fd = os.open(path, flags | NOFOLLOW | CLOEXEC | NONBLOCK, mode)
@@ -70,7 +85,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], obj
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     temporary.unlink(missing_ok=True)  # a leftover of a killed process with this pid (a link: the link goes)
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC, 0o644)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC, 0o666)
         with os.fdopen(fd, "wb") as f:
             data(f) if callable(data) else f.write(data)
             f.flush()
@@ -180,6 +195,7 @@ def atomic_directory(target: Path, replace: bool = False) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
+        os.chmod(building, shared_mode(folder=True))
         yield building
         if replace and target.is_dir() and any(target.iterdir()):
             _swap_in(building, target)
@@ -202,3 +218,23 @@ def _swap_in(new: Path, target: Path) -> None:
         os.replace(old, target)
         raise
     shutil.rmtree(old)
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Inside the block, SIGTERM (``kill``'s default) raises SystemExit(143), so the block's clean-up runs as it
+    does on Ctrl-C (an import's unpacked archive and half-written run go; a sampler says what it kept). Only in
+    the main thread, and only where SIGTERM has its default action (a program with its own handler keeps it)."""
+    ours = threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    if ours:
+        signal.signal(signal.SIGTERM, _exit_for_signal)
+    try:
+        yield
+    finally:
+        if ours:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _exit_for_signal(number: int, frame: object) -> None:
+    raise SystemExit(128 + number)

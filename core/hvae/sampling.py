@@ -13,7 +13,6 @@ any of a draw's names is taken (another draw in the same second), the draw's fil
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import secrets
 import time
@@ -23,10 +22,11 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from hvae import arguments
 from hvae.device import autocast, resolve_device
 from hvae.errors import HvaeError
 from hvae.interfaces import Converter, Example
-from hvae.midifile import midi_bytes, write_new
+from hvae.midifile import midi_bytes, write_new_from
 from hvae.model import MusicVAE
 from hvae.music import DEFAULT_QPM  # tempo written to sampled MIDI, quarter notes per minute (the reference's)
 from hvae.plausible import ROUNDS, DensityRange, draw_plausible, plausible_range
@@ -38,14 +38,14 @@ SLERP, LINEAR = "slerp", "linear"
 INTERPOLATION_MODES = (SLERP, LINEAR)  # how latent vectors are blended: spherically (the reference), linearly (magenta.js)
 
 
-def sample_names(name: str, n: int) -> Callable[[int], list[str]]:
-    """The file names for ``n`` samples of run ``name`` drawn now (local time; the time of
-    ``SOURCE_DATE_EPOCH`` when set, as reproducible builds expect), by attempt: the reference's names
-    first, then with the attempt's number after the time."""
+def sample_names(name: str, n: int) -> Callable[[int, range], list[str]]:
+    """The file names of samples ``indices`` of ``n`` samples of run ``name`` drawn now (local time; the
+    time of ``SOURCE_DATE_EPOCH`` when set, as reproducible builds expect), by attempt: the reference's
+    names first, then with the attempt's number after the time."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     stamp = time.strftime("%Y-%m-%d_%H%M%S", time.localtime(int(epoch) if epoch else None))
-    return lambda attempt: [f"{name}_sample_{stamp}{'' if attempt == 1 else f'-{attempt}'}-{i:03d}-of-{n:03d}.mid"
-                            for i in range(n)]
+    return lambda attempt, indices: [f"{name}_sample_{stamp}{'' if attempt == 1 else f'-{attempt}'}-{i:03d}-of-"
+                                     f"{n:03d}.mid" for i in indices]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,20 +58,21 @@ class Samples:
 
 def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathLike, name: str, n: int = 5,
                   temperature: float = 0.5, seed: int | None = None, qpm: float = DEFAULT_QPM,
-                  batch_size: int = 256, amp: bool = False, plausible: DensityRange | None = None) -> Samples:
+                  batch_size: int = 256, amp: bool = False, plausible: DensityRange | None = None,
+                  written: Callable[[list[Path]], None] | None = None) -> Samples:
     """Draw ``n`` sequences at ``temperature`` and write each as MIDI at ``qpm`` into ``out_dir``.
+
+    Files are written batch by batch as they are drawn, all under one attempt's names (see
+    :func:`sample_names`), and ``written(paths)`` is called after each batch: memory stays flat however
+    many are drawn, and a call interrupted (Ctrl-C, SIGTERM) keeps every batch written before.
 
     The same ``seed`` (and model) gives the same files; None draws a fresh one. Sequences are drawn
     ``batch_size`` at a time. ``amp`` decodes in mixed precision (bfloat16 on CPU: faster for large
     models, figures in benchmarks/RESULTS.md; the draws differ from float32's by rounding). With ``plausible``, drum
     sequences whose hits per bar lie outside it are drawn again (see :mod:`hvae.plausible`).
     """
-    if n < 1:
-        raise HvaeError(f"The number of samples must be at least 1, got {n}.")
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise HvaeError(f"The temperature must be a finite number above 0, got {temperature}.")
-    if not (math.isfinite(qpm) and qpm > 0):
-        raise HvaeError(f"The tempo must be a finite number of quarter notes per minute above 0, got {qpm}.")
+    n, temperature = arguments.count(n, "The number of samples"), arguments.temperature(temperature, greedy=False)
+    qpm, batch_size = arguments.tempo(qpm), arguments.count(batch_size, "The batch size")
     if not is_plain_name(name):
         raise HvaeError(f"Sample files are named after the run, and {name[:40]!r} is not a plain file name.")
     if converter.control_depth:
@@ -81,7 +82,7 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
     generator = torch.Generator(device=model.device)
     generator.manual_seed(seed if seed is not None else secrets.randbits(63))
     model.eval()
-    files, redrawn, left = [], 0, 0
+    names, paths, attempt, redrawn, left = sample_names(name, n), [], 1, 0, 0
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)
         with autocast(model.device, enabled=amp):
@@ -91,25 +92,31 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
                 drawn, again, outside = draw_plausible(model, converter, count, temperature, generator, plausible)
                 redrawn, left = redrawn + again, left + outside
         if not np.isfinite(drawn).all():
-            raise HvaeError("The model gave outputs that are not finite numbers (NaN or infinite): its weights "
-                            "or the temperature are out of range, and no sample was written.")
-        files += [midi_bytes(converter.from_tensors(outputs, qpm=qpm)) for outputs in drawn]
+            raise HvaeError(f"The model gave outputs that are not finite numbers (NaN or infinite): its weights "
+                            f"or the temperature are out of range; {len(paths)} samples were written before.")
+        files = [midi_bytes(converter.from_tensors(outputs, qpm=qpm)) for outputs in drawn]
+        batch = range(start, start + count)
+        linked, attempt = write_new_from(out_dir, files, lambda k: names(k, batch), attempt)
+        paths += linked
+        if written is not None:
+            written(linked)
     notes = ()
     if redrawn:
         notes = (f"Drew {redrawn} of the {n} samples again: their drum hits per bar lay outside the training "
                  f"data's 5th to 95th percentile, {plausible.low:.1f} to {plausible.high:.1f} (noise or next to "
                  f"silence); {f'{left} still outside after {ROUNDS} redraws kept' if left else 'all are within it now'}."
                  f" --no-redraw keeps the first draws.",)
-    return Samples(write_new(out_dir, files, sample_names(name, n)), notes)
+    return Samples(paths, notes)
 
 
 def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None, n: int = 5,
                       temperature: float = 0.5, seed: int | None = None, qpm: float = DEFAULT_QPM,
-                      device: str = "auto", amp: bool = False, redraw: bool = True, name: str | None = None) -> Samples:
+                      device: str = "auto", amp: bool = False, redraw: bool = True, name: str | None = None,
+                      written: Callable[[list[Path]], None] | None = None) -> Samples:
     """:func:`write_samples` from a checkpoint (a run directory, a checkpoint directory or its JSON).
 
     ``out_dir`` defaults to the run's ``samples`` folder (``runs/<name>/samples`` for a model in the box).
-    Files are named after ``name`` (default: the run's name).
+    Files are named after ``name`` (default: the run's name); ``written`` is called with each batch's paths.
     With ``redraw``, a drum model's samples are held to the density range of its run's training windows:
     the one its run directory keeps (``plausible.json``), else the one its data cache gives.
     """
@@ -118,7 +125,8 @@ def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
         refuse_links(loaded.outputs.samples)
     plausible, notes = plausible_range(loaded) if redraw else (None, ())
     drawn = write_samples(loaded.model, loaded.converter, out_dir or loaded.outputs.samples, name or loaded.name,
-                          n=n, temperature=temperature, seed=seed, qpm=qpm, amp=amp, plausible=plausible)
+                          n=n, temperature=temperature, seed=seed, qpm=qpm, amp=amp, plausible=plausible,
+                          written=written)
     return dataclasses.replace(drawn, notes=notes + drawn.notes)
 
 
@@ -205,8 +213,7 @@ def interpolate_examples(model: MusicVAE, a: Example, b: Example, steps: int, te
                          seed: int | None = None, mode: str = SLERP) -> np.ndarray:
     """``steps`` sequences ``(steps, T, D)`` decoded from the way between the μ of ``a`` and ``b`` (slerp or
     linear, as ``mode`` says), t = 0 to 1 evenly, both ends included."""
-    if steps < 2:
-        raise HvaeError(f"An interpolation needs at least 2 steps (its two ends), got {steps}.")
+    steps = arguments.count(steps, "An interpolation's steps (its two ends included)", low=2)
     _uncontrolled([a], "an interpolation between its two ends")
     mu = encode_examples(model, [a, b])
     z = torch.stack([blend(mu[0], mu[1], float(t), mode) for t in np.linspace(0.0, 1.0, steps)])
@@ -225,8 +232,7 @@ def grid_latents(corners: torch.Tensor, size: int, mode: str = SLERP) -> torch.T
     "linear" that is magenta.js's bilinear grid; "slerp" takes each step along the sphere instead."""
     if corners.shape[0] != 4:
         raise HvaeError(f"A grid has 4 corners, got {corners.shape[0]}.")
-    if size < 2:
-        raise HvaeError(f"A grid needs at least 2 rows and columns (its corners), got {size}.")
+    size = arguments.count(size, "A grid's rows and columns (its corners included)", low=2)
     a, b, c, d = corners
     ts = [float(t) for t in np.linspace(0.0, 1.0, size)]
     rows = [(blend(a, b, r, mode), blend(c, d, r, mode)) for r in ts]
@@ -249,10 +255,8 @@ def similar_latents(mu: torch.Tensor, n: int, similarity: float, mode: str = SLE
     """``n`` latent vectors ``(n, Z)`` near ``mu`` ``(Z,)``: each a draw from the prior N(0, I) blended
     towards ``mu`` by ``similarity`` (1: ``mu`` itself; 0: the draw). "linear" blends as magenta.js's
     ``similar`` does, ``similarity * mu + (1 - similarity) * draw``; "slerp" along the sphere."""
-    if not 0.0 <= similarity <= 1.0:
-        raise HvaeError(f"The similarity must lie between 0 (a prior sample) and 1 (the input), got {similarity}.")
-    if n < 1:
-        raise HvaeError(f"The number of variations must be at least 1, got {n}.")
+    similarity = arguments.number(similarity, "The similarity (0: a prior sample, 1: the input)", low=0.0, high=1.0)
+    n = arguments.count(n, "The number of variations")
     draws = torch.randn((n, mu.shape[-1]), generator=generator, device=mu.device, dtype=mu.dtype)
     return torch.stack([blend(draw, mu, similarity, mode) for draw in draws])
 

@@ -12,7 +12,7 @@ import click
 from tqdm import tqdm
 
 from hvae.cli import os_error_line
-from hvae.cli.params import GREEDY_OR_TEMPERATURE, QPM, RUN, SEED
+from hvae.cli.params import GREEDY_OR_TEMPERATURE, QPM, RUN, SEED, FiniteRange
 from hvae.data.splits import MIDI_SUFFIXES
 from hvae.device import resolve_device
 from hvae.errors import HvaeError
@@ -267,7 +267,7 @@ def groove_transfer(checkpoint: Path, groove: Path, pattern: Path, window_groove
 @click.argument("midi_file", metavar="IN.mid", type=MIDI_FILE)
 @click.option("-n", "count", type=click.IntRange(min=1, max=MAX_SIMILAR), default=8, show_default=True,
               help=f"How many variations (at most {MAX_SIMILAR}).")
-@click.option("--similarity", "-s", type=click.FloatRange(min=0.0, max=1.0), default=0.8, show_default=True,
+@click.option("--similarity", "-s", type=FiniteRange(min=0.0, max=1.0), default=0.8, show_default=True,
               help="1: the input's reconstruction; 0: samples from the prior that owe nothing to it.")
 @click.option("--window", "-w", type=click.IntRange(min=0), default=None,
               help="Which window of IN.mid (0-based). Default: the first.")

@@ -9,13 +9,12 @@ from typing import Any
 
 import click
 
+from hvae.arguments import MAX_QPM, MIN_QPM
 from hvae.data import SPLITS
 from hvae.music import DEFAULT_QPM
 from hvae.pretrained import shipped_model, shipped_models
 from hvae.run import MAX_MINUTES, MAX_THREADS
 
-MIN_QPM = 60e6 / 0xFFFFFF  # MIDI stores a tempo as at most 2**24 - 1 microseconds a quarter: about 3.58 qpm
-MAX_QPM = 60e6  # and at least one microsecond a quarter
 
 
 class FiniteRange(click.FloatRange):

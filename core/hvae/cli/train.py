@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import click
+from tqdm import tqdm
 
 from hvae import distributed
 from hvae.board import require_tensorboard
@@ -22,10 +24,11 @@ from hvae.pretrained import shipped_model
 from hvae.run import DEFAULT_PRESET, NO_TRANSPOSITION, RUNS_DIR, RunConfig, RunDir, fork_run, plan_run, resume_config, \
     unique_path
 from hvae.report.audio import render_previews
+from hvae.safefiles import sigterm_as_exit
 from hvae.sampling import sample_checkpoint
 from hvae.training import Trainer, TrainResult
 
-MAX_SAMPLES = 100_000  # one sample call holds its files in memory until all are named and written
+MAX_SAMPLES = 10_000  # files of one sample call: a few minutes at ~30 ms a file (streamed, so memory stays flat)
 TRAIN_FLAGS = ("steps", "minutes", "batch_size", "seed", "device", "amp", "threads", "log_every", "eval_every",
                "checkpoint_every", "workers", "transpose_range", "tensorboard")  # TrainConfig fields with an option
 # What --config takes from the earlier run; the options for these cannot be given with it.
@@ -334,8 +337,10 @@ def train(ctx: click.Context, resume_dir: Path | None, config_file: Path | None,
 @click.command()
 @click.argument("checkpoint", type=RUN)
 @click.option("--num-samples", "-n", type=click.IntRange(min=1, max=MAX_SAMPLES), default=5, show_default=True,
-              help=f"How many sequences to draw (one MIDI file each), at most {MAX_SAMPLES:,}: the files are "
-                   f"named and linked into place together.")
+              help=f"How many sequences to draw (one MIDI file each), at most {MAX_SAMPLES:,}: a few minutes at "
+                   f"~30 ms a file (call again for more: the names never collide). Files are written as they are "
+                   f"drawn, 256 at a time, with progress on a terminal; an interrupted call keeps them and says how "
+                   f"many.")
 @click.option("--temperature", "-t", type=TEMPERATURE, default=0.5, show_default=True,
               help="Sampling temperature: below 1 is more conservative, above 1 more adventurous.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -368,12 +373,28 @@ def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path
     draw's files are <name>_sample_<date_time>-2-000-of-005.mid (-3, ...): nothing is replaced,
     even by a sampler running at the same moment. Each file lasts the model's whole bars.
     """
-    drawn = sample_checkpoint(checkpoint, out_dir, n=num_samples, temperature=temperature, seed=seed, qpm=qpm,
-                              device=device, amp=amp, redraw=redraw, name=name)
+    kept: list[Path] = []
+    with tqdm(total=num_samples, desc="sample", unit="file", file=sys.stderr, leave=False, dynamic_ncols=True,
+              disable=None) as bar, sigterm_as_exit():  # a bar on a terminal only
+
+        def written(paths: list[Path]) -> None:
+            kept.extend(paths)
+            bar.update(len(paths))
+            for path in paths:
+                bar.write(str(path), file=sys.stdout)
+
+        try:
+            drawn = sample_checkpoint(checkpoint, out_dir, n=num_samples, temperature=temperature, seed=seed,
+                                      qpm=qpm, device=device, amp=amp, redraw=redraw, name=name, written=written)
+        except (KeyboardInterrupt, SystemExit):
+            bar.close()
+            click.echo(f"Interrupted: kept the {len(kept):,} of {num_samples:,} samples written"
+                       f"{f' (in {kept[0].parent})' if kept else ''}.", err=True)
+            raise
     wavs, missing = render_previews(drawn.paths) if wav else ([], "")
     for note in (*drawn.notes, *([missing] if missing else [])):
         click.echo(note, err=True)
-    for path in (*drawn.paths, *wavs):
+    for path in wavs:
         click.echo(str(path))
 
 

@@ -20,10 +20,8 @@ import os
 import posixpath
 import re
 import shutil
-import signal
 import tarfile
 import tempfile
-import threading
 import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator
@@ -43,7 +41,7 @@ from hvae.plugins import make_converter
 from hvae.presets import PRESETS, Preset, get_preset
 from hvae.run import RunConfig, RunDir, TrainConfig, checkpoint_meta
 from hvae.runlock import RunLock
-from hvae.safefiles import atomic_directory, check_output_folder, read_plain_file, write_atomic
+from hvae.safefiles import atomic_directory, check_output_folder, read_plain_file, sigterm_as_exit, write_atomic
 
 TF_STATE_FILE = "checkpoint"  # TensorFlow's CheckpointState file in a checkpoint folder
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -330,7 +328,7 @@ def import_checkpoint(source: str | os.PathLike, preset: str | None, out: str | 
     replacing = check_output_folder(out, kind="an hvae run", unlike=lambda path: RunDir(path).unlike_run(),
                                     overwrite=overwrite, sources=[source])
     chosen = get_preset(preset) if preset is not None else None
-    with _sigterm_as_exit(), open_source(source, scratch=out.absolute().parent) as found:
+    with sigterm_as_exit(), open_source(source, scratch=out.absolute().parent) as found:
         chosen = chosen or get_preset(preset_for(found))
         converter = make_converter(chosen.converter, chosen.converter_options)
         hint = functools.partial(_hint, found, chosen.name)
@@ -368,26 +366,6 @@ def _write_run(out: Path, replacing: bool, chosen: Preset, converter: Converter,
     return ImportResult(run_dir=out, checkpoint=out / checkpoint.relative_to(building), step=found.step,
                         source=found.description, skipped=skipped,
                         parameters=sum(p.numel() for p in trainable_parameters(built)), preset=chosen.name)
-
-
-@contextlib.contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """Inside the block, SIGTERM (``kill``'s default) raises SystemExit(143), so the block's clean-up runs
-    (the unpacked archive and the half-written run go) as it does on Ctrl-C. Only in the main thread, and
-    only where SIGTERM has its default action (a program with its own handler keeps it)."""
-    ours = threading.current_thread() is threading.main_thread() and \
-        signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    if ours:
-        signal.signal(signal.SIGTERM, _exit_for_signal)
-    try:
-        yield
-    finally:
-        if ours:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _exit_for_signal(number: int, frame: object) -> None:
-    raise SystemExit(128 + number)
 
 
 def _data_dir(preset: Preset, data_dir: str | os.PathLike | None) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 import miditoolkit
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import PatchCollection
@@ -40,6 +41,7 @@ RIGHT_INCHES = 0.9  # room for the velocity colour bar
 COLORMAP = "viridis_r"  # quiet notes yellow, loud ones dark
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 PITCH_MARGIN = 2  # empty pitch rows above and below a pitched roll
+MAX_PANELS = 24  # rolls in one picture (drums: about 5,900 pixels high); of more, this many evenly spread
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,14 +159,32 @@ def roll_png(panels: Sequence[Panel], quarters: float | None = None, steps_per_q
     return buffer.getvalue()
 
 
+def drawn_panels(count: int) -> list[int]:
+    """Which of ``count`` panels a picture draws: all up to :data:`MAX_PANELS`, else that many evenly spread,
+    the first and the last among them (a picture of a 1,000-step interpolation would be 245,000 pixels high)."""
+    if count <= MAX_PANELS:
+        return list(range(count))
+    return [int(k) for k in np.linspace(0, count - 1, MAX_PANELS).round()]
+
+
+def picture_note(count: int, what: str = "sequences") -> str | None:
+    """What to tell the user of a picture of ``count`` panels that draws only some; None when it draws all."""
+    if count <= MAX_PANELS:
+        return None
+    return (f"The picture draws {MAX_PANELS} of the {count} {what}, evenly spread (the first and last among them); "
+            f"the MIDI files hold all of them.")
+
+
 def roll_figure(panels: Sequence[Panel], quarters: float | None = None, steps_per_quarter: int = 4) -> Figure:
-    """Draw ``panels`` one above the other, sharing the time axis.
+    """Draw ``panels`` one above the other, sharing the time axis (at most :data:`MAX_PANELS` of them:
+    :func:`drawn_panels`).
 
     ``quarters`` is the length shown, in quarter notes (default: the last note's end, rounded up to a
     bar); ``steps_per_quarter`` sets the finest grid lines and a drum note's width.
     """
     if not panels:
         raise ValueError("plot_rolls needs at least one panel")
+    panels = [panels[k] for k in drawn_panels(len(panels))]
     notes = [note for panel in panels for note in _notes(panel.midi)]
     if quarters is None:
         qpb = _quarters_per_bar(panels[0].midi)

@@ -22,6 +22,7 @@ from typing import Sequence
 import miditoolkit
 import numpy as np
 
+from hvae import arguments
 from hvae.data.windows import WindowSet
 from hvae.device import resolve_device
 from hvae.evaluation import METRIC_LABELS, SAMPLES, Evaluation, SampleQuality, evaluation_of, format_value
@@ -31,13 +32,16 @@ from hvae.music import DEFAULT_QPM
 from hvae.report import html
 from hvae.report.audio import Renderer, find_renderer
 from hvae.report.curves import plot_curves
-from hvae.report.pianoroll import Panel, lanes_of, plot_rolls, window_quarters
+from hvae.report.pianoroll import Panel, lanes_of, picture_note, plot_rolls, window_quarters
 from hvae.run import LoadedRun, RunDir, open_run
 from hvae.safefiles import atomic_directory, refuse_links, write_atomic
 from hvae.plausible import plausible_range
 from hvae.sampling import interpolate_examples, reconstruct_examples, write_samples
 
 PAGE = "index.html"
+# What one page shows at most: each sample and reconstruction is a MIDI file, a WAV and a roll on the page, and
+# the interpolation one MIDI file and WAV of all its steps (32 four-bar steps: 4 minutes of audio at 120 qpm).
+MAX_SAMPLES, MAX_RECONSTRUCTIONS, MAX_INTERPOLATION_STEPS = 64, 32, 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +198,7 @@ def _samples(loaded: LoadedRun, options: ReportOptions, folder: Path, media: _Me
     caption = (f"{len(paths)} sequences decoded from z ~ N(0, I), seed {options.seed}, drawn as hvae sample draws "
                f"them" + (f" (those with a hit density outside the training windows' {plausible.low:.1f} to "
                           f"{plausible.high:.1f} hits per bar drawn again)" if plausible is not None else "")
-               + ". " + " ".join(notes + drawn.notes))
+               + ". " + " ".join(notes + drawn.notes + tuple(filter(None, [picture_note(len(panels))]))))
     return lines + [media.picture(png, "samples", caption, [(f"sample {k + 1}", p) for k, p in enumerate(paths)])]
 
 
@@ -250,7 +254,7 @@ def _interpolation(loaded: LoadedRun, windows: WindowSet, chosen: list[int], opt
                      converter.options.steps_per_quarter)
     joined = media.add(concatenate(midis, window_quarters(converter)), "interpolation")
     caption = (f"{steps} sequences decoded from the spherical interpolation between the μ of A and of B "
-               f"(t = 0 to 1), one after another in the MIDI file.")
+               f"(t = 0 to 1), one after another in the MIDI file. {picture_note(len(panels), 'rolls') or ''}")
     return lines + [media.picture(png, "interpolation", caption, [("interpolation", joined)])]
 
 
@@ -263,6 +267,7 @@ def write_run_report(run_dir: str | os.PathLike, options: ReportOptions = Report
     report is built beside the last one and swapped in whole, under the run's lock: a second report (or a
     training) on the same run meanwhile is refused (:class:`~hvae.runlock.RunInUseError`), never mixed in.
     """
+    _check(options)
     loaded = open_run(run_dir, resolve_device(options.device))
     refuse_links(loaded.outputs.report)
     with loaded.outputs.lock():  # taken before the work, so a report that would be refused does none
@@ -273,6 +278,16 @@ def write_run_report(run_dir: str | os.PathLike, options: ReportOptions = Report
         with atomic_directory(loaded.outputs.report, replace=True) as folder:
             _write_page(loaded, options, evaluation, windows, folder)
     return loaded.outputs.report / PAGE
+
+
+def _check(options: ReportOptions) -> None:
+    """Refuse counts a page cannot show (:data:`MAX_SAMPLES`, ...) before any work."""
+    arguments.count(options.samples, "A report's samples", low=0, high=MAX_SAMPLES)
+    arguments.count(options.reconstructions, "A report's reconstructions", low=0, high=MAX_RECONSTRUCTIONS)
+    arguments.count(options.interpolation_steps, "A report's interpolation steps", low=0, high=MAX_INTERPOLATION_STEPS)
+    arguments.count(options.quality_samples, "A report's sample-quality samples", low=0)
+    arguments.temperature(options.temperature, greedy=False)
+    arguments.tempo(options.qpm)
 
 
 def _write_page(loaded: LoadedRun, options: ReportOptions, evaluation: Evaluation, windows: WindowSet,

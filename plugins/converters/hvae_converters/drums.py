@@ -34,6 +34,7 @@ import miditoolkit
 import numpy as np
 import torch
 
+from hvae.arguments import tempo
 from hvae.errors import ConversionError, HvaeError
 from hvae.interfaces import Converter, ConverterOptions, Example
 from hvae.music import DEFAULT_QPM, MidiSource, Note, NoteSequence, quantize, read_midi, split_on_time_changes, to_midi
@@ -247,6 +248,7 @@ class DrumsConverter(Converter):
         probabilities work too); roll outputs by their non-zero entries. Decoding stops at
         the first end token. Each hit class gives its first pitch, velocity 80, one step long; the file lasts the window's steps.
         """
+        qpm = tempo(qpm)
         o = self.options
         outputs = np.asarray(outputs)
         if outputs.ndim != 2 or outputs.shape[1] != self.output_depth:

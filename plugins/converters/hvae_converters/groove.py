@@ -39,6 +39,7 @@ import miditoolkit
 import numpy as np
 import torch
 
+from hvae.arguments import tempo
 from hvae.errors import ConversionError, HvaeError
 from hvae.interfaces import Converter, ConverterOptions, Example
 from hvae.music import DEFAULT_QPM, MidiSource, Note, NoteSequence, quantize, read_midi, to_midi
@@ -342,6 +343,7 @@ class GrooveConverter(Converter):
         ``offset / 2`` steps before its grid step (clamped at 0 s) and one step long.
         ``controls`` are not needed.
         """
+        qpm = tempo(qpm)
         outputs = np.asarray(outputs)
         if not np.issubdtype(outputs.dtype, np.floating):
             outputs = outputs.astype(np.float32)

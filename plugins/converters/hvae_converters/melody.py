@@ -31,6 +31,7 @@ from typing import Iterator, Sequence
 import miditoolkit
 import numpy as np
 
+from hvae.arguments import tempo
 from hvae.errors import ConversionError, HvaeError
 from hvae.interfaces import Converter, ConverterOptions, Example
 from hvae.music import (DEFAULT_QPM, MidiSource, Note, NoteSequence, quantize, read_midi, split_on_time_changes,
@@ -156,6 +157,7 @@ class MelodyConverter(Converter):
         Steps from the first end token on are ignored. A note still sounding at the last step
         ends with the window.
         """
+        qpm = tempo(qpm)
         outputs = np.asarray(outputs)
         if outputs.ndim != 2 or outputs.shape[1] != self.output_depth:
             raise HvaeError(f"melody outputs must be (steps, {self.output_depth}), got {outputs.shape}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from hvae.errors import HvaeError
@@ -13,9 +12,6 @@ from hvae_decoders.backend import check_backend
 def resolve_options(component: Any, options: Any, overrides: dict[str, Any], what: str) -> Any:
     """``component.Options`` (or ``options``) with ``overrides`` applied and sizes and dropout checked."""
     resolved = apply_overrides(options if options is not None else component.Options(), overrides, what=what)
-    as_tuples = {f.name: tuple(getattr(resolved, f.name)) for f in dataclasses.fields(resolved)
-                 if isinstance(getattr(resolved, f.name), list)}  # JSON gives lists back for tuples
-    resolved = dataclasses.replace(resolved, **as_tuples)
     for field in ("rnn_sizes", "conductor_sizes"):
         sizes = getattr(resolved, field, None)
         if sizes is None and field == "conductor_sizes":
