@@ -160,7 +160,7 @@ def test_ctrl_c_during_start_up_exits_130(tmp_path, when):
 
 
 def test_ctrl_c_while_sampling_exits_130(trained_drums, tmp_path):
-    process = subprocess.Popen([HVAE, "sample", str(trained_drums), "-n", "100000", "--out", str(tmp_path / "s")],
+    process = subprocess.Popen([HVAE, "sample", str(trained_drums), "-n", "10000", "--out", str(tmp_path / "s")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(4)
     process.send_signal(signal.SIGINT)

@@ -384,7 +384,7 @@ def groove_transfer_file(loaded: LoadedRun, groove: str | os.PathLike, pattern: 
     mu = encode_examples(loaded.model, [feel.example])
     outputs = decode_latents(loaded.model, mu, temperature, seed, controls=hits.example.controls)[0]
     decoded = [("", f"{hits.label}'s hits, {feel.label}'s feel", hits.midi(converter, outputs, qpm))]
-    path, picture = _write_series(out_dir, f"{hits.label}_with_{feel.label}", converter, decoded,
+    (path, picture), _ = _write_series(out_dir, f"{hits.label}_with_{feel.label}", converter, decoded,
                                   [_as_read(converter, hits, qpm), _as_read(converter, feel, qpm, hits)],
                                   in_a_row=False)
     kept = _hits_kept(converter, hits.example.outputs, outputs)
