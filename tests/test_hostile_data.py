@@ -25,7 +25,9 @@ import pytest
 
 import hvae
 from hvae.data import CacheError, DEMO_DIR, load_split, prepare_dataset, read_manifest
+from hvae.errors import MidiReadError
 from hvae.hookspecs import hookimpl
+from hvae.music import read_midi
 from hvae_converters.drums import DrumsConverter
 from clihelp import invoke
 from hostile import alive, bit_flips, children, rehashed
@@ -118,7 +120,27 @@ def test_a_50_mb_midi_file_is_refused_fast_with_one_line(data, tmp_path):
     code, output = prepare("--data", data, "--out", tmp_path / "cache", "-j", "1")
     assert time.monotonic() - started < 30
     assert code == 0, output
-    assert "48 MiB, more than the 16 MiB a MIDI file may have" in output and "    huge.mid" in output
+    assert "48 MiB, more than the 4 MiB a MIDI file may have" in output and "    huge.mid" in output
+
+
+def test_the_densest_midi_file_allowed_reads_in_bounded_memory(tmp_path):
+    """Just under the byte limit, every 4 bytes an event (a million of them, running status off): one read
+    stays under 1 GB; a byte more is refused before parsing."""
+    from hvae.music import MAX_MIDI_BYTES
+
+    hit = b"\x01\x99\x24\x64\x01\x89\x24\x00"  # kick on, a tick, kick off, a tick
+    events = hit * ((MAX_MIDI_BYTES - 30) // len(hit))
+    path = tmp_path / "dense.mid"
+    path.write_bytes(midi_bytes(events))
+    assert path.stat().st_size <= MAX_MIDI_BYTES
+    code = "import resource, sys; from hvae.music import read_midi; ns = read_midi(sys.argv[1]); " \
+           "print(len(ns.notes), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
+    found = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    notes, peak = map(int, found.stdout.split())
+    assert notes == len(events) // len(hit) and peak < 1000
+    path.write_bytes(midi_bytes(events + b"\x00" * (MAX_MIDI_BYTES - path.stat().st_size + 1)))
+    with pytest.raises(MidiReadError, match="more than the 4 MiB a MIDI file may have"):
+        read_midi(path)
 
 
 def long_distinct_drums(bars: int) -> bytes:
