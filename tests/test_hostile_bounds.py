@@ -89,7 +89,13 @@ def test_a_long_interpolation_stays_within_the_memory_of_a_short_one(trained_dru
     """Measured (Linux x86-64, CPU torch, the tiny model): 2 steps peak at 305 MB, 200 steps at 418 MB, 1,000
     steps at 917 MB in 51 s (the issue measured 2.2 GB and 197 s, with a 1200 x 245,500-pixel picture; now
     1200 x 5,890)."""
-    assert peak_mb("interpolate", trained_drums, FUNK, ROCK, "--steps", 200, "--out", tmp_path) < PEAK_LIMIT_MB
+    from hvae.sampling import MAX_INTERPOLATION
+
+    assert MAX_INTERPOLATION == 256  # the longest allowed: its memory is about 200 steps'
+    assert peak_mb("interpolate", trained_drums, FUNK, ROCK, "--steps", MAX_INTERPOLATION, "--out", tmp_path) \
+        < PEAK_LIMIT_MB
+    too_long = invoke("interpolate", trained_drums, FUNK, ROCK, "--steps", MAX_INTERPOLATION + 1)
+    assert too_long.exit_code == 2 and "2<=x<=256" in too_long.output
 
 
 # report: counts bounded before any work

@@ -79,7 +79,7 @@ def test_out_of_range_sampling_numbers_are_refused_before_anything_is_written(tr
 def test_an_interpolation_of_a_hundred_million_steps_is_refused_not_attempted(trained_drums, tmp_path):
     midi = sorted(DEMO_DIR.rglob("*.mid"))[0]
     result = invoke("interpolate", trained_drums, midi, midi, "--steps", 10 ** 8, "--out", tmp_path / "out")
-    assert result.exit_code == 2 and "100000000 is not in the range 2<=x<=1000" in result.output
+    assert result.exit_code == 2 and "100000000 is not in the range 2<=x<=256" in result.output
     assert not (tmp_path / "out").exists()
 
 

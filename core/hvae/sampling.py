@@ -33,6 +33,10 @@ from hvae.plausible import ROUNDS, DensityRange, draw_plausible, plausible_range
 from hvae.run import open_run
 from hvae.safefiles import is_plain_name, refuse_links
 
+# Sequences in one interpolation: all are decoded and held, and written as one file and one picture too;
+# 200 steps of a small model peak at 418 MB, 1,000 at 917 MB (a bound in minutes and memory, issue 24).
+MAX_INTERPOLATION = 256
+
 SLERP_PARALLEL = 1e-6  # below this sin(angle) two latent vectors are parallel: interpolate linearly
 SLERP, LINEAR = "slerp", "linear"
 INTERPOLATION_MODES = (SLERP, LINEAR)  # how latent vectors are blended: spherically (the reference), linearly (magenta.js)
@@ -213,7 +217,7 @@ def interpolate_examples(model: MusicVAE, a: Example, b: Example, steps: int, te
                          seed: int | None = None, mode: str = SLERP) -> np.ndarray:
     """``steps`` sequences ``(steps, T, D)`` decoded from the way between the μ of ``a`` and ``b`` (slerp or
     linear, as ``mode`` says), t = 0 to 1 evenly, both ends included."""
-    steps = arguments.count(steps, "An interpolation's steps (its two ends included)", low=2)
+    steps = arguments.count(steps, "An interpolation's steps (its two ends included)", low=2, high=MAX_INTERPOLATION)
     _uncontrolled([a], "an interpolation between its two ends")
     mu = encode_examples(model, [a, b])
     z = torch.stack([blend(mu[0], mu[1], float(t), mode) for t in np.linspace(0.0, 1.0, steps)])

@@ -20,13 +20,12 @@ from hvae.latent import (DRUM_CHANNEL_10, DRUM_CHANNELS, Written, check_drumifie
                          check_humanizer, drumify_file, grid_files, groove_transfer_file, humanize_file,
                          interpolate_files, mean_file, reconstruct_file, similar_file)
 from hvae.run import LoadedRun, open_run
-from hvae.sampling import INTERPOLATION_MODES, SLERP
+from hvae.sampling import INTERPOLATION_MODES, MAX_INTERPOLATION, SLERP
 
 MIDI_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 MIDI_INPUTS = click.Path(path_type=Path)  # files or folders; each checked (and reported) by itself
 
 
-MAX_INTERPOLATION = 1000  # sequences in one interpolation: its MIDI file and picture are one piece each
 MAX_GRID = 16  # rows (and columns) of a grid: 256 cells, each in the one picture
 MAX_SIMILAR = 1000  # variations of one call: its MIDI file and picture are one piece each
 MODE = click.option("--mode", type=click.Choice(INTERPOLATION_MODES), default=SLERP, show_default=True,
