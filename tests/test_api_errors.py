@@ -76,7 +76,7 @@ def test_the_file_functions_refuse_a_nan_temperature_and_a_zero_tempo_and_write_
     assert "temperature" in refused(lambda: hvae.reconstruct_file(loaded, BEAT, tmp_path / "a", temperature=NAN))
     assert "tempo" in refused(lambda: hvae.interpolate_files(loaded, BEAT, BEAT, tmp_path / "b", qpm=0))
     assert "similarity" in refused(lambda: hvae.similar_file(loaded, BEAT, tmp_path / "c", similarity=NAN))
-    assert "at least 2" in refused(lambda: hvae.interpolate_files(loaded, BEAT, BEAT, tmp_path / "d", steps=1))
+    assert "from 2 to 256" in refused(lambda: hvae.interpolate_files(loaded, BEAT, BEAT, tmp_path / "d", steps=1))
     assert "temperature" in refused(lambda: write_samples(loaded.model, loaded.converter, tmp_path / "e", "x",
                                                           temperature=NAN))
     assert not any(p.suffix in (".mid", ".png") for p in tmp_path.rglob("*"))
