@@ -366,7 +366,7 @@ class Transformed:
 
 
 def transform_file(loaded: LoadedRun, vectors: AttributeVectors, path: str | os.PathLike,
-                   settings: Sequence[Mapping[str, float]], out_dir: str | os.PathLike, window: int | None = None,
+                   settings: Sequence[Mapping[str, float]], out_dir: str | os.PathLike, *, window: int | None = None,
                    temperature: float = 0.0, seed: int | None = None, qpm: float | None = None,
                    name: str | None = None, drum_channel: str = DRUM_CHANNEL_10) -> Transformed:
     """Encode one window of ``path`` to mu, add each setting's scaled vectors (``{"density": 1.0}``),

@@ -456,7 +456,7 @@ def evaluation_of(loaded: LoadedRun, windows: WindowSet, data_dir: Path, batch_s
         loaded.model, loaded.converter, windows, samples, temperature, seed, qpm, other, plausible, batch_size))
 
 
-def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test", data_dir: str | os.PathLike | None = None,
+def evaluate_checkpoint(checkpoint: str | os.PathLike, *, split: str = "test", data_dir: str | os.PathLike | None = None,
                         batch_size: int = 256, qpm: float = DEFAULT_QPM, device: str = "auto",
                         progress: bool = True, samples: int = SAMPLES, temperature: float = SAMPLE_TEMPERATURE,
                         seed: int = 0) -> Evaluation:

@@ -219,18 +219,19 @@ def _written_before(out_dir: str | os.PathLike, label: str, suffix: str, data: b
     raise AssertionError("unreachable")
 
 
-def reconstruct_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike,
+def reconstruct_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike, *,
                      window: int | None = None, temperature: float = 0.0, seed: int | None = None,
                      qpm: float | None = None, name: str | None = None,
                      drum_channel: str = DRUM_CHANNEL_10, whole: bool = False) -> Written:
     """Encode one window of ``path`` (with ``whole``, all of it, window by window), decode it, and write it
     as read, its reconstruction and a picture of both into ``out_dir`` (files named after ``name``, default
     the file's stem) at ``qpm`` (default: the file's tempo)."""
-    return _reencode(loaded, path, out_dir, window, temperature, seed, qpm, name, drum_channel,
-                     ("original", "reconstruction", "reconstruction"), whole)[2]
+    return _reencode(loaded, path, out_dir, window=window, temperature=temperature, seed=seed, qpm=qpm, name=name,
+                     drum_channel=drum_channel, suffixes=("original", "reconstruction", "reconstruction"),
+                     whole=whole)[2]
 
 
-def _reencode(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike, window: int | None,
+def _reencode(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike, *, window: int | None,
               temperature: float, seed: int | None, qpm: float | None, name: str | None, drum_channel: str,
               suffixes: tuple[str, str, str], whole: bool = False,
               taps: bool = False) -> tuple[Window, np.ndarray, Written]:
@@ -292,7 +293,7 @@ def _tempo_notes(first: Window, others: Sequence[tuple[str | os.PathLike, Window
 
 
 def interpolate_files(loaded: LoadedRun, a: str | os.PathLike, b: str | os.PathLike, out_dir: str | os.PathLike,
-                      steps: int = 8, window_a: int | None = None, window_b: int | None = None,
+                      *, steps: int = 8, window_a: int | None = None, window_b: int | None = None,
                       temperature: float = 0.5, seed: int | None = None, qpm: float | None = None,
                       drum_channel: str = DRUM_CHANNEL_10, mode: str = SLERP) -> Written:
     """Write the ``steps`` sequences between a window of ``a`` and one of ``b`` (one MIDI file each, one
@@ -311,7 +312,7 @@ def interpolate_files(loaded: LoadedRun, a: str | os.PathLike, b: str | os.PathL
     return Written(tuple(paths), picture, tuple(n for n in notes if n))
 
 
-def grid_files(loaded: LoadedRun, corners: Sequence[str | os.PathLike], out_dir: str | os.PathLike, size: int = 5,
+def grid_files(loaded: LoadedRun, corners: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, size: int = 5,
                temperature: float = 0.5, seed: int | None = None, qpm: float | None = None,
                drum_channel: str = DRUM_CHANNEL_10, mode: str = SLERP) -> Written:
     """Write the ``size`` × ``size`` grid between the first windows of four files (Beat Blender's square),
@@ -338,7 +339,7 @@ def grid_files(loaded: LoadedRun, corners: Sequence[str | os.PathLike], out_dir:
 
 
 def mean_file(loaded: LoadedRun, a: str | os.PathLike, b: str | os.PathLike, out_dir: str | os.PathLike,
-              window_a: int | None = None, window_b: int | None = None, temperature: float = 0.0,
+              *, window_a: int | None = None, window_b: int | None = None, temperature: float = 0.0,
               seed: int | None = None, qpm: float | None = None, drum_channel: str = DRUM_CHANNEL_10,
               mode: str = SLERP) -> Written:
     """Decode the midpoint between the μ of a window of ``a`` and one of ``b`` (on the slerp, or the linear
@@ -370,7 +371,7 @@ def check_groove_transfer(loaded: LoadedRun) -> None:
 
 
 def groove_transfer_file(loaded: LoadedRun, groove: str | os.PathLike, pattern: str | os.PathLike,
-                         out_dir: str | os.PathLike, window_groove: int | None = None,
+                         out_dir: str | os.PathLike, *, window_groove: int | None = None,
                          window_pattern: int | None = None, temperature: float = 0.0, seed: int | None = None,
                          qpm: float | None = None, drum_channel: str = DRUM_CHANNEL_10) -> Written:
     """Play the hits of a window of ``pattern`` with the feel of one of ``groove``: a GrooVAE that takes its
@@ -401,7 +402,7 @@ def _hits_kept(converter: Converter, pattern: np.ndarray, outputs: np.ndarray) -
             f"{int((played & ~wanted).sum())} added.")
 
 
-def similar_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike, n: int = 8,
+def similar_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike, *, n: int = 8,
                  similarity: float = 0.8, window: int | None = None, temperature: float = 0.5,
                  seed: int | None = None, qpm: float | None = None, name: str | None = None,
                  drum_channel: str = DRUM_CHANNEL_10, mode: str = SLERP) -> Written:
@@ -445,7 +446,7 @@ def check_drumifier(loaded: LoadedRun) -> None:
                    "groovae_2bar_tap_fixed_velocity")
 
 
-def humanize_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike,
+def humanize_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike, *,
                   window: int | None = None, temperature: float = 0.0, seed: int | None = None,
                   qpm: float | None = None, name: str | None = None, drum_channel: str = DRUM_CHANNEL_10,
                   whole: bool = False) -> Written:
@@ -453,8 +454,9 @@ def humanize_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.
     window) the velocities and timing the model decodes from its hits; write it as read, humanized, and a
     picture of both into ``out_dir`` (files named after ``name``, default the file's stem)."""
     check_humanizer(loaded)
-    chosen, outputs, written = _reencode(loaded, path, out_dir, window, temperature, seed, qpm, name,
-                                         drum_channel, ("input", "humanized", "humanized"), whole)
+    chosen, outputs, written = _reencode(loaded, path, out_dir, window=window, temperature=temperature, seed=seed,
+                                         qpm=qpm, name=name, drum_channel=drum_channel,
+                                         suffixes=("input", "humanized", "humanized"), whole=whole)
     hits_in, hits_out = _hits(loaded, chosen.example.outputs), _hits(loaded, outputs)
     kept = int((hits_in * hits_out).sum())
     agreement = (f"The humanized part keeps {kept} of the {int(hits_in.sum())} input hits and adds "
@@ -462,15 +464,16 @@ def humanize_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.
     return dataclasses.replace(written, notes=written.notes + (agreement,))
 
 
-def drumify_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike,
+def drumify_file(loaded: LoadedRun, path: str | os.PathLike, out_dir: str | os.PathLike, *,
                  temperature: float = 0.0, seed: int | None = None, qpm: float | None = None,
                  name: str | None = None) -> Written:
     """Turn the rhythm of ``path`` (every note of every channel: taps on one key, a bass line, a melody, a
     drum part), however long, into a drum groove with a tap-to-drums GrooVAE; write the taps as read
     (``<name>-taps.mid``), the drums (``<name>-drums.mid``) and a picture of both into ``out_dir``."""
     check_drumifier(loaded)
-    chosen, outputs, written = _reencode(loaded, path, out_dir, None, temperature, seed, qpm, name,
-                                         DRUM_CHANNEL_ANY, ("taps", "drums", "drums"), whole=True, taps=True)
+    chosen, outputs, written = _reencode(loaded, path, out_dir, window=None, temperature=temperature, seed=seed,
+                                         qpm=qpm, name=name, drum_channel=DRUM_CHANNEL_ANY,
+                                         suffixes=("taps", "drums", "drums"), whole=True, taps=True)
     taps, drums = _hits(loaded, chosen.example.outputs), _hits(loaded, outputs)
     tapped = taps.any(axis=1)
     near = np.lib.stride_tricks.sliding_window_view(np.pad(drums.any(axis=1), 1), 3).any(axis=1)

@@ -117,8 +117,8 @@ def transform(checkpoint: Path, midi_file: Path, fixed: tuple[str, ...], sweep: 
     loaded = open_run(checkpoint, resolve_device(device))
     vectors, _ = find_vectors(loaded, vectors_file)
     settings = settings_of(vectors, dict(map(parse_setting, fixed)), parse_sweep(sweep) if sweep else None)
-    done = transform_file(loaded, vectors, midi_file, settings, out_dir or loaded.outputs.transformed, window,
-                          temperature, seed, qpm, None, drum_channel)
+    done = transform_file(loaded, vectors, midi_file, settings, out_dir or loaded.outputs.transformed,
+                          window=window, temperature=temperature, seed=seed, qpm=qpm, drum_channel=drum_channel)
     for note in done.notes:
         click.echo(note, err=True)
     shown = list(dict.fromkeys([*settings[0], *vectors.vectors]))[:4]  # the attributes changed first

@@ -73,8 +73,8 @@ def evaluate(checkpoint: Path, split: str, data_dir: Path | None, as_json: bool,
             check_output_file(output, overwrite=force)
         except OutputExistsError as exc:
             raise click.ClickException(exc.worded("--output", "--force")) from None
-    result = evaluate_checkpoint(checkpoint, split, data_dir, batch_size, qpm, device, progress, samples, temperature,
-                                 seed)
+    result = evaluate_checkpoint(checkpoint, split=split, data_dir=data_dir, batch_size=batch_size, qpm=qpm,
+                                 device=device, progress=progress, samples=samples, temperature=temperature, seed=seed)
     text = json.dumps(result.to_json(), indent=2)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

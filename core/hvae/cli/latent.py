@@ -190,11 +190,12 @@ def interpolate(checkpoint: Path, midi_files: tuple[Path, ...], steps: int, grid
     loaded = _load(checkpoint, device)
     out = out_dir or loaded.outputs.interpolations
     if grid is not None:
-        _report(grid_files(loaded, midi_files, out, grid, temperature, seed, qpm, drum_channel, mode))
+        _report(grid_files(loaded, midi_files, out, size=grid, temperature=temperature, seed=seed, qpm=qpm,
+                           drum_channel=drum_channel, mode=mode))
         return
     start, end = midi_files
-    _report(interpolate_files(loaded, start, end, out, steps, window_a, window_b, temperature, seed, qpm,
-                              drum_channel, mode))
+    _report(interpolate_files(loaded, start, end, out, steps=steps, window_a=window_a, window_b=window_b,
+                              temperature=temperature, seed=seed, qpm=qpm, drum_channel=drum_channel, mode=mode))
 
 
 @click.command()
@@ -220,8 +221,9 @@ def mean(checkpoint: Path, start: Path, end: Path, window_a: int | None, window_
       hvae mean runs/hier-drums a.mid b.mid --mode linear --out means/
     """
     loaded = _load(checkpoint, device)
-    _report(mean_file(loaded, start, end, out_dir or loaded.outputs.interpolations, window_a, window_b,
-                      temperature, seed, qpm, drum_channel, mode))
+    _report(mean_file(loaded, start, end, out_dir or loaded.outputs.interpolations, window_a=window_a,
+                      window_b=window_b, temperature=temperature, seed=seed, qpm=qpm, drum_channel=drum_channel,
+                      mode=mode))
 
 
 @click.command("groove-transfer")
@@ -257,8 +259,9 @@ def groove_transfer(checkpoint: Path, groove: Path, pattern: Path, window_groove
     """
     loaded = _load(checkpoint, device)
     check_groove_transfer(loaded)
-    _report(groove_transfer_file(loaded, groove, pattern, out_dir or loaded.outputs.interpolations, window_groove,
-                                 window_pattern, temperature, seed, qpm, drum_channel))
+    _report(groove_transfer_file(loaded, groove, pattern, out_dir or loaded.outputs.interpolations,
+                                 window_groove=window_groove, window_pattern=window_pattern, temperature=temperature,
+                                 seed=seed, qpm=qpm, drum_channel=drum_channel))
 
 
 @click.command()
@@ -290,8 +293,9 @@ def similar(checkpoint: Path, midi_file: Path, count: int, similarity: float, wi
       hvae similar runs/hier-drums beat.mid --similarity 0.5 --mode linear --seed 1 --out variations/
     """
     loaded = _load(checkpoint, device)
-    _report(similar_file(loaded, midi_file, out_dir or loaded.outputs.similar, count, similarity, window,
-                         temperature, seed, qpm, None, drum_channel, mode))
+    _report(similar_file(loaded, midi_file, out_dir or loaded.outputs.similar, n=count, similarity=similarity,
+                         window=window, temperature=temperature, seed=seed, qpm=qpm, drum_channel=drum_channel,
+                         mode=mode))
 
 
 @click.command()
@@ -328,8 +332,9 @@ def reconstruct(checkpoint: Path, midi_files: tuple[Path, ...], window: int | No
     loaded = _load(checkpoint, device)
     out = out_dir or loaded.outputs.reconstructions
     _each_file(midi_files, "reconstruct",
-               lambda path, name: reconstruct_file(loaded, path, out, window, temperature, seed, qpm, name,
-                                                   drum_channel, whole))
+               lambda path, name: reconstruct_file(loaded, path, out, window=window, temperature=temperature,
+                                                   seed=seed, qpm=qpm, name=name, drum_channel=drum_channel,
+                                                   whole=whole))
 
 
 @click.command()
@@ -371,8 +376,9 @@ def humanize(checkpoint: Path, midi_files: tuple[Path, ...], window: int | None,
     check_humanizer(loaded)  # before any file: the model is wrong for all of them
     out = out_dir or loaded.outputs.humanized
     _each_file(midi_files, "humanize",
-               lambda path, name: humanize_file(loaded, path, out, window, temperature, seed, qpm, name,
-                                                drum_channel, whole))
+               lambda path, name: humanize_file(loaded, path, out, window=window, temperature=temperature,
+                                                seed=seed, qpm=qpm, name=name, drum_channel=drum_channel,
+                                                whole=whole))
 
 
 @click.command()
@@ -406,7 +412,8 @@ def drumify(checkpoint: Path, midi_files: tuple[Path, ...], out_dir: Path | None
     check_drumifier(loaded)  # before any file: the model is wrong for all of them
     out = out_dir or loaded.outputs.drumified
     _each_file(midi_files, "drumify",
-               lambda path, name: drumify_file(loaded, path, out, temperature, seed, qpm, name))
+               lambda path, name: drumify_file(loaded, path, out, temperature=temperature, seed=seed, qpm=qpm,
+                                               name=name))
 
 
 def _refuse_window_and_whole(window: int | None, whole: bool) -> None:
