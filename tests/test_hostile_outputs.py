@@ -88,13 +88,20 @@ def test_a_second_report_on_a_run_is_refused_in_one_line_and_the_first_is_kept(r
     first = invoke("report", run_copy, "--samples", "1", "--reconstructions", "0", "--no-audio", "--no-progress")
     assert first.exit_code == 0, first.output
     before = sorted(p.relative_to(run_copy) for p in (run_copy / "report").rglob("*"))
-    with RunDir(run_copy).lock():  # as a report (or a training) under way holds it
+    with RunDir(run_copy).report_lock():  # as a report under way holds it
         message = one_line_error(invoke("report", run_copy, "--samples", "2", "--no-audio", "--no-progress"))
         with pytest.raises(RunInUseError):
             write_run_report(run_copy, ReportOptions(samples=2, audio=False), progress=False)
     assert "is in use by another hvae run (pid" in message
     assert sorted(p.relative_to(run_copy) for p in (run_copy / "report").rglob("*")) == before
     assert not list(run_copy.glob(".report.*"))
+
+
+def test_a_report_is_written_while_a_training_holds_the_run(run_copy):
+    with RunDir(run_copy).lock():  # as a training under way holds it
+        result = invoke("report", run_copy, "--samples", "1", "--reconstructions", "0", "--no-audio", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert (run_copy / "report" / "index.html").is_file()
 
 
 # Modes: what hvae creates is as shared as the umask allows, as other tools' files are

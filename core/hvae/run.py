@@ -61,6 +61,7 @@ REPORT_DIR = "report"
 BOARD_DIR = "tensorboard"
 IMPORT_NOTE = "imported.json"
 LOCK_FILE = ".lock"
+REPORT_LOCK_FILE = ".report-lock"  # one report at a time; a training does not hold it
 PLAUSIBLE_FILE = "plausible.json"
 ATTRIBUTES_FILE, TRANSFORMED_DIR = "attributes.json", "transformed"  # hvae attributes / hvae transform
 CORRUPT_DIR = "corrupt"  # where resuming moves checkpoints that fail their checks
@@ -75,7 +76,7 @@ COMPONENT_KINDS = {"encoder": "encoders", "decoder": "decoders", "loss": "losses
 NO_TRANSPOSITION = ()  # a transpose_range given to plan_run that means none, whatever the preset says
 RUN_ENTRIES = frozenset((CONFIG_FILE, METRICS_FILE, CHECKPOINTS, SAMPLES_DIR, RECONSTRUCTIONS_DIR, INTERPOLATIONS_DIR,
                          HUMANIZED_DIR, SIMILAR_DIR, DRUMIFIED_DIR, REPORT_DIR, BOARD_DIR, IMPORT_NOTE, LOCK_FILE,
-                         PLAUSIBLE_FILE, CORRUPT_DIR, ATTRIBUTES_FILE, TRANSFORMED_DIR))
+                         REPORT_LOCK_FILE, PLAUSIBLE_FILE, CORRUPT_DIR, ATTRIBUTES_FILE, TRANSFORMED_DIR))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,6 +274,10 @@ class RunDir:
     def lock(self) -> RunLock:
         """The run's lock (not yet acquired): one training process at a time (see :mod:`hvae.runlock`)."""
         return RunLock(self.path / LOCK_FILE)
+
+    def report_lock(self) -> RunLock:
+        """The lock of the run's report/ (not yet acquired): one report at a time, while a training may go on."""
+        return RunLock(self.path / REPORT_LOCK_FILE)
 
     def read_config(self) -> RunConfig:
         """``config.json``, checked (see :meth:`RunConfig.from_json`)."""

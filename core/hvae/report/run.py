@@ -264,13 +264,14 @@ def write_run_report(run_dir: str | os.PathLike, options: ReportOptions = Report
     the last one) and return its ``index.html``.
 
     ``evaluation`` is shown instead of evaluating again when given (it must be of the same split). The new
-    report is built beside the last one and swapped in whole, under the run's lock: a second report (or a
-    training) on the same run meanwhile is refused (:class:`~hvae.runlock.RunInUseError`), never mixed in.
+    report is built beside the last one and swapped in whole, under the report's own lock: a second report on
+    the same run meanwhile is refused (:class:`~hvae.runlock.RunInUseError`), never mixed in; a training
+    going on does not stop it (the report reads its newest whole checkpoint).
     """
     _check(options)
     loaded = open_run(run_dir, resolve_device(options.device))
     refuse_links(loaded.outputs.report)
-    with loaded.outputs.lock():  # taken before the work, so a report that would be refused does none
+    with loaded.outputs.report_lock():  # taken before the work, so a report that would be refused does none
         windows, data_dir = loaded.windows(options.split, options.data_dir, progress)
         if evaluation is None:
             evaluation = evaluation_of(loaded, windows, data_dir, options.batch_size, options.qpm, progress,
