@@ -34,9 +34,10 @@ from hvae.interfaces import Converter
 from hvae.latent import DRUM_CHANNEL_10, Window, read_window
 from hvae.midifile import midi_bytes, write_new
 from hvae.music import DEFAULT_QPM
-from hvae.quality import Feature, measure
+from hvae.quality import Feature, measure, reads_hits, steps_per_bar
 from hvae.report.pianoroll import Panel, lanes_of, roll_png, window_quarters
 from hvae.run import LoadedRun
+from hvae.sampling import decode_latents, encode_examples
 from hvae.safefiles import write_atomic
 
 FORMAT = "hvae-attributes/1"
@@ -80,7 +81,7 @@ def attributes_of(converter: Converter) -> tuple[Attribute, ...]:
     velocities and timing) for a converter whose outputs hold drum hits, the melody ones for one-hot notes,
     then the converter's own."""
     built_in: tuple[Attribute, ...] = ()
-    if _reads_hits(converter):
+    if reads_hits(converter):
         built_in = DRUM_ATTRIBUTES + (GROOVE_ATTRIBUTES if converter.output_kind == "groove" else ())
     elif converter.output_kind == "onehot":
         built_in = MELODY_ATTRIBUTES
@@ -92,17 +93,13 @@ def attributes_of(converter: Converter) -> tuple[Attribute, ...]:
     return built_in + own
 
 
-def _reads_hits(converter: Converter) -> bool:
-    return converter.drum_hits(torch.zeros((0, 1, converter.output_depth))) is not None
-
-
 def measure_attributes(converter: Converter, outputs: np.ndarray, qpm: float = DEFAULT_QPM) -> dict[str, np.ndarray]:
     """Every attribute of each window of ``outputs`` ``(B, T, D)`` (a converter's output tensors): name ->
     ``(B,)`` float64, NaN where a window has none (no hit of that drum is 0; no onset to place is NaN)."""
     outputs = np.asarray(outputs, dtype=np.float32)
     step_ms = 60_000.0 / (qpm * converter.options.steps_per_quarter)
     found: dict[str, np.ndarray] = {}
-    if _reads_hits(converter):
+    if reads_hits(converter):
         features = measure(converter, outputs, step_ms)
         found["density"], found["syncopation"] = features["hits_per_bar"], features["off_eighths"]
         found.update(_group_hits(converter, outputs))
@@ -119,14 +116,10 @@ def measure_attributes(converter: Converter, outputs: np.ndarray, qpm: float = D
     return found
 
 
-def _steps_per_bar(converter: Converter) -> int:
-    return converter.options.steps_per_quarter * converter.options.quarters_per_bar
-
-
 def _group_hits(converter: Converter, outputs: np.ndarray) -> dict[str, np.ndarray]:
     """Hits per bar of each drum group whose classes the converter has (by class name)."""
     hits = converter.drum_hits(torch.from_numpy(outputs)).numpy() > 0.5  # (B, T, N)
-    bars = max(hits.shape[1] // _steps_per_bar(converter), 1)
+    bars = max(hits.shape[1] // steps_per_bar(converter), 1)
     found = {}
     for group, words in DRUM_GROUPS.items():
         lanes = [k for k, name in enumerate(converter.class_names) if any(w in name.lower() for w in words)]
@@ -139,7 +132,7 @@ def _melody_attributes(converter: Converter, outputs: np.ndarray) -> dict[str, n
     """The melody attributes of the notes ``converter.from_tensors`` writes for each window."""
     rows: dict[str, list[float]] = {a.name: [] for a in MELODY_ATTRIBUTES}
     steps_per_quarter = converter.options.steps_per_quarter
-    bars = max(outputs.shape[1] // _steps_per_bar(converter), 1)
+    bars = max(outputs.shape[1] // steps_per_bar(converter), 1)
     for window in outputs:
         midi = converter.from_tensors(window)
         tick = midi.ticks_per_beat / steps_per_quarter  # ticks a step
@@ -375,16 +368,11 @@ def transform_file(loaded: LoadedRun, vectors: AttributeVectors, path: str | os.
     converter = loaded.converter.for_user_input()
     chosen: Window = read_window(converter, path, window, name, drum_channel)
     example, model = chosen.example, loaded.model
-    controls = torch.from_numpy(np.asarray(example.controls, np.float32)) if example.controls.shape[-1] else None
     shifts = np.stack([sum((scale * vectors[n].vector for n, scale in s.items()),
                            np.zeros(model.config.z_size, np.float32)) for s in settings])
-    with torch.no_grad():
-        mu, _ = model.encode(torch.from_numpy(np.asarray(example.inputs, np.float32))[None].to(model.device),
-                             torch.tensor([example.length], device=model.device),
-                             None if controls is None else controls[None].to(model.device))
-        generator = None if seed is None else torch.Generator(model.device).manual_seed(seed)
-        decoded = model.decode(mu + torch.from_numpy(shifts).to(mu), temperature, controls,
-                               generator=generator).float().cpu().numpy()
+    mu = encode_examples(model, [example])  # (1, Z)
+    controls = example.controls if example.controls.shape[-1] else None
+    decoded = decode_latents(model, mu + torch.from_numpy(shifts).to(mu), temperature, seed, controls=controls)
     labels = [_label(s) for s in settings]
     files = [chosen.midi(converter, outputs, qpm) for outputs in decoded]
     lanes = lanes_of(converter)

@@ -388,16 +388,15 @@ def groove_transfer_file(loaded: LoadedRun, groove: str | os.PathLike, pattern: 
     (path, picture), _ = _write_series(out_dir, f"{hits.label}_with_{feel.label}", converter, decoded,
                                   [_as_read(converter, hits, qpm), _as_read(converter, feel, qpm, hits)],
                                   in_a_row=False)
-    kept = _hits_kept(converter, hits.example.outputs, outputs)
+    kept = _hits_kept(loaded, hits.example.outputs, outputs)
     notes = [feel.note("--window-groove"), hits.note("--window-pattern"), hits.tempo_note(qpm),
              *_tempo_notes(hits, [(groove, feel)], qpm), kept]
     return Written((path,), picture, tuple(n for n in notes if n))
 
 
-def _hits_kept(converter: Converter, pattern: np.ndarray, outputs: np.ndarray) -> str:
+def _hits_kept(loaded: LoadedRun, pattern: np.ndarray, outputs: np.ndarray) -> str:
     """How many of the pattern's hits (step and drum) the decoded groove plays, in words."""
-    to_hits = lambda values: converter.drum_hits(torch.from_numpy(np.asarray(values, np.float32))[None])[0].numpy() > 0.5
-    wanted, played = to_hits(pattern), to_hits(outputs)
+    wanted, played = _hits(loaded, pattern), _hits(loaded, outputs)
     return (f"Hits: {int((wanted & played).sum())} of the pattern's {int(wanted.sum())} played, "
             f"{int((played & ~wanted).sum())} added.")
 

@@ -70,12 +70,13 @@ MELODY_FEATURES = (
 def features_of(converter: Converter) -> tuple[Feature, ...]:
     """The features measured for ``converter``'s windows: drums (and groove's velocity and timing where its
     outputs hold them), else the melody features of the notes it writes."""
-    if _reads_hits(converter):
+    if reads_hits(converter):
         return DRUM_FEATURES + (GROOVE_FEATURES if converter.output_kind == "groove" else ())
     return MELODY_FEATURES
 
 
-def _reads_hits(converter: Converter) -> bool:
+def reads_hits(converter: Converter) -> bool:
+    """Whether ``converter``'s outputs hold drum hits (:meth:`~hvae.interfaces.Converter.drum_hits`)."""
     return converter.drum_hits(torch.zeros((0, 1, converter.output_depth))) is not None
 
 
@@ -84,12 +85,13 @@ def measure(converter: Converter, outputs: np.ndarray, step_ms: float) -> dict[s
     ``(B,)`` float64, NaN where a window has none (no onset to place, fewer than two notes). ``step_ms``:
     one grid step in ms (microtiming)."""
     outputs = np.asarray(outputs, dtype=np.float32)
-    if _reads_hits(converter):
+    if reads_hits(converter):
         return _drum_features(converter, outputs, step_ms)
     return _melody_features(converter, outputs)
 
 
-def _steps_per_bar(converter: Converter) -> int:
+def steps_per_bar(converter: Converter) -> int:
+    """Grid steps in one of ``converter``'s bars."""
     return converter.options.steps_per_quarter * converter.options.quarters_per_bar
 
 
@@ -101,7 +103,7 @@ def _lanes(converter: Converter, *names: str) -> list[int]:
 def _drum_features(converter: Converter, outputs: np.ndarray, step_ms: float) -> dict[str, np.ndarray]:
     hits = converter.drum_hits(torch.from_numpy(outputs)).numpy() > 0.5  # (B, T, N)
     b, t, n = hits.shape
-    per_bar = _steps_per_bar(converter)
+    per_bar = steps_per_bar(converter)
     bars = max(t // per_bar, 1)
     barred = hits[:, :bars * per_bar].reshape(b, bars, per_bar, n)  # (B, bars, steps, N)
     beat = converter.options.steps_per_quarter
