@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import tensorflow.compat.v1 as tf
 import tensorflow_probability as tfp
-from magenta.contrib import training as contrib_training
 from magenta.models.music_vae import lstm_models
 from magenta.models.music_vae.base_model import MusicVAE
 
@@ -69,7 +68,8 @@ def main() -> None:
     args = parser.parse_args()
     inputs, outputs, lengths = windows(args.windows)
     hparams = lstm_models.get_default_hparams()
-    hparams.update(HPARAMS) if hasattr(hparams, "update") else [setattr(hparams, k, v) for k, v in HPARAMS.items()]
+    for name, value in HPARAMS.items():  # the reference's HParams: attributes, no update()
+        setattr(hparams, name, value)
     rng = np.random.default_rng(args.seed)
     eps = rng.standard_normal((WINDOWS, SIZES["z_size"])).astype(np.float32)
 
