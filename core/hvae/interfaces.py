@@ -20,7 +20,10 @@ from hvae.options import apply_overrides
 
 MAX_FILE_WINDOW_BYTES = 1 << 30  # the float32 windows of one file, at most (the largest GMD file needs ~80 MB)
 
-OUTPUT_KINDS = ("onehot", "groove", "multihot")
+# "onehot": one class a step; "groove": hits, velocities and offsets; "multihot": several classes a step
+# (rolls); "onehot-parts": several one-hot parts side by side, one class a step in each (a trio's melody,
+# bass and drums), named with their depths by the converter's ``parts``.
+OUTPUT_KINDS = ("onehot", "groove", "multihot", "onehot-parts")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,12 +58,15 @@ class Converter(abc.ABC):
     ``drumifies`` (whether it turns taps into drums), ``input_transform`` (what its inputs lack that the
     model restores), :meth:`tile` (a whole file as consecutive windows: parts of any length) and
     :meth:`attributes` (musical attributes of its windows beyond hvae's own, for attribute vectors).
+    A converter of ``"onehot-parts"`` outputs names its parts in ``parts``: the depths add up to
+    ``output_depth``, and losses and decoders that split the outputs read them from there.
     """
 
     name: ClassVar[str]
     Options: ClassVar[type[ConverterOptions]] = ConverterOptions
     output_kind: ClassVar[str]  # one of OUTPUT_KINDS
     classes: tuple[tuple[int, ...], ...] = ()  # drum converters: each class's MIDI pitches, in class order
+    parts: tuple[tuple[str, int], ...] = ()  # "onehot-parts" converters: (name, depth) of each part, in order
 
     def __init__(self, options: ConverterOptions | None = None, **overrides: Any):
         base = options if options is not None else self.Options()

@@ -95,11 +95,15 @@ class DataSpec:
     """What a model needs to know of its converter."""
 
     converter: str  # registered converter name (for messages and checkpoints)
-    output_kind: str  # "onehot", "groove" or "multihot"
+    output_kind: str  # one of hvae.interfaces.OUTPUT_KINDS
     input_depth: int  # encoder input size per step (without controls)
     output_depth: int  # D
     control_depth: int  # C, 0 without controls
     steps: int  # T
+    parts: tuple[tuple[str, int], ...] = ()  # "onehot-parts" outputs: (name, depth) of each part, in order
+
+    def __post_init__(self) -> None:  # JSON gives lists: keep parts hashable and comparable
+        object.__setattr__(self, "parts", tuple((str(name), int(depth)) for name, depth in self.parts))
 
     @classmethod
     def of(cls, source: "Converter | DataSpec") -> "DataSpec":
@@ -107,7 +111,8 @@ class DataSpec:
             return source
         return cls(converter=getattr(source, "name", type(source).__name__), output_kind=source.output_kind,
                    input_depth=source.input_depth, output_depth=source.output_depth,
-                   control_depth=source.control_depth, steps=source.steps)
+                   control_depth=source.control_depth, steps=source.steps,
+                   parts=getattr(source, "parts", ()))
 
 
 @dataclasses.dataclass
