@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hvae.errors import IncompatibleError, UnknownComponentError
-from hvae.model import DataSpec, build_model
+from hvae.model import DataSpec, build_model, trainable_parameters
 from hvae.plugins import make_converter, registry
 from hvae.presets import Preset, get_preset, list_presets
 
@@ -19,21 +19,24 @@ REFERENCE = ["cat-drums_2bar_small", "cat-drums_2bar_big", "cat-mel_2bar_small",
              "hierdec-mel_16bar", "groovae_4bar", "groovae_2bar_humanize", "groovae_2bar_tap_fixed_velocity",
              "groovae_2bar_tap_fixed_velocity_note_dropout", "groovae_2bar_add_closed_hh",
              "groovae_2bar_hits_control"]
+TRIO = ["flat-trio_16bar", "hierdec-trio_16bar", "hier-trio_16bar"]
 REPORT = ["hier-groove-4bar", "groovae_4bar", "hier-drums-4bar", "hier-mel-4bar"]
 # What each converter writes, for building without the converter itself: (kind, input depth, output depth).
-SHAPES = {"drums": ("onehot", 10, 512), "groove": ("groove", 27, 27), "melody": ("onehot", 90, 90)}
-BARS_KEY = {"drums": "slice_bars", "melody": "slice_bars", "groove": "split_bars"}
+SHAPES = {"drums": ("onehot", 10, 512), "groove": ("groove", 27, 27), "melody": ("onehot", 90, 90),
+          "trio": ("onehot-parts", 692, 692)}
+BARS_KEY = {"drums": "slice_bars", "melody": "slice_bars", "groove": "split_bars", "trio": "slice_bars"}
+PARTS = {"trio": (("melody", 90), ("bass", 90), ("drums", 512))}
 
 
 def spec_for(preset: Preset) -> DataSpec:
     kind, input_depth, output_depth = SHAPES[preset.converter]
     bars = preset.converter_options[BARS_KEY[preset.converter]]
     return DataSpec(converter=preset.converter, output_kind=kind, input_depth=input_depth,
-                    output_depth=output_depth, control_depth=0, steps=16 * bars)
+                    output_depth=output_depth, control_depth=0, steps=16 * bars, parts=PARTS.get(preset.converter, ()))
 
 
 def test_every_named_preset_is_there():
-    assert set(REFERENCE + REPORT + ["demo"]) <= set(list_presets())
+    assert set(REFERENCE + TRIO + REPORT + ["demo"]) <= set(list_presets())
     assert list_presets() == sorted(list_presets())
 
 
@@ -82,9 +85,36 @@ def test_each_preset_builds(name):
     assert model.spec.steps == 16 * preset.converter_options[BARS_KEY[preset.converter]]
 
 
+# The reference's variable count of each trio configuration, from its own graphs (configs.py built in TensorFlow).
+TRIO_VARIABLES = {"flat-trio_16bar": 251_279_028, "hierdec-trio_16bar": 230_975_156, "hier-trio_16bar": 122_529_460}
+
+
+@pytest.mark.parametrize("name", TRIO)
+def test_the_trio_presets_keep_the_references_sizes_and_variable_count(name):
+    preset = get_preset(name)
+    with torch.device("meta"):
+        model = build_model(preset.model, spec_for(preset))
+    assert sum(p.numel() for p in trainable_parameters(model)) == TRIO_VARIABLES[name]
+    assert (preset.converter, dict(preset.converter_options)) == ("trio", {"slice_bars": 16, "gap_bars": 2,
+                                                                           "steps_per_quarter": 4})
+    assert (preset.batch_size, preset.origin, model.config.loss, model.config.z_size) == \
+        (256, "reference", "multi-categorical", 512)
+    assert (model.loss.depths, model.loss.names) == ((90, 90, 512), ("melody", "bass", "drums"))
+    cfg = model.config
+    if name == "flat-trio_16bar":
+        assert (cfg.decoder, cfg.decoder_options["rnn_sizes"]) == ("flat", (2048, 2048, 2048))
+        assert (cfg.free_bits, cfg.max_beta) == (0.0, 1.0)
+    else:
+        assert (cfg.decoder, cfg.decoder_options["rnn_sizes"], cfg.decoder_options["level_lengths"]) == \
+            ("hierarchical", (1024, 1024), (16, 16))
+        assert cfg.decoder_options["split_depths"] == (90, 90, 512) and (cfg.free_bits, cfg.max_beta) == (256.0, 0.2)
+    encoder = ("hierarchical", (1024,)) if name == "hier-trio_16bar" else ("bidirectional", (2048, 2048))
+    assert (cfg.encoder, cfg.encoder_options["rnn_sizes"]) == encoder
+
+
 def test_the_reference_configs_hvae_cannot_build_are_refused_with_the_reason():
-    for name, reason in [("hier-trio_16bar", "trios"), ("nade-drums_2bar_full", "NADE"),
-                         ("hierdec-trio_16bar", "trios")]:
+    for name, reason in [("hier-multiperf_vel_1bar_med", "multi-instrument"), ("nade-drums_2bar_full", "NADE"),
+                         ("cat-mel_2bar_med_chords", "chord")]:
         with pytest.raises(UnknownComponentError, match=f"reference's {name} is not supported: .*{reason}"):
             get_preset(name)
 
@@ -135,6 +165,7 @@ def test_hvae_presets_lists_each_preset_with_its_size_and_origin():
     # The reference's own variable count (encoder, decoder, dense layers) for cat-drums_2bar_small.
     assert rows["cat-drums_2bar_small"][-2:] == ["4,636,672", "reference"]
     assert rows["demo"][-1] == "hvae" and rows["hier-drums-4bar"][-1] == "report"
-    assert "hier-trio_16bar: trios" in result.output and "hier-mel_16bar: " not in result.output
+    assert "nade-drums_2bar_full: a NADE" in result.output and "hier-trio_16bar: " not in result.output
+    assert rows["hierdec-trio_16bar"][-2:] == [f"{TRIO_VARIABLES['hierdec-trio_16bar']:,}", "reference"]
     table = json.loads(invoke("presets", "--json").output)
     assert {r["name"] for r in table["presets"]} == set(list_presets())

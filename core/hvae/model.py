@@ -27,7 +27,8 @@ from hvae.plugins import Registry, registry
 LN2 = math.log(2.0)
 SAMPLING_SCHEDULES = ("constant", "exponential", "inverse_sigmoid")
 # The loss used for an output kind when neither the config nor the decoder names one.
-DEFAULT_LOSSES = {"onehot": "categorical", "groove": "groove", "multihot": "bernoulli"}
+DEFAULT_LOSSES = {"onehot": "categorical", "groove": "groove", "multihot": "bernoulli",
+                  "onehot-parts": "multi-categorical"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,6 +312,23 @@ def _with_dropout(cls: type, options: Mapping[str, Any], dropout: float | None) 
     return options
 
 
+def _with_parts(cls: type, options: Mapping[str, Any], spec: DataSpec) -> dict[str, Any]:
+    """``options`` with the converter's parts filled in where the component's Options have the fields and
+    were given none: ``output_depths`` (each part's depth) and ``part_names`` (each part's name; filled
+    only where the depths are the parts' own)."""
+    options, known = dict(options), getattr(cls, "Options", None)
+    fields = {f.name for f in dataclasses.fields(known)} if dataclasses.is_dataclass(known) else set()
+    if not spec.parts or "output_depths" not in fields:
+        return options
+    depths, names = tuple(d for _, d in spec.parts), tuple(n for n, _ in spec.parts)
+    if not options.get("output_depths"):
+        options["output_depths"] = depths
+    if "part_names" in fields and not options.get("part_names") and \
+            tuple(int(d) for d in options["output_depths"]) == depths:
+        options["part_names"] = names
+    return options
+
+
 def _resolve_loss(config: ModelConfig, decoder_cls: type, spec: DataSpec, reg: Registry) -> str:
     if config.loss is not None:
         return config.loss
@@ -337,7 +355,7 @@ def build_model(config: ModelConfig, data: Converter | DataSpec, force: bool = F
     if not force:
         check_compatible(spec.output_kind, loss_reg.factory, loss_name, spec.converter,
                          [r.factory for r in reg.registrations("losses")], spec.output_depth)
-    loss = loss_reg.build(spec.output_depth, **dict(config.loss_options))
+    loss = loss_reg.build(spec.output_depth, **_with_parts(loss_reg.factory, config.loss_options, spec))
     steps = {"steps": spec.steps} if getattr(encoder_cls, "takes_steps", False) else {}
     encoder = encoder_reg.build(spec.input_depth + spec.control_depth, config.z_size, **steps,
                                 **_with_dropout(encoder_cls, config.encoder_options, config.dropout))

@@ -27,7 +27,7 @@ class Preset:
     model: ModelConfig  # the model and its optimisation
     batch_size: int  # examples per training step
     steps: int  # training steps
-    dataset: str  # the data it is meant for: "gmd" (Groove MIDI Dataset) or "maestro"
+    dataset: str  # the data it is meant for: "gmd" (Groove MIDI Dataset), "maestro" or "lmd" (Lakh MIDI Dataset)
     transpose_range: tuple[int, int] | None = None  # augmentation: random transposition in semitones
     force: bool = False  # the loss does not fit the converter: building needs force=True, on purpose
     origin: str = "reference"  # "reference" (Magenta's configs.py), "report" (the 4-bar study) or "hvae"
@@ -57,6 +57,12 @@ _MELODY_2BAR = {"skip_polyphony": False, "max_bars": 100, "slice_bars": 2, "step
 _MELODY_16BAR = {"skip_polyphony": False, "max_bars": 100, "slice_bars": 16, "steps_per_quarter": 4}
 _GROOVE_4BAR = {"split_bars": 4, "steps_per_quarter": 4, "quarters_per_bar": 4}
 _GROOVE_2BAR = {"split_bars": 2, "steps_per_quarter": 4, "quarters_per_bar": 4}
+# Trios: 16 bars of melody, bass and drums; the decoders' parts (melody 90, bass 90, drums 512 classes).
+_TRIO_16BAR = {"slice_bars": 16, "gap_bars": 2, "steps_per_quarter": 4}
+_TRIO_PARTS = (90, 90, 512)
+_TRIO_HIERDEC = dict(z_size=512, decoder="hierarchical", loss="multi-categorical", free_bits=256.0, max_beta=0.2,
+                     decoder_options={"rnn_sizes": (1024, 1024), "level_lengths": (16, 16),
+                                      "split_depths": _TRIO_PARTS})
 # GrooVAE's model (groovae_4bar and its 2-bar variants): the small sizes, dropout keep probability 0.3.
 _GROOVAE = ModelConfig(z_size=256, decoder="groove", loss="groove", encoder_options={"rnn_sizes": (512,)},
                        decoder_options={"rnn_sizes": (256, 256)}, dropout=0.7, **_DRUMS_KL)
@@ -127,6 +133,32 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
                           free_bits=256.0, max_beta=0.2),
         batch_size=512, steps=50_000, dataset="maestro"),
     Preset(
+        name="flat-trio_16bar",
+        description=("The reference's flat 16-bar trio model (melody, bass, drums side by side): a 2x2048 "
+                     "encoder and a 3x2048 decoder, a softmax cross-entropy per part."),
+        converter="trio",
+        converter_options=_TRIO_16BAR,
+        model=ModelConfig(z_size=512, loss="multi-categorical", encoder_options={"rnn_sizes": (2048, 2048)},
+                          decoder_options={"rnn_sizes": (2048, 2048, 2048)}),
+        batch_size=256, steps=50_000, dataset="lmd"),
+    Preset(
+        name="hierdec-trio_16bar",
+        description=("The reference's 16-bar trio model: a 2x2048 encoder, a 2x1024 conductor and one 2x1024 "
+                     "decoder per part (melody, bass, drums), 16 bars of 16 steps."),
+        converter="trio",
+        converter_options=_TRIO_16BAR,
+        model=ModelConfig(**_TRIO_HIERDEC, encoder_options={"rnn_sizes": (2048, 2048)}),
+        batch_size=256, steps=50_000, dataset="lmd"),
+    Preset(
+        name="hier-trio_16bar",
+        description=("The reference's 16-bar trio model with a hierarchical encoder (bars of 16 steps, then the "
+                     "16 bars), 1024 units per level; a 2x1024 conductor and one 2x1024 decoder per part."),
+        converter="trio",
+        converter_options=_TRIO_16BAR,
+        model=ModelConfig(**_TRIO_HIERDEC, encoder="hierarchical",
+                          encoder_options={"rnn_sizes": (1024,), "level_lengths": (16, 16)}),
+        batch_size=256, steps=50_000, dataset="lmd"),
+    Preset(
         name="groovae_4bar",
         description=("The reference's GrooVAE (the report's GrooVAE run): hits, velocities and offsets of "
                      "9 drums over 4 bars."),
@@ -193,10 +225,6 @@ UNSUPPORTED: dict[str, UnsupportedConfig] = {u.name: u for u in [
     UnsupportedConfig("cat-mel_2bar_med_chords", "chord-conditioned melodies: hvae has no chord encoding"),
     UnsupportedConfig("nade-drums_2bar_reduced", "a NADE decoder, which hvae does not have"),
     UnsupportedConfig("nade-drums_2bar_full", "a NADE decoder, which hvae does not have"),
-    UnsupportedConfig("flat-trio_16bar", "trios (melody, bass, drums): hvae has no multi-track converter or "
-                                         "multi-output decoder"),
-    UnsupportedConfig("hierdec-trio_16bar", "trios: hvae has no multi-track converter or split decoder"),
-    UnsupportedConfig("hier-trio_16bar", "trios: hvae has no multi-track converter or split decoder"),
     UnsupportedConfig("hier-multiperf_vel_1bar_med", "multi-instrument performances: no such converter in hvae"),
     UnsupportedConfig("hier-multiperf_vel_1bar_big", "multi-instrument performances: no such converter in hvae"),
     UnsupportedConfig("hier-multiperf_vel_1bar_med_chords", "multi-instrument performances with chords: no "

@@ -125,7 +125,7 @@ class LstmCore(nn.Module):
         """
         use_draw = torch.rand(previous.shape[:2], generator=generator, device=previous.device) < probability  # (N, T)
         if not fast_sampling(backend) or (self.lstm.dropout and self.training) or not draws_classes(loss):
-            return reference.scheduled(self, embedding, previous, controls, use_draw, loss, generator)
+            return reference.scheduled((self,), embedding, previous, controls, use_draw, loss, generator)
         return self.teacher_forced(embedding, self._fed_with_draws(embedding, previous, controls, use_draw,
                                                                    loss, generator), controls, backend=backend)
 

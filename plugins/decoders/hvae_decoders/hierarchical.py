@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 import torch
+from torch import nn
 
 from hvae.errors import HvaeError
 from hvae.interfaces import Decoder, Loss
@@ -26,6 +27,9 @@ class HierarchicalDecoderOptions:
     conductor_sizes: tuple[int, ...] | None = None  # conductor units per layer; None: rnn_sizes, as the reference
     dropout: float = 0.0  # dropout on each layer's input while training (1 - the reference's dropout_keep_prob)
     backend: str = "auto"  # auto, reference (the plain loops) or fast: which code runs, same results (hvae_decoders.backend)
+    # Non-empty: one core decoder per output part of these depths, in order (a trio's melody, bass and drums:
+    # 90, 90, 512), adding up to the output depth; each is fed its own part (the reference's split decoder).
+    split_depths: tuple[int, ...] = ()
 
 
 class HierarchicalDecoder(Decoder):
@@ -35,6 +39,12 @@ class HierarchicalDecoder(Decoder):
     the reference); its top output for bar j initialises (``tanh(dense(.))``) and conditions (concatenated
     to every step's input) the core decoder for that bar's steps. The core decoder's state restarts at
     each bar; its fed-back output carries over (a bar starts from the previous bar's last step).
+
+    With ``split_depths`` the outputs are parts side by side, and each part has a core decoder of its own
+    (``cores``, in place of ``core``): conditioned on the same conductor output, fed only its own part's
+    previous output, giving that part's raw outputs (the loss must ask one raw value per output value).
+    Sampling and scheduled sampling step the cores together and let the loss draw each step from their
+    raw outputs side by side; they run the plain loops (:mod:`hvae_decoders.reference`) on every backend.
     """
 
     name = "hierarchical"
@@ -56,19 +66,33 @@ class HierarchicalDecoder(Decoder):
             raise HvaeError(f"{what}: level_lengths {level_lengths} must be (bars, steps_per_bar) with "
                             f"bars * steps_per_bar = {steps}, the converter's steps.")
         conductor_sizes = tuple(options.conductor_sizes or options.rnn_sizes)
-        self.options = dataclasses.replace(options, level_lengths=level_lengths, conductor_sizes=conductor_sizes)
+        split = tuple(int(depth) for depth in options.split_depths)
+        if split and (min(split) < 1 or sum(split) != output_depth or raw_size != output_depth):
+            raise HvaeError(f"{what}: split_depths {split} must be positive and add up to the output depth, "
+                            f"{output_depth}, and the loss must ask one raw value per output value (it asks "
+                            f"{raw_size} a step).")
+        self.options = dataclasses.replace(options, level_lengths=level_lengths, conductor_sizes=conductor_sizes,
+                                           split_depths=split)
         self.output_depth, self.steps = output_depth, steps
         self.bars, self.bar_steps = level_lengths
         self.conductor_state = InitialState(z_size, conductor_sizes)
         self.conductor = StackedLstm(1, conductor_sizes, options.dropout)
-        self.core = LstmCore(output_depth, raw_size, conductor_sizes[-1], control_depth,
-                             tuple(options.rnn_sizes), options.dropout)
+        core = lambda depth, raw: LstmCore(depth, raw, conductor_sizes[-1], control_depth, tuple(options.rnn_sizes),
+                                           options.dropout)
+        if split:
+            self.cores = nn.ModuleList(core(depth, depth) for depth in split)
+        else:
+            self.core = core(output_depth, raw_size)
 
     def reference_layers(self) -> dict[str, torch.nn.Module]:
         """Each layer under the name of its variables in the reference's checkpoints."""
         layers: dict[str, torch.nn.Module] = {f"decoder/hierarchical_level_0/cell_{i}/lstm_cell": layer
                                               for i, layer in enumerate(self.conductor.layers)}
         layers["decoder/hierarchical_level_0/initial_state"] = self.conductor_state.dense
+        if self.options.split_depths:
+            for i, core in enumerate(self.cores):
+                layers.update(core.reference_layers(f"core_decoder/core_decoder_{i}/decoder/"))
+            return layers
         return {**layers, **self.core.reference_layers("core_decoder/decoder/")}
 
     def conduct(self, z: torch.Tensor, dropout: bool = True) -> torch.Tensor:
@@ -88,12 +112,27 @@ class HierarchicalDecoder(Decoder):
         if controls is not None:
             controls = controls.reshape(batch * self.bars, self.bar_steps, -1)  # (B * bars, L, C)
         backend = self.options.backend
-        if sampling_probability > 0.0:
+        if self.options.split_depths:
+            raw = self._split_forward(embeddings, previous, controls, sampling_probability, loss, generator)
+        elif sampling_probability > 0.0:
             raw = self.core.scheduled(embeddings, previous, controls, sampling_probability, loss, generator,
                                       backend=backend)
         else:
             raw = self.core.teacher_forced(embeddings, previous, controls, backend=backend)  # (B * bars, L, R)
         return raw.reshape(batch, steps, -1)  # (B, T, R)
+
+    def _split_forward(self, embeddings: torch.Tensor, previous: torch.Tensor, controls: torch.Tensor | None,
+                       probability: float, loss: Loss | None, generator: torch.Generator | None) -> torch.Tensor:
+        """Raw outputs ``(N, L, R)`` of the split cores for ``N = B * bars`` bars fed ``previous`` ``(N, L, D)``:
+        each core teacher-forced on its own part, or, with scheduled sampling, each part fed the loss's draw
+        with ``probability`` per bar, step and part (each core's own choice, as the reference's)."""
+        if probability > 0.0:
+            use_draw = torch.rand(previous.shape[:2] + (len(self.cores),), generator=generator,
+                                  device=previous.device) < probability  # (N, L, parts)
+            return reference.scheduled(self.cores, embeddings, previous, controls, use_draw, loss, generator)
+        parts = previous.split(self.options.split_depths, dim=-1)
+        return torch.cat([core.teacher_forced(embeddings, part, controls, backend=self.options.backend)
+                          for core, part in zip(self.cores, parts)], dim=-1)  # (N, L, R)
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor, steps: int, temperature: float, loss: Loss,
@@ -102,10 +141,12 @@ class HierarchicalDecoder(Decoder):
         if steps != self.steps:
             raise HvaeError(f"decoder {self.name!r} draws {self.steps} steps "
                             f"({self.bars} bars of {self.bar_steps}), not {steps}.")
-        if fast_sampling(self.options.backend) and fast_draws(loss):
+        split = bool(self.options.split_depths)
+        if not split and fast_sampling(self.options.backend) and fast_draws(loss):
             return self._sample_fast(z, temperature, loss, controls, generator)
         embeddings = self.conduct(z, dropout=False)  # (B, bars, H_conductor)
-        return reference.sample_bars(self.core, embeddings, self.bar_steps, temperature, loss, controls,
+        cores = tuple(self.cores) if split else (self.core,)
+        return reference.sample_bars(cores, embeddings, self.bar_steps, temperature, loss, controls,
                                      generator)  # the plain loop
 
     def _sample_fast(self, z: torch.Tensor, temperature: float, loss: Loss, controls: torch.Tensor | None,

@@ -9,6 +9,30 @@ from hvae.interfaces import Loss
 from hvae_losses.common import UniformDraws, mean_over_valid, sum_valid_steps
 
 
+def cross_entropy(raw: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-step softmax cross-entropy ``-(targets * log_softmax(raw)).sum(-1)`` and whether the most likely
+    class is the target's (1.0 or 0.0): raw and targets ``(B, T, D)`` give two ``(B, T)``."""
+    log_probs = F.log_softmax(raw.float(), dim=-1)  # (B, T, D)
+    per_step = -(targets * log_probs).sum(dim=-1)  # (B, T)
+    correct = (raw.argmax(dim=-1) == targets.argmax(dim=-1)).to(per_step.dtype)  # (B, T)
+    return per_step, correct
+
+
+def draw_classes(raw: torch.Tensor, temperature: float, uniform: torch.Tensor | None) -> torch.Tensor:
+    """Classes ``(...)`` from ``softmax(raw / temperature)`` for raw outputs ``(..., D)`` and uniform numbers
+    ``(..., 1)`` in [0, 1); the argmax where ``uniform`` is None.
+
+    Draws by inverting the distribution function: the uniform number, scaled to the row's unnormalised
+    total, is looked up in the cumulative sums of ``exp(raw / temperature - max)``.
+    """
+    if uniform is None:
+        return raw.argmax(dim=-1)
+    scaled = raw.float() / temperature
+    cumulative = scaled.sub_(scaled.amax(dim=-1, keepdim=True)).exp_().cumsum(dim=-1)  # (..., D)
+    point = uniform * cumulative[..., -1:]  # below the total: a class of positive weight is found
+    return torch.searchsorted(cumulative, point, right=True).squeeze(-1).clamp_(max=raw.shape[-1] - 1)
+
+
 class CategoricalLoss(UniformDraws, Loss):
     """One class per step out of ``output_depth`` (a drum combination, a melody event).
 
@@ -33,9 +57,7 @@ class CategoricalLoss(UniformDraws, Loss):
     uniform_width = 1
 
     def __call__(self, raw: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        log_probs = F.log_softmax(raw.float(), dim=-1)  # (B, T, D)
-        per_step = -(targets * log_probs).sum(dim=-1)  # (B, T)
-        correct = (raw.argmax(dim=-1) == targets.argmax(dim=-1)).to(per_step.dtype)  # (B, T)
+        per_step, correct = cross_entropy(raw, targets)  # (B, T) each
         return sum_valid_steps(per_step, mask), {"accuracy": mean_over_valid(correct, mask)}
 
     def sample_indices(self, raw: torch.Tensor, temperature: float,
@@ -52,12 +74,7 @@ class CategoricalLoss(UniformDraws, Loss):
     def draw(self, raw: torch.Tensor, temperature: float, uniform: torch.Tensor | None) -> torch.Tensor:
         """Classes ``(...)`` for raw outputs ``(..., D)`` and uniform numbers ``(..., 1)`` in [0, 1)
         (None: the argmax)."""
-        if uniform is None:
-            return raw.argmax(dim=-1)
-        scaled = raw.float() / temperature
-        cumulative = scaled.sub_(scaled.amax(dim=-1, keepdim=True)).exp_().cumsum(dim=-1)  # (..., D)
-        point = uniform * cumulative[..., -1:]  # below the total: a class of positive weight is found
-        return torch.searchsorted(cumulative, point, right=True).squeeze(-1).clamp_(max=raw.shape[-1] - 1)
+        return draw_classes(raw, temperature, uniform)
 
     def sample_step(self, raw: torch.Tensor, temperature: float,
                     generator: torch.Generator | None = None) -> torch.Tensor:
