@@ -48,7 +48,7 @@ def test_get_converter_takes_an_int_for_a_float_and_a_list_for_a_tuple():
     assert hvae.get_converter("melody", max_bars=None, slice_bars=2).options.max_bars is None
 
 
-@pytest.mark.parametrize("converter", ["drums", "groove", "melody"])
+@pytest.mark.parametrize("converter", ["drums", "groove", "melody", "trio"])
 @pytest.mark.parametrize("qpm", [0, -120, NAN, math.inf, "120", 1e9])
 def test_from_tensors_refuses_a_tempo_midi_cannot_store(converter, qpm):
     built = hvae.get_converter(converter)

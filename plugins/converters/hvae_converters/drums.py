@@ -39,7 +39,7 @@ from hvae.errors import ConversionError, HvaeError
 from hvae.interfaces import Converter, ConverterOptions, Example
 from hvae.music import DEFAULT_QPM, MidiSource, Note, NoteSequence, quantize, read_midi, split_on_time_changes, to_midi
 from hvae_converters.drum_pitches import class_names, pitch_classes
-from hvae_converters.windows import distinct_tracks, first_occurrences, sample, slide
+from hvae_converters.windows import distinct_tracks, first_occurrences, slide, windows_of_pieces
 
 OUTPUT_VELOCITY = 80  # MIDI velocity of every note from_tensors writes
 MAX_ONEHOT_CLASSES = 12  # one-hot codes need 2**classes entries a step; beyond this use rolls
@@ -135,19 +135,7 @@ class DrumsConverter(Converter):
         o = self.options
         ns = read_midi(source)
         pieces = split_on_time_changes(ns) if o.presplit_on_time_changes else [ns]
-        if not pieces:
-            raise ConversionError("no notes")
-        rng = np.random.default_rng(o.seed)
-        windows: list[np.ndarray] = []
-        reasons: list[str] = []
-        for piece in pieces:
-            try:
-                windows.extend(sample(self._windows(piece), o.max_tensors_per_notesequence, rng))
-            except ConversionError as exc:
-                reasons.append(str(exc))
-        windows = sample(windows, o.max_tensors_per_notesequence, rng)
-        if not windows:
-            raise ConversionError("; ".join(dict.fromkeys(reasons)))
+        windows = windows_of_pieces(pieces, self.piece_windows, o.max_tensors_per_notesequence, o.seed)
         self.check_window_memory(len(windows) if o.slice_bars is not None else
                                  sum(len(w) for w in windows) // max(self.steps, 1))
         if o.slice_bars is not None:
@@ -168,7 +156,7 @@ class DrumsConverter(Converter):
         grid[onsets[onsets < kept]] = masks[onsets < kept]
         return self._examples(grid.reshape(-1, window))
 
-    def _windows(self, piece: NoteSequence) -> list[np.ndarray]:
+    def piece_windows(self, piece: NoteSequence) -> list[np.ndarray]:
         """The distinct windows of one piece of constant tempo and meter: bit masks, each (T,)."""
         o = self.options
         q = self._quantized(piece)

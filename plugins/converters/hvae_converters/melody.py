@@ -17,7 +17,8 @@ How a file becomes windows, as the reference does it:
    dropped (or, with ``skip_polyphony``, the instrument is abandoned); a note starting while
    another sounds cuts that one short; ``gap_bars`` of silence end a melody. Each melody starts
    on the bar of its first note and is padded with no-events to a whole number of bars.
-4. Melodies of one bar or less are dropped; longer ones are cut to ``max_bars``.
+4. Melodies longer than ``max_bars`` are cut to it (padded to whole bars, none is shorter than
+   one bar, the reference's shortest).
 5. Every ``slice_bars`` window at a one-bar hop; note-offs before the first note-on of a window
    become no-events; duplicate windows of a piece are kept once, in order of first appearance.
 """
@@ -36,7 +37,7 @@ from hvae.errors import ConversionError, HvaeError
 from hvae.interfaces import Converter, ConverterOptions, Example
 from hvae.music import (DEFAULT_QPM, MidiSource, Note, NoteSequence, quantize, read_midi, split_on_time_changes,
                         to_midi)
-from hvae_converters.windows import first_occurrences, sample, slide
+from hvae_converters.windows import first_occurrences, slide, windows_of_pieces
 
 NO_EVENT = 0  # class of a step where nothing starts or stops
 NOTE_OFF = 1  # class of a step where the sounding note stops
@@ -135,17 +136,7 @@ class MelodyConverter(Converter):
         o = self.options
         ns = read_midi(source)
         pieces = split_on_time_changes(ns) if o.presplit_on_time_changes else [ns]
-        rng = np.random.default_rng(o.seed)
-        windows: list[np.ndarray] = []
-        reasons: list[str] = []
-        for piece in pieces:
-            try:
-                windows.extend(sample(self._piece_windows(piece), o.max_tensors_per_notesequence, rng))
-            except ConversionError as exc:
-                reasons.append(str(exc))
-        windows = sample(windows, o.max_tensors_per_notesequence, rng)
-        if not windows:
-            raise ConversionError(reasons[0] if reasons else "no notes")
+        windows = windows_of_pieces(pieces, self.piece_windows, o.max_tensors_per_notesequence, o.seed)
         self.check_window_memory(len(windows))
         return [self._example(w) for w in windows]
 
@@ -182,7 +173,7 @@ class MelodyConverter(Converter):
         return to_midi(notes, qpm=qpm, time_signature=(self.options.quarters_per_bar, 4),
                        quarters=len(classes) / self.options.steps_per_quarter)
 
-    def _piece_windows(self, piece: NoteSequence) -> list[np.ndarray]:
+    def piece_windows(self, piece: NoteSequence) -> list[np.ndarray]:
         """The distinct windows ``(T,)`` of class indices of one constant-tempo piece."""
         o = self.options
         kept = [n for n in piece.notes
@@ -214,7 +205,9 @@ class MelodyConverter(Converter):
         return list({w.tobytes(): w for w in windows}.values())
 
     def _melodies(self, qns: NoteSequence) -> list[tuple[int, list[int]]]:
-        """``(start step, classes)`` of every melody longer than one bar, cut to ``max_bars``."""
+        """``(start step, classes)`` of every melody, cut to ``max_bars``.
+
+        A melody lasts whole bars, at least one: the reference's shortest (``min_bars=1``)."""
         o = self.options
         by_instrument: dict[int, list[Note]] = {}
         for n in qns.notes:
@@ -222,15 +215,12 @@ class MelodyConverter(Converter):
         gap_steps = (o.gap_bars or float("inf")) * self._steps_per_bar
         max_steps = o.max_bars * self._steps_per_bar if o.max_bars else None
         melodies: list[tuple[int, list[int]]] = []
-        too_short = polyphonic = 0
+        polyphonic = 0
         for instrument in sorted(by_instrument):
             notes = sorted(by_instrument[instrument], key=lambda n: (n.start_step, -n.pitch))
             try:
                 for start_step, events in _read_melodies(notes, self._steps_per_bar, gap_steps,
                                                          not o.skip_polyphony, o.min_pitch):
-                    if len(events) - 1 < self._steps_per_bar:
-                        too_short += 1
-                        continue
                     if max_steps is not None and len(events) > max_steps:
                         _set_length(events, max_steps - max_steps % self._steps_per_bar)
                     melodies.append((start_step, events))
@@ -240,9 +230,8 @@ class MelodyConverter(Converter):
             if all(n.is_drum for n in qns.notes):
                 raise ConversionError("only drum notes, no melody")
             if polyphonic:
-                raise ConversionError(f"{polyphonic} polyphonic instrument(s) skipped (skip_polyphony), "
-                                      f"{too_short} melody(ies) of one bar or less")
-            raise ConversionError(f"no melody longer than one bar ({too_short} too short)")
+                raise ConversionError(f"{polyphonic} polyphonic instrument(s) skipped (skip_polyphony)")
+            raise ConversionError("no melody")
         return melodies
 
     def _example(self, window: np.ndarray) -> Example:

@@ -7,9 +7,11 @@ converter's output is deterministic where the reference's (a Python set) is not.
 
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
+
+from hvae.errors import ConversionError
 
 T = TypeVar("T")
 
@@ -53,3 +55,23 @@ def sample(items: Sequence[T], limit: int | None, rng: np.random.Generator) -> l
         return list(items)
     chosen = np.sort(rng.choice(len(items), size=limit, replace=False))
     return [items[i] for i in chosen]
+
+
+def windows_of_pieces(pieces: Sequence[T], piece_windows: Callable[[T], list[np.ndarray]], limit: int | None,
+                      seed: int | None) -> list[np.ndarray]:
+    """The windows of a file's pieces (stretches of constant tempo and meter), in order: at most ``limit``
+    per piece, then at most ``limit`` in all, drawn with ``seed`` (the reference's
+    ``max_tensors_per_notesequence``). ``piece_windows`` raises :class:`ConversionError` for a piece that
+    gives none; when no piece gives any, the pieces' reasons are raised, each once."""
+    rng = np.random.default_rng(seed)
+    windows: list[np.ndarray] = []
+    reasons: list[str] = []
+    for piece in pieces:
+        try:
+            windows.extend(sample(piece_windows(piece), limit, rng))
+        except ConversionError as exc:
+            reasons.append(str(exc))
+    windows = sample(windows, limit, rng)
+    if not windows:
+        raise ConversionError("; ".join(dict.fromkeys(reasons)) or "no notes")
+    return windows
