@@ -9,7 +9,9 @@ Every window of the split is encoded to μ and decoded from μ twice:
 
 Metrics are pooled over every valid step of every window (not averaged per window):
 
-- ``accuracy`` (one-hot and roll outputs): the fraction of steps decoded exactly right;
+- ``accuracy`` (one-hot and roll outputs): the fraction of steps decoded exactly right; for outputs of
+  several one-hot parts (trios), ``accuracy/NAME`` is each part's (``accuracy/melody``, ``accuracy/bass``,
+  ``accuracy/drums``) and ``accuracy`` their mean, as the reference reports its trio models;
 - ``hit_precision``, ``hit_recall``, ``hit_f1``: over (step, drum class) cells, for every output whose drum
   hits can be read (the drums converter's class combinations, rolls, groove hits), so converters compare;
 - ``velocity_mae`` (groove): mean |predicted - true| velocity in MIDI units (0-127), over the cells where
@@ -122,10 +124,9 @@ class Evaluation:
         lines = [f"{self.name} (step {self.step}) on the {self.split} split: {self.windows:,} windows "
                  f"of {self.data_dir}",
                  f"{'metric':<28}{'teacher-forced':>16}{'sampled':>12}"]
-        for key, label in METRIC_LABELS.items():
-            if key in self.teacher_forced:
-                lines.append(f"{label:<28}{format_value(self.teacher_forced[key]):>16}"
-                             f"{format_value(self.sampled[key]):>12}")
+        for key, label in metric_labels(self.teacher_forced).items():
+            lines.append(f"{label:<28}{format_value(self.teacher_forced[key]):>16}"
+                         f"{format_value(self.sampled[key]):>12}")
         lines.append(f"{'KL (bits per window)':<28}{format_value(self.kl_bits):>16}")
         lines.append(f"{'reconstruction loss (nats)':<28}{format_value(self.reconstruction_loss):>16}")
         lines.append(f"{'steps decoded alike':<28}{format_value(self.agreement):>16}")
@@ -205,6 +206,18 @@ class SampleQuality:
         return "\n".join(lines)
 
 
+def metric_labels(metrics: Mapping[str, float]) -> dict[str, str]:
+    """The metrics present in ``metrics`` with their labels, in table order: each part's accuracy
+    (``accuracy/melody``: "  melody accuracy") right after the overall accuracy."""
+    labels = {}
+    for key, label in METRIC_LABELS.items():
+        if key in metrics:
+            labels[key] = label
+        if key == "accuracy":
+            labels.update({k: f"  {k.split('/', 1)[1]} accuracy" for k in metrics if k.startswith("accuracy/")})
+    return labels
+
+
 def format_value(value: float) -> str:
     """Four significant figures; "n/a" for NaN (a metric with nothing to count, e.g. no hit predicted)."""
     return "n/a" if value is None or math.isnan(value) else f"{value:.4g}"
@@ -237,6 +250,11 @@ class MetricTally:
         self._add("steps", mask.sum())
         if kind == "onehot":
             self._add("correct", ((predicted.argmax(-1) == targets.argmax(-1)).float() * mask).sum())
+        elif kind == "onehot-parts":
+            depths = [depth for _, depth in self.converter.parts]
+            for (name, _), part, true in zip(self.converter.parts, predicted.split(depths, -1),
+                                             targets.split(depths, -1)):
+                self._add(f"correct/{name}", ((part.argmax(-1) == true.argmax(-1)).float() * mask).sum())
         elif kind == "multihot":
             self._add("correct", (((predicted > 0.5) == (targets > 0.5)).all(-1).float() * mask).sum())
         hits, true_hits = self.converter.drum_hits(predicted), self.converter.drum_hits(targets)
@@ -261,6 +279,10 @@ class MetricTally:
         result: dict[str, float] = {}
         if "correct" in c:
             result["accuracy"] = ratio("correct", "steps")
+        parts = {key.split("/", 1)[1]: ratio(key, "steps") for key in c if key.startswith("correct/")}
+        if parts:  # the parts' mean, then each part's
+            result["accuracy"] = float(np.mean(list(parts.values())))
+            result.update({f"accuracy/{name}": value for name, value in parts.items()})
         if "true_positives" in c:
             precision, recall = ratio("true_positives", "predicted_hits"), ratio("true_positives", "true_hits")
             result["hit_precision"], result["hit_recall"] = precision, recall
@@ -325,10 +347,12 @@ def evaluate_windows(model: MusicVAE, converter: Converter, windows: WindowSet, 
 
 
 def same_steps(converter: Converter, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``(B, T)`` 1.0 where two decodings ``(B, T, D)`` predict the same step: the same class (one-hot),
-    the same drum hits (rolls, groove), else the same values."""
+    """``(B, T)`` 1.0 where two decodings ``(B, T, D)`` predict the same step: the same class (one-hot; in
+    every part for parts), the same drum hits (rolls, groove), else the same values."""
     if converter.output_kind == "onehot":
         return (a.argmax(-1) == b.argmax(-1)).float()
+    if converter.output_kind == "onehot-parts":  # the same class in every part
+        return (a == b).all(-1).float()
     hits_a, hits_b = converter.drum_hits(a), converter.drum_hits(b)
     if hits_a is not None:
         return (hits_a == hits_b).all(-1).float()

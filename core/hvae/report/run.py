@@ -25,7 +25,7 @@ import numpy as np
 from hvae import arguments
 from hvae.data.windows import WindowSet
 from hvae.device import resolve_device
-from hvae.evaluation import METRIC_LABELS, SAMPLES, Evaluation, SampleQuality, evaluation_of, format_value
+from hvae.evaluation import SAMPLES, Evaluation, SampleQuality, evaluation_of, format_value, metric_labels
 from hvae.midifile import concatenate, write_midi
 from hvae.model import trainable_parameters
 from hvae.music import DEFAULT_QPM
@@ -113,7 +113,7 @@ def _header(loaded: LoadedRun) -> list[str]:
 
 def _metrics(evaluation: Evaluation) -> list[str]:
     rows = [(label, format_value(evaluation.teacher_forced[key]), format_value(evaluation.sampled[key]))
-            for key, label in METRIC_LABELS.items() if key in evaluation.teacher_forced]
+            for key, label in metric_labels(evaluation.teacher_forced).items()]
     rows.append(("KL (bits per window)", format_value(evaluation.kl_bits), ""))
     rows.append(("reconstruction loss (nats per window)", format_value(evaluation.reconstruction_loss), ""))
     lines = [f"<h2>Reconstruction on the {html.escape(evaluation.split)} split</h2>",
