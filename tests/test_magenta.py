@@ -222,8 +222,8 @@ def test_sizes_given_with_model_options_import_a_checkpoint_of_other_sizes(tmp_p
 
 def test_unsupported_configurations_are_one_line(tmp_path):
     message = one_line_error(invoke("import", need(CHECKPOINTS / "groovae_4bar" / "tf"), "--preset",
-                                    "hierdec-trio_16bar", "--out", tmp_path / "run"))
-    assert "not supported" in message and "trios" in message
+                                    "nade-drums_2bar_full", "--out", tmp_path / "run"))
+    assert "not supported" in message and "NADE" in message
 
 
 def copy_of(tmp_path: Path, form: str) -> Path:

@@ -45,7 +45,6 @@ class Unsupported:
 
 UNSUPPORTED = (
     Unsupported(r"/nade/", "a NADE decoder (nade-* models)"),
-    Unsupported(r"core_decoder_\d+/", "a multi-track split decoder (trio and multitrack models)"),
     Unsupported(r"^control_preprocessing/", "bidirectional control preprocessing"),
 )
 
@@ -183,14 +182,22 @@ def describe_architecture(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, ob
             kernel = shapes[f"{scope}cell_0/bidirectional_rnn/fw/multi_rnn_cell/cell_0/lstm_cell/kernel"]
             fits["encoder input depth"] = int(kernel[0]) - encoder[0]
     hierarchical = any(name.startswith("decoder/hierarchical_level_0/") for name in shapes)
-    scope = "core_decoder/decoder/" if hierarchical else "decoder/"
+    # a split decoder (trios): one core decoder per part, core_decoder/core_decoder_0/decoder/, _1/, ...
+    parts = []
+    while f"core_decoder/core_decoder_{len(parts)}/decoder/output_projection/bias" in shapes:
+        parts.append(int(shapes[f"core_decoder/core_decoder_{len(parts)}/decoder/output_projection/bias"][0]))
+    scope = "core_decoder/core_decoder_0/decoder/" if parts else \
+        "core_decoder/decoder/" if hierarchical else "decoder/"
     fits["decoder"] = "hierarchical" if hierarchical else "flat or groove"
     decoder = _lstm_units(shapes, scope + "multi_rnn_cell/cell_%d/lstm_cell")
     if decoder:
         fits["decoder.rnn_sizes"] = decoder
     if hierarchical:
         fits["decoder.conductor_sizes"] = _lstm_units(shapes, "decoder/hierarchical_level_0/cell_%d/lstm_cell")
-    if f"{scope}output_projection/bias" in shapes:
+    if parts:
+        fits["decoder.split_depths"] = tuple(parts)
+        fits["output depth"] = sum(parts)
+    elif f"{scope}output_projection/bias" in shapes:
         fits["output depth"] = int(shapes[f"{scope}output_projection/bias"][0])
     return fits
 
