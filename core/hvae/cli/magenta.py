@@ -26,6 +26,9 @@ def register(main: click.Group) -> None:
 @click.option("--model-option", "-m", "model_options", multiple=True, metavar="KEY=VALUE",
               help="Change the preset's model where the checkpoint's sizes differ (-m z_size=512 "
                    "-m encoder.rnn_sizes=2048); repeat for more.")
+@click.option("--option", "-o", "converter_options", multiple=True, metavar="KEY=VALUE",
+              help="Change the preset's converter where the checkpoint was trained on other windows (a "
+                   "4-bar trio: -o slice_bars=4); repeat for more.")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="MIDI folder the run evaluates and fine-tunes on. Default: the bundled Groove MIDI Dataset "
                    "subset for drum presets; none for melody presets.")
@@ -33,7 +36,7 @@ def register(main: click.Group) -> None:
               help="Replace an --out that holds an hvae run (and nothing else): the new run is written whole "
                    "beside it, then swapped in; if the import fails, the old run stays as it was.")
 def import_command(source: Path, preset: str | None, out_dir: Path, model_options: tuple[str, ...],
-                   data_dir: Path | None, force: bool) -> None:
+                   converter_options: tuple[str, ...], data_dir: Path | None, force: bool) -> None:
     """Import a Magenta checkpoint (TensorFlow or magenta.js) as an hvae run directory.
 
     SOURCE is a TensorFlow checkpoint prefix (model.ckpt-4000), a folder holding one (the
@@ -56,12 +59,21 @@ def import_command(source: Path, preset: str | None, out_dir: Path, model_option
     """
     from hvae.run import plan_model
     from hvae.magenta.importing import import_checkpoint
+    from hvae.options import parse_overrides
+    from hvae.plugins import registry
     from hvae.presets import get_preset
 
-    if model_options and preset is None:
-        raise click.UsageError("-m changes a preset's sizes: give --preset too.")
+    if (model_options or converter_options) and preset is None:
+        raise click.UsageError("-m and -o change a preset's model and converter: give --preset too.")
     model = plan_model(get_preset(preset).model, None, None, None, model_options) if model_options else None
-    result = import_checkpoint(source, preset, out_dir, model=model, data_dir=data_dir, overwrite=force)
+    converter = None
+    if converter_options:
+        chosen = get_preset(preset)
+        factory = registry().get("converters", chosen.converter).factory
+        converter = {**chosen.converter_options, **parse_overrides(factory.Options, converter_options,
+                                                                  what=f"converter {chosen.converter!r}")}
+    result = import_checkpoint(source, preset, out_dir, model=model, converter_options=converter, data_dir=data_dir,
+                               overwrite=force)
     if preset is None:
         click.echo(f"Preset:   {result.preset}, the only preset whose sizes the checkpoint's variables fit")
     click.echo(f"Imported: {result.source}, global_step {result.step}: {result.parameters:,} parameters")

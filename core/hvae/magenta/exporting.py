@@ -41,11 +41,26 @@ def magenta_js_config(model: Any, converter: Any) -> dict[str, Any]:
         raise HvaeError("magenta.js cannot be given this model's controls (hits_as_controls): a model with "
                         "controls cannot be exported to it.")
     config = {"type": "MusicVAE", "dataConverter": _data_converter(converter, cfg.loss)}
+    if converter.name == "trio":
+        _check_split(model)
     if cfg.decoder == "hierarchical":
         config["dataConverter"]["args"]["numSegments"] = _segments(model)
     else:
         _check_flat_encoder(model)
     return config
+
+
+def _check_split(model: Any) -> None:
+    """magenta.js decodes a trio with one core decoder per track (its variables core_decoder_0, _1, _2) under
+    a conductor: a trio model with one decoder for the three tracks (flat-trio_16bar) it cannot load."""
+    cfg = model.config
+    if cfg.decoder == "hierarchical" and cfg.decoder_options.get("split_depths"):
+        return
+    layers = len(tuple(cfg.encoder_options.get("rnn_sizes", ())))
+    encoder = f", and runs single-layer encoders only (this model's has {layers})" if layers != 1 else ""
+    raise HvaeError(f"magenta.js cannot load this trio model: it decodes trios with one core decoder per track "
+                    f"under a conductor (the hierarchical decoder's split_depths, as hier-trio_16bar), not one "
+                    f"{cfg.decoder} decoder for the three tracks{encoder}.")
 
 
 def _check_flat_encoder(model: Any) -> None:
@@ -109,6 +124,15 @@ def _data_converter(converter: Any, loss: str) -> dict[str, Any]:
         # the classes it reads and writes MIDI in: the converter's inference classes
         args["pitchClasses"] = [list(c) for c in converter.for_user_input().classes]
         return {"type": "GrooveConverter", "args": args}
+    if name == "trio":
+        if loss != "multi-categorical":
+            raise HvaeError(f"magenta.js decodes trios with a categorical output per track, not the {loss!r} loss.")
+        melody = converter.melody.options
+        track = {"minPitch": melody.min_pitch, "maxPitch": melody.max_pitch,
+                 "ignorePolyphony": not melody.skip_polyphony}
+        return {"type": "TrioConverter", "args": {
+            "numSteps": steps, "melArgs": dict(track), "bassArgs": dict(track),
+            "drumsArgs": {"pitchClasses": [list(c) for c in converter.drums.classes]}}}
     raise HvaeError(f"magenta.js has no data converter for hvae's {name!r} converter.")
 
 

@@ -24,14 +24,14 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
 
 from hvae.checkpoint import MAX_STEP, Checkpoint, capture_rng, write_checkpoint
 from hvae.data import DEMO_DIR, default_cache_dir
-from hvae.errors import CheckpointError, HvaeError
+from hvae.errors import CheckpointError, HvaeError, plain_errors_as
 from hvae.magenta import jsformat, tfbundle
 from hvae.interfaces import Converter
 from hvae.magenta.variables import (GLOBAL_STEP, check_reference, describe_architecture, expected_shapes,
@@ -312,12 +312,14 @@ def preset_for(source: Source) -> str:
 
 
 def import_checkpoint(source: str | os.PathLike, preset: str | None, out: str | os.PathLike, *,
-                      model: ModelConfig | None = None, data_dir: str | os.PathLike | None = None,
+                      model: ModelConfig | None = None, converter_options: Mapping[str, Any] | None = None,
+                      data_dir: str | os.PathLike | None = None,
                       cache_dir: str | os.PathLike | None = None, overwrite: bool = False) -> ImportResult:
     """Import the checkpoint ``source`` as a run directory ``out`` built from ``preset``; None picks the
     only preset whose model the checkpoint's variables fit (:func:`preset_for`).
 
-    ``model`` replaces the preset's model configuration (sizes that differ from the preset's);
+    ``model`` replaces the preset's model configuration (sizes that differ from the preset's), and
+    ``converter_options`` its converter's options (windows of other lengths);
     ``data_dir`` is the MIDI folder the run evaluates and fine-tunes on (default: the bundled GMD
     demo subset for GMD presets; none for others). ``overwrite`` replaces an ``out`` that holds a run
     (and nothing else) unless a training holds it: the new run is written whole beside it, then swapped
@@ -330,7 +332,8 @@ def import_checkpoint(source: str | os.PathLike, preset: str | None, out: str | 
     chosen = get_preset(preset) if preset is not None else None
     with sigterm_as_exit(), open_source(source, scratch=out.absolute().parent) as found:
         chosen = chosen or get_preset(preset_for(found))
-        converter = make_converter(chosen.converter, chosen.converter_options)
+        with plain_errors_as(f"Converter {chosen.converter!r} rejected its options"):
+            converter = make_converter(chosen.converter, converter_options or chosen.converter_options)
         hint = functools.partial(_hint, found, chosen.name)
         with torch.device("meta"):  # shapes only: a model the checkpoint does not fit is never allocated
             check_reference(expected_shapes(build_model(model or chosen.model, converter, force=chosen.force)),
