@@ -77,8 +77,10 @@ class HierarchicalDecoder(Decoder):
         self.bars, self.bar_steps = level_lengths
         self.conductor_state = InitialState(z_size, conductor_sizes)
         self.conductor = StackedLstm(1, conductor_sizes, options.dropout)
-        core = lambda depth, raw: LstmCore(depth, raw, conductor_sizes[-1], control_depth, tuple(options.rnn_sizes),
-                                           options.dropout)
+
+        def core(depth: int, raw: int) -> LstmCore:  # a core decoder of this depth, under the conductor
+            return LstmCore(depth, raw, conductor_sizes[-1], control_depth, tuple(options.rnn_sizes), options.dropout)
+
         if split:
             self.cores = nn.ModuleList(core(depth, depth) for depth in split)
         else:
