@@ -53,3 +53,27 @@ def test_the_references_trio_checkpoint_imports_and_computes_what_the_reference_
         mu, sigma = model.encode(torch.from_numpy(e["inputs"]), torch.from_numpy(e["lengths"]).long())
     assert np.abs(mu.numpy() - e["mu"]).max() <= 1e-6 and np.abs(sigma.numpy() - e["sigma"]).max() <= 1e-6
     assert_computes_what_the_reference_computed(run, e)  # mu, sigma, loss, one Adam step, greedy decoding
+
+
+@pytest.mark.parametrize("config", sorted(SIZES))
+def test_a_full_size_trio_checkpoint_finds_its_preset_and_a_small_one_says_its_sizes(config):
+    """Without --preset, the variables of each trio configuration at the reference's sizes fit that preset
+    alone; the small fixture fits none, and the message gives its sizes, the tracks' depths among them."""
+    from hvae.errors import CheckpointError
+    from hvae.magenta.importing import Source, preset_for
+    from hvae.magenta.tfbundle import read_bundle
+    from hvae.magenta.variables import expected_shapes
+    from hvae.model import build_model
+    from hvae.plugins import make_converter
+    from hvae.presets import get_preset
+
+    preset = get_preset(config)
+    with torch.device("meta"):
+        model = build_model(preset.model, make_converter(preset.converter, preset.converter_options))
+    full = Source(config, "tensorflow", expected_shapes(model), lambda name: None, 0, {})
+    assert preset_for(full) == config
+    bundle = read_bundle(FIXTURES / config / "tf" / "model.ckpt")
+    small = Source(config, "tensorflow", {n: tuple(t.shape) for n, t in bundle.tensors.items()}, bundle.read, 100, {})
+    with pytest.raises(CheckpointError, match="fits no preset.*z_size=16") as error:
+        preset_for(small)
+    assert ("decoder.split_depths=90,90,512" in str(error.value)) == (config != "flat-trio_16bar")
