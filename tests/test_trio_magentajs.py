@@ -155,3 +155,13 @@ def test_a_4_bar_trio_folder_as_magenta_js_s_trio_4bar_imports_and_runs_as_in_ma
     same = (np.array(out["decoded"], dtype=np.float32) == greedy.numpy()).all(-1)
     decisive = margin > 1e-4
     assert decisive.mean() > 0.9 and same[decisive].all()
+
+
+def test_a_folder_of_other_windows_than_the_presets_is_refused_saying_what_to_give(tmp_path):
+    folder = js_folder(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["dataConverter"]["args"].update(numSteps=64, numSegments=4)
+    (folder / "config.json").write_text(json.dumps(config))
+    message = one_line_error(invoke("import", folder, "--preset", "hier-trio_16bar", *sizes(), "--out", tmp_path / "run"))
+    assert "windows of 64 steps (numSteps)" in message and "makes 256" in message and "-o" in message
+    assert not (tmp_path / "run").exists()

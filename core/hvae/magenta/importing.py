@@ -334,6 +334,7 @@ def import_checkpoint(source: str | os.PathLike, preset: str | None, out: str | 
         chosen = chosen or get_preset(preset_for(found))
         with plain_errors_as(f"Converter {chosen.converter!r} rejected its options"):
             converter = make_converter(chosen.converter, converter_options or chosen.converter_options)
+        _check_js_steps(found, chosen.name, converter)
         hint = functools.partial(_hint, found, chosen.name)
         with torch.device("meta"):  # shapes only: a model the checkpoint does not fit is never allocated
             check_reference(expected_shapes(build_model(model or chosen.model, converter, force=chosen.force)),
@@ -343,6 +344,18 @@ def import_checkpoint(source: str | os.PathLike, preset: str | None, out: str | 
             built = build_model(model or chosen.model, converter, force=chosen.force)
         skipped = load_reference(built, found.shapes, found.read, found.description, hint)
         return _write_run(out, replacing, chosen, converter, built, found, skipped, source, data_dir, cache_dir)
+
+
+def _check_js_steps(found: Source, preset: str, converter: Converter) -> None:
+    """A magenta.js folder's ``config.json`` names the steps of its windows (``numSteps``): a converter of
+    other windows (a 4-bar trio_4bar under the 16-bar hier-trio_16bar's) is refused, saying what to give."""
+    data_converter = found.js_config.get("dataConverter")
+    args = data_converter.get("args") if isinstance(data_converter, dict) else None
+    steps = args.get("numSteps") if isinstance(args, dict) else None
+    if isinstance(steps, int) and steps != converter.steps:
+        raise CheckpointError(f"{found.description}: its config.json decodes windows of {steps} steps (numSteps), "
+                              f"and preset {preset}'s converter makes {converter.steps}: give its converter "
+                              f"options with -o (e.g. -o slice_bars=...) and its levels with -m.")
 
 
 def _write_run(out: Path, replacing: bool, chosen: Preset, converter: Converter, built: MusicVAE, found: Source,
