@@ -40,14 +40,15 @@ def scheduled(core, embedding: torch.Tensor, previous: torch.Tensor, controls: t
     """Raw outputs ``(N, T, R)`` with scheduled sampling, differentiable, with dropout while training.
 
     Step t is fed ``previous[:, t]`` or, where ``use_draw[:, t]`` (``(N, T)`` bool; from step 1 on),
-    the loss's draw at temperature 1 from step t-1's raw output.
+    the loss's draw (:meth:`hvae.interfaces.Loss.feedback_step`: at temperature 1 by default) from step
+    t-1's raw output.
     """
     state = core.initial_state(embedding)
     raws: list[torch.Tensor] = []
     for t in range(previous.shape[1]):
         fed = previous[:, t]  # (N, D)
         if raws:
-            drawn = loss.sample_step(raws[-1], 1.0, generator).to(previous.dtype)
+            drawn = loss.feedback_step(raws[-1], generator).to(previous.dtype)
             fed = torch.where(use_draw[:, t, None], drawn, fed)
         parts = [fed, embedding] + ([controls[:, t]] if controls is not None else [])
         top, state = lstm_step(core.layers, torch.cat(parts, dim=-1), state, core.drop)
