@@ -60,21 +60,14 @@ def build(hparams):
     return model
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--windows", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    inputs, outputs, lengths = windows(args.windows)
-    hparams = lstm_models.get_default_hparams()
-    for name, value in HPARAMS.items():  # the reference's HParams: attributes, no update()
-        setattr(hparams, name, value)
-    rng = np.random.default_rng(args.seed)
-    eps = rng.standard_normal((WINDOWS, SIZES["z_size"])).astype(np.float32)
-
+def reference_results(build, hparams, inputs: np.ndarray, outputs: np.ndarray, lengths: np.ndarray, eps: np.ndarray,
+                      rng: np.random.Generator, out: Path, greedy, seed: int = 0) -> tuple[dict, dict]:
+    """Build the model ``build(hparams)``, give its variables the reference's initialisers plus noise at step
+    STEP, save it to ``out/tf`` and compute the reference's results on the windows: mu, sigma, r_loss,
+    kl_bits, loss, greedy (``greedy(model, mu)``: the free-running decode) and loss_after (one training
+    step as music_vae_train takes it). Returns them and the variables' shapes by name."""
     with tf.Graph().as_default():
-        tf.set_random_seed(args.seed)
+        tf.set_random_seed(seed)
         model = build(hparams)
         x_in, x_out = tf.constant(inputs), tf.constant(outputs)
         length = tf.constant(lengths)
@@ -101,10 +94,7 @@ def main() -> None:
         train_op = optimizer.apply_gradients(list(zip(clipped, var_list)), global_step=model.global_step)
         model_vars = [v for v in tf.global_variables() if "Adam" not in v.name and "power" not in v.name]
         saver = tf.train.Saver(model_vars)
-        # greedy decoding from z = mu: the most likely class at each step
-        lstm_models.CategoricalLstmDecoder._sample = lambda self, rnn_output, temperature=1.0: tf.one_hot(
-            tf.argmax(rnn_output, axis=-1), self._output_depth)
-        greedy = model.sample(WINDOWS, max_length=64, z=mu, temperature=1.0)[0]
+        decoded = greedy(model, mu)
         with tf.Session() as session:
             session.run(tf.global_variables_initializer())
             for variable in model_vars:
@@ -113,13 +103,37 @@ def main() -> None:
                 else:
                     value = session.run(variable)
                     variable.load(value + rng.normal(0, NOISE, value.shape).astype(value.dtype), session)
-            args.out.mkdir(parents=True, exist_ok=True)
-            saver.save(session, str(args.out / "tf" / "model.ckpt"), write_meta_graph=False)
+            out.mkdir(parents=True, exist_ok=True)
+            saver.save(session, str(out / "tf" / "model.ckpt"), write_meta_graph=False)
             found = session.run(dict(mu=mu, sigma=sigma, r_loss=r_loss, kl_bits=kl_div / tf.math.log(2.0),
-                                     loss=loss, greedy=greedy))
+                                     loss=loss, greedy=decoded))
             session.run(train_op)
             found["loss_after"] = session.run(loss)
         names = {v.op.name: v.shape.as_list() for v in model_vars}
+    return found, names
+
+
+def greedy_classes(model, mu):
+    """Free-running decode from z = mu, the most likely class at each step."""
+    lstm_models.CategoricalLstmDecoder._sample = lambda self, rnn_output, temperature=1.0: tf.one_hot(
+        tf.argmax(rnn_output, axis=-1), self._output_depth)
+    return model.sample(WINDOWS, max_length=64, z=mu, temperature=1.0)[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--windows", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    inputs, outputs, lengths = windows(args.windows)
+    hparams = lstm_models.get_default_hparams()
+    for name, value in HPARAMS.items():  # the reference's HParams: attributes, no update()
+        setattr(hparams, name, value)
+    rng = np.random.default_rng(args.seed)
+    eps = rng.standard_normal((WINDOWS, SIZES["z_size"])).astype(np.float32)
+    found, names = reference_results(build, hparams, inputs, outputs, lengths, eps, rng, args.out, greedy_classes,
+                                     args.seed)
     # the margin of each greedy step: its logits teacher-forced on the greedy decode (what the decode fed)
     with tf.Graph().as_default():
         model = build(hparams)
