@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from pathlib import Path
 
+import mido
 import pytest
 import torch
+from click.testing import CliRunner
+
+import hvae
+from hvae.cli import main
 
 from hvae.model import Batch, build_model
 from hvae.plugins import make_converter, registry
@@ -122,3 +128,22 @@ def test_no_fast_sampler_runs_for_it_and_every_backend_draws_the_same():
         samples.append(model.decode(z, 1.0, generator=torch.Generator().manual_seed(2)))
     assert torch.equal(samples[0], samples[1]) and samples[0].shape == (5, 32, 9)
     assert set(samples[0].unique().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("name,classes", [("nade-drums_2bar_reduced", 9), ("nade-drums_2bar_full", 61)])
+def test_hvae_run_trains_each_nade_preset_on_the_gmd_demo_and_samples_drums_on_channel_10(tmp_path, name, classes):
+    result = CliRunner().invoke(main, [
+        "run", "--steps", "20", "--preset", name, "-m", "z_size=8", "-m", "encoder.rnn_sizes=16",
+        "-m", "decoder.rnn_sizes=16", "-m", "loss.num_hidden=8", "--batch-size", "32", "--threads", "1",
+        "--no-progress", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "-n", "2",
+        "--temperature", "1.0", "--no-redraw"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    run = hvae.load_model(tmp_path / "run")
+    assert run.step == 20 and run.model.config.loss == "nade" and run.model.loss.w_enc.shape == (classes, 1, 8)
+    paths = [Path(line.strip()) for line in result.output.splitlines() if line.strip().endswith(".mid")]
+    assert len(paths) == 2
+    allowed = {pitch for pitches in run.converter.classes for pitch in pitches}
+    for path in paths:
+        notes = [m for track in mido.MidiFile(path).tracks for m in track if m.type == "note_on" and m.velocity]
+        assert notes and {m.channel for m in notes} == {9}  # General MIDI's drum channel, 10
+        assert {m.note for m in notes} <= allowed
