@@ -14,7 +14,8 @@ inputs and outputs; reduced or full pitch classes). Weights, step and ``expected
 reference_fixture.py makes them (see ../shared/reference/magenta-checkpoints/README.md), with ``greedy`` the
 reference's greedy NADE decode (``temperature=None``: a drum is hit where its conditional probability is at
 least 0.5), ``margin`` the smallest ``|p - 0.5|`` over a greedy step's drums (teacher-forced on the decode), and
-``files``/``window`` where each window came from.
+``files``/``window`` where each window came from. ``variables_full_size.json`` lists the variables the reference
+builds for the configuration at its own sizes (configs.py as it is).
 
 For nade-drums_2bar_reduced it also writes ``js/``: the checkpoint as a magenta.js folder like the hosted
 drums_2bar_nade_9_q2 (``config.json`` with a DrumRollConverter; weights quantised as TensorFlow.js's manifest
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow.compat.v1 as tf
-from magenta.models.music_vae import data, lstm_models
+from magenta.models.music_vae import configs, data, lstm_models
 from magenta.models.music_vae.base_model import MusicVAE
 import note_seq
 
@@ -125,6 +126,20 @@ def write_js(checkpoint: Path, folder: Path, depth: int) -> None:
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
+def configuration_variables(name: str) -> dict[str, list[int]]:
+    """The variables (name: shape) the reference builds for its configuration ``name`` at its own sizes, from
+    configs.py as it is (the graph only: nothing is allocated)."""
+    config = configs.CONFIG_MAP[name]
+    hparams, converter = config.hparams, config.data_converter
+    hparams.batch_size = 2  # the variables do not depend on it; the loss graph is built per window
+    with tf.Graph().as_default():
+        config.model.build(hparams, output_depth=converter.output_depth, is_training=True)
+        inputs = tf.zeros([2, hparams.max_seq_len, converter.input_depth])
+        outputs = tf.zeros([2, hparams.max_seq_len, converter.output_depth])
+        config.model.train(inputs, outputs, tf.fill([2], hparams.max_seq_len))
+        return {v.op.name: v.shape.as_list() for v in tf.global_variables()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="the folder to write one folder per configuration in")
@@ -146,6 +161,7 @@ def main() -> None:
                             step=np.int64(STEP), files=np.array(files), window=np.array(picked),
                             **{k: np.asarray(v, np.float32) for k, v in found.items()})
         (out / "variables.json").write_text(json.dumps(names, indent=1) + "\n")
+        (out / "variables_full_size.json").write_text(json.dumps(configuration_variables(name), indent=1) + "\n")
         if name == "nade-drums_2bar_reduced":
             write_js(out / "tf" / "model.ckpt", out / "js", depth)
         print(f"written {out}: {depth} drums, loss {found['loss']:.6g}, after one step {found['loss_after']:.6g}")

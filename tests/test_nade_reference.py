@@ -91,3 +91,26 @@ def test_the_magenta_js_folder_imports_as_its_quantised_weights_and_decodes_as_t
         mu, _ = model.encode(torch.from_numpy(e["inputs"]), torch.from_numpy(e["lengths"]).long())
     assert np.abs(mu.numpy() - e["mu"]).max() <= 0.02 * np.abs(e["mu"]).max()
     assert not all(torch.equal(tf_state[k], js_state[k]) for k in tf_state)  # quantised: not the same floats
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_the_preset_builds_the_variables_the_reference_builds_for_its_configuration(config):
+    """variables_full_size.json: every variable (name and shape) the reference's configs.py builds for the
+    configuration at its own sizes; the preset's model has exactly those, and a checkpoint of them fits it alone."""
+    import json
+
+    from hvae.magenta.variables import describe_architecture, expected_shapes, matching
+    from hvae.model import build_model
+    from hvae.presets import PRESETS
+
+    theirs = {name: tuple(shape) for name, shape in
+              json.loads((FIXTURES / config / "variables_full_size.json").read_text()).items() if name != "global_step"}
+    preset = get_preset(config)
+    with torch.device("meta"):
+        model = build_model(preset.model, make_converter(preset.converter, preset.converter_options))
+    assert expected_shapes(model) == theirs
+    fits = describe_architecture(theirs)
+    with torch.device("meta"):
+        candidates = [(name, describe_architecture(expected_shapes(build_model(
+            p.model, make_converter(p.converter, p.converter_options), force=p.force)))) for name, p in PRESETS.items()]
+    assert matching(fits, candidates) == [config]
