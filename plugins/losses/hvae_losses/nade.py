@@ -87,17 +87,20 @@ class NadeLoss(Loss, nn.Module):
 
     def conditionals(self, raw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Each drum's logit given the drums of ``x`` before it, ``(..., D)``, for raw ``(..., H + D)``
-        and rolls ``x (..., D)``: the recurrence over drums, all drums at once."""
+        and rolls ``x (..., D)``: the recurrence over drums, one drum at a time as the reference runs it
+        (each step's arrays stay in cache: faster on CPU than all drums at once, benchmarks/RESULTS.md)."""
         b_enc, b_dec = self.biases(raw)
-        w_enc = self.w_enc.squeeze(1)  # (D, H)
-        added = x.unsqueeze(-1) * w_enc  # (..., D, H): what drum i adds to the hidden units after it
-        before = torch.cat([torch.zeros_like(added[..., :1, :]), added[..., :-1, :]], dim=-2).cumsum(dim=-2)
-        hidden = torch.sigmoid(b_enc.unsqueeze(-2) + before)  # (..., D, H): sigmoid(a_i)
-        return b_dec + (hidden * self.w_dec_t.squeeze(-1)).sum(dim=-1)  # (..., D)
+        w_enc, w_dec = self.w_enc.squeeze(1), self.w_dec_t.squeeze(-1)  # (D, H)
+        a, logits = b_enc, []
+        for i in range(self.output_depth):
+            logits.append(torch.sigmoid(a) @ w_dec[i])  # (...,)
+            a = a + x[..., i:i + 1] * w_enc[i]
+        return b_dec + torch.stack(logits, dim=-1)
 
     def __call__(self, raw: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        raw = raw.float()
-        p = torch.sigmoid(self.conditionals(raw, targets))  # (B, T, D)
+        exact = torch.promote_types(self.w_enc.dtype, torch.float32)  # float32 at least, even under autocast
+        with torch.autocast(raw.device.type, enabled=False):
+            p = torch.sigmoid(self.conditionals(raw.to(exact), targets.to(exact)))  # (B, T, D)
         log_p = (targets * _safe_log(p) + (1 - targets) * _safe_log(1 - p)).sum(dim=-1)  # (B, T)
         predicted = (p >= 0.5).to(targets.dtype)  # (B, T, D)
         step_correct = (predicted == targets).all(dim=-1).to(targets.dtype)  # (B, T)
