@@ -13,8 +13,10 @@ bundled GMD subset, converted by the reference's own DrumsConverter with the con
 inputs and outputs; reduced or full pitch classes). Weights, step and ``expected.npz`` as experiments/
 reference_fixture.py makes them (see ../shared/reference/magenta-checkpoints/README.md), with ``greedy`` the
 reference's greedy NADE decode (``temperature=None``: a drum is hit where its conditional probability is at
-least 0.5), ``margin`` the smallest ``|p - 0.5|`` over a greedy step's drums (teacher-forced on the decode), and
-``files``/``window`` where each window came from. ``variables_full_size.json`` lists the variables the reference
+least 0.5), ``margin`` the smallest ``|p - 0.5|`` over a greedy step's drums (teacher-forced on the decode),
+``r_loss_fed_back`` each window's reconstruction loss under scheduled sampling at probability 1 (every step fed the
+NADE's greedy draw from the one before, as the reference's training helper draws it), and ``files``/``window``
+where each window came from. ``variables_full_size.json`` lists the variables the reference
 builds for the configuration at its own sizes (configs.py as it is).
 
 For nade-drums_2bar_reduced it also writes ``js/``: the checkpoint as a magenta.js folder like the hosted
@@ -100,6 +102,25 @@ def margins(hparams, depth: int, found: dict, lengths: np.ndarray, names: dict, 
             return session.run(margin)
 
 
+def fed_back_losses(hparams, depth: int, inputs: np.ndarray, outputs: np.ndarray, lengths: np.ndarray, eps: np.ndarray,
+                    names: dict, checkpoint: Path) -> np.ndarray:
+    """Each window's reconstruction loss (z = mu + sigma * eps) with scheduled sampling at probability 1: every step
+    after the first is fed the NADE's draw from the step before, which the reference's training helper makes
+    without a temperature (greedy), so the loss is deterministic."""
+    hparams.sampling_schedule, hparams.sampling_rate = "constant", 1.0
+    with tf.Graph().as_default():
+        model = build(hparams, depth)
+        q_z = model.encode(tf.constant(inputs), tf.constant(lengths))
+        z = q_z.loc + q_z.stddev() * tf.constant(eps)
+        x_input = tf.pad(tf.constant(outputs)[:, :-1], [(0, 0), (1, 0), (0, 0)])
+        r_loss = model.decoder.reconstruction_loss(x_input, tf.constant(outputs), tf.constant(lengths), z, None)[0]
+        with tf.Session() as session:
+            tf.train.Saver([v for v in tf.global_variables() if v.op.name in names]).restore(session, str(checkpoint))
+            losses = session.run(r_loss)
+    hparams.sampling_schedule, hparams.sampling_rate = HPARAMS["sampling_schedule"], HPARAMS["sampling_rate"]
+    return losses
+
+
 def quantise(values: np.ndarray, nbytes: int) -> tuple[bytes, dict]:
     """TensorFlow.js's affine quantisation: ``round((v - min) / scale)`` in ``nbytes`` unsigned bytes."""
     top = (1 << (8 * nbytes)) - 1
@@ -157,6 +178,8 @@ def main() -> None:
         found, names = reference_results(lambda h: build(h, depth), hparams, inputs, outputs, lengths, eps, rng, out,
                                          greedy_nade, args.seed)
         found["margin"] = margins(hparams, depth, found, lengths, names, out / "tf" / "model.ckpt")
+        found["r_loss_fed_back"] = fed_back_losses(hparams, depth, inputs, outputs, lengths, eps, names,
+                                                   out / "tf" / "model.ckpt")
         np.savez_compressed(out / "expected.npz", inputs=inputs, outputs=outputs, lengths=lengths, eps=eps,
                             step=np.int64(STEP), files=np.array(files), window=np.array(picked),
                             **{k: np.asarray(v, np.float32) for k, v in found.items()})

@@ -114,3 +114,23 @@ def test_the_preset_builds_the_variables_the_reference_builds_for_its_configurat
         candidates = [(name, describe_architecture(expected_shapes(build_model(
             p.model, make_converter(p.converter, p.converter_options), force=p.force)))) for name, p in PRESETS.items()]
     assert matching(fits, candidates) == [config]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_scheduled_sampling_feeds_back_the_greedy_roll_as_the_reference(tmp_path, config):
+    """At sampling probability 1 every step after the first is fed the NADE's draw from the step before; the
+    reference's training helper draws it without a temperature (greedy), so its loss is deterministic and hvae's
+    equals it (a draw at temperature 1 fed back instead gives another loss)."""
+    import dataclasses
+
+    from hvae.model import build_model
+
+    model = hvae.load_model(imported(tmp_path, FIXTURES / config / "tf", config)).model
+    fed_back = build_model(dataclasses.replace(model.config, sampling_schedule="constant", sampling_rate=1.0),
+                           model.spec)
+    fed_back.load_state_dict(model.state_dict())
+    e = expected(config)
+    out = fed_back.train()(batch_of(e), int(e["step"]), noise=torch.from_numpy(e["eps"]))
+    assert out.sampling_probability == 1.0
+    assert abs(out.r_loss.item() / e["r_loss_fed_back"].mean() - 1) <= 1e-6
+    assert np.abs(e["r_loss_fed_back"] - e["r_loss"]).max() > 1.0  # it differs from teacher forcing
