@@ -147,3 +147,25 @@ def test_hvae_run_trains_each_nade_preset_on_the_gmd_demo_and_samples_drums_on_c
         notes = [m for track in mido.MidiFile(path).tracks for m in track if m.type == "note_on" and m.velocity]
         assert notes and {m.channel for m in notes} == {9}  # General MIDI's drum channel, 10
         assert {m.note for m in notes} <= allowed
+
+
+def test_a_loss_that_feeds_back_its_own_way_is_never_fed_back_by_the_draw_first_path():
+    """Scheduled sampling's fast path feeds back draws at temperature 1; a loss that says otherwise
+    (``feedback_step``, as the NADE's greedy rolls) runs the plain loop on every backend."""
+    categorical = registry().get("losses", "categorical").factory
+
+    class GreedyFeedback(categorical):
+        def feedback_step(self, raw, generator=None):
+            return self.sample_step(raw, 0.0, generator)
+
+    loss = GreedyFeedback(12)
+    outputs = []
+    for backend in ("reference", "fast"):
+        torch.manual_seed(0)
+        decoder = registry().get("decoders", "flat").build(output_depth=12, raw_size=12, z_size=3, steps=8,
+                                                           rnn_sizes=(6,), backend=backend)
+        targets = torch.eye(12)[torch.randint(0, 12, (5, 8), generator=torch.Generator().manual_seed(1))]
+        z = torch.randn(5, 3, generator=torch.Generator().manual_seed(2))
+        outputs.append(decoder(z, targets, torch.full((5,), 8), sampling_probability=1.0, loss=loss,
+                               generator=torch.Generator().manual_seed(3)))
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-6)
