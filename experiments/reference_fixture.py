@@ -191,13 +191,37 @@ def main() -> None:
                 else:
                     value = session.run(variable)
                     variable.load(value + rng.normal(0, NOISE, value.shape).astype(value.dtype), session)
-            args.out.mkdir(parents=True, exist_ok=True)
-            saver.save(session, str(args.out / "tf" / "model.ckpt"), write_meta_graph=False)
+            out.mkdir(parents=True, exist_ok=True)
+            saver.save(session, str(out / "tf" / "model.ckpt"), write_meta_graph=False)
             found = session.run(dict(mu=mu, sigma=sigma, r_loss=r_loss, kl_bits=kl_div / tf.math.log(2.0),
-                                     loss=loss, greedy=greedy))
+                                     loss=loss, greedy=decoded))
             session.run(train_op)
             found["loss_after"] = session.run(loss)
         names = {v.op.name: v.shape.as_list() for v in model_vars}
+    return found, names
+
+
+def greedy_classes(model, mu):
+    """Free-running decode from z = mu, the most likely class at each step."""
+    lstm_models.CategoricalLstmDecoder._sample = lambda self, rnn_output, temperature=1.0: tf.one_hot(
+        tf.argmax(rnn_output, axis=-1), self._output_depth)
+    return model.sample(WINDOWS, max_length=64, z=mu, temperature=1.0)[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--windows", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    inputs, outputs, lengths = windows(args.windows)
+    hparams = lstm_models.get_default_hparams()
+    for name, value in HPARAMS.items():  # the reference's HParams: attributes, no update()
+        setattr(hparams, name, value)
+    rng = np.random.default_rng(args.seed)
+    eps = rng.standard_normal((WINDOWS, SIZES["z_size"])).astype(np.float32)
+    found, names = reference_results(build, hparams, inputs, outputs, lengths, eps, rng, args.out, greedy_classes,
+                                     args.seed)
     # the margin of each greedy step: its logits teacher-forced on the greedy decode (what the decode fed)
     with tf.Graph().as_default():
         model = build(args.config, hparams)

@@ -188,7 +188,7 @@ def test_categorical_on_groove_is_refused_with_the_reason_and_what_fits():
 
 
 @pytest.mark.parametrize("kind,name,fits", [
-    ("multihot", "categorical", "bernoulli"),
+    ("multihot", "categorical", "bernoulli, nade"),
     ("onehot", "groove", "categorical"),
     ("onehot", "bernoulli", "categorical"),
     ("groove", "bernoulli", "groove, groove-gated"),
@@ -202,7 +202,8 @@ def test_every_refusal_says_why_and_what_fits(kind, name, fits):
 
 
 @pytest.mark.parametrize("kind,name", [("onehot", "categorical"), ("groove", "groove"),
-                                       ("groove", "groove-gated"), ("multihot", "bernoulli")])
+                                       ("groove", "groove-gated"), ("multihot", "bernoulli"),
+                                       ("multihot", "nade")])
 def test_fitting_pairs_pass(kind, name):
     check_compatible(kind, loss_class(name), name, "c", all_loss_classes(), 9)
 

@@ -15,10 +15,11 @@ from hvae.presets import Preset, get_preset, list_presets
 
 torch.set_num_threads(1)
 
+NADE = ["nade-drums_2bar_reduced", "nade-drums_2bar_full"]
 REFERENCE = ["cat-drums_2bar_small", "cat-drums_2bar_big", "cat-mel_2bar_small", "cat-mel_2bar_big", "flat-mel_16bar",
              "hierdec-mel_16bar", "groovae_4bar", "groovae_2bar_humanize", "groovae_2bar_tap_fixed_velocity",
              "groovae_2bar_tap_fixed_velocity_note_dropout", "groovae_2bar_add_closed_hh",
-             "groovae_2bar_hits_control"]
+             "groovae_2bar_hits_control"] + NADE
 TRIO = ["flat-trio_16bar", "hierdec-trio_16bar", "hier-trio_16bar"]
 REPORT = ["hier-groove-4bar", "groovae_4bar", "hier-drums-4bar", "hier-mel-4bar"]
 # What each converter writes, for building without the converter itself: (kind, input depth, output depth).
@@ -30,6 +31,9 @@ PARTS = {"trio": (("melody", 90), ("bass", 90), ("drums", 512))}
 
 def spec_for(preset: Preset) -> DataSpec:
     kind, input_depth, output_depth = SHAPES[preset.converter]
+    if preset.converter_options.get("roll_output"):  # rolls of the drum classes
+        converter = make_converter(preset.converter, preset.converter_options)
+        kind, input_depth, output_depth = converter.output_kind, converter.input_depth, converter.output_depth
     bars = preset.converter_options[BARS_KEY[preset.converter]]
     return DataSpec(converter=preset.converter, output_kind=kind, input_depth=input_depth,
                     output_depth=output_depth, control_depth=0, steps=16 * bars, parts=PARTS.get(preset.converter, ()))
@@ -59,6 +63,19 @@ def test_reference_presets_keep_the_references_sizes():
     assert (groove.decoder, groove.loss, groove.dropout) == ("groove", "groove", 0.7)
     assert (groove.z_size, groove.free_bits, groove.max_beta) == (256, 48.0, 0.2)
     assert all(get_preset(n).batch_size == 512 for n in REFERENCE)
+
+
+@pytest.mark.parametrize("name,classes", [("nade-drums_2bar_reduced", 9), ("nade-drums_2bar_full", 61)])
+def test_nade_presets_keep_the_references_sizes(name, classes):
+    preset = get_preset(name)
+    nade = preset.model
+    assert (nade.z_size, nade.encoder_options["rnn_sizes"], nade.decoder_options["rnn_sizes"]) == (256, (1024,), (512, 512))
+    assert (nade.loss, dict(nade.loss_options)) == ("nade", {"num_hidden": 128})
+    assert (nade.free_bits, nade.max_beta, nade.sampling_schedule, nade.sampling_rate) == (48.0, 0.2, "inverse_sigmoid", 1000.0)
+    converter = make_converter(preset.converter, preset.converter_options)
+    assert (converter.output_kind, converter.input_depth, converter.output_depth) == ("multihot", classes + 1, classes)
+    model = build_model(nade, converter)
+    assert model.decoder.core.output.out_features == 128 + classes  # the NADE's two biases, per step
 
 
 def test_four_bar_hierarchical_presets_have_four_bars_of_sixteen_steps():
@@ -113,8 +130,7 @@ def test_the_trio_presets_keep_the_references_sizes_and_variable_count(name):
 
 
 def test_the_reference_configs_hvae_cannot_build_are_refused_with_the_reason():
-    for name, reason in [("hier-multiperf_vel_1bar_med", "multi-instrument"), ("nade-drums_2bar_full", "NADE"),
-                         ("cat-mel_2bar_med_chords", "chord")]:
+    for name, reason in [("hier-multiperf_vel_1bar_med", "multi-instrument"), ("cat-mel_2bar_med_chords", "chord")]:
         with pytest.raises(UnknownComponentError, match=f"reference's {name} is not supported: .*{reason}"):
             get_preset(name)
 

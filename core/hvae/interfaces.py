@@ -214,7 +214,9 @@ class Loss(abc.ABC):
     """An output distribution: training loss, metrics and sampling of the next step.
 
     A loss implements :meth:`__call__` and :meth:`sample_step`; that is all a decoder needs to train
-    and to sample. A loss may also offer :class:`FastDraws`, which the built-in decoders' fast
+    and to sample (scheduled sampling feeds back :meth:`feedback_step`, a draw at temperature 1 unless
+    the loss says otherwise). A loss that is also an ``nn.Module`` holds parameters of its own, which the
+    model trains and saves with the encoder's and decoder's. A loss may also offer :class:`FastDraws`, which the built-in decoders' fast
     sampler looks for.
     """
 
@@ -246,6 +248,11 @@ class Loss(abc.ABC):
     def sample_step(self, raw: torch.Tensor, temperature: float,
                     generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw the next output ``(B, D)`` from raw ``(B, R)`` at ``temperature``."""
+
+    def feedback_step(self, raw: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """What scheduled sampling feeds the decoder in place of the target ``(B, D)``, from raw ``(B, R)``:
+        by default a draw at temperature 1, as the reference's categorical and groove decoders do."""
+        return self.sample_step(raw, 1.0, generator)
 
 
 @runtime_checkable

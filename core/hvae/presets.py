@@ -53,6 +53,10 @@ _DRUMS_KL = dict(free_bits=48.0, max_beta=0.2)
 _MELODY_KL = dict(free_bits=0.0, max_beta=0.2, beta_rate=0.99999)
 _INVERSE_SIGMOID = dict(sampling_schedule="inverse_sigmoid", sampling_rate=1000.0)
 _DRUMS_2BAR = {"max_bars": 100, "slice_bars": 2, "steps_per_quarter": 4, "roll_input": True}
+# The reference's nade-drums models: roll inputs and outputs, a NADE per step (hvae_losses.nade).
+_DRUMS_2BAR_ROLLS = {**_DRUMS_2BAR, "roll_output": True}
+_NADE_DRUMS = ModelConfig(z_size=256, encoder_options={"rnn_sizes": (1024,)}, decoder_options={"rnn_sizes": (512, 512)},
+                          loss="nade", loss_options={"num_hidden": 128}, **_DRUMS_KL, **_INVERSE_SIGMOID)
 _MELODY_2BAR = {"skip_polyphony": False, "max_bars": 100, "slice_bars": 2, "steps_per_quarter": 4}
 _MELODY_16BAR = {"skip_polyphony": False, "max_bars": 100, "slice_bars": 16, "steps_per_quarter": 4}
 _GROOVE_4BAR = {"split_bars": 4, "steps_per_quarter": 4, "quarters_per_bar": 4}
@@ -89,6 +93,21 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
         converter="drums",
         converter_options=_DRUMS_2BAR,
         model=ModelConfig(**_BIG, **_DRUMS_KL, **_INVERSE_SIGMOID),
+        batch_size=512, steps=50_000, dataset="gmd"),
+    Preset(
+        name="nade-drums_2bar_reduced",
+        description=("The reference's 2-bar multi-label drum model: rolls of 9 drums, each step's drums drawn "
+                     "by a NADE of 128 hidden units on a 2x512 decoder; a 1024-unit encoder."),
+        converter="drums",
+        converter_options=_DRUMS_2BAR_ROLLS,
+        model=_NADE_DRUMS,
+        batch_size=512, steps=50_000, dataset="gmd"),
+    Preset(
+        name="nade-drums_2bar_full",
+        description="nade-drums_2bar_reduced on the reference's full drum classes: rolls of 61 drums.",
+        converter="drums",
+        converter_options={**_DRUMS_2BAR_ROLLS, "pitch_classes": "full"},
+        model=_NADE_DRUMS,
         batch_size=512, steps=50_000, dataset="gmd"),
     Preset(
         name="cat-mel_2bar_small",
@@ -223,8 +242,6 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
 # The reference's configurations (configs.py) whose components hvae does not have.
 UNSUPPORTED: dict[str, UnsupportedConfig] = {u.name: u for u in [
     UnsupportedConfig("cat-mel_2bar_med_chords", "chord-conditioned melodies: hvae has no chord encoding"),
-    UnsupportedConfig("nade-drums_2bar_reduced", "a NADE decoder, which hvae does not have"),
-    UnsupportedConfig("nade-drums_2bar_full", "a NADE decoder, which hvae does not have"),
     UnsupportedConfig("hier-multiperf_vel_1bar_med", "multi-instrument performances: no such converter in hvae"),
     UnsupportedConfig("hier-multiperf_vel_1bar_big", "multi-instrument performances: no such converter in hvae"),
     UnsupportedConfig("hier-multiperf_vel_1bar_med_chords", "multi-instrument performances with chords: no "

@@ -6,8 +6,8 @@ magenta.js (``@magenta/music``'s ``MusicVAE``) reads the reference's variable na
 (:mod:`hvae.magenta.variables`) and builds its model from them and from ``config.json``'s
 ``dataConverter``. It runs flat decoders beside a single-layer bidirectional encoder, and
 hierarchical decoders beside a two-level hierarchical encoder (one layer per level) that splits
-windows into the decoder's bars; a model it cannot run is refused in one line, before anything is
-written.
+windows into the decoder's bars, and a NADE (the nade loss) on drum rolls, which it decodes greedily
+only; a model it cannot run is refused in one line, before anything is written.
 """
 
 from __future__ import annotations
@@ -100,9 +100,16 @@ def _segments(model: Any) -> int:
 def _data_converter(converter: Any, loss: str) -> dict[str, Any]:
     name, options, steps = converter.name, converter.options, converter.steps
     if name == "drums":
+        args: dict[str, Any] = {"numSteps": steps, "pitchClasses": [list(c) for c in converter.classes]}
+        if options.roll_output:  # rolls: magenta.js decodes them with a NADE (the nade-drums models)
+            if loss != "nade":
+                raise HvaeError(f"magenta.js decodes drum rolls with a NADE (the nade loss), not the {loss!r} loss.")
+            if not options.roll_input:
+                raise HvaeError("magenta.js reads drum rolls with roll inputs; this model's inputs are one-hot "
+                                "(roll_input=false): it cannot be exported.")
+            return {"type": "DrumRollConverter", "args": args}
         if loss != "categorical":
             raise HvaeError(f"magenta.js decodes one-hot drums with a categorical output, not the {loss!r} loss.")
-        args: dict[str, Any] = {"numSteps": steps, "pitchClasses": [list(c) for c in converter.classes]}
         return {"type": "DrumsConverter" if options.roll_input else "DrumsOneHotConverter", "args": args}
     if name == "melody":
         if loss != "categorical":

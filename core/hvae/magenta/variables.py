@@ -11,7 +11,10 @@ hvae's layers are one-layer ``nn.LSTM`` (``weight_ih`` ``[4 units, input]``, ``w
 ``[4 units, units]``, gates input, forget, cell candidate, output; ``bias_ih`` holds the forget
 gate's 1.0 and ``bias_hh`` is held at zero) and ``nn.Linear`` (``weight`` ``[out, in]``). Each
 encoder and decoder names its layers by scope (``reference_layers()``, see
-:class:`hvae.interfaces.Encoder`); the conversion of each kind of layer is here.
+:class:`hvae.interfaces.Encoder`); the conversion of each kind of layer is here. A loss with weights of
+its own (the NADE) names them with ``reference_layers(scope)``, given the scope of the decoder's
+output projection it sits beside: each an ``nn.Parameter`` stored as the reference stores that
+variable, under its full name.
 """
 
 from __future__ import annotations
@@ -44,14 +47,14 @@ class Unsupported:
 
 
 UNSUPPORTED = (
-    Unsupported(r"/nade/", "a NADE decoder (nade-* models)"),
     Unsupported(r"^control_preprocessing/", "bidirectional control preprocessing"),
 )
 
 
-def layers_of(model: nn.Module) -> dict[str, nn.Module]:
-    """The model's layers by the reference's scope names; an error for a component without them."""
-    layers: dict[str, nn.Module] = {}
+def layers_of(model: nn.Module) -> dict[str, nn.Module | nn.Parameter]:
+    """The model's layers by the reference's scope names, and the loss's weights (if it has any) by their
+    variables' names; an error for an encoder or decoder without them."""
+    layers: dict[str, nn.Module | nn.Parameter] = {}
     for role in ("encoder", "decoder"):
         component = getattr(model, role)
         named = getattr(component, "reference_layers", None)
@@ -59,6 +62,10 @@ def layers_of(model: nn.Module) -> dict[str, nn.Module]:
             raise HvaeError(f"The {role} {getattr(component, 'name', type(component).__name__)!r} has no "
                             f"counterpart in the reference's checkpoints (it offers no reference_layers()).")
         layers.update(named())
+    loss_named = getattr(model.loss, "reference_layers", None)
+    if loss_named is not None:
+        output = next(scope for scope in layers if scope.endswith("output_projection"))
+        layers.update(loss_named(output[:-len("output_projection")]))
     return layers
 
 
@@ -66,7 +73,9 @@ def expected_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     """Every variable the reference would store for ``model``, with its shape."""
     shapes = {}
     for scope, layer in layers_of(model).items():
-        if isinstance(layer, nn.LSTM):
+        if isinstance(layer, nn.Parameter):
+            shapes[scope] = tuple(layer.shape)
+        elif isinstance(layer, nn.LSTM):
             units = layer.hidden_size
             shapes[f"{scope}/kernel"] = (layer.input_size + units, 4 * units)
             shapes[f"{scope}/bias"] = (4 * units,)
@@ -87,6 +96,9 @@ def to_reference(model: nn.Module) -> dict[str, np.ndarray]:
     variables = {}
     with torch.no_grad():
         for scope, layer in layers_of(model).items():
+            if isinstance(layer, nn.Parameter):
+                variables[scope] = layer.detach().float().cpu().contiguous().numpy()
+                continue
             if isinstance(layer, nn.LSTM):
                 weights = torch.cat([layer.weight_ih_l0, layer.weight_hh_l0], dim=1)  # (4H, I + H)
                 kernel = _gates(weights, 0).t()
@@ -144,6 +156,9 @@ def load_reference(model: nn.Module, shapes: Mapping[str, tuple[int, ...]], read
     skipped = check_reference(expected_shapes(model), shapes, source, hint)
     with torch.no_grad():
         for scope, layer in layers_of(model).items():
+            if isinstance(layer, nn.Parameter):
+                layer.copy_(torch.from_numpy(np.asarray(read(scope), dtype=np.float32)))
+                continue
             kernel = torch.from_numpy(np.asarray(read(f"{scope}/kernel"), dtype=np.float32))
             bias = torch.from_numpy(np.asarray(read(f"{scope}/bias"), dtype=np.float32))
             if isinstance(layer, nn.LSTM):
@@ -199,6 +214,8 @@ def describe_architecture(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, ob
         fits["output depth"] = sum(parts)
     elif f"{scope}output_projection/bias" in shapes:
         fits["output depth"] = int(shapes[f"{scope}output_projection/bias"][0])
+    if f"{scope}nade/w_enc" in shapes:
+        fits["loss"], fits["loss.num_hidden"] = "nade", int(shapes[f"{scope}nade/w_enc"][-1])
     return fits
 
 

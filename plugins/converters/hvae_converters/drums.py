@@ -59,7 +59,7 @@ class DrumsOptions(ConverterOptions):
     max_bars: int | None = 100  # tracks are cut to this many bars before windowing; None: no cut
     slice_bars: int | None = 2  # window length in bars, one window every bar; None: each track is one example
     gap_bars: float | None = 1.0  # this many bars without a hit end a track; None or 0: tracks never end
-    pitch_classes: str = "reduced"  # drum classes: "reduced" (9), "roland" (9) or "full" (63, rolls only)
+    pitch_classes: str = "reduced"  # drum classes: "reduced" (9), "roland" (9) or "full" (61, rolls only)
     add_end_token: bool = False  # append one step holding an end class (one-hot) or end bit (roll)
     pad_to_total_time: bool = False  # pad each track with silence from step 0 to the file's last step
     roll_input: bool = True  # inputs as class bits plus a no-hit bit; False: one-hot like the outputs

@@ -28,7 +28,7 @@ from hvae_decoders import reference
 from hvae_decoders.backend import decoder_recurrence, fast_sampling
 from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear
 from hvae_decoders.lstm_autograd import gather_rows, one_hot_indices
-from hvae_decoders.sampler import CoreSampler, SteppingWeights, draws_classes, fast_draws
+from hvae_decoders.sampler import CoreSampler, SteppingWeights, draws_classes, fast_draws, feeds_back_draws
 
 def one_hot(indices: torch.Tensor, depth: int) -> torch.Tensor:
     """Class indices ``(B, T)`` as float32 one-hot vectors ``(B, T, depth)``."""
@@ -114,17 +114,20 @@ class LstmCore(nn.Module):
                   backend: str = "auto") -> torch.Tensor:
         """Raw outputs ``(N, T, R)`` with scheduled sampling, as the reference's training helper.
 
-        From step 1 on, each sequence is fed, with ``probability``, the loss's draw (temperature 1)
-        from the previous raw output instead of ``previous[:, t]``. Gradients flow through the draw
+        From step 1 on, each sequence is fed, with ``probability``, the loss's ``feedback_step`` (a draw
+        at temperature 1 unless the loss says otherwise) from the previous raw output instead of
+        ``previous[:, t]``. Gradients flow through the draw
         where it is differentiable (groove velocities and offsets), as in the reference.
 
         The plain loop, :func:`hvae_decoders.reference.scheduled`, runs with the reference backend,
-        with dropout, and for every loss whose draws are not class indices from its fast draws. The
+        with dropout, and for every loss whose draws are not class indices from its fast draws or
+        that feeds back something else than its draw at temperature 1 (its own ``feedback_step``). The
         fast backend's one path: a drawn class carries no gradient, so the draws are made first,
         stepping without autograd, and the outputs then computed teacher-forced on what was fed.
         """
         use_draw = torch.rand(previous.shape[:2], generator=generator, device=previous.device) < probability  # (N, T)
-        if not fast_sampling(backend) or (self.lstm.dropout and self.training) or not draws_classes(loss):
+        if not fast_sampling(backend) or (self.lstm.dropout and self.training) or not draws_classes(loss) \
+                or not feeds_back_draws(loss):
             return reference.scheduled((self,), embedding, previous, controls, use_draw, loss, generator)
         return self.teacher_forced(embedding, self._fed_with_draws(embedding, previous, controls, use_draw,
                                                                    loss, generator), controls, backend=backend)

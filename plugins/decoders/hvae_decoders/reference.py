@@ -42,8 +42,9 @@ def scheduled(cores: Sequence, embedding: torch.Tensor, previous: torch.Tensor, 
     """Raw outputs ``(N, T, R)`` with scheduled sampling, differentiable, with dropout while training.
 
     Step t is fed ``previous[:, t]`` or, where ``use_draw[:, t]`` (``(N, T)`` bool; from step 1 on),
-    the loss's draw at temperature 1 from step t-1's raw output. ``cores``: one core, or several side
-    by side (see :func:`sample_bars`), each choosing for its own part: ``use_draw`` ``(N, T, cores)``.
+    the loss's draw (:meth:`hvae.interfaces.Loss.feedback_step`: at temperature 1 by default) from step
+    t-1's raw output. ``cores``: one core, or several side by side (see :func:`sample_bars`), each choosing
+    for its own part: ``use_draw`` ``(N, T, cores)``.
     """
     depths = [core.output_depth for core in cores]
     states = [core.initial_state(embedding) for core in cores]
@@ -54,7 +55,7 @@ def scheduled(cores: Sequence, embedding: torch.Tensor, previous: torch.Tensor, 
     for t in range(previous.shape[1]):
         fed = previous[:, t]  # (N, D)
         if raws:
-            drawn = loss.sample_step(raws[-1], 1.0, generator).to(previous.dtype)
+            drawn = loss.feedback_step(raws[-1], generator).to(previous.dtype)
             fed = torch.where(choose[:, t], drawn, fed)
         raws.append(_step_cores(cores, fed, embedding, None if controls is None else controls[:, t], states,
                                 dropout=True))  # (N, R)

@@ -43,6 +43,12 @@ def draws_classes(loss: Loss) -> bool:
     return fast_draws(loss) and loss.draws_classes
 
 
+def feeds_back_draws(loss: Loss) -> bool:
+    """Whether scheduled sampling feeds back ``loss``'s draw at temperature 1 (its ``feedback_step`` is
+    :meth:`hvae.interfaces.Loss.feedback_step`'s), as the draw-first scheduled sampling assumes."""
+    return getattr(type(loss), "feedback_step", Loss.feedback_step) is Loss.feedback_step
+
+
 def step_draws(loss: Loss, steps: int, temperature: float,
                generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
     """The function drawing ``steps`` consecutive steps from raw ``(B, R)``: the loss's stepper (the fast

@@ -9,9 +9,11 @@ def hvae_register_losses(register):
     from hvae_losses.categorical import CategoricalLoss
     from hvae_losses.groove import GatedGrooveLoss, GrooveLoss
     from hvae_losses.multi_categorical import MultiCategoricalLoss
+    from hvae_losses.nade import NadeLoss
 
     register(CategoricalLoss)
     register(GrooveLoss)
     register(GatedGrooveLoss)
     register(BernoulliLoss)
     register(MultiCategoricalLoss)
+    register(NadeLoss)
