@@ -181,7 +181,8 @@ def test_hvae_presets_lists_each_preset_with_its_size_and_origin():
     # The reference's own variable count (encoder, decoder, dense layers) for cat-drums_2bar_small.
     assert rows["cat-drums_2bar_small"][-2:] == ["4,636,672", "reference"]
     assert rows["demo"][-1] == "hvae" and rows["hier-drums-4bar"][-1] == "report"
-    assert "nade-drums_2bar_full: a NADE" in result.output and "hier-trio_16bar: " not in result.output
+    assert "hier-multiperf_vel_1bar_med: multi-instrument" in result.output
+    assert "hier-trio_16bar: " not in result.output and "nade-drums_2bar_full: " not in result.output
     assert rows["hierdec-trio_16bar"][-2:] == [f"{TRIO_VARIABLES['hierdec-trio_16bar']:,}", "reference"]
     table = json.loads(invoke("presets", "--json").output)
     assert {r["name"] for r in table["presets"]} == set(list_presets())
