@@ -148,3 +148,21 @@ def test_a_progression_spreads_evenly_over_the_steps():
     assert chords.progression_controls([1], 32).argmax(axis=1).tolist() == [1] * 32
     with pytest.raises(HvaeError, match="^3 chords do not fit in 2 steps$"):
         chords.progression_controls([1, 2, 3], 2)
+
+
+def test_transposing_moves_the_chords_with_the_notes():
+    """Training's transposition moves each chord's root by the semitones its window's notes move (clamped alike)."""
+    converter = MelodyConverter(chord_encoding="triad", valid_programs=None)
+    examples = converter.convert(DATA / "trio" / "plain.mid")[:4]
+    outputs, controls = np.stack([e.outputs for e in examples]), np.stack([e.controls for e in examples])
+    semitones = np.array([3, -3, 0, 200])
+    moved_controls = converter.transpose_controls(controls, outputs, semitones)
+    _, moved = converter.transpose(outputs, outputs, semitones)
+    for before, after, chords_before, chords_after in zip(outputs, moved, controls, moved_controls):
+        notes = before.argmax(axis=1) >= 2
+        shift = int(after.argmax(axis=1)[notes][0] - before.argmax(axis=1)[notes][0])
+        triads, again = chords_before.argmax(axis=1), chords_after.argmax(axis=1)
+        assert np.array_equal(again == 0, triads == 0)
+        assert np.array_equal((again - 1) // 12, (triads - 1) // 12)  # same qualities
+        assert np.array_equal(((again - 1) % 12)[triads > 0], ((triads - 1 + shift) % 12)[triads > 0])
+    assert not np.array_equal(moved_controls[0], controls[0]) and np.array_equal(moved_controls[2], controls[2])

@@ -98,22 +98,48 @@ class MelodyConverter(Converter):
         The reference transposes the NoteSequence before converting and drops notes that leave the
         piano range; here the cached windows are moved and a window is never cut short.
         """
-        def pitches(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            classes = windows.argmax(axis=-1)  # (B, T)
-            present = windows.max(axis=-1) > 0  # False on padding
-            return classes, present, present & (classes >= FIRST_PITCH_CLASS) & (classes < self.num_classes)
-
         def move(read: tuple[np.ndarray, np.ndarray, np.ndarray], shift: np.ndarray) -> np.ndarray:
             classes, present, pitched = read
             return self._eye[np.where(pitched, classes + shift[:, None], classes)] * present[..., None]
 
-        read = pitches(outputs)
+        read = self._read(outputs)
+        shift = self._shifts(read, semitones)
+        return move(self._read(inputs) if inputs is not outputs else read, shift), move(read, shift)
+
+    def transpose_controls(self, controls: np.ndarray, outputs: np.ndarray, semitones: np.ndarray) -> np.ndarray:
+        """Chord controls ``(B, T, 49)`` moved with their windows' notes: each chord's root by the semitones
+        :meth:`transpose` moves ``outputs`` (the windows before moving) by; no chord and padding stay."""
+        if not self.control_depth:
+            return controls
+        shift = self._shifts(self._read(outputs), semitones)
+        triads = controls.argmax(axis=-1)  # (B, T)
+        quality, root = np.divmod(triads - 1, 12)
+        moved = np.where(triads > 0, 1 + quality * 12 + (root + shift[:, None]) % 12, triads)
+        return np.eye(chords.TRIAD_CLASSES, dtype=controls.dtype)[moved] * (controls.max(axis=-1) > 0)[..., None]
+
+    def chord_controls(self, progression: str | Sequence[str]) -> np.ndarray:
+        """One-hot triads ``(steps, 49)`` playing ``progression`` (``"C G Am F"`` or a list of symbols) evenly
+        over a window, as magenta.js spreads a chord progression: with four chords over 2 bars, each lasts
+        half a bar. The end token's step repeats the last chord, as the reference's windows do."""
+        if not self.control_depth:
+            return super().chord_controls(progression)
+        triads = chords.parse_progression(progression)
+        controls = chords.progression_controls(triads, self.steps - int(self.options.add_end_token))
+        return np.concatenate([controls, controls[-1:]]) if self.options.add_end_token else controls
+
+    def _read(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each step's class, whether the step is there (not padding) and whether it is a note-on, (B, T) each."""
+        classes = windows.argmax(axis=-1)
+        present = windows.max(axis=-1) > 0
+        return classes, present, present & (classes >= FIRST_PITCH_CLASS) & (classes < self.num_classes)
+
+    def _shifts(self, read: tuple[np.ndarray, np.ndarray, np.ndarray], semitones: np.ndarray) -> np.ndarray:
+        """The semitones ``(B,)`` each window moves by: ``semitones`` clamped so that its notes stay in range."""
         classes, _, pitched = read
         low = np.where(pitched, classes, self.num_classes).min(axis=1)  # (B,): lowest pitch class
         high = np.where(pitched, classes, -1).max(axis=1)
         shift = np.clip(semitones, FIRST_PITCH_CLASS - low, self.num_classes - 1 - high)
-        shift = np.where(pitched.any(axis=1), shift, 0)
-        return move(pitches(inputs) if inputs is not outputs else read, shift), move(read, shift)
+        return np.where(pitched.any(axis=1), shift, 0)
 
     @property
     def num_classes(self) -> int:
