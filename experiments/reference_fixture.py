@@ -1,12 +1,14 @@
-"""Make a checkpoint with known outputs from the reference itself (Magenta 2.1.4, TensorFlow 2.15): a model with
-the reference's HierarchicalLstmEncoder, written as the reference writes checkpoints, with what the reference
-computes from it on real windows. Runs in the reference's environment, not hvae's:
+"""Make a checkpoint with known outputs from the reference itself (Magenta 2.1.4, TensorFlow 2.15): a model
+written as the reference writes checkpoints, with what the reference computes from it on real windows. Runs in the
+reference's environment, not hvae's:
 
     ../shared/reference/speed/setup.sh /tmp/refenv
     /tmp/refenv/bin/python experiments/reference_fixture.py --windows ../shared/reference/gmd_drums_4bar.npz \
         --out tests/data/reference/hier-enc-drums_4bar
+    /tmp/refenv/bin/python experiments/reference_fixture.py --config mel_chords \
+        --windows tests/data/chords/reference.npz --out tests/data/reference/mel_chords_2bar
 
-The model: MusicVAE(HierarchicalLstmEncoder(BidirectionalLstmEncoder, [16, 4]),
+``--config hier-enc-drums_4bar`` (the default): MusicVAE(HierarchicalLstmEncoder(BidirectionalLstmEncoder, [16, 4]),
 HierarchicalLstmDecoder(CategoricalLstmDecoder(), [4, 16], disable_autoregression=True)) on 4-bar one-hot drums,
 the hyperparameters of hvae's hier-drums-4bar preset at small sizes (encoder 24 units a level, decoder 32x32,
 z 16). Its weights are the reference's initialisers plus N(0, 0.05) noise on every variable, at global step 100,
@@ -14,6 +16,13 @@ as ../shared/reference/magenta-checkpoints were made; ``expected.npz`` has the s
 README): inputs, outputs, lengths, mu, sigma, eps, r_loss, kl_bits, loss, loss_after (one training step as
 music_vae_train takes it: TF1 Adam, global-norm clipping), greedy (free-running from z = mu, the most likely
 class each step) and margin (the gap between the two largest logits of each greedy step).
+
+``--config mel_chords``: the reference's cat-mel_2bar_med_chords (MusicVAE(BidirectionalLstmEncoder(),
+CategoricalLstmDecoder()) on 2-bar melodies of 90 classes with 49 triad chord controls a step) at small sizes
+(encoder 24, decoder 3x32, z 16), its hyperparameters otherwise (no free bits, beta 1). The windows are 8 of the
+reference's own chord-conditioned windows of tests/data/trio/plain.mid (tests/data/chords/reference.npz, made by
+experiments/reference_chords.py); ``expected.npz`` adds their ``controls``, and the greedy decoding of each window
+runs under its own chords.
 """
 
 from __future__ import annotations
@@ -34,58 +43,86 @@ ds = tfp.distributions
 WINDOWS = 8
 STEP = 100
 NOISE = 0.05
-SIZES = dict(z_size=16, enc_rnn_size=[24], dec_rnn_size=[32, 32])
-# hvae's hier-drums-4bar preset, as the reference names its hyperparameters (no dropout, no scheduled sampling)
-HPARAMS = dict(batch_size=WINDOWS, max_seq_len=64, free_bits=48.0, max_beta=0.2, beta_rate=0.0, learning_rate=0.001,
-               decay_rate=0.9999, min_learning_rate=1e-5, grad_clip=1.0, clip_mode="global_norm",
-               grad_norm_clip_to_zero=10000, dropout_keep_prob=1.0, sampling_schedule="constant", sampling_rate=0.0,
-               **SIZES)
-DEPTH = 512  # 2^9 drum combinations
+# The reference's hyperparameters for every configuration (no dropout, no scheduled sampling)
+COMMON = dict(batch_size=WINDOWS, beta_rate=0.0, learning_rate=0.001, decay_rate=0.9999, min_learning_rate=1e-5,
+              grad_clip=1.0, clip_mode="global_norm", grad_norm_clip_to_zero=10000, dropout_keep_prob=1.0,
+              sampling_schedule="constant", sampling_rate=0.0)
 
 
-def windows(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def drum_windows(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, None]:
     """The first WINDOWS windows of the reference's own 4-bar drum tensors (inputs unpacked from bits)."""
     with np.load(path) as data:
         inputs = np.unpackbits(data["inputs"][:WINDOWS], axis=-1)[..., :int(data["input_depth"])].astype(np.float32)
-        outputs = np.eye(DEPTH, dtype=np.float32)[data["outputs"][:WINDOWS]]
+        outputs = np.eye(512, dtype=np.float32)[data["outputs"][:WINDOWS]]
         lengths = data["lengths"][:WINDOWS].astype(np.int32)
-    return inputs, outputs, lengths
+    return inputs, outputs, lengths, None
 
 
-def build(hparams):
-    model = MusicVAE(lstm_models.HierarchicalLstmEncoder(lstm_models.BidirectionalLstmEncoder, [16, 4]),
-                     lstm_models.HierarchicalLstmDecoder(lstm_models.CategoricalLstmDecoder(), [4, 16],
-                                                         disable_autoregression=True))
-    model.build(hparams, output_depth=DEPTH, is_training=True)
-    return model
+def chord_windows(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """8 of the reference's chord-conditioned windows of plain.mid, spread over the file, and their chords."""
+    with np.load(path) as data:
+        classes = data["med_chords/trio/plain"]  # (W, 32, 2): melody class, triad class
+    chosen = classes[np.linspace(0, len(classes) - 1, WINDOWS).astype(int)]
+    outputs = np.eye(90, dtype=np.float32)[chosen[..., 0]]
+    controls = np.eye(49, dtype=np.float32)[chosen[..., 1]]
+    return outputs, outputs.copy(), np.full(WINDOWS, 32, dtype=np.int32), controls
+
+
+def hier_drums():
+    return MusicVAE(lstm_models.HierarchicalLstmEncoder(lstm_models.BidirectionalLstmEncoder, [16, 4]),
+                    lstm_models.HierarchicalLstmDecoder(lstm_models.CategoricalLstmDecoder(), [4, 16],
+                                                        disable_autoregression=True))
+
+
+def flat():
+    return MusicVAE(lstm_models.BidirectionalLstmEncoder(), lstm_models.CategoricalLstmDecoder())
+
+
+# name -> (the model, its hyperparameters as the reference names them, output depth, steps, the windows)
+CONFIGS = {
+    # hvae's hier-drums-4bar preset at small sizes
+    "hier-enc-drums_4bar": (hier_drums, dict(max_seq_len=64, free_bits=48.0, max_beta=0.2, z_size=16,
+                                             enc_rnn_size=[24], dec_rnn_size=[32, 32]), 512, 64, drum_windows),
+    # cat-mel_2bar_med_chords at small sizes
+    "mel_chords": (flat, dict(max_seq_len=32, free_bits=0.0, max_beta=1.0, z_size=16, enc_rnn_size=[24],
+                              dec_rnn_size=[32, 32, 32]), 90, 32, chord_windows),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="hier-enc-drums_4bar")
     parser.add_argument("--windows", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    inputs, outputs, lengths = windows(args.windows)
+    make, sizes, depth, steps, windows = CONFIGS[args.config]
+    inputs, outputs, lengths, controls = windows(args.windows)
     hparams = lstm_models.get_default_hparams()
-    for name, value in HPARAMS.items():  # the reference's HParams: attributes, no update()
+    for name, value in {**COMMON, **sizes}.items():  # the reference's HParams: attributes, no update()
         setattr(hparams, name, value)
     rng = np.random.default_rng(args.seed)
-    eps = rng.standard_normal((WINDOWS, SIZES["z_size"])).astype(np.float32)
+    eps = rng.standard_normal((WINDOWS, hparams.z_size)).astype(np.float32)
+
+    def build():
+        model = make()
+        model.build(hparams, output_depth=depth, is_training=True)
+        return model
 
     with tf.Graph().as_default():
         tf.set_random_seed(args.seed)
-        model = build(hparams)
+        model = build()
         x_in, x_out = tf.constant(inputs), tf.constant(outputs)
         length = tf.constant(lengths)
+        c_in = None if controls is None else tf.constant(controls)
         # MusicVAE._compute_model_loss with z = mu + sigma * eps (eps given, not drawn)
-        q_z = model.encode(x_in, length)
+        q_z = model.encode(x_in, length, c_in)
         mu, sigma = q_z.loc, q_z.stddev()
         z = mu + sigma * tf.constant(eps)
         p_z = ds.MultivariateNormalDiag(loc=[0.] * hparams.z_size, scale_diag=[1.] * hparams.z_size)
         kl_div = ds.kl_divergence(q_z, p_z)
         x_input = tf.pad(x_out[:, :-1], [(0, 0), (1, 0), (0, 0)])
-        r_loss = model.decoder.reconstruction_loss(x_input, x_out, length, z, None)[0]
+        r_loss = model.decoder.reconstruction_loss(x_input, x_out, length, z, c_in)[0]
         kl_cost = tf.maximum(kl_div - hparams.free_bits * tf.math.log(2.0), 0)
         beta = (1.0 - tf.pow(hparams.beta_rate, tf.to_float(model.global_step))) * hparams.max_beta
         loss = tf.reduce_mean(r_loss) + beta * tf.reduce_mean(kl_cost)
@@ -104,7 +141,12 @@ def main() -> None:
         # greedy decoding from z = mu: the most likely class at each step
         lstm_models.CategoricalLstmDecoder._sample = lambda self, rnn_output, temperature=1.0: tf.one_hot(
             tf.argmax(rnn_output, axis=-1), self._output_depth)
-        greedy = model.sample(WINDOWS, max_length=64, z=mu, temperature=1.0)[0]
+        if controls is None:
+            greedy = model.sample(WINDOWS, max_length=steps, z=mu, temperature=1.0)[0]
+        else:  # the reference samples under one control sequence at a time: each window under its own
+            with tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE):
+                greedy = tf.concat([model.sample(1, max_length=steps, z=mu[i:i + 1], temperature=1.0,
+                                                 c_input=c_in[i])[0] for i in range(WINDOWS)], axis=0)
         with tf.Session() as session:
             session.run(tf.global_variables_initializer())
             for variable in model_vars:
@@ -122,18 +164,20 @@ def main() -> None:
         names = {v.op.name: v.shape.as_list() for v in model_vars}
     # the margin of each greedy step: its logits teacher-forced on the greedy decode (what the decode fed)
     with tf.Graph().as_default():
-        model = build(hparams)
+        model = build()
         fed = tf.constant(np.pad(found["greedy"][:, :-1], [(0, 0), (1, 0), (0, 0)]))
         results = model.decoder.reconstruction_loss(fed, tf.constant(found["greedy"]), tf.constant(lengths),
-                                                    tf.constant(found["mu"]), None)[2]
+                                                    tf.constant(found["mu"]),
+                                                    None if controls is None else tf.constant(controls))[2]
         logits = results.rnn_output  # (B, T, D): the segments merged in time order
         top = tf.math.top_k(logits, k=2).values
         with tf.Session() as session:
             tf.train.Saver([v for v in tf.global_variables() if v.op.name in names]).restore(
                 session, str(args.out / "tf" / "model.ckpt"))
             found["margin"] = session.run(top[..., 0] - top[..., 1])
+    extra = {} if controls is None else {"controls": controls}
     np.savez_compressed(args.out / "expected.npz", inputs=inputs, outputs=outputs, lengths=lengths, eps=eps,
-                        step=np.int64(STEP), **{k: np.asarray(v, np.float32) for k, v in found.items()})
+                        step=np.int64(STEP), **extra, **{k: np.asarray(v, np.float32) for k, v in found.items()})
     (args.out / "variables.json").write_text(json.dumps(names, indent=1) + "\n")
     print(f"written {args.out}: loss {found['loss']:.6g}, after one step {found['loss_after']:.6g}")
 
