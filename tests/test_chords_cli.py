@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import miditoolkit
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -107,3 +108,12 @@ def test_chord_controls_of_the_converter_span_its_window():
     examples = converter.convert(TRIO / "plain.mid")
     assert all(np.array_equal(e.controls[-1], e.controls[-2]) for e in examples)
     assert isinstance(examples[0], hvae.Example)
+
+
+def test_sampled_files_name_their_chords_in_markers(chord_run, tmp_path):
+    result = invoke("sample", str(chord_run), "--chords", "C G Am F", "-n", "1", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    midi = miditoolkit.MidiFile(str(next(tmp_path.glob("*.mid"))))
+    quarter = midi.ticks_per_beat
+    assert [(m.text, m.time) for m in midi.markers if m.text != "end"] == [
+        ("C", 0), ("G", 2 * quarter), ("Am", 4 * quarter), ("F", 6 * quarter)]

@@ -186,7 +186,8 @@ class MelodyConverter(Converter):
         note-on / hold / note-off, velocity 80, program 0, at ``qpm`` quarters per minute.
 
         Steps from the first end token on are ignored. A note still sounding at the last step
-        ends with the window.
+        ends with the window. Chord ``controls`` ``(T, 49)`` of a chord-conditioned model are written as
+        markers named after the chords ("Am", "N.C."), one where each chord starts.
         """
         qpm = tempo(qpm)
         outputs = np.asarray(outputs)
@@ -210,8 +211,14 @@ class MelodyConverter(Converter):
                 notes.append(sounding)
         if sounding is not None:
             sounding.end = len(classes) * seconds_per_step
-        return to_midi(notes, qpm=qpm, time_signature=(self.options.quarters_per_bar, 4),
+        midi = to_midi(notes, qpm=qpm, time_signature=(self.options.quarters_per_bar, 4),
                        quarters=len(classes) / self.options.steps_per_quarter)
+        if controls is not None and self.control_depth:
+            triads = np.asarray(controls)[:len(classes)].argmax(axis=-1).tolist()
+            ticks_per_step = midi.ticks_per_beat // self.options.steps_per_quarter
+            midi.markers += [miditoolkit.Marker(chords.triad_name(t), step * ticks_per_step)
+                             for step, t in enumerate(triads) if step == 0 or t != triads[step - 1]]
+        return midi
 
     def piece_windows(self, piece: NoteSequence) -> list[np.ndarray]:
         """The distinct windows ``(T,)`` of class indices of one constant-tempo piece; with
