@@ -14,7 +14,8 @@ its windows in a Python set, so their order changes from run to run: they are st
 over the flattened window). A file that gives no window has no key.
 
 Keys ``{setting}/{source}/{file stem}``; sources are ``trio`` (tests/data/trio/*.mid: Bach chorales over GMD
-drums), ``random`` (the 60 random multi-track files of tests/multitrack.py; ``digest`` is their sha256) and
+drums), ``edge`` (tests/data/chords/*.mid: 2/2, 6/8, 8/8 and unpitched programs, experiments/chord_test_files.py),
+``random`` (the 60 random multi-track files of tests/multitrack.py; ``digest`` is their sha256) and
 ``maestro`` (the MAESTRO performances of MAESTRO below, read from ``--maestro``; only their windows are stored).
 """
 
@@ -42,6 +43,9 @@ MAESTRO = (  # short performances (chord inference gives up beyond 1,000 chords)
     "2015/MIDI-Unprocessed_R1_D1-9-12_mid--AUDIO-from_mp3_10_R1_2015_wav--2.midi",
     "2015/MIDI-Unprocessed_R1_D1-1-8_mid--AUDIO-from_mp3_06_R1_2015_wav--3.midi",
     "2015/MIDI-Unprocessed_R1_D1-1-8_mid--AUDIO-from_mp3_02_R1_2015_wav--5.midi",
+    "2015/MIDI-Unprocessed_R2_D1-2-3-6-7-8-11_mid--AUDIO-from_mp3_08_R2_2015_wav--2.midi",
+    "2015/MIDI-Unprocessed_R2_D2-12-13-15_mid--AUDIO-from_mp3_13_R2_2015_wav--3.midi",
+    "2015/MIDI-Unprocessed_R1_D2-13-20_mid--AUDIO-from_mp3_17_R1_2015_wav--1.midi",
 )
 
 
@@ -76,6 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     repo = Path(__file__).resolve().parents[1]
     arrays = windows(sorted((repo / "tests" / "data" / "trio").glob("*.mid")), "trio")
+    arrays.update(windows(sorted((repo / "tests" / "data" / "chords").glob("*.mid")), "edge"))
     arrays.update(windows([args.maestro / name for name in MAESTRO], "maestro"))
     sys.path.insert(0, str(repo / "tests"))
     import multitrack  # the random files, written here as the test writes them

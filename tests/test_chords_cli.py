@@ -9,6 +9,7 @@ from pathlib import Path
 import miditoolkit
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 import hvae
@@ -84,8 +85,8 @@ def test_interpolate_plays_the_way_over_the_chords(chord_run, tmp_path):
     (["sample", "--chords", "Csus4"], "Error: 'Csus4' has no major, minor, augmented or diminished triad, which the "
                                       "model's chord encoding needs"),
     (["interpolate", str(TRIO / "plain.mid"), str(TRIO / "gaps.mid")],
-     "Error: This model is conditioned on controls per step; an interpolation between its two ends has no controls "
-     "to give it (give a chord progression, e.g. --chords 'C G Am F')."),
+     "Error: This model is conditioned on chords: an interpolation between two files plays over a progression "
+     "(give a chord progression, e.g. --chords 'C G Am F')."),
 ])
 def test_what_a_chord_model_cannot_use_is_said_in_one_line(chord_run, tmp_path, args, message):
     command, *rest = args
@@ -117,3 +118,12 @@ def test_sampled_files_name_their_chords_in_markers(chord_run, tmp_path):
     quarter = midi.ticks_per_beat
     assert [(m.text, m.time) for m in midi.markers if m.text != "end"] == [
         ("C", 0), ("G", 2 * quarter), ("Am", 4 * quarter), ("F", 6 * quarter)]
+
+
+def test_from_python_a_progression_conditions_the_model(chord_run):
+    run = hvae.open_run(chord_run)
+    controls = torch.from_numpy(run.converter.chord_controls("C G Am F"))
+    drawn = run.model.sample(2, temperature=0.5, controls=controls, generator=torch.Generator().manual_seed(0))
+    assert drawn.shape == (2, 32, 90)
+    with pytest.raises(hvae.HvaeError, match="is not a chord symbol"):
+        run.converter.chord_controls("C X")

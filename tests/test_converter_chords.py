@@ -3,8 +3,8 @@
 Reference: ``tests/data/chords/reference.npz``, made by experiments/reference_chords.py with the reference's own
 OneHotMelodyConverter and ``TriadChordOneHotEncoding`` (chords inferred by note_seq, every window kept, sorted
 since the reference keeps them in a set): each window as (melody class, chord class) per step, for the trio
-files (Bach chorales over GMD drums), 60 random multi-track files (tests/multitrack.py) and four MAESTRO
-performances, in two settings: cat-mel_2bar_med_chords's converter, and 4-bar windows of programs 0-31 with an
+files (Bach chorales over GMD drums), small files of other meters and unpitched programs (tests/data/chords/*.mid),
+60 random multi-track files (tests/multitrack.py) and seven MAESTRO performances, in two settings: cat-mel_2bar_med_chords's converter, and 4-bar windows of programs 0-31 with an
 end token.
 """
 
@@ -27,6 +27,7 @@ import multitrack
 DATA = Path(__file__).parent / "data"
 REFERENCE = DATA / "chords" / "reference.npz"
 TRIOS = sorted((DATA / "trio").glob("*.mid"))
+EDGES = sorted((DATA / "chords").glob("*.mid"))
 SETTINGS = {  # as experiments/reference_chords.py names them
     "med_chords": dict(max_bars=100, slice_bars=2, valid_programs=None),
     "4bar_end": dict(max_bars=100, slice_bars=4, gap_bars=2.0, add_end_token=True),
@@ -72,6 +73,16 @@ def test_trio_files_equal_the_reference_window_for_window(setting):
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
+def test_other_meters_and_unpitched_programs_equal_the_reference(setting):
+    """2/2 infers one chord a bar; 6/8 has no 16-step bars; 8/8 has no chord rate; programs 98 and 115 do not
+    count for the chords (counting them changes the chords of unpitched.mid)."""
+    files, compared = compare(setting, "edge", EDGES)
+    assert files == 4 and compared > 50
+    reference = np.load(REFERENCE)
+    assert {k.split("/")[-1] for k in reference.files if k.startswith(f"{setting}/edge/")} == {"cut_time", "unpitched"}
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
 def test_random_multitrack_files_equal_the_reference(setting, tmp_path):
     paths = multitrack.write_files(tmp_path)
     assert multitrack.digest(paths) == str(np.load(REFERENCE)["digest"]), "tests/multitrack.py no longer writes " \
@@ -83,9 +94,9 @@ def test_random_multitrack_files_equal_the_reference(setting, tmp_path):
 @pytest.mark.parametrize("setting", SETTINGS)
 def test_maestro_performances_equal_the_reference(setting, maestro_dir):
     names = [k.split("/")[-1] for k in np.load(REFERENCE).files if k.startswith(f"{setting}/maestro/")]
-    assert len(names) == 4
+    assert len(names) == 7
     files, compared = compare(setting, "maestro", [maestro_dir / "2015" / f"{n}.midi" for n in names])
-    assert compared > 150
+    assert compared > 450
 
 
 def test_the_same_melody_over_other_chords_is_another_window():
@@ -166,3 +177,12 @@ def test_transposing_moves_the_chords_with_the_notes():
         assert np.array_equal((again - 1) // 12, (triads - 1) // 12)  # same qualities
         assert np.array_equal(((again - 1) % 12)[triads > 0], ((triads - 1 + shift) % 12)[triads > 0])
     assert not np.array_equal(moved_controls[0], controls[0]) and np.array_equal(moved_controls[2], controls[2])
+
+
+def test_a_performance_needing_more_than_a_thousand_chords_gives_no_windows(maestro_dir):
+    """The reference infers at most 1,000 chords a piece (500 bars of 4/4): this 2015 performance gives it none."""
+    long = maestro_dir / "2015" / "MIDI-Unprocessed_R1_D1-9-12_mid--AUDIO-from_mp3_10_R1_2015_wav--3.midi"
+    converter = MelodyConverter(chord_encoding="triad", valid_programs=None)
+    with pytest.raises(ConversionError, match=r"^chords cannot be inferred for 1,252 chords, at most 1,000$"):
+        converter.convert(long)
+    assert len(MelodyConverter(valid_programs=None).convert(long)) > 100

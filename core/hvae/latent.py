@@ -39,8 +39,8 @@ from hvae.music import DEFAULT_QPM, NoteSequence, read_midi
 from hvae.options import field_names
 from hvae.report.pianoroll import Panel, lanes_of, picture_note, roll_png, window_quarters
 from hvae.run import LoadedRun
-from hvae.sampling import (SLERP, blend, encode_examples, decode_latents, grid_examples, interpolate_examples,
-                           reconstruct_examples, similar_examples)
+from hvae.sampling import (CHORDS_HINT, SLERP, blend, encode_examples, decode_latents, grid_examples,
+                           interpolate_examples, reconstruct_examples, similar_examples, takes_chords)
 
 DRUM_CHANNEL_10, DRUM_CHANNEL_ANY = "10", "any"
 DRUM_CHANNELS = (DRUM_CHANNEL_10, DRUM_CHANNEL_ANY)  # where drums are read from: General MIDI's channel, or all
@@ -302,6 +302,9 @@ def interpolate_files(loaded: LoadedRun, a: str | os.PathLike, b: str | os.PathL
     "slerp" (the reference) or "linear" (magenta.js). A chord-conditioned model plays the way over ``chords``
     (``"C G Am F"``)."""
     converter = loaded.converter.for_user_input()
+    if chords is None and takes_chords(converter):
+        raise HvaeError(f"This model is conditioned on chords: an interpolation between two files plays over a "
+                        f"progression{CHORDS_HINT}.")
     controls = None if chords is None else converter.chord_controls(chords)
     start = read_window(converter, a, window_a, drum_channel=drum_channel)
     end = read_window(converter, b, window_b, drum_channel=drum_channel)

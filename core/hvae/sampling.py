@@ -137,8 +137,7 @@ def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
 
 
 DEFAULT_CHORDS = "C G Am F"  # what `hvae run` samples a chord-conditioned model over when given no --chords
-TRIAD_CONTROLS = 49  # control values a step of a chord-conditioned melody model (the reference's triad encoding)
-_CHORDS_HINT = " (give a chord progression, e.g. --chords 'C G Am F')"
+CHORDS_HINT = " (give a chord progression, e.g. --chords 'C G Am F')"  # where a chord model is given none
 
 
 def _chord_controls(converter: Converter, chords: str | Sequence[str] | None) -> np.ndarray | None:
@@ -146,7 +145,7 @@ def _chord_controls(converter: Converter, chords: str | Sequence[str] | None) ->
     controls and no chords are given, or chords are given and the model takes none."""
     if chords is None:
         if converter.control_depth:
-            hint = _CHORDS_HINT if takes_chords(converter) else ""
+            hint = CHORDS_HINT if takes_chords(converter) else ""
             raise HvaeError(f"This model is conditioned on {converter.control_depth} control values per step "
                             f"(converter {converter.name!r}): drawing from it needs those controls{hint}.")
         return None
@@ -216,8 +215,7 @@ def blend(p0: torch.Tensor, p1: torch.Tensor, t: float, mode: str = SLERP) -> to
 def _uncontrolled(examples: Sequence[Example], what: str) -> None:
     """Refuse examples of a model conditioned on controls where ``what`` is not given any."""
     if examples[0].controls.shape[-1]:
-        raise HvaeError(f"This model is conditioned on controls per step; {what} has no controls to give it"
-                        f"{_CHORDS_HINT if examples[0].controls.shape[-1] == TRIAD_CONTROLS else ''}.")
+        raise HvaeError(f"This model is conditioned on controls per step; {what} has no controls to give it.")
 
 
 @torch.no_grad()
