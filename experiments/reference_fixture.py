@@ -138,6 +138,7 @@ def greedy_draws(depths: list[int]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="hier-enc-drums_4bar")
     parser.add_argument("--windows", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
@@ -156,14 +157,15 @@ def main() -> None:
         model = build(args.config, hparams)
         x_in, x_out = tf.constant(inputs), tf.constant(outputs)
         length = tf.constant(lengths)
+        c_in = None if controls is None else tf.constant(controls)
         # MusicVAE._compute_model_loss with z = mu + sigma * eps (eps given, not drawn)
-        q_z = model.encode(x_in, length)
+        q_z = model.encode(x_in, length, c_in)
         mu, sigma = q_z.loc, q_z.stddev()
         z = mu + sigma * tf.constant(eps)
         p_z = ds.MultivariateNormalDiag(loc=[0.] * hparams.z_size, scale_diag=[1.] * hparams.z_size)
         kl_div = ds.kl_divergence(q_z, p_z)
         x_input = tf.pad(x_out[:, :-1], [(0, 0), (1, 0), (0, 0)])
-        r_loss = model.decoder.reconstruction_loss(x_input, x_out, length, z, None)[0]
+        r_loss = model.decoder.reconstruction_loss(x_input, x_out, length, z, c_in)[0]
         kl_cost = tf.maximum(kl_div - hparams.free_bits * tf.math.log(2.0), 0)
         beta = (1.0 - tf.pow(hparams.beta_rate, tf.to_float(model.global_step))) * hparams.max_beta
         loss = tf.reduce_mean(r_loss) + beta * tf.reduce_mean(kl_cost)
@@ -227,7 +229,8 @@ def main() -> None:
         model = build(args.config, hparams)
         fed = tf.constant(np.pad(found["greedy"][:, :-1], [(0, 0), (1, 0), (0, 0)]))
         results = model.decoder.reconstruction_loss(fed, tf.constant(found["greedy"]), tf.constant(lengths),
-                                                    tf.constant(found["mu"]), None)[2]
+                                                    tf.constant(found["mu"]),
+                                                    None if controls is None else tf.constant(controls))[2]
         logits = results.rnn_output  # (B, T, D): the segments merged in time order
         tops = [tf.math.top_k(part, k=2).values for part in tf.split(logits, depths, axis=-1)]
         margin = tf.reduce_min(tf.stack([top[..., 0] - top[..., 1] for top in tops], -1), -1)
@@ -236,7 +239,7 @@ def main() -> None:
                 session, str(args.out / "tf" / "model.ckpt"))
             found["margin"] = session.run(margin)
     np.savez_compressed(args.out / "expected.npz", inputs=inputs, outputs=outputs, lengths=lengths, eps=eps,
-                        step=np.int64(STEP), **{k: np.asarray(v, np.float32) for k, v in found.items()})
+                        step=np.int64(STEP), **extra, **{k: np.asarray(v, np.float32) for k, v in found.items()})
     (args.out / "variables.json").write_text(json.dumps(names, indent=1) + "\n")
     print(f"written {args.out}: loss {found['loss']:.6g}, after one step {found['loss_after']:.6g}")
 

@@ -61,9 +61,14 @@ def as_the_reference_ran_it(model):
     return plain
 
 
+def controls_of(e: dict) -> torch.Tensor | None:
+    """The windows' controls (B, T, C), None for a model without."""
+    return torch.from_numpy(e["controls"]) if "controls" in e else None
+
+
 def batch_of(e: dict) -> Batch:
     return Batch(torch.from_numpy(e["inputs"]), torch.from_numpy(e["outputs"]),
-                 torch.from_numpy(e["lengths"]).long())
+                 torch.from_numpy(e["lengths"]).long(), controls_of(e))
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -94,7 +99,7 @@ def assert_computes_what_the_reference_computed(run: Path, e: dict[str, np.ndarr
     assert loaded.step == int(e["step"]) == 100
     model = loaded.model
     with torch.no_grad():
-        mu, sigma = model.encode(torch.from_numpy(e["inputs"]), torch.from_numpy(e["lengths"]).long())
+        mu, sigma = model.encode(torch.from_numpy(e["inputs"]), torch.from_numpy(e["lengths"]).long(), controls_of(e))
     for ours, theirs in ((mu, e["mu"]), (sigma, e["sigma"])):
         assert np.abs(ours.numpy() - theirs).max() <= 1e-5 * np.abs(theirs).max()
 
@@ -114,7 +119,7 @@ def assert_computes_what_the_reference_computed(run: Path, e: dict[str, np.ndarr
     after = model(batch_of(e), step + 1, noise=eps).loss.item()
     assert abs(after / float(e["loss_after"]) - 1) <= 2e-5
 
-    greedy = loaded.model.decode(torch.from_numpy(e["mu"]), temperature=0.0).numpy()
+    greedy = loaded.model.decode(torch.from_numpy(e["mu"]), temperature=0.0, controls=controls_of(e)).numpy()
     decisive = e["margin"] > 1e-4
     if loaded.converter.output_kind == "onehot":
         same = greedy.argmax(-1) == e["greedy"].argmax(-1)

@@ -76,22 +76,24 @@ def serve():
         server.server_close()
 
 
-def magenta_js(node_modules: Path, url: str, inputs: np.ndarray | None, z: np.ndarray, tmp_path: Path) -> dict:
+def magenta_js(node_modules: Path, url: str, inputs: np.ndarray | None, z: np.ndarray, tmp_path: Path,
+               chords: list[str] | None = None) -> dict:
     request = tmp_path / "request.json"
-    request.write_text(json.dumps({"inputs": None if inputs is None else inputs.tolist(), "z": z.tolist()}))
+    request.write_text(json.dumps({"inputs": None if inputs is None else inputs.tolist(), "z": z.tolist(),
+                                   "chords": chords}))
     done = subprocess.run(["node", str(SCRIPT), url, str(request)], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "NODE_PATH": str(node_modules)})
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def greedy_margins(model, z: torch.Tensor, greedy: torch.Tensor) -> np.ndarray:
+def greedy_margins(model, z: torch.Tensor, greedy: torch.Tensor, controls: torch.Tensor | None = None) -> np.ndarray:
     """How decisive each step of a greedy decode was: the gap between the two largest logits (one-hot)
     or the smallest |hit logit| (groove), from the outputs given the decode's own previous steps."""
     with torch.no_grad():
         steps = greedy.shape[1]
         lengths = torch.full((z.shape[0],), steps)
-        raw = model.decoder(z, greedy, lengths, loss=model.loss)
+        raw = model.decoder(z, greedy, lengths, controls, loss=model.loss)
     if model.spec.output_kind == "onehot":
         top = raw.topk(2, dim=-1).values
         return (top[..., 0] - top[..., 1]).numpy()
@@ -104,22 +106,29 @@ def exported(tmp_path: Path, run: Path) -> Path:
     return tmp_path / "web"
 
 
-def check_against_magenta_js(tmp_path: Path, run: Path, inputs: np.ndarray, node_modules: Path, serve) -> None:
+def check_against_magenta_js(tmp_path: Path, run: Path, inputs: np.ndarray, node_modules: Path, serve,
+                             chords: list[str] | None = None, folder: Path | None = None) -> None:
+    """magenta.js, given the exported ``run`` (or ``folder``, a magenta.js folder of the same weights), encodes
+    ``inputs`` to hvae's mu and decodes it greedily as hvae does; under ``chords`` where given."""
     loaded = hvae.load_model(run)
     model = loaded.model
     x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
+    controls = None
+    if chords is not None:
+        controls = torch.from_numpy(loaded.converter.chord_controls(chords)).expand(x.shape[0], -1, -1)
     with torch.no_grad():
-        mu, _ = model.encode(x, torch.full((x.shape[0],), x.shape[1]))
-    greedy = model.decode(mu, temperature=0.0)
-    out = magenta_js(node_modules, serve(exported(tmp_path, run)), inputs, mu.numpy(), tmp_path)
+        mu, _ = model.encode(x, torch.full((x.shape[0],), x.shape[1]), controls)
+    greedy = model.decode(mu, temperature=0.0, controls=controls)
+    out = magenta_js(node_modules, serve(folder or exported(tmp_path, run)), inputs, mu.numpy(), tmp_path, chords)
     js_mu = np.array(out["mu"], dtype=np.float32)
     assert np.abs(js_mu - mu.numpy()).max() <= 1e-5 * np.abs(mu.numpy()).max()
-    assert_same_greedy(model, mu, greedy, np.array(out["decoded"], dtype=np.float32))
+    assert_same_greedy(model, mu, greedy, np.array(out["decoded"], dtype=np.float32), controls)
 
 
-def assert_same_greedy(model, z: torch.Tensor, greedy: torch.Tensor, js_decoded: np.ndarray) -> None:
+def assert_same_greedy(model, z: torch.Tensor, greedy: torch.Tensor, js_decoded: np.ndarray,
+                       controls: torch.Tensor | None = None) -> None:
     """magenta.js's greedy decode equals hvae's wherever hvae's choice was decisive (margin > 1e-4)."""
-    decisive = greedy_margins(model, z, greedy) > 1e-4
+    decisive = greedy_margins(model, z, greedy, controls) > 1e-4
     if model.spec.output_kind == "onehot":
         same = js_decoded.argmax(-1) == greedy.numpy().argmax(-1)
     else:

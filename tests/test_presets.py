@@ -17,6 +17,7 @@ torch.set_num_threads(1)
 
 NADE = ["nade-drums_2bar_reduced", "nade-drums_2bar_full"]
 REFERENCE = ["cat-drums_2bar_small", "cat-drums_2bar_big", "cat-mel_2bar_small", "cat-mel_2bar_big", "flat-mel_16bar",
+             "cat-mel_2bar_med_chords",
              "hierdec-mel_16bar", "groovae_4bar", "groovae_2bar_humanize", "groovae_2bar_tap_fixed_velocity",
              "groovae_2bar_tap_fixed_velocity_note_dropout", "groovae_2bar_add_closed_hh",
              "groovae_2bar_hits_control"] + NADE

@@ -15,6 +15,9 @@ Public API::
     hvae.import_checkpoint("cat-drums_2bar_small.lokl.tar", "cat-drums_2bar_small", "runs/lokl")
     run = hvae.open_run("runs/lokl")                # .model (MusicVAE, eval mode), .converter, .config, .step
     drums = run.model.sample(4, temperature=0.5)    # (4, 32, 512) one-hot steps
+    # a chord-conditioned model (cat-mel_2bar_med_chords) takes a progression as controls, (32, 49) one-hot:
+    #   run.model.sample(4, controls=torch.from_numpy(run.converter.chord_controls("C G Am F")))
+    #   hvae.interpolate_files(run, "a.mid", "b.mid", "out/", chords="C G Am F")
 
     run = hvae.open_run("gmd-drumify-2bar")         # latent space on MIDI files (hvae.latent), as the CLI:
     hvae.drumify_file(run, "bass.mid", "out/")     # also reconstruct_file, humanize_file (whole=True: any

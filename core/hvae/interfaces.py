@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hvae.errors import ConversionError, IncompatibleError
+from hvae.errors import ConversionError, HvaeError, IncompatibleError
 from hvae.music import DEFAULT_QPM, MidiSource
 from hvae.options import apply_overrides
 
@@ -137,6 +137,18 @@ class Converter(abc.ABC):
         range moves by the amount nearest to the one asked for that keeps them all in it. A
         converter that supports it overrides this and sets ``transposable``."""
         raise NotImplementedError(f"converter {self.name!r} cannot transpose its windows")
+
+    def chord_controls(self, progression: str | Sequence[str]) -> np.ndarray:
+        """Controls ``(steps, control_depth)`` that play the chord ``progression`` (``"C G Am F"`` or a list of
+        symbols) over one window, for drawing from a chord-conditioned model. A converter without chord
+        controls (the default) refuses: :class:`HvaeError`."""
+        raise HvaeError(f"This model is not conditioned on chords (converter {self.name!r}): it takes no --chords.")
+
+    def transpose_controls(self, controls: np.ndarray, outputs: np.ndarray, semitones: np.ndarray) -> np.ndarray:
+        """Controls ``(B, T, control_depth)`` moved as :meth:`transpose` moves the windows ``outputs`` (given
+        before moving) by ``semitones``. Controls that name no pitch (the default) stay as they are; a
+        converter whose controls do (chords) overrides this."""
+        return controls
 
     @property
     def transposable(self) -> bool:

@@ -39,8 +39,8 @@ from hvae.music import DEFAULT_QPM, NoteSequence, read_midi
 from hvae.options import field_names
 from hvae.report.pianoroll import Panel, lanes_of, picture_note, roll_png, window_quarters
 from hvae.run import LoadedRun
-from hvae.sampling import (SLERP, blend, encode_examples, decode_latents, grid_examples, interpolate_examples,
-                           reconstruct_examples, similar_examples)
+from hvae.sampling import (CHORDS_HINT, SLERP, blend, encode_examples, decode_latents, grid_examples,
+                           interpolate_examples, reconstruct_examples, similar_examples, takes_chords)
 
 DRUM_CHANNEL_10, DRUM_CHANNEL_ANY = "10", "any"
 DRUM_CHANNELS = (DRUM_CHANNEL_10, DRUM_CHANNEL_ANY)  # where drums are read from: General MIDI's channel, or all
@@ -295,14 +295,21 @@ def _tempo_notes(first: Window, others: Sequence[tuple[str | os.PathLike, Window
 def interpolate_files(loaded: LoadedRun, a: str | os.PathLike, b: str | os.PathLike, out_dir: str | os.PathLike,
                       *, steps: int = 8, window_a: int | None = None, window_b: int | None = None,
                       temperature: float = 0.5, seed: int | None = None, qpm: float | None = None,
-                      drum_channel: str = DRUM_CHANNEL_10, mode: str = SLERP) -> Written:
+                      drum_channel: str = DRUM_CHANNEL_10, mode: str = SLERP,
+                      chords: str | Sequence[str] | None = None) -> Written:
     """Write the ``steps`` sequences between a window of ``a`` and one of ``b`` (one MIDI file each, one
     of them all in a row, and a picture) into ``out_dir``, at ``qpm`` (default: ``a``'s tempo); ``mode``
-    "slerp" (the reference) or "linear" (magenta.js)."""
+    "slerp" (the reference) or "linear" (magenta.js). A chord-conditioned model plays the way over ``chords``
+    (``"C G Am F"``)."""
     converter = loaded.converter.for_user_input()
+    if chords is None and takes_chords(converter):
+        raise HvaeError(f"This model is conditioned on chords: an interpolation between two files plays over a "
+                        f"progression{CHORDS_HINT}.")
+    controls = None if chords is None else converter.chord_controls(chords)
     start = read_window(converter, a, window_a, drum_channel=drum_channel)
     end = read_window(converter, b, window_b, drum_channel=drum_channel)
-    outputs = interpolate_examples(loaded.model, start.example, end.example, steps, temperature, seed, mode)
+    outputs = interpolate_examples(loaded.model, start.example, end.example, steps, temperature, seed, mode,
+                                   controls)
     decoded = [(f"-{k:02d}-of-{steps:02d}", f"{k + 1}/{steps}: t = {t:.2f}", start.midi(converter, o, qpm))
                for k, (t, o) in enumerate(zip(np.linspace(0.0, 1.0, steps), outputs))]
     (*paths, picture), shown = _write_series(out_dir, f"{start.label}_to_{end.label}", converter, decoded,

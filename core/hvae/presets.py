@@ -124,6 +124,15 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
         model=ModelConfig(**_BIG, free_bits=0.0, max_beta=0.5, beta_rate=0.99999, **_INVERSE_SIGMOID),
         batch_size=512, steps=50_000, dataset="maestro", transpose_range=(-5, 5)),
     Preset(
+        name="cat-mel_2bar_med_chords",
+        description=("The reference's chord-conditioned 2-bar melody model (magenta.js mel_chords): melodies of "
+                     "any program over the chord of each step (49 triad classes, inferred from the notes)."),
+        converter="melody",
+        converter_options={**_MELODY_2BAR, "valid_programs": None, "chord_encoding": "triad"},
+        model=ModelConfig(z_size=256, encoder_options={"rnn_sizes": (1024,)},
+                          decoder_options={"rnn_sizes": (512, 512, 512)}),
+        batch_size=512, steps=50_000, dataset="maestro", transpose_range=(-3, 3)),
+    Preset(
         name="flat-mel_16bar",
         description="The reference's flat 16-bar melody model: a 2x2048 encoder and a 3x2048 decoder.",
         converter="melody",
@@ -241,7 +250,6 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
 
 # The reference's configurations (configs.py) whose components hvae does not have.
 UNSUPPORTED: dict[str, UnsupportedConfig] = {u.name: u for u in [
-    UnsupportedConfig("cat-mel_2bar_med_chords", "chord-conditioned melodies: hvae has no chord encoding"),
     UnsupportedConfig("hier-multiperf_vel_1bar_med", "multi-instrument performances: no such converter in hvae"),
     UnsupportedConfig("hier-multiperf_vel_1bar_big", "multi-instrument performances: no such converter in hvae"),
     UnsupportedConfig("hier-multiperf_vel_1bar_med_chords", "multi-instrument performances with chords: no "

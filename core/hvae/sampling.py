@@ -63,7 +63,8 @@ class Samples:
 def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathLike, name: str, n: int = 5,
                   temperature: float = 0.5, seed: int | None = None, qpm: float = DEFAULT_QPM,
                   batch_size: int = 256, amp: bool = False, plausible: DensityRange | None = None,
-                  written: Callable[[list[Path]], None] | None = None) -> Samples:
+                  written: Callable[[list[Path]], None] | None = None,
+                  chords: str | Sequence[str] | None = None) -> Samples:
     """Draw ``n`` sequences at ``temperature`` and write each as MIDI at ``qpm`` into ``out_dir``.
 
     Files are written batch by batch as they are drawn, all under one attempt's names (see
@@ -73,16 +74,16 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
     The same ``seed`` (and model) gives the same files; None draws a fresh one. Sequences are drawn
     ``batch_size`` at a time. ``amp`` decodes in mixed precision (bfloat16 on CPU: faster for large
     models, figures in benchmarks/RESULTS.md; the draws differ from float32's by rounding). With ``plausible``, drum
-    sequences whose hits per bar lie outside it are drawn again (see :mod:`hvae.plausible`).
+    sequences whose hits per bar lie outside it are drawn again (see :mod:`hvae.plausible`). A model conditioned
+    on chords (``cat-mel_2bar_med_chords``) plays every sample over ``chords``, a progression such as
+    ``"C G Am F"`` spread evenly over the window.
     """
     n, temperature = arguments.count(n, "The number of samples"), arguments.temperature(temperature, greedy=False)
     qpm, batch_size = arguments.tempo(qpm), arguments.count(batch_size, "The batch size")
     if not is_plain_name(name):
         raise HvaeError(f"Sample files are named after the run, and {name[:40]!r} is not a plain file name.")
-    if converter.control_depth:
-        raise HvaeError(f"This model is conditioned on {converter.control_depth} control values per step "
-                        f"(converter {converter.name!r}): drawing from it needs those controls, which sampling "
-                        f"from the prior does not have.")
+    controls = _chord_controls(converter, chords)  # (T, C) or None
+    given = None if controls is None else torch.from_numpy(controls)
     generator = torch.Generator(device=model.device)
     generator.manual_seed(seed if seed is not None else secrets.randbits(63))
     model.eval()
@@ -91,14 +92,14 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
         count = min(batch_size, n - start)
         with autocast(model.device, enabled=amp):
             if plausible is None:
-                drawn = model.sample(count, temperature, generator=generator).float().cpu().numpy()  # (B, T, D)
+                drawn = model.sample(count, temperature, controls=given, generator=generator).float().cpu().numpy()  # (B, T, D)
             else:
                 drawn, again, outside = draw_plausible(model, converter, count, temperature, generator, plausible)
                 redrawn, left = redrawn + again, left + outside
         if not np.isfinite(drawn).all():
             raise HvaeError(f"The model gave outputs that are not finite numbers (NaN or infinite): its weights "
                             f"or the temperature are out of range; {len(paths)} samples were written before.")
-        files = [midi_bytes(converter.from_tensors(outputs, qpm=qpm)) for outputs in drawn]
+        files = [midi_bytes(converter.from_tensors(outputs, controls, qpm=qpm)) for outputs in drawn]
         batch = range(start, start + count)
         linked, attempt = write_new_from(out_dir, files, lambda k: names(k, batch), attempt)
         paths += linked
@@ -116,7 +117,8 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
 def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None, n: int = 5,
                       temperature: float = 0.5, seed: int | None = None, qpm: float = DEFAULT_QPM,
                       device: str = "auto", amp: bool = False, redraw: bool = True, name: str | None = None,
-                      written: Callable[[list[Path]], None] | None = None) -> Samples:
+                      written: Callable[[list[Path]], None] | None = None,
+                      chords: str | Sequence[str] | None = None) -> Samples:
     """:func:`write_samples` from a checkpoint (a run directory, a checkpoint directory or its JSON).
 
     ``out_dir`` defaults to the run's ``samples`` folder (``runs/<name>/samples`` for a model in the box).
@@ -130,8 +132,29 @@ def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     plausible, notes = plausible_range(loaded) if redraw else (None, ())
     drawn = write_samples(loaded.model, loaded.converter, out_dir or loaded.outputs.samples, name or loaded.name,
                           n=n, temperature=temperature, seed=seed, qpm=qpm, amp=amp, plausible=plausible,
-                          written=written)
+                          written=written, chords=chords)
     return dataclasses.replace(drawn, notes=notes + drawn.notes)
+
+
+DEFAULT_CHORDS = "C G Am F"  # what `hvae run` samples a chord-conditioned model over when given no --chords
+CHORDS_HINT = " (give a chord progression, e.g. --chords 'C G Am F')"  # where a chord model is given none
+
+
+def _chord_controls(converter: Converter, chords: str | Sequence[str] | None) -> np.ndarray | None:
+    """The controls ``(T, C)`` that play ``chords`` (None without); refused in one line where the model takes
+    controls and no chords are given, or chords are given and the model takes none."""
+    if chords is None:
+        if converter.control_depth:
+            hint = CHORDS_HINT if takes_chords(converter) else ""
+            raise HvaeError(f"This model is conditioned on {converter.control_depth} control values per step "
+                            f"(converter {converter.name!r}): drawing from it needs those controls{hint}.")
+        return None
+    return converter.chord_controls(chords)
+
+
+def takes_chords(converter: Converter) -> bool:
+    """Whether ``converter``'s controls are chords, which :meth:`~hvae.interfaces.Converter.chord_controls` gives."""
+    return type(converter).chord_controls is not Converter.chord_controls and converter.control_depth > 0
 
 
 def _batch(model: MusicVAE, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -190,7 +213,7 @@ def blend(p0: torch.Tensor, p1: torch.Tensor, t: float, mode: str = SLERP) -> to
 
 
 def _uncontrolled(examples: Sequence[Example], what: str) -> None:
-    """Refuse examples of a model conditioned on controls: ``what`` has none to give it."""
+    """Refuse examples of a model conditioned on controls where ``what`` is not given any."""
     if examples[0].controls.shape[-1]:
         raise HvaeError(f"This model is conditioned on controls per step; {what} has no controls to give it.")
 
@@ -214,14 +237,19 @@ def decode_latents(model: MusicVAE, z: torch.Tensor, temperature: float = 0.0, s
 
 @torch.no_grad()
 def interpolate_examples(model: MusicVAE, a: Example, b: Example, steps: int, temperature: float = 0.5,
-                         seed: int | None = None, mode: str = SLERP) -> np.ndarray:
+                         seed: int | None = None, mode: str = SLERP, controls: np.ndarray | None = None) -> np.ndarray:
     """``steps`` sequences ``(steps, T, D)`` decoded from the way between the μ of ``a`` and ``b`` (slerp or
-    linear, as ``mode`` says), t = 0 to 1 evenly, both ends included."""
+    linear, as ``mode`` says), t = 0 to 1 evenly, both ends included. A model conditioned on controls takes
+    ``controls`` ``(T, C)`` (a chord progression's, :meth:`~hvae.interfaces.Converter.chord_controls`): both
+    ends are encoded and every step decoded under them, as magenta.js interpolates under a chord progression."""
     steps = arguments.count(steps, "An interpolation's steps (its two ends included)", low=2, high=MAX_INTERPOLATION)
-    _uncontrolled([a], "an interpolation between its two ends")
+    if controls is None:
+        _uncontrolled([a], "an interpolation between its two ends")
+    else:
+        a, b = (dataclasses.replace(e, controls=np.asarray(controls, np.float32)) for e in (a, b))
     mu = encode_examples(model, [a, b])
     z = torch.stack([blend(mu[0], mu[1], float(t), mode) for t in np.linspace(0.0, 1.0, steps)])
-    return decode_latents(model, z, temperature, seed)
+    return decode_latents(model, z, temperature, seed, controls)
 
 
 def grid_latents(corners: torch.Tensor, size: int, mode: str = SLERP) -> torch.Tensor:

@@ -122,6 +122,7 @@ def make_batch(windows: WindowSet, rows: np.ndarray, device: torch.device, conve
     controls = windows.controls[rows]
     inputs, outputs = windows.inputs[rows], windows.outputs[rows]
     if semitones is not None:
+        controls = converter.transpose_controls(controls, outputs, semitones)
         inputs, outputs = converter.transpose(inputs, outputs, semitones)
     move = lambda array: host_to_device(torch.from_numpy(array), device)
     return Batch(inputs=move(np.ascontiguousarray(inputs, dtype=np.float32)),

@@ -1,7 +1,7 @@
 // magenta.js as a client of an exported hvae model: load the checkpoint folder from a URL with
 // @magenta/music's MusicVAE, encode the given windows (encodeTensors gives mu) and decode the given
 // latent vectors greedily (decodeTensors without a temperature). Prints one JSON line. Without
-// "inputs" in the request it only decodes.
+// "inputs" in the request it only decodes; with "chords" (a chord progression) both run under it.
 //   node encode_decode.js URL REQUEST.json     (NODE_PATH must hold @magenta/music)
 const fs = require('fs');
 const mvae = require('@magenta/music/node/music_vae');
@@ -12,8 +12,10 @@ async function main() {
   const request = JSON.parse(fs.readFileSync(requestFile, 'utf8'));
   const model = new mvae.MusicVAE(url);
   await model.initialize();
-  const mu = request.inputs ? await (await model.encodeTensors(tf.tensor3d(request.inputs))).array() : null;
-  const decoded = await model.decodeTensors(tf.tensor2d(request.z));
+  const controlArgs = request.chords ? {chordProgression: request.chords} : undefined;
+  const mu = request.inputs ?
+      await (await model.encodeTensors(tf.tensor3d(request.inputs), controlArgs)).array() : null;
+  const decoded = await model.decodeTensors(tf.tensor2d(request.z), undefined, controlArgs);
   console.log(JSON.stringify({mu: mu, decoded: await decoded.array()}));
   model.dispose();
 }

@@ -12,7 +12,7 @@ import click
 from tqdm import tqdm
 
 from hvae.cli import os_error_line
-from hvae.cli.params import GREEDY_OR_TEMPERATURE, QPM, RUN, SEED, FiniteRange
+from hvae.cli.params import CHORDS, GREEDY_OR_TEMPERATURE, QPM, RUN, SEED, FiniteRange
 from hvae.data.splits import MIDI_SUFFIXES
 from hvae.device import resolve_device
 from hvae.errors import HvaeError
@@ -147,9 +147,10 @@ def _each_file(inputs: tuple[Path, ...], what: str, work: Callable[[Path, str], 
 @_windows_a_b
 @MODE
 @_common(0.5, "interpolations")
+@CHORDS
 def interpolate(checkpoint: Path, midi_files: tuple[Path, ...], steps: int, grid: int | None, window_a: int | None,
                 window_b: int | None, mode: str, out_dir: Path | None, temperature: float, seed: int | None,
-                qpm: float | None, drum_channel: str, device: str) -> None:
+                qpm: float | None, drum_channel: str, device: str, chords: str | None) -> None:
     """Decode the way from one MIDI file to another, or the grid between four, through the latent space.
 
     Two files, A and B: both are encoded to their means (mu); STEPS latent vectors on the way
@@ -184,6 +185,9 @@ def interpolate(checkpoint: Path, midi_files: tuple[Path, ...], steps: int, grid
         raise click.ClickException(f"An interpolation takes 2 files (A to B), or 4 corners with --grid N; got "
                                f"{len(midi_files)} file{'s' if len(midi_files) != 1 else ''}"
                                f"{' with --grid' if grid is not None else ''}.")
+    if grid is not None and chords is not None:
+        raise click.ClickException("--chords plays an interpolation between two files over a progression; a grid "
+                                   "takes none.")
     if grid is not None and (window_a is not None or window_b is not None):
         raise click.ClickException("--window-a and --window-b choose the windows of two files; a grid reads the "
                                "first window of each corner.")
@@ -195,7 +199,8 @@ def interpolate(checkpoint: Path, midi_files: tuple[Path, ...], steps: int, grid
         return
     start, end = midi_files
     _report(interpolate_files(loaded, start, end, out, steps=steps, window_a=window_a, window_b=window_b,
-                              temperature=temperature, seed=seed, qpm=qpm, drum_channel=drum_channel, mode=mode))
+                              temperature=temperature, seed=seed, qpm=qpm, drum_channel=drum_channel, mode=mode,
+                              chords=chords))
 
 
 @click.command()

@@ -36,6 +36,10 @@ SEED = click.IntRange(min=0, max=2 ** 64 - 1)  # what torch's and NumPy's genera
 THREADS = click.IntRange(min=1, max=MAX_THREADS)  # CPU threads torch may use
 MAX_QUALITY_SAMPLES = 16_384  # prior samples for the sample quality (their features are held in memory)
 MINUTES = FiniteRange(min=0, min_open=True, max=MAX_MINUTES)  # a training call's wall-clock budget
+# --chords of the commands that draw from a chord-conditioned model (cat-mel_2bar_med_chords)
+CHORDS = click.option("--chords", metavar="'C G Am F'", default=None,
+                      help="For a model conditioned on chords: the progression to play over, chord symbols spread "
+                           "evenly over the window as magenta.js spreads them (four over 2 bars: half a bar each).")
 
 
 class RunOrModel(click.ParamType):

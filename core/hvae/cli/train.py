@@ -15,7 +15,7 @@ from tqdm import tqdm
 from hvae import distributed
 from hvae.board import require_tensorboard
 from hvae.cli import ARGS
-from hvae.cli.params import MINUTES, QPM, RUN, SEED, TEMPERATURE, THREADS
+from hvae.cli.params import CHORDS, MINUTES, QPM, RUN, SEED, TEMPERATURE, THREADS
 from hvae.data import default_cache_dir
 from hvae.model import trainable_parameters
 from hvae.music import DEFAULT_QPM
@@ -25,7 +25,7 @@ from hvae.run import DEFAULT_PRESET, NO_TRANSPOSITION, RUNS_DIR, RunConfig, RunD
     unique_path
 from hvae.report.audio import render_previews
 from hvae.safefiles import sigterm_as_exit
-from hvae.sampling import sample_checkpoint
+from hvae.sampling import DEFAULT_CHORDS, sample_checkpoint, takes_chords
 from hvae.training import Trainer, TrainResult
 
 MAX_SAMPLES = 10_000  # files of one sample call: a few minutes at ~30 ms a file (streamed, so memory stays flat)
@@ -362,8 +362,9 @@ def train(ctx: click.Context, resume_dir: Path | None, config_file: Path | None,
               help="Also write a WAV preview beside each MIDI file, rendered by fluidsynth with a General MIDI "
                    "soundfont (as hvae report does); where they are not installed, a line says how to install "
                    "them and only the MIDI is written.")
+@CHORDS
 def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path | None, seed: int | None,
-           qpm: float, device: str, amp: bool, name: str | None, redraw: bool, wav: bool) -> None:
+           qpm: float, device: str, amp: bool, name: str | None, redraw: bool, wav: bool, chords: str | None) -> None:
     """Draw sequences from a trained model and write them as MIDI files; print their paths.
 
     CHECKPOINT is a run directory (its newest checkpoint), a checkpoint directory, a
@@ -385,7 +386,8 @@ def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path
 
         try:
             drawn = sample_checkpoint(checkpoint, out_dir, n=num_samples, temperature=temperature, seed=seed,
-                                      qpm=qpm, device=device, amp=amp, redraw=redraw, name=name, written=written)
+                                      qpm=qpm, device=device, amp=amp, redraw=redraw, name=name, written=written,
+                                      chords=chords)
         except (KeyboardInterrupt, SystemExit):
             bar.close()
             click.echo(f"Interrupted: kept the {len(kept):,} of {num_samples:,} samples written"
@@ -407,8 +409,10 @@ def sample(checkpoint: Path, num_samples: int, temperature: float, out_dir: Path
 @click.option("--qpm", type=QPM, default=DEFAULT_QPM, show_default=True,
               help="Tempo of the written MIDI, in quarter notes per minute.")
 @REDRAW
+@CHORDS
 @click.pass_context
-def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, redraw: bool, **params: Any) -> None:
+def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, redraw: bool, chords: str | None,
+        **params: Any) -> None:
     """Prepare the data, train, and sample MIDI: the whole pipeline in one command.
 
     With no options at all it trains the 'demo' preset (a small 4-bar hierarchical drum model)
@@ -428,6 +432,9 @@ def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, re
     _in_processes(ctx, params, config.train.batch_size)
     trainer = _start(config, params)
     _describe(trainer)
+    if chords is None and takes_chords(trainer.converter):
+        chords = DEFAULT_CHORDS
+        click.echo(f"Note:   the samples play over the chords {chords} (choose with --chords).", err=True)
     result, world = trainer.train(progress=params["progress"]), trainer.world
     seed, device = trainer.config.train.seed, str(trainer.device)
     del trainer  # (and its DistributedDataParallel wrapper) before the process group goes
@@ -435,7 +442,7 @@ def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, re
     if world.main:  # stopped early too (a signal, the time budget): samples of the last checkpoint
         _summarise(result)
         drawn = sample_checkpoint(result.checkpoint, n=num_samples, temperature=temperature, seed=seed, qpm=qpm,
-                                  device=device, redraw=redraw)
+                                  device=device, redraw=redraw, chords=chords)
         for note in drawn.notes:
             click.echo(f"Note:   {note}", err=True)
         click.echo(f"Samples ({len(drawn.paths)}, temperature {temperature}, step {result.step}):")

@@ -37,12 +37,15 @@ def magenta_js_config(model: Any, converter: Any) -> dict[str, Any]:
     cfg = model.config
     if cfg.decoder not in ("flat", "groove", "hierarchical"):
         raise HvaeError(f"magenta.js has no counterpart of the {cfg.decoder!r} decoder.")
-    if model.spec.control_depth:
+    chords = converter.name == "melody" and converter.options.chord_encoding == "triad"
+    if model.spec.control_depth and not chords:
         raise HvaeError("magenta.js cannot be given this model's controls (hits_as_controls): a model with "
                         "controls cannot be exported to it.")
     config = {"type": "MusicVAE", "dataConverter": _data_converter(converter, cfg.loss)}
     if converter.name == "trio":
         _check_split(model)
+    if chords:  # magenta.js's name for the reference's triad chord encoding, given a chordProgression
+        config["chordEncoder"] = "TriadChordEncoder"
     if cfg.decoder == "hierarchical":
         config["dataConverter"]["args"]["numSegments"] = _segments(model)
     else:

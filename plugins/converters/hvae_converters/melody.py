@@ -21,6 +21,13 @@ How a file becomes windows, as the reference does it:
    one bar, the reference's shortest).
 5. Every ``slice_bars`` window at a one-bar hop; note-offs before the first note-on of a window
    become no-events; duplicate windows of a piece are kept once, in order of first appearance.
+
+With ``chord_encoding="triad"`` (the reference's ``cat-mel_2bar_med_chords``) each window also carries the
+chord in force at each step as controls, one-hot over 49 triad classes (:mod:`hvae_converters.chords`). MIDI
+files have no chord symbols, so the chords of each piece are inferred from all its kept notes, after step 2,
+as the reference infers them; a piece where that fails gives no windows. A window is kept once per distinct
+melody and chord sequence (chords told apart by their inferred names, C and Cmaj7 alike, as the reference);
+with ``add_end_token`` the end step repeats the last chord.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from hvae.errors import ConversionError, HvaeError
 from hvae.interfaces import Converter, ConverterOptions, Example
 from hvae.music import (DEFAULT_QPM, MidiSource, Note, NoteSequence, quantize, read_midi, split_on_time_changes,
                         to_midi)
+from hvae_converters import chords
 from hvae_converters.windows import first_occurrences, slide, windows_of_pieces
 
 NO_EVENT = 0  # class of a step where nothing starts or stops
@@ -60,6 +68,7 @@ class MelodyOptions(ConverterOptions):
     add_end_token: bool = False  # append an end-of-sequence class (depth + 1) after each window
     presplit_on_time_changes: bool = True  # convert each stretch of constant tempo and meter apart
     seed: int = 0  # random state for choosing windows when max_tensors_per_notesequence is set
+    chord_encoding: str | None = None  # "triad": the chord of each step as controls (49 one-hot classes)
 
 
 class _PolyphonicInstrument(Exception):
@@ -89,22 +98,48 @@ class MelodyConverter(Converter):
         The reference transposes the NoteSequence before converting and drops notes that leave the
         piano range; here the cached windows are moved and a window is never cut short.
         """
-        def pitches(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            classes = windows.argmax(axis=-1)  # (B, T)
-            present = windows.max(axis=-1) > 0  # False on padding
-            return classes, present, present & (classes >= FIRST_PITCH_CLASS) & (classes < self.num_classes)
-
         def move(read: tuple[np.ndarray, np.ndarray, np.ndarray], shift: np.ndarray) -> np.ndarray:
             classes, present, pitched = read
             return self._eye[np.where(pitched, classes + shift[:, None], classes)] * present[..., None]
 
-        read = pitches(outputs)
+        read = self._read(outputs)
+        shift = self._shifts(read, semitones)
+        return move(self._read(inputs) if inputs is not outputs else read, shift), move(read, shift)
+
+    def transpose_controls(self, controls: np.ndarray, outputs: np.ndarray, semitones: np.ndarray) -> np.ndarray:
+        """Chord controls ``(B, T, 49)`` moved with their windows' notes: each chord's root by the semitones
+        :meth:`transpose` moves ``outputs`` (the windows before moving) by; no chord and padding stay."""
+        if not self.control_depth:
+            return controls
+        shift = self._shifts(self._read(outputs), semitones)
+        triads = controls.argmax(axis=-1)  # (B, T)
+        quality, root = np.divmod(triads - 1, 12)
+        moved = np.where(triads > 0, 1 + quality * 12 + (root + shift[:, None]) % 12, triads)
+        return np.eye(chords.TRIAD_CLASSES, dtype=controls.dtype)[moved] * (controls.max(axis=-1) > 0)[..., None]
+
+    def chord_controls(self, progression: str | Sequence[str]) -> np.ndarray:
+        """One-hot triads ``(steps, 49)`` playing ``progression`` (``"C G Am F"`` or a list of symbols) evenly
+        over a window, as magenta.js spreads a chord progression: with four chords over 2 bars, each lasts
+        half a bar. The end token's step repeats the last chord, as the reference's windows do."""
+        if not self.control_depth:
+            return super().chord_controls(progression)
+        triads = chords.parse_progression(progression)
+        controls = chords.progression_controls(triads, self.steps - int(self.options.add_end_token))
+        return np.concatenate([controls, controls[-1:]]) if self.options.add_end_token else controls
+
+    def _read(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each step's class, whether the step is there (not padding) and whether it is a note-on, (B, T) each."""
+        classes = windows.argmax(axis=-1)
+        present = windows.max(axis=-1) > 0
+        return classes, present, present & (classes >= FIRST_PITCH_CLASS) & (classes < self.num_classes)
+
+    def _shifts(self, read: tuple[np.ndarray, np.ndarray, np.ndarray], semitones: np.ndarray) -> np.ndarray:
+        """The semitones ``(B,)`` each window moves by: ``semitones`` clamped so that its notes stay in range."""
         classes, _, pitched = read
         low = np.where(pitched, classes, self.num_classes).min(axis=1)  # (B,): lowest pitch class
         high = np.where(pitched, classes, -1).max(axis=1)
         shift = np.clip(semitones, FIRST_PITCH_CLASS - low, self.num_classes - 1 - high)
-        shift = np.where(pitched.any(axis=1), shift, 0)
-        return move(pitches(inputs) if inputs is not outputs else read, shift), move(read, shift)
+        return np.where(pitched.any(axis=1), shift, 0)
 
     @property
     def num_classes(self) -> int:
@@ -114,6 +149,11 @@ class MelodyConverter(Converter):
     @property
     def input_depth(self) -> int:
         return self.output_depth
+
+    @property
+    def control_depth(self) -> int:
+        """49 triad classes with ``chord_encoding="triad"``, else 0."""
+        return chords.TRIAD_CLASSES if self.options.chord_encoding else 0
 
     @property
     def output_depth(self) -> int:
@@ -131,7 +171,7 @@ class MelodyConverter(Converter):
         """Every window of every melody in ``source``, each ``(T, depth)`` float32 one-hot.
 
         ``T`` is ``slice_bars`` bars of steps (plus one with ``add_end_token``); inputs equal
-        outputs; controls are ``(T, 0)``.
+        outputs; controls are ``(T, 49)`` one-hot chords with ``chord_encoding``, else ``(T, 0)``.
         """
         o = self.options
         ns = read_midi(source)
@@ -146,7 +186,8 @@ class MelodyConverter(Converter):
         note-on / hold / note-off, velocity 80, program 0, at ``qpm`` quarters per minute.
 
         Steps from the first end token on are ignored. A note still sounding at the last step
-        ends with the window.
+        ends with the window. Chord ``controls`` ``(T, 49)`` of a chord-conditioned model are written as
+        markers named after the chords ("Am", "N.C."), one where each chord starts.
         """
         qpm = tempo(qpm)
         outputs = np.asarray(outputs)
@@ -170,11 +211,18 @@ class MelodyConverter(Converter):
                 notes.append(sounding)
         if sounding is not None:
             sounding.end = len(classes) * seconds_per_step
-        return to_midi(notes, qpm=qpm, time_signature=(self.options.quarters_per_bar, 4),
+        midi = to_midi(notes, qpm=qpm, time_signature=(self.options.quarters_per_bar, 4),
                        quarters=len(classes) / self.options.steps_per_quarter)
+        if controls is not None and self.control_depth:
+            triads = np.asarray(controls)[:len(classes)].argmax(axis=-1).tolist()
+            ticks_per_step = midi.ticks_per_beat // self.options.steps_per_quarter
+            midi.markers += [miditoolkit.Marker(chords.triad_name(t), step * ticks_per_step)
+                             for step, t in enumerate(triads) if step == 0 or t != triads[step - 1]]
+        return midi
 
     def piece_windows(self, piece: NoteSequence) -> list[np.ndarray]:
-        """The distinct windows ``(T,)`` of class indices of one constant-tempo piece."""
+        """The distinct windows ``(T,)`` of class indices of one constant-tempo piece; with
+        ``chord_encoding``, ``(T, 2)``: each step's class and inferred chord index."""
         o = self.options
         kept = [n for n in piece.notes
                 if (self._programs is None or n.program in self._programs)
@@ -186,23 +234,33 @@ class MelodyConverter(Converter):
         if qns.steps_per_bar != self._steps_per_bar:
             raise ConversionError(f"{qns.numerator}/{qns.denominator} time: {qns.steps_per_bar:g} steps "
                                   f"per bar, {self._steps_per_bar} needed")
+        per_step = chords.infer_chords(qns) if o.chord_encoding else None
         melodies = self._melodies(qns)
         windows: list[np.ndarray] = []
         for start_step, events in melodies:
             if o.pad_to_total_time:
                 events = [NO_EVENT] * start_step + events
                 _set_length(events, qns.total_steps)
+                start_step = 0
             melody = np.array(events, dtype=np.int16)
+            tracks = [melody]
+            if per_step is not None:
+                tracks.append(chords.chords_at(per_step, start_step + np.arange(len(melody))).astype(np.int16))
             if o.slice_bars:
-                windows.extend(slide(melody, o.slice_bars * self._steps_per_bar, self._steps_per_bar))
+                size = o.slice_bars * self._steps_per_bar
+                windows.extend(np.stack([slide(t, size, self._steps_per_bar) for t in tracks], axis=-1))
             else:
-                windows.append(melody)
+                windows.append(np.stack(tracks, axis=-1))
         if not windows:
             longest = max(len(e) for _, e in melodies) // self._steps_per_bar
             raise ConversionError(f"melodies of at most {longest} bars, {o.slice_bars} needed per window")
         if o.slice_bars:
-            return list(first_occurrences(_silence_leading_note_offs(np.stack(windows))))
-        return list({w.tobytes(): w for w in windows}.values())
+            stacked = np.stack(windows)  # (W, T, 1 or 2)
+            stacked[..., 0] = _silence_leading_note_offs(stacked[..., 0])
+            kept = first_occurrences(stacked)
+        else:
+            kept = list({(len(w), w.tobytes()): w for w in windows}.values())
+        return [w if per_step is not None else w[:, 0] for w in kept]
 
     def _melodies(self, qns: NoteSequence) -> list[tuple[int, list[int]]]:
         """``(start step, classes)`` of every melody, cut to ``max_bars``.
@@ -235,12 +293,17 @@ class MelodyConverter(Converter):
         return melodies
 
     def _example(self, window: np.ndarray) -> Example:
-        classes = window
+        classes = window if window.ndim == 1 else window[:, 0]
         if self.options.add_end_token:
-            classes = np.append(window, np.int16(self.num_classes))
+            classes = np.append(classes, np.int16(self.num_classes))
         onehot = self._eye[classes]
-        return Example(inputs=onehot, outputs=onehot.copy(),
-                       controls=np.zeros((len(classes), 0), dtype=np.float32), length=len(classes))
+        controls = np.zeros((len(classes), 0), dtype=np.float32)
+        if window.ndim == 2:
+            triads = chords.TRIAD_OF_CHORD[window[:, 1]]
+            if self.options.add_end_token:  # the end step repeats the last chord, as the reference
+                triads = np.append(triads, triads[-1])
+            controls = np.eye(chords.TRIAD_CLASSES, dtype=np.float32)[triads]
+        return Example(inputs=onehot, outputs=onehot.copy(), controls=controls, length=len(classes))
 
 
 def _read_melodies(notes: Sequence[Note], steps_per_bar: int, gap_steps: float, keep_highest: bool,
@@ -332,3 +395,5 @@ def _check(o: MelodyOptions) -> None:
             raise HvaeError(f"melody option {name} must be None or at least 1, got {value}")
     if o.gap_bars is not None and o.gap_bars < 0:
         raise HvaeError(f"melody option gap_bars must not be negative, got {o.gap_bars}")
+    if o.chord_encoding not in (None, "triad"):
+        raise HvaeError(f"melody option chord_encoding must be None or 'triad', got {o.chord_encoding!r}")
