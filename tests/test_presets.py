@@ -18,18 +18,20 @@ torch.set_num_threads(1)
 REFERENCE = ["cat-drums_2bar_small", "cat-drums_2bar_big", "cat-mel_2bar_small", "cat-mel_2bar_big", "flat-mel_16bar",
              "hierdec-mel_16bar", "groovae_4bar", "groovae_2bar_humanize", "groovae_2bar_tap_fixed_velocity",
              "groovae_2bar_tap_fixed_velocity_note_dropout", "groovae_2bar_add_closed_hh",
-             "groovae_2bar_hits_control"]
+             "groovae_2bar_hits_control", "hier-multiperf_vel_1bar_med", "hier-multiperf_vel_1bar_big"]
 REPORT = ["hier-groove-4bar", "groovae_4bar", "hier-drums-4bar", "hier-mel-4bar"]
 # What each converter writes, for building without the converter itself: (kind, input depth, output depth).
-SHAPES = {"drums": ("onehot", 10, 512), "groove": ("groove", 27, 27), "melody": ("onehot", 90, 90)}
+SHAPES = {"drums": ("onehot", 10, 512), "groove": ("groove", 27, 27), "melody": ("onehot", 90, 90),
+          "multiperf": ("onehot", 490, 490)}
 BARS_KEY = {"drums": "slice_bars", "melody": "slice_bars", "groove": "split_bars"}
 
 
 def spec_for(preset: Preset) -> DataSpec:
     kind, input_depth, output_depth = SHAPES[preset.converter]
-    bars = preset.converter_options[BARS_KEY[preset.converter]]
+    # multiperf: one bar of 8 instruments' segments of 64 events
+    steps = 512 if preset.converter == "multiperf" else 16 * preset.converter_options[BARS_KEY[preset.converter]]
     return DataSpec(converter=preset.converter, output_kind=kind, input_depth=input_depth,
-                    output_depth=output_depth, control_depth=0, steps=16 * bars)
+                    output_depth=output_depth, control_depth=0, steps=steps)
 
 
 def test_every_named_preset_is_there():
@@ -55,7 +57,7 @@ def test_reference_presets_keep_the_references_sizes():
     groove = get_preset("groovae_4bar").model
     assert (groove.decoder, groove.loss, groove.dropout) == ("groove", "groove", 0.7)
     assert (groove.z_size, groove.free_bits, groove.max_beta) == (256, 48.0, 0.2)
-    assert all(get_preset(n).batch_size == 512 for n in REFERENCE)
+    assert all(get_preset(n).batch_size == (256 if "multiperf" in n else 512) for n in REFERENCE)
 
 
 def test_four_bar_hierarchical_presets_have_four_bars_of_sixteen_steps():
@@ -79,7 +81,7 @@ def test_each_preset_builds(name):
     big = max(preset.model.encoder_options["rnn_sizes"]) >= 2048
     with torch.device("meta" if big else "cpu"):  # the big ones: shapes only
         model = build_model(preset.model, spec_for(preset), force=preset.force)
-    assert model.spec.steps == 16 * preset.converter_options[BARS_KEY[preset.converter]]
+    assert model.spec.steps == spec_for(preset).steps
 
 
 def test_the_reference_configs_hvae_cannot_build_are_refused_with_the_reason():

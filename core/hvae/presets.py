@@ -27,7 +27,7 @@ class Preset:
     model: ModelConfig  # the model and its optimisation
     batch_size: int  # examples per training step
     steps: int  # training steps
-    dataset: str  # the data it is meant for: "gmd" (Groove MIDI Dataset) or "maestro"
+    dataset: str  # the data it is meant for: "gmd" (Groove MIDI Dataset), "maestro" or "lakh" (Lakh MIDI)
     transpose_range: tuple[int, int] | None = None  # augmentation: random transposition in semitones
     force: bool = False  # the loss does not fit the converter: building needs force=True, on purpose
     origin: str = "reference"  # "reference" (Magenta's configs.py), "report" (the 4-bar study) or "hvae"
@@ -57,6 +57,23 @@ _MELODY_2BAR = {"skip_polyphony": False, "max_bars": 100, "slice_bars": 2, "step
 _MELODY_16BAR = {"skip_polyphony": False, "max_bars": 100, "slice_bars": 16, "steps_per_quarter": 4}
 _GROOVE_4BAR = {"split_bars": 4, "steps_per_quarter": 4, "quarters_per_bar": 4}
 _GROOVE_2BAR = {"split_bars": 2, "steps_per_quarter": 4, "quarters_per_bar": 4}
+# The reference's multi-instrument performances (hier-multiperf_vel_1bar_*): one bar of up to 8 instruments,
+# 64 events each at 24 steps per quarter; the encoder reads each instrument's events, then the 8 instruments;
+# the decoder's conductor gives each instrument's segment. Med: a 1024-unit encoder, a 3x512 decoder.
+_MULTIPERF_1BAR = {"num_velocity_bins": 8, "hop_size_bars": 1, "max_num_instruments": 8,
+                   "max_events_per_instrument": 64, "steps_per_quarter": 24}
+
+
+def _multiperf(name: str, description: str, encoder_size: int, decoder_size: int) -> Preset:
+    return Preset(
+        name=name, description=description, converter="multiperf", converter_options=_MULTIPERF_1BAR,
+        model=ModelConfig(z_size=512, encoder="hierarchical", decoder="hierarchical", loss="categorical",
+                          encoder_options={"rnn_sizes": (encoder_size,), "level_lengths": (64, 8),
+                                           "padded_segments": True},
+                          decoder_options={"rnn_sizes": (decoder_size,) * 3, "level_lengths": (8, 64)}),
+        batch_size=256, steps=50_000, dataset="lakh", transpose_range=(-3, 3))
+
+
 # GrooVAE's model (groovae_4bar and its 2-bar variants): the small sizes, dropout keep probability 0.3.
 _GROOVAE = ModelConfig(z_size=256, decoder="groove", loss="groove", encoder_options={"rnn_sizes": (512,)},
                        decoder_options={"rnn_sizes": (256, 256)}, dropout=0.7, **_DRUMS_KL)
@@ -150,6 +167,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
                   ("The reference's 2-bar GrooVAE with the input hits given to the decoder as controls "
                    "(configs.py: groovae_2bar_hits_control_tfds)."),
                   hits_as_controls=True),
+    _multiperf("hier-multiperf_vel_1bar_med",
+               ("The reference's multi-instrument model: one bar of up to 8 instruments' performances with 8 "
+                "velocity bins; hierarchical encoder of 1024, conductor and decoder of 3x512."), 1024, 512),
+    _multiperf("hier-multiperf_vel_1bar_big",
+               ("hier-multiperf_vel_1bar_med with a 2048-unit encoder and a conductor and decoder of 3x1024."),
+               2048, 1024),
     Preset(
         name="hier-groove-4bar",
         description=("The report's failing run: hierarchical decoder and softmax cross-entropy on groove "
@@ -197,12 +220,10 @@ UNSUPPORTED: dict[str, UnsupportedConfig] = {u.name: u for u in [
                                          "multi-output decoder"),
     UnsupportedConfig("hierdec-trio_16bar", "trios: hvae has no multi-track converter or split decoder"),
     UnsupportedConfig("hier-trio_16bar", "trios: hvae has no multi-track converter or split decoder"),
-    UnsupportedConfig("hier-multiperf_vel_1bar_med", "multi-instrument performances: no such converter in hvae"),
-    UnsupportedConfig("hier-multiperf_vel_1bar_big", "multi-instrument performances: no such converter in hvae"),
-    UnsupportedConfig("hier-multiperf_vel_1bar_med_chords", "multi-instrument performances with chords: no "
-                                                            "such converter in hvae"),
-    UnsupportedConfig("hier-multiperf_vel_1bar_big_chords", "multi-instrument performances with chords: no "
-                                                            "such converter in hvae"),
+    UnsupportedConfig("hier-multiperf_vel_1bar_med_chords", "multi-instrument performances conditioned on "
+                                                            "chords: the multiperf converter has no chord controls"),
+    UnsupportedConfig("hier-multiperf_vel_1bar_big_chords", "multi-instrument performances conditioned on "
+                                                            "chords: the multiperf converter has no chord controls"),
 ]}
 
 

@@ -331,6 +331,32 @@ class MultiperfConverter(Converter):
         return Example(inputs=onehot, outputs=onehot.copy(), controls=np.zeros((len(window), 0), dtype=np.float32),
                        length=len(window))
 
+    def transpose(self, inputs: np.ndarray, outputs: np.ndarray,
+                  semitones: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Move the note-ons and note-offs of each window's pitched instruments (not drums) by its
+        ``semitones``, clamped per window so that every note stays within ``min_pitch``..``max_pitch``.
+
+        The reference transposes the NoteSequence before converting it (drums stay, notes that leave the
+        pitch range are dropped); here the cached windows are moved and none is cut short.
+        """
+        def move(windows: np.ndarray) -> np.ndarray:
+            tokens = windows.argmax(axis=-1)  # (B, T)
+            present = windows.max(axis=-1) > 0  # False on padding
+            programs = tokens.reshape(len(windows), -1, self.level_lengths[-1])[:, :, 0]  # (B, segments)
+            drums = np.repeat(programs == self.num_events + PROGRAMS, self.level_lengths[-1], axis=1)  # (B, T)
+            pitched = present & (tokens < 2 * self._pitches) & ~drums
+            pitch = tokens % self._pitches
+            low = np.where(pitched, pitch, self._pitches).min(axis=1)  # (B,)
+            high = np.where(pitched, pitch, -1).max(axis=1)
+            shift = np.where(pitched.any(axis=1), np.clip(semitones, -low, self._pitches - 1 - high), 0)
+            moved = np.zeros_like(windows)
+            b, t = np.nonzero(present)
+            moved[b, t, np.where(pitched, tokens + shift[:, None], tokens)[b, t]] = 1
+            return moved
+
+        moved = move(outputs)
+        return (moved if inputs is outputs else move(inputs)), moved
+
     def from_tensors(self, outputs: np.ndarray, controls: np.ndarray | None = None,
                      qpm: float = DEFAULT_QPM) -> miditoolkit.MidiFile:
         """One window ``(steps, output_depth)`` as MIDI at ``qpm``, one track per instrument that plays, read
