@@ -14,6 +14,8 @@ as ../shared/reference/magenta-checkpoints were made; ``expected.npz`` has the s
 README): inputs, outputs, lengths, mu, sigma, eps, r_loss, kl_bits, loss, loss_after (one training step as
 music_vae_train takes it: TF1 Adam, global-norm clipping), greedy (free-running from z = mu, the most likely
 class each step) and margin (the gap between the two largest logits of each greedy step).
+
+``write_fixture`` does the work for any model and windows (experiments/reference_multiperf_fixture.py uses it).
 """
 
 from __future__ import annotations
@@ -66,16 +68,24 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    inputs, outputs, lengths = windows(args.windows)
+    write_fixture(args.out, *windows(args.windows), HPARAMS, build, args.seed)
+
+
+def write_fixture(out: Path, inputs: np.ndarray, outputs: np.ndarray, lengths: np.ndarray, values: dict,
+                  build_model, seed: int) -> None:
+    """Write to ``out`` the checkpoint of the model ``build_model(hparams)`` makes with the hyperparameters
+    ``values`` (the reference's names), noised, at step STEP, and what the reference computes from it on
+    the windows (``lengths``: (B,) or, for hierarchical converters, (B, segments))."""
     hparams = lstm_models.get_default_hparams()
-    for name, value in HPARAMS.items():  # the reference's HParams: attributes, no update()
+    for name, value in values.items():  # the reference's HParams: attributes, no update()
         setattr(hparams, name, value)
-    rng = np.random.default_rng(args.seed)
-    eps = rng.standard_normal((WINDOWS, SIZES["z_size"])).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    eps = rng.standard_normal((len(inputs), hparams.z_size)).astype(np.float32)
+    steps = inputs.shape[1]
 
     with tf.Graph().as_default():
-        tf.set_random_seed(args.seed)
-        model = build(hparams)
+        tf.set_random_seed(seed)
+        model = build_model(hparams)
         x_in, x_out = tf.constant(inputs), tf.constant(outputs)
         length = tf.constant(lengths)
         # MusicVAE._compute_model_loss with z = mu + sigma * eps (eps given, not drawn)
@@ -104,7 +114,7 @@ def main() -> None:
         # greedy decoding from z = mu: the most likely class at each step
         lstm_models.CategoricalLstmDecoder._sample = lambda self, rnn_output, temperature=1.0: tf.one_hot(
             tf.argmax(rnn_output, axis=-1), self._output_depth)
-        greedy = model.sample(WINDOWS, max_length=64, z=mu, temperature=1.0)[0]
+        greedy = model.sample(len(inputs), max_length=steps, z=mu, temperature=1.0)[0]
         with tf.Session() as session:
             session.run(tf.global_variables_initializer())
             for variable in model_vars:
@@ -113,29 +123,32 @@ def main() -> None:
                 else:
                     value = session.run(variable)
                     variable.load(value + rng.normal(0, NOISE, value.shape).astype(value.dtype), session)
-            args.out.mkdir(parents=True, exist_ok=True)
-            saver.save(session, str(args.out / "tf" / "model.ckpt"), write_meta_graph=False)
+            out.mkdir(parents=True, exist_ok=True)
+            saver.save(session, str(out / "tf" / "model.ckpt"), write_meta_graph=False)
             found = session.run(dict(mu=mu, sigma=sigma, r_loss=r_loss, kl_bits=kl_div / tf.math.log(2.0),
                                      loss=loss, greedy=greedy))
             session.run(train_op)
             found["loss_after"] = session.run(loss)
         names = {v.op.name: v.shape.as_list() for v in model_vars}
-    # the margin of each greedy step: its logits teacher-forced on the greedy decode (what the decode fed)
+    # the margin of each greedy step: its logits teacher-forced on the greedy decode (what the decode fed,
+    # every step of every segment)
+    full = np.full_like(lengths, steps // lengths.shape[1] if lengths.ndim == 2 else steps)
     with tf.Graph().as_default():
-        model = build(hparams)
+        model = build_model(hparams)
         fed = tf.constant(np.pad(found["greedy"][:, :-1], [(0, 0), (1, 0), (0, 0)]))
-        results = model.decoder.reconstruction_loss(fed, tf.constant(found["greedy"]), tf.constant(lengths),
+        results = model.decoder.reconstruction_loss(fed, tf.constant(found["greedy"]), tf.constant(full),
                                                     tf.constant(found["mu"]), None)[2]
         logits = results.rnn_output  # (B, T, D): the segments merged in time order
         top = tf.math.top_k(logits, k=2).values
         with tf.Session() as session:
             tf.train.Saver([v for v in tf.global_variables() if v.op.name in names]).restore(
-                session, str(args.out / "tf" / "model.ckpt"))
+                session, str(out / "tf" / "model.ckpt"))
             found["margin"] = session.run(top[..., 0] - top[..., 1])
-    np.savez_compressed(args.out / "expected.npz", inputs=inputs, outputs=outputs, lengths=lengths, eps=eps,
+    np.savez_compressed(out / "expected.npz", inputs=inputs, outputs=outputs, lengths=lengths, eps=eps,
                         step=np.int64(STEP), **{k: np.asarray(v, np.float32) for k, v in found.items()})
-    (args.out / "variables.json").write_text(json.dumps(names, indent=1) + "\n")
-    print(f"written {args.out}: loss {found['loss']:.6g}, after one step {found['loss_after']:.6g}")
+    (out / "variables.json").write_text(json.dumps(names, indent=1) + "\n")
+    print(f"written {out}: loss {found['loss']:.6g}, after one step {found['loss_after']:.6g}")
+
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Multi-instrument performance models: the hier-multiperf_vel_1bar presets train and sample from the
-command line on real multi-instrument files, and their windows transpose as the reference's augmentation."""
+"""Multi-instrument performance models: a checkpoint the reference wrote of hier-multiperf_vel_1bar imports and
+computes what the reference computed; the presets train and sample from the command line on real
+multi-instrument files; their windows transpose as the reference's augmentation."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from click.testing import CliRunner
 from hvae.cli import main
 from hvae.presets import get_preset
 from hvae.plugins import make_converter
+from hvae_converters.multiperf import segment_lengths
 
+from test_magenta import assert_computes_what_the_reference_computed
+
+REFERENCE = Path(__file__).parent / "data" / "reference" / "hier-multiperf_1bar"
 TRIO_FILES = sorted((Path(__file__).parent / "data" / "trio").glob("*.mid"))
 TINY = ["-m", "z_size=16", "-m", "encoder.rnn_sizes=32", "-m", "decoder.rnn_sizes=32", "--batch-size", "8",
         "--threads", "1", "--no-progress"]
@@ -26,6 +31,25 @@ def test_the_presets_have_the_references_sizes():
         assert preset.model.encoder_options["level_lengths"] == (64, 8)
         assert preset.model.decoder_options == {"rnn_sizes": (decoder,) * 3, "level_lengths": (8, 64)}
         assert make_converter(preset.converter, preset.converter_options).steps == 512
+
+
+def test_the_references_checkpoint_imports_and_computes_what_the_reference_computed(tmp_path):
+    """A checkpoint the reference wrote of hier-multiperf_vel_1bar_med's model at small sizes (encoder 16 units a
+    level, conductor and decoder 3x16, z 8; experiments/reference_multiperf_fixture.py) on eight windows of the
+    real trio files, imported with the preset: mu and sigma, the loss, one training step and the greedy decoding
+    are the reference's. The encoder reads each instrument's segment up to its end token, as the reference reads
+    its per-segment lengths (stored with the windows; hvae takes them from the padding)."""
+    result = CliRunner().invoke(main, ["import", str(REFERENCE / "tf"), "--preset", "hier-multiperf_vel_1bar_med",
+                                       "-m", "encoder.rnn_sizes=16", "-m", "decoder.rnn_sizes=16,16,16",
+                                       "-m", "z_size=8", "--out", str(tmp_path / "run")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    with np.load(REFERENCE / "expected.npz") as data:
+        expected = {k: data[k] for k in data.files}
+    converter = make_converter("multiperf", get_preset("hier-multiperf_vel_1bar_med").converter_options)
+    assert np.array_equal([segment_lengths(o, converter) for o in expected["outputs"]], expected["lengths"])
+    assert len(set(map(tuple, expected["lengths"]))) > 4  # segments of many lengths
+    expected["lengths"] = np.full(len(expected["inputs"]), 512)
+    assert_computes_what_the_reference_computed(tmp_path / "run", expected)
 
 
 def test_run_trains_20_steps_and_samples_one_track_per_instrument(tmp_path):
