@@ -8,8 +8,9 @@ velocities:
 
 - ``tests/data/multiperf/reference.npz``: the real trio files (Bach chorales' voices over Groove MIDI
   Dataset drummers, see tests/data/trio/SOURCES.md) and three GMD files (one instrument: no window);
-- ``tests/data/multiperf/random_reference.npz``: the 60 random files of tests/multitrack.py and the 40 of
-  tests/multiperf_files.py (sustain pedals, up to eleven instruments, dense bars).
+- ``tests/data/multiperf/random_reference.npz``: the 60 random files of tests/multitrack.py and the 61 of
+  tests/multiperf_files.py (sustain pedals, pedals shared by a track's instruments, up to eleven instruments,
+  dense bars, files of one track or without tempo and meter).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def test_random_files_with_pedals_and_many_instruments_equal_the_reference(tmp_p
     for paths, digest in ((trio, "multitrack_digest"), (perf, "multiperf_digest")):
         assert multitrack.digest(paths) == str(reference[digest]), "the random files are no longer those the " \
             "reference converted: run experiments/reference_multiperf.py again"
-    assert compare(trio + perf, reference, lambda p: p.stem) == 1390
+    assert compare(trio + perf, reference, lambda p: p.stem) == 1486
 
 
 def test_the_presets_converter_has_the_references_sizes():

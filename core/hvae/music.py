@@ -216,8 +216,9 @@ def _from_mido(midi: mido.MidiFile, name: str) -> NoteSequence:
             ns.time_signatures.append((seconds(tick), msg.numerator, msg.denominator))
 
     # Instruments keyed by (program, channel, track), in order of first note, as the reference. Its
-    # pedals: those set while it plays, and those its track and channel set before any instrument of theirs
-    # played (one list, shared by every instrument later made there, as the reference's reader keeps them).
+    # pedals: those set while it plays, and, as the reference's reader keeps them, those of one list that its
+    # track and channel start when a control change or pitch bend comes with no instrument of the current
+    # program there: every instrument made there later shares that list.
     instrument_index: dict[tuple[int, int, int], int] = {}
     notes_by_instrument: list[list[Note]] = []
     pedals_by_instrument: list[list[tuple[float, int]]] = []
@@ -229,13 +230,13 @@ def _from_mido(midi: mido.MidiFile, name: str) -> NoteSequence:
             kind = msg.type
             if kind == "program_change":
                 program[msg.channel] = msg.program
-            elif kind == "control_change":
+            elif kind == "control_change" or kind == "pitchwheel":
                 ikey = (program[msg.channel], msg.channel, track_idx)
                 if ikey in instrument_index:
                     pedals = pedals_by_instrument[instrument_index[ikey]]
                 else:
                     pedals = early_pedals.setdefault((msg.channel, track_idx), [])
-                if msg.control == SUSTAIN_CONTROL:
+                if kind == "control_change" and msg.control == SUSTAIN_CONTROL:
                     pedals.append((seconds(tick), msg.value))
             elif kind == "note_on" and msg.velocity > 0:
                 open_notes[(msg.channel, msg.note)].append((tick, msg.velocity))
