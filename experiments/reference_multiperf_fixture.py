@@ -11,16 +11,22 @@ hyperparameters (the reference's defaults: no free bits, beta 1) at small sizes:
 conductor and decoder 3x16, z 8. The windows: the first two the preset's converter (the reference's
 MultiInstrumentPerformanceConverter) makes of each trio file tests/data/trio/*.mid that gives any, eight in
 all; ``lengths`` are the converter's, one per instrument segment, (8, 8).
+
+Beside the TensorFlow checkpoint (``tf/``) the same variables as a magenta.js checkpoint folder (``js/``:
+config.json naming its MultitrackConverter, weights_manifest.json and one float32 shard), written here from the
+checkpoint with TensorFlow's reader, the layout of ../shared/reference/magenta-checkpoints/*/js.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import note_seq
 import numpy as np
+import tensorflow.compat.v1 as tf
 from magenta.models.music_vae import data_hierarchical, lstm_models
 from magenta.models.music_vae.base_model import MusicVAE
 
@@ -64,6 +70,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     write_fixture(args.out, *windows(), HPARAMS, build, args.seed)
+    write_js_folder(args.out / "tf" / "model.ckpt", args.out / "js")
+
+
+def write_js_folder(checkpoint: Path, out: Path) -> None:
+    """The checkpoint's model variables (not global_step) as a magenta.js folder of one shard."""
+    reader = tf.train.load_checkpoint(str(checkpoint))
+    names = sorted(n for n in reader.get_variable_to_shape_map() if n != "global_step")
+    values = [np.asarray(reader.get_tensor(n), dtype="<f4") for n in names]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "group1-shard1of1").write_bytes(b"".join(v.tobytes() for v in values))
+    weights = [{"name": n, "shape": list(v.shape), "dtype": "float32"} for n, v in zip(names, values)]
+    (out / "weights_manifest.json").write_text(json.dumps([{"paths": ["group1-shard1of1"], "weights": weights}]))
+    # magenta.js's MultitrackConverter: 8 instruments (segments) of 64 events, one bar of 96 steps
+    args = {"numSteps": 512, "numSegments": 8, "stepsPerQuarter": 24, "totalSteps": 96, "numVelocityBins": 8}
+    (out / "config.json").write_text(json.dumps({"type": "MusicVAE",
+                                                 "dataConverter": {"type": "MultitrackConverter", "args": args}}))
 
 
 if __name__ == "__main__":

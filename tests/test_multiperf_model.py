@@ -1,21 +1,34 @@
-"""Multi-instrument performance models: a checkpoint the reference wrote of hier-multiperf_vel_1bar imports and
-computes what the reference computed; the presets train and sample from the command line on real
-multi-instrument files; their windows transpose as the reference's augmentation."""
+"""Multi-instrument performance models: a checkpoint the reference wrote of hier-multiperf_vel_1bar imports (as
+TensorFlow wrote it and as a magenta.js folder) and computes what the reference computed; exported, magenta.js
+loads it and computes the same; the presets train and sample from the command line on real multi-instrument
+files; their windows transpose as the reference's augmentation."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import miditoolkit
 import numpy as np
+import pytest
+import torch
 from click.testing import CliRunner
 
+import hvae
+
 from hvae.cli import main
+from hvae.errors import HvaeError
+from hvae.magenta.exporting import magenta_js_config
+from hvae.model import build_model
 from hvae.presets import get_preset
 from hvae.plugins import make_converter
 from hvae_converters.multiperf import segment_lengths
 
 from test_magenta import assert_computes_what_the_reference_computed
+from test_magentajs import SCRIPT, node_modules, serve  # noqa: F401  (fixtures: magenta.js and a web server)
 
 REFERENCE = Path(__file__).parent / "data" / "reference" / "hier-multiperf_1bar"
 TRIO_FILES = sorted((Path(__file__).parent / "data" / "trio").glob("*.mid"))
@@ -50,6 +63,63 @@ def test_the_references_checkpoint_imports_and_computes_what_the_reference_compu
     assert len(set(map(tuple, expected["lengths"]))) > 4  # segments of many lengths
     expected["lengths"] = np.full(len(expected["inputs"]), 512)
     assert_computes_what_the_reference_computed(tmp_path / "run", expected)
+
+
+def imported(tmp_path: Path, form: str) -> Path:
+    result = CliRunner().invoke(main, ["import", str(REFERENCE / form), "--preset", "hier-multiperf_vel_1bar_med",
+                                       "-m", "encoder.rnn_sizes=16", "-m", "decoder.rnn_sizes=16,16,16",
+                                       "-m", "z_size=8", "--out", str(tmp_path / form)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return tmp_path / form
+
+
+def test_the_references_magenta_js_folder_imports_to_the_checkpoints_weights(tmp_path):
+    tf_state = hvae.load_model(imported(tmp_path, "tf")).model.state_dict()
+    js_state = hvae.load_model(imported(tmp_path, "js")).model.state_dict()
+    assert tf_state.keys() == js_state.keys() and all(torch.equal(tf_state[k], js_state[k]) for k in tf_state)
+
+
+def test_magenta_js_loads_the_export_and_computes_what_the_reference_computed(tmp_path, node_modules, serve):  # noqa: F811
+    """``hvae export`` of the imported checkpoint writes the reference's variables and a MultitrackConverter
+    config; magenta.js (@magenta/music) loads the folder, encodes windows to the reference's mu and decodes
+    mu greedily as the reference did."""
+    web = tmp_path / "web"
+    result = CliRunner().invoke(main, ["export", str(imported(tmp_path, "tf")), "--format", "magenta-js",
+                                       "--out", str(web)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    config = json.loads((web / "config.json").read_text())["dataConverter"]
+    assert config == {"type": "MultitrackConverter", "args": {
+        "numSteps": 512, "numSegments": 8, "stepsPerQuarter": 24, "totalSteps": 96, "numVelocityBins": 8,
+        "minPitch": 0, "maxPitch": 127}}
+    ours = {w["name"]: w["shape"] for w in json.loads((web / "weights_manifest.json").read_text())[0]["weights"]}
+    theirs = {w["name"]: w["shape"] for w in
+              json.loads((REFERENCE / "js" / "weights_manifest.json").read_text())[0]["weights"]}
+    assert ours == theirs
+
+    with np.load(REFERENCE / "expected.npz") as data:
+        e = {k: data[k][:2] for k in ("inputs", "mu", "greedy", "margin")}
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"inputs": e["inputs"].tolist(), "z": e["mu"].tolist(), "one_by_one": True}))
+    done = subprocess.run(["node", str(SCRIPT), serve(web), str(request)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "NODE_PATH": str(node_modules)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert np.abs(np.array(out["mu"]) - e["mu"]).max() <= 1e-5 * np.abs(e["mu"]).max()
+    decisive = e["margin"] > 1e-4
+    same = np.array(out["decoded"]).argmax(-1) == e["greedy"].argmax(-1)
+    assert decisive.mean() > 0.9 and same[decisive].all()
+
+
+def test_export_refuses_windows_magenta_js_cannot_read():
+    """magenta.js's MultitrackConverter reads one bar of 4 quarters (its time shifts span the window): a model
+    of two-bar windows is refused in one line, before anything is written."""
+    preset = get_preset("hier-multiperf_vel_1bar_med")
+    converter = make_converter("multiperf", {**preset.converter_options, "hop_size_bars": 2, "chunk_size_bars": 2})
+    small = dataclasses.replace(preset.model, z_size=8, encoder_options={**preset.model.encoder_options,
+                                                                         "rnn_sizes": (16,)},
+                                decoder_options={**preset.model.decoder_options, "rnn_sizes": (16,)})
+    with pytest.raises(HvaeError, match="2 bars of 4 quarters in chunks of 2 cannot be exported"):
+        magenta_js_config(build_model(small, converter), converter)
 
 
 def test_run_trains_20_steps_and_samples_one_track_per_instrument(tmp_path):
