@@ -12,7 +12,7 @@ every row is one-hot or zero. A file that gives no window has no key. Keys ``{fi
 ``{file stem}/{setting}/lengths``.
 
 - ``reference.npz``: the real trio files tests/data/trio/*.mid (Bach chorale voices over GMD drums) and
-  three GMD files (one drum track each: no window, as the reference needs two instruments).
+  three GMD files (one drum track each: no window at any setting).
 - ``random_reference.npz``: the random files of tests/multitrack.py and tests/multiperf_files.py (sustain
   pedals, pedals shared by a track's instruments, up to eleven instruments, dense bars);
   ``multitrack_digest`` and ``multiperf_digest``: each set's sha256.

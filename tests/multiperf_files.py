@@ -24,13 +24,18 @@ FILES = 60
 GMD_FILES = ("drummer1/session1/101_dance-disco_120_beat_4-4.mid", "drummer7/session3/100_hiphop_70_fill_4-4.mid",
              "drummer3/session1/11_rock_120_beat_4-4.mid")
 # The converter settings the reference's windows were made with, by name (hvae's options are the reference's):
-# the hier-multiperf_vel_1bar presets' converter, two-bar windows of two chunks, 3/4 bars without velocities.
+# the hier-multiperf_vel_1bar presets' converter, two-bar windows of two chunks, 3/4 bars without velocities,
+# a narrow pitch range with one instrument enough (drums alone too), and only files of at most four bars.
 SETTINGS = {
     "med": dict(num_velocity_bins=8, hop_size_bars=1, max_num_instruments=8, max_events_per_instrument=64),
     "two_chunks": dict(num_velocity_bins=4, hop_size_bars=2, chunk_size_bars=1, max_num_instruments=4,
                        max_events_per_instrument=40, min_total_events=4),
     "plain_3_4": dict(num_velocity_bins=0, hop_size_bars=1, quarters_per_bar=3, steps_per_quarter=12,
                       max_num_instruments=6, max_events_per_instrument=48),
+    "narrow": dict(num_velocity_bins=16, steps_per_quarter=4, min_pitch=30, max_pitch=90, min_num_instruments=1,
+                   max_num_instruments=3, max_events_per_instrument=32, min_total_events=1),
+    "first_only": dict(num_velocity_bins=2, hop_size_bars=4, chunk_size_bars=4, first_subsequence_only=True,
+                       max_events_per_instrument=256),
 }
 SUSTAIN = 64  # the sustain pedal's control number
 

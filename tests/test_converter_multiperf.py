@@ -2,12 +2,14 @@
 track per instrument out.
 
 References, made by experiments/reference_multiperf.py with the reference's own
-MultiInstrumentPerformanceConverter (every window kept, in its order), each at three settings: the
-hier-multiperf_vel_1bar presets' converter ("med"), two-bar windows of two chunks, and 3/4 bars without
-velocities:
+MultiInstrumentPerformanceConverter (every window kept, in its order), each at the five settings of
+tests/multiperf_files.py: the hier-multiperf_vel_1bar presets' converter ("med"), two-bar windows of two
+chunks, 3/4 bars without velocities, a narrow pitch range with one instrument enough, and only files of at
+most four bars:
 
 - ``tests/data/multiperf/reference.npz``: the real trio files (Bach chorales' voices over Groove MIDI
-  Dataset drummers, see tests/data/trio/SOURCES.md) and three GMD files (one instrument: no window);
+  Dataset drummers, see tests/data/trio/SOURCES.md) and three GMD files (drums alone: no window, of one
+  instrument or of too many events);
 - ``tests/data/multiperf/random_reference.npz``: the 60 random files of tests/multitrack.py and the 61 of
   tests/multiperf_files.py (sustain pedals, pedals shared by a track's instruments, up to eleven instruments,
   dense bars, files of one track or without tempo and meter).
@@ -71,7 +73,7 @@ def compare(paths: list[Path], reference: np.lib.npyio.NpzFile, key) -> int:
 
 def test_real_files_equal_the_reference_window_for_window():
     assert len(TRIO_FILES) == 10
-    assert compare(TRIO_FILES, np.load(DATA / "reference.npz"), lambda p: p.stem) == 99
+    assert compare(TRIO_FILES, np.load(DATA / "reference.npz"), lambda p: p.stem) == 106
 
 
 def test_single_instrument_gmd_files_give_no_window_as_in_the_reference():
@@ -90,7 +92,7 @@ def test_random_files_with_pedals_and_many_instruments_equal_the_reference(tmp_p
     for paths, digest in ((trio, "multitrack_digest"), (perf, "multiperf_digest")):
         assert multitrack.digest(paths) == str(reference[digest]), "the random files are no longer those the " \
             "reference converted: run experiments/reference_multiperf.py again"
-    assert compare(trio + perf, reference, lambda p: p.stem) == 1486
+    assert compare(trio + perf, reference, lambda p: p.stem) == 1605
 
 
 def test_the_presets_converter_has_the_references_sizes():
