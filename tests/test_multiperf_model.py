@@ -22,7 +22,7 @@ import hvae
 from hvae.cli import main
 from hvae.errors import HvaeError
 from hvae.magenta.exporting import magenta_js_config
-from hvae.model import build_model
+from hvae.model import Batch, build_model, valid_steps
 from hvae.presets import get_preset
 from hvae.plugins import make_converter
 from hvae_converters.multiperf import segment_lengths
@@ -120,6 +120,21 @@ def test_export_refuses_windows_magenta_js_cannot_read():
                                 decoder_options={**preset.model.decoder_options, "rnn_sizes": (16,)})
     with pytest.raises(HvaeError, match="2 bars of 4 quarters in chunks of 2 cannot be exported"):
         magenta_js_config(build_model(small, converter), converter)
+
+
+def test_the_loss_and_metrics_count_each_instruments_rows_not_the_padding(tmp_path):
+    """As the reference's per-segment lengths: a step of the loss and metrics is a row of an instrument's
+    segment, up to its end token; the padding after it is no step."""
+    with np.load(REFERENCE / "expected.npz") as data:
+        outputs, lengths = torch.from_numpy(data["outputs"]), data["lengths"]
+    model = hvae.load_model(imported(tmp_path, "tf")).model
+    mask = valid_steps(model.spec, outputs, torch.full((8,), 512))
+    assert np.array_equal(mask.view(8, 8, 64).sum(dim=-1).numpy(), lengths)
+    assert mask.mean() < 0.5  # most rows are padding
+    with torch.no_grad():
+        out = model(Batch(outputs, outputs, torch.full((8,), 512)), 100)
+    correct = (out.raw.argmax(dim=-1) == outputs.argmax(dim=-1)).float()
+    assert out.metrics["accuracy"].item() == pytest.approx(((correct * mask).sum() / mask.sum()).item())
 
 
 def test_run_trains_20_steps_and_samples_one_track_per_instrument(tmp_path):

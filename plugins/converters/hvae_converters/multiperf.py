@@ -95,6 +95,7 @@ class MultiperfConverter(Converter):
     name = "multiperf"
     output_kind = "onehot"
     Options = MultiperfOptions
+    padded_rows = True
 
     def __init__(self, options: MultiperfOptions | None = None, **overrides: Any):
         super().__init__(options, **overrides)
