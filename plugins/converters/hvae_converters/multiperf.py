@@ -31,6 +31,15 @@ How a file becomes windows, as the reference does it:
    that start in it, ended at its end (a note-off on its last step stays in it) and read back as the
    reference reads them (velocities by bin; a chunk of no note counts as drums). Every segment must have
    at most ``max_events_per_instrument - 2`` events, and the window at least ``min_total_events``.
+
+Not here yet (issue 25): the reference's chord variant (``hier-multiperf_vel_1bar_*_chords``, option
+``chord_encoding``), which needs the chord inference the melody converter is getting. What it adds, to build
+on it: where a piece has no chord symbols, chords are inferred once on the piece quantized at
+``steps_per_quarter`` (a piece whose chords cannot be inferred, or whose bar is wrong, gives nothing) and
+copied back to it; the controls are one triad one-hot (TriadChordOneHotEncoding: no chord, then 12 roots x
+major, minor, augmented, diminished) per row of a segment: "no chord" on the program row, the chord in force
+at each event's step (two chords on one step drop the window), the last chord again on the end row, "no
+chord" on the padding instruments' rows and zeros on padding rows.
 """
 
 from __future__ import annotations
