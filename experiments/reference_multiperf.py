@@ -9,7 +9,8 @@ The windows the reference's MultiInstrumentPerformanceConverter makes, in its or
 is stored as each row's token (the argmax of its one-hot; -1 for a padding row of zeros), ``(W, rows)``
 int16, and its segments' lengths ``(W, segments)`` int16; the script checks that inputs equal outputs and
 every row is one-hot or zero. A file that gives no window has no key. Keys ``{file stem}/{setting}`` and
-``{file stem}/{setting}/lengths``.
+``{file stem}/{setting}/lengths``; for the real files also ``{file stem}/{setting}/notes``, what the
+reference's from_tensors reads back from the windows (see ``notes``).
 
 - ``reference.npz``: the real trio files tests/data/trio/*.mid (Bach chorale voices over GMD drums) and
   three GMD files (one drum track each: no window at any setting).
@@ -44,7 +45,7 @@ def tokens(window: np.ndarray) -> np.ndarray:
     return np.where(sums == 1, window.argmax(axis=-1), -1).astype(np.int16)
 
 
-def windows(paths: list[Path], key) -> dict[str, np.ndarray]:
+def windows(paths: list[Path], key, with_notes: bool = False) -> dict[str, np.ndarray]:
     arrays = {}
     for name, options in multiperf_files.SETTINGS.items():
         converter = data_hierarchical.MultiInstrumentPerformanceConverter(max_tensors_per_notesequence=None,
@@ -56,7 +57,17 @@ def windows(paths: list[Path], key) -> dict[str, np.ndarray]:
             if tensors.outputs:
                 arrays[f"{key(path)}/{name}"] = np.stack([tokens(w) for w in tensors.outputs])
                 arrays[f"{key(path)}/{name}/lengths"] = np.stack(tensors.lengths).astype(np.int16)
+                if with_notes:
+                    arrays[f"{key(path)}/{name}/notes"] = notes(converter, tensors.outputs)
     return arrays
+
+
+def notes(converter, outputs) -> np.ndarray:
+    """The notes the converter's from_tensors reads back from each window, (N, 8) float64: window, instrument,
+    program, is_drum, pitch, velocity, start and end (seconds, at 120 qpm), in its order."""
+    sequences = converter.from_tensors(np.asarray(outputs, dtype=np.float32))
+    return np.array([(w, n.instrument, n.program, n.is_drum, n.pitch, n.velocity, n.start_time, n.end_time)
+                     for w, sequence in enumerate(sequences) for n in sequence.notes], dtype=np.float64).reshape(-1, 8)
 
 
 def main() -> None:
@@ -64,7 +75,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="tests/data/multiperf")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    real = windows(sorted((ROOT / "tests" / "data" / "trio").glob("*.mid")), lambda p: p.stem)
+    real = windows(sorted((ROOT / "tests" / "data" / "trio").glob("*.mid")), lambda p: p.stem, with_notes=True)
     real.update(windows([GROOVE / f for f in multiperf_files.GMD_FILES], lambda p: "gmd_" + p.stem))
     np.savez_compressed(args.out / "reference.npz", **real)
     with tempfile.TemporaryDirectory() as folder:

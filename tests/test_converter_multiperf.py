@@ -76,6 +76,33 @@ def test_real_files_equal_the_reference_window_for_window():
     assert compare(TRIO_FILES, np.load(DATA / "reference.npz"), lambda p: p.stem) == 106
 
 
+def test_from_tensors_writes_the_notes_the_reference_reads_back_one_track_per_instrument():
+    """Each window of the real files, read back: the reference's notes (pitch, velocity, start and end, at the
+    ticks hvae writes), one track per instrument that has notes, in the instruments' order, with its program
+    (drums on channel 10)."""
+    reference = np.load(DATA / "reference.npz")
+    compared = 0
+    for name in ("med", "two_chunks"):
+        converter = MultiperfConverter(**multiperf_files.SETTINGS[name])
+        for path in TRIO_FILES:
+            if f"{path.stem}/{name}/notes" not in reference.files:
+                continue
+            theirs = reference[f"{path.stem}/{name}/notes"]
+            for w, example in enumerate(converter.to_tensors(path)):
+                midi = converter.from_tensors(example.outputs)
+                ticks = midi.ticks_per_beat * 2.0  # per second at 120 qpm
+                want = theirs[theirs[:, 0] == w]
+                slots = sorted(set(want[:, 1].astype(int)))
+                assert [(i.program, i.is_drum) for i in midi.instruments] == [
+                    (0 if d else int(p), bool(d)) for d, p in (want[want[:, 1] == s][0, [3, 2]] for s in slots)]
+                got = sorted((k, n.pitch, n.velocity, n.start, n.end) for k, i in enumerate(midi.instruments)
+                             for n in i.notes)
+                assert got == sorted((slots.index(int(s)), int(p), int(v), int(np.floor(a * ticks + 0.5)),
+                                      int(np.floor(b * ticks + 0.5))) for _, s, _, _, p, v, a, b in want)
+                compared += 1
+    assert compared == 74
+
+
 def test_single_instrument_gmd_files_give_no_window_as_in_the_reference():
     paths = [GROOVE / f for f in multiperf_files.GMD_FILES]
     if not all(p.exists() for p in paths):
