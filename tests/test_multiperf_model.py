@@ -22,7 +22,7 @@ import hvae
 from hvae.cli import main
 from hvae.errors import HvaeError
 from hvae.magenta.exporting import magenta_js_config
-from hvae.model import Batch, build_model, valid_steps
+from hvae.model import Batch, build_model, trainable_parameters, valid_steps
 from hvae.presets import get_preset
 from hvae.plugins import make_converter
 from hvae_converters.multiperf import segment_lengths
@@ -37,8 +37,13 @@ TINY = ["-m", "z_size=16", "-m", "encoder.rnn_sizes=32", "-m", "decoder.rnn_size
 
 
 def test_the_presets_have_the_references_sizes():
-    for name, encoder, decoder in (("hier-multiperf_vel_1bar_med", 1024, 512), ("hier-multiperf_vel_1bar_big", 2048, 1024)):
+    # parameters: the reference's trainable variables of the configuration, counted in its graph
+    for name, encoder, decoder, parameters in (("hier-multiperf_vel_1bar_med", 1024, 512, 55_638_506),
+                                               ("hier-multiperf_vel_1bar_big", 2048, 1024, 204_598_762)):
         preset = get_preset(name)
+        converter = make_converter(preset.converter, preset.converter_options)
+        with torch.device("meta"):
+            assert sum(p.numel() for p in trainable_parameters(build_model(preset.model, converter))) == parameters
         assert (preset.model.z_size, preset.batch_size, preset.transpose_range) == (512, 256, (-3, 3))
         assert preset.model.encoder_options["rnn_sizes"] == (encoder,)
         assert preset.model.encoder_options["level_lengths"] == (64, 8)
