@@ -27,7 +27,7 @@ from hvae.errors import HvaeError
 from hvae.midifile import midi_bytes
 from hvae.music import Note, NoteSequence, apply_sustain
 from hvae.plugins import make_converter
-from hvae_converters.multiperf import MultiperfConverter, segment_lengths
+from hvae_converters.multiperf import MultiperfConverter
 
 import multiperf_files
 import multitrack
@@ -47,7 +47,7 @@ def tokens(examples: list[hvae.Example], converter: MultiperfConverter) -> tuple
         assert e.controls.shape == (converter.steps, 0)
         assert set(np.unique(e.outputs.sum(axis=1))) <= {0.0, 1.0}  # one-hot rows or padding
     rows = np.stack([np.where(e.outputs.sum(axis=1) == 1, e.outputs.argmax(axis=1), -1) for e in examples])
-    return rows, np.stack([segment_lengths(e.outputs, converter) for e in examples])
+    return rows, np.stack([converter.segment_lengths(e.outputs) for e in examples])
 
 
 def compare(paths: list[Path], reference: np.lib.npyio.NpzFile, key) -> int:

@@ -25,7 +25,6 @@ from hvae.magenta.exporting import magenta_js_config
 from hvae.model import Batch, build_model, trainable_parameters, valid_steps
 from hvae.presets import get_preset
 from hvae.plugins import make_converter
-from hvae_converters.multiperf import segment_lengths
 
 from test_magenta import assert_computes_what_the_reference_computed
 from test_magentajs import SCRIPT, node_modules, serve  # noqa: F401  (fixtures: magenta.js and a web server)
@@ -64,7 +63,7 @@ def test_the_references_checkpoint_imports_and_computes_what_the_reference_compu
     with np.load(REFERENCE / "expected.npz") as data:
         expected = {k: data[k] for k in data.files}
     converter = make_converter("multiperf", get_preset("hier-multiperf_vel_1bar_med").converter_options)
-    assert np.array_equal([segment_lengths(o, converter) for o in expected["outputs"]], expected["lengths"])
+    assert np.array_equal([converter.segment_lengths(o) for o in expected["outputs"]], expected["lengths"])
     assert len(set(map(tuple, expected["lengths"]))) > 4  # segments of many lengths
     expected["lengths"] = np.full(len(expected["inputs"]), 512)
     assert_computes_what_the_reference_computed(tmp_path / "run", expected)

@@ -13,9 +13,10 @@ default) and, with ``num_velocity_bins``, velocity changes. The window is cut in
 
 and a chunk's missing instruments are a lone end token. Rows are one-hot (output kind ``"onehot"``)
 over ``events + 129 programs + end``: 490 classes at the reference's settings. Inputs equal outputs;
-each segment's length (its token rows) is :func:`segment_lengths` of the outputs (the reference's
-``lengths``). The window is ``chunks * max_num_instruments * max_events_per_instrument`` rows, laid
-out for the hierarchical models: ``level_lengths``.
+each segment's length (its token rows: the reference's ``lengths``) is
+:meth:`MultiperfConverter.segment_lengths` of the outputs. The window is
+``chunks * max_num_instruments * max_events_per_instrument`` rows, laid out for the hierarchical models:
+``level_lengths``.
 
 How a file becomes windows, as the reference does it:
 
@@ -214,6 +215,12 @@ class MultiperfConverter(Converter):
                 window[c, i, :len(tokens)] = tokens
         return window.reshape(-1)
 
+    def segment_lengths(self, outputs: np.ndarray) -> np.ndarray:
+        """Each segment's length in rows of a window ``(steps, output_depth)``: its token rows, before the zero
+        padding; ``(chunks * max_num_instruments,)`` int, the reference's ``lengths`` of the window."""
+        rows = np.asarray(outputs).reshape(-1, self.level_lengths[-1], self.output_depth)
+        return (rows.sum(axis=-1) > 0).sum(axis=-1)
+
     def _token(self, event: tuple[int, int]) -> int:
         kind, value = event
         return self._offsets[kind] + value - (self.options.min_pitch if kind in (NOTE_ON, NOTE_OFF) else 1)
@@ -407,13 +414,6 @@ class MultiperfConverter(Converter):
                 base = self.options.min_pitch if kind in (NOTE_ON, NOTE_OFF) else 1
                 return kind, token - self._offsets[kind] + base
         raise AssertionError(token)
-
-
-def segment_lengths(outputs: np.ndarray, converter: MultiperfConverter) -> np.ndarray:
-    """Each segment's length in rows (its token rows before the zero padding), ``(chunks * instruments,)``
-    int: the reference's ``lengths`` of a window."""
-    rows = np.asarray(outputs).reshape(-1, converter.level_lengths[-1], converter.output_depth)
-    return (rows.sum(axis=-1) > 0).sum(axis=-1)
 
 
 def _num_steps(events: list[tuple[int, int]]) -> int:
