@@ -72,11 +72,16 @@ def _write(path: Path, r: random.Random) -> Path:
                 events.append((start, mido.Message("note_on", channel=channel, note=pitch,
                                                    velocity=r.randint(1, 127))))
                 events.append((start + length, mido.Message("note_off", channel=channel, note=pitch)))
-        track = mido.MidiTrack()
-        now = 0
-        for tick, msg in sorted(events, key=lambda e: (e[0], e[1].type == "note_on")):
-            track.append(msg.copy(time=tick - now))
-            now = tick
-        midi.tracks.append(track)
+        midi.tracks.append(track(events))
     midi.save(str(path))
     return path
+
+
+def track(events: list[tuple[int, mido.Message]]) -> mido.MidiTrack:
+    """A track of ``(tick, message)`` events, in time order, note-offs before note-ons at one tick."""
+    out = mido.MidiTrack()
+    now = 0
+    for tick, msg in sorted(events, key=lambda e: (e[0], e[1].type == "note_on")):
+        out.append(msg.copy(time=tick - now))
+        now = tick
+    return out

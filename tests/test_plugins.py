@@ -54,7 +54,7 @@ def test_builtins_are_hvae_entry_points_of_their_own_distributions():
 def test_every_builtin_component_is_registered_by_its_distribution():
     reg = registry()
     converters = [r.name for r in reg.registrations("converters") if r.distribution == "hvae-converters"]
-    assert converters == ["drums", "groove", "melody", "trio"]
+    assert converters == ["drums", "groove", "melody", "multiperf", "trio"]
     owners = {"converters": "hvae-converters", "encoders": "hvae-decoders", "decoders": "hvae-decoders",
               "losses": "hvae-losses"}
     for kind, distribution in owners.items():
@@ -73,7 +73,7 @@ def test_plugins_json_lists_the_three_distributions_with_versions_and_names():
         assert entry["version"] == importlib.metadata.version(distribution)
         for kind in KINDS:
             assert entry[kind] == [r.name for r in reg.registrations(kind) if r.distribution == distribution]
-    assert by_distribution["hvae-converters"]["converters"] == ["drums", "groove", "melody", "trio"]
+    assert by_distribution["hvae-converters"]["converters"] == ["drums", "groove", "melody", "multiperf", "trio"]
     assert by_distribution["hvae-decoders"]["decoders"] and by_distribution["hvae-decoders"]["encoders"]
     assert by_distribution["hvae-losses"]["losses"]
     assert report["failed"] == []

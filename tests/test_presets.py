@@ -20,12 +20,12 @@ REFERENCE = ["cat-drums_2bar_small", "cat-drums_2bar_big", "cat-mel_2bar_small",
              "cat-mel_2bar_med_chords",
              "hierdec-mel_16bar", "groovae_4bar", "groovae_2bar_humanize", "groovae_2bar_tap_fixed_velocity",
              "groovae_2bar_tap_fixed_velocity_note_dropout", "groovae_2bar_add_closed_hh",
-             "groovae_2bar_hits_control"] + NADE
+             "groovae_2bar_hits_control", "hier-multiperf_vel_1bar_med", "hier-multiperf_vel_1bar_big"] + NADE
 TRIO = ["flat-trio_16bar", "hierdec-trio_16bar", "hier-trio_16bar"]
 REPORT = ["hier-groove-4bar", "groovae_4bar", "hier-drums-4bar", "hier-mel-4bar"]
 # What each converter writes, for building without the converter itself: (kind, input depth, output depth).
 SHAPES = {"drums": ("onehot", 10, 512), "groove": ("groove", 27, 27), "melody": ("onehot", 90, 90),
-          "trio": ("onehot-parts", 692, 692)}
+          "trio": ("onehot-parts", 692, 692), "multiperf": ("onehot", 490, 490)}
 BARS_KEY = {"drums": "slice_bars", "melody": "slice_bars", "groove": "split_bars", "trio": "slice_bars"}
 PARTS = {"trio": (("melody", 90), ("bass", 90), ("drums", 512))}
 
@@ -35,9 +35,10 @@ def spec_for(preset: Preset) -> DataSpec:
     if preset.converter_options.get("roll_output"):  # rolls of the drum classes
         converter = make_converter(preset.converter, preset.converter_options)
         kind, input_depth, output_depth = converter.output_kind, converter.input_depth, converter.output_depth
-    bars = preset.converter_options[BARS_KEY[preset.converter]]
+    # multiperf: one bar of 8 instruments' segments of 64 events
+    steps = 512 if preset.converter == "multiperf" else 16 * preset.converter_options[BARS_KEY[preset.converter]]
     return DataSpec(converter=preset.converter, output_kind=kind, input_depth=input_depth,
-                    output_depth=output_depth, control_depth=0, steps=16 * bars, parts=PARTS.get(preset.converter, ()))
+                    output_depth=output_depth, control_depth=0, steps=steps, parts=PARTS.get(preset.converter, ()))
 
 
 def test_every_named_preset_is_there():
@@ -63,7 +64,7 @@ def test_reference_presets_keep_the_references_sizes():
     groove = get_preset("groovae_4bar").model
     assert (groove.decoder, groove.loss, groove.dropout) == ("groove", "groove", 0.7)
     assert (groove.z_size, groove.free_bits, groove.max_beta) == (256, 48.0, 0.2)
-    assert all(get_preset(n).batch_size == 512 for n in REFERENCE)
+    assert all(get_preset(n).batch_size == (256 if "multiperf" in n else 512) for n in REFERENCE)
 
 
 @pytest.mark.parametrize("name,classes", [("nade-drums_2bar_reduced", 9), ("nade-drums_2bar_full", 61)])
@@ -100,7 +101,7 @@ def test_each_preset_builds(name):
     big = max(preset.model.encoder_options["rnn_sizes"]) >= 2048
     with torch.device("meta" if big else "cpu"):  # the big ones: shapes only
         model = build_model(preset.model, spec_for(preset), force=preset.force)
-    assert model.spec.steps == 16 * preset.converter_options[BARS_KEY[preset.converter]]
+    assert model.spec.steps == spec_for(preset).steps
 
 
 # The reference's variable count of each trio configuration, from its own graphs (configs.py built in TensorFlow).
@@ -131,7 +132,7 @@ def test_the_trio_presets_keep_the_references_sizes_and_variable_count(name):
 
 
 def test_the_reference_configs_hvae_cannot_build_are_refused_with_the_reason():
-    for name, reason in [("hier-multiperf_vel_1bar_med", "multi-instrument"), ("cat-mel_2bar_med_chords", "chord")]:
+    for name, reason in [("hier-multiperf_vel_1bar_med_chords", "chord"), ("hier-multiperf_vel_1bar_big_chords", "chord")]:
         with pytest.raises(UnknownComponentError, match=f"reference's {name} is not supported: .*{reason}"):
             get_preset(name)
 
@@ -182,7 +183,7 @@ def test_hvae_presets_lists_each_preset_with_its_size_and_origin():
     # The reference's own variable count (encoder, decoder, dense layers) for cat-drums_2bar_small.
     assert rows["cat-drums_2bar_small"][-2:] == ["4,636,672", "reference"]
     assert rows["demo"][-1] == "hvae" and rows["hier-drums-4bar"][-1] == "report"
-    assert "hier-multiperf_vel_1bar_med: multi-instrument" in result.output
+    assert "hier-multiperf_vel_1bar_med_chords: multi-instrument" in result.output
     assert "hier-trio_16bar: " not in result.output and "nade-drums_2bar_full: " not in result.output
     assert rows["hierdec-trio_16bar"][-2:] == [f"{TRIO_VARIABLES['hierdec-trio_16bar']:,}", "reference"]
     table = json.loads(invoke("presets", "--json").output)

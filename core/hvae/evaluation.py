@@ -52,7 +52,7 @@ from hvae.data.windows import WindowSet
 from hvae.device import resolve_device
 from hvae.errors import HvaeError
 from hvae.interfaces import Converter
-from hvae.model import LN2, MusicVAE, kl_divergence, step_mask
+from hvae.model import LN2, MusicVAE, kl_divergence, valid_steps
 from hvae.music import DEFAULT_QPM  # the tempo MIDI is written at (the reference's 120 qpm)
 from hvae.plausible import DensityRange, draw_plausible, hits_per_bar, plausible_range, reads_hits
 from hvae import quality
@@ -326,7 +326,7 @@ def evaluate_windows(model: MusicVAE, converter: Converter, windows: WindowSet, 
         controls = windows.controls[rows]
         controls = torch.from_numpy(controls).to(device)[:, :steps] if controls.shape[-1] else None
         lengths = torch.from_numpy(windows.lengths[rows].astype(np.int64)).to(device).clamp(max=steps)
-        mask = step_mask(lengths, steps)  # (B, T)
+        mask = valid_steps(model.spec, targets, lengths)  # (B, T)
         mu, sigma = model.encode(inputs, lengths, controls)
         kl_bits += float(kl_divergence(mu.float(), sigma.float()).sum()) / LN2
         raw = model.decoder(mu, targets, lengths, controls, sampling_probability=0.0, loss=model.loss)  # (B, T, R)

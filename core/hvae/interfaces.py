@@ -67,6 +67,7 @@ class Converter(abc.ABC):
     output_kind: ClassVar[str]  # one of OUTPUT_KINDS
     classes: tuple[tuple[int, ...], ...] = ()  # drum converters: each class's MIDI pitches, in class order
     parts: tuple[tuple[str, int], ...] = ()  # "onehot-parts" converters: (name, depth) of each part, in order
+    padded_rows: bool = False  # rows of all zeros pad its windows (multiperf's segments): not steps of the loss
 
     def __init__(self, options: ConverterOptions | None = None, **overrides: Any):
         base = options if options is not None else self.Options()

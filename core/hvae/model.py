@@ -102,6 +102,7 @@ class DataSpec:
     control_depth: int  # C, 0 without controls
     steps: int  # T
     parts: tuple[tuple[str, int], ...] = ()  # "onehot-parts" outputs: (name, depth) of each part, in order
+    padded_rows: bool = False  # rows of all zeros pad the windows: left out of the loss and metrics
 
     def __post_init__(self) -> None:  # JSON gives lists: keep parts hashable and comparable
         object.__setattr__(self, "parts", tuple((str(name), int(depth)) for name, depth in self.parts))
@@ -113,7 +114,7 @@ class DataSpec:
         return cls(converter=getattr(source, "name", type(source).__name__), output_kind=source.output_kind,
                    input_depth=source.input_depth, output_depth=source.output_depth,
                    control_depth=source.control_depth, steps=source.steps,
-                   parts=getattr(source, "parts", ()))
+                   parts=getattr(source, "parts", ()), padded_rows=getattr(source, "padded_rows", False))
 
 
 @dataclasses.dataclass
@@ -201,6 +202,14 @@ def step_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     return (torch.arange(steps, device=lengths.device) < lengths.unsqueeze(1)).float()
 
 
+def valid_steps(spec: DataSpec, targets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``(B, T)`` float mask of the steps the loss and metrics count: each sequence's first ``length`` steps,
+    less the padding rows (all zeros) where the converter pads its windows, as the reference's per-segment
+    lengths do."""
+    mask = step_mask(lengths, targets.shape[1])
+    return mask * (targets != 0).any(dim=-1) if spec.padded_rows else mask
+
+
 class MusicVAE(nn.Module):
     """Encoder, decoder and loss; ``config``, ``spec`` and ``forced`` rebuild it (see ``to_dict``)."""
 
@@ -250,7 +259,7 @@ class MusicVAE(nn.Module):
         probability = sampling_probability_at(step, cfg, self.training)
         raw = self.decoder(z, targets, lengths, controls, sampling_probability=probability,
                            loss=self.loss, generator=generator)  # (B, T, R)
-        r_loss, metrics = self.loss(raw, targets, step_mask(lengths, steps))  # (B,)
+        r_loss, metrics = self.loss(raw, targets, valid_steps(self.spec, targets, lengths))  # (B,)
         exact = torch.promote_types(mu.dtype, torch.float32)  # float32 at least (mu is bfloat16 under autocast)
         kl = kl_divergence(mu.to(exact), sigma.to(exact))  # (B,)
         kl_cost = torch.clamp(kl - cfg.free_bits * LN2, min=0.0)  # (B,)

@@ -38,6 +38,7 @@ MAX_TICK = 10**10  # the reference reads MIDI with absurd tick values too; we re
 MAX_MIDI_BYTES = 4 << 20
 MAX_STEPS = 1_000_000  # longest quantized sequence converted (35 hours at 4 steps per quarter, 120 qpm)
 DRUM_CHANNEL = 9
+SUSTAIN_CONTROL = 64  # the sustain pedal's MIDI control number; values 64-127 hold it down
 GM_PROGRAMS = (  # General MIDI program names, by program number 0-127
     "Acoustic Grand Piano", "Bright Acoustic Piano", "Electric Grand Piano", "Honky-tonk Piano",
     "Electric Piano 1", "Electric Piano 2", "Harpsichord", "Clavinet", "Celesta", "Glockenspiel", "Music Box",
@@ -85,6 +86,9 @@ class NoteSequence:
     tempos: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # (time s, qpm)
     time_signatures: list[tuple[float, int, int]] = dataclasses.field(default_factory=list)  # (time s, num, den)
     total_time: float = 0.0  # end of the last note, seconds
+    # Sustain-pedal changes (control 64): (time s, instrument, value), each instrument's in file order. A
+    # pedal set before an instrument's first note counts for it, as the reference reads it.
+    sustain: list[tuple[float, int, int]] = dataclasses.field(default_factory=list)
     ticks_per_quarter: int = STANDARD_PPQ
     source: str = ""  # file name, for messages
     # Filled by quantize():
@@ -211,9 +215,14 @@ def _from_mido(midi: mido.MidiFile, name: str) -> NoteSequence:
         if msg.type == "time_signature":
             ns.time_signatures.append((seconds(tick), msg.numerator, msg.denominator))
 
-    # Instruments keyed by (program, channel, track), in order of first note, as the reference.
+    # Instruments keyed by (program, channel, track), in order of first note, as the reference. Its
+    # pedals: those set while it plays, and, as the reference's reader keeps them, those of one list that its
+    # track and channel start when a control change or pitch bend comes with no instrument of the current
+    # program there: every instrument made there later shares that list.
     instrument_index: dict[tuple[int, int, int], int] = {}
     notes_by_instrument: list[list[Note]] = []
+    pedals_by_instrument: list[list[tuple[float, int]]] = []
+    early_pedals: dict[tuple[int, int], list[tuple[float, int]]] = {}
     for track_idx, events in enumerate(tracks):
         open_notes: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
         program = [0] * 16
@@ -221,6 +230,14 @@ def _from_mido(midi: mido.MidiFile, name: str) -> NoteSequence:
             kind = msg.type
             if kind == "program_change":
                 program[msg.channel] = msg.program
+            elif kind == "control_change" or kind == "pitchwheel":
+                ikey = (program[msg.channel], msg.channel, track_idx)
+                if ikey in instrument_index:
+                    pedals = pedals_by_instrument[instrument_index[ikey]]
+                else:
+                    pedals = early_pedals.setdefault((msg.channel, track_idx), [])
+                if kind == "control_change" and msg.control == SUSTAIN_CONTROL:
+                    pedals.append((seconds(tick), msg.value))
             elif kind == "note_on" and msg.velocity > 0:
                 open_notes[(msg.channel, msg.note)].append((tick, msg.velocity))
             elif kind == "note_off" or kind == "note_on":
@@ -235,6 +252,7 @@ def _from_mido(midi: mido.MidiFile, name: str) -> NoteSequence:
                     if ikey not in instrument_index:
                         instrument_index[ikey] = len(notes_by_instrument)
                         notes_by_instrument.append([])
+                        pedals_by_instrument.append(early_pedals.get((msg.channel, track_idx), []))
                     inst = instrument_index[ikey]
                     notes_by_instrument[inst].append(Note(
                         pitch=msg.note, velocity=velocity, start=seconds(start_tick), end=seconds(tick),
@@ -245,6 +263,7 @@ def _from_mido(midi: mido.MidiFile, name: str) -> NoteSequence:
                     del open_notes[key]
     for notes in notes_by_instrument:
         ns.notes.extend(notes)
+    ns.sustain = [(time, inst, value) for inst, pedals in enumerate(pedals_by_instrument) for time, value in pedals]
     ns.total_time = max((n.end for n in ns.notes), default=0.0)
     return ns
 
@@ -293,6 +312,7 @@ def from_miditoolkit(midi: miditoolkit.MidiFile) -> NoteSequence:
                 continue
             ns.notes.append(Note(n.pitch, n.velocity, seconds(n.start), seconds(n.end),
                                  bool(inst.is_drum), int(inst.program), index))
+        ns.sustain += [(seconds(c.time), index, c.value) for c in inst.control_changes if c.number == SUSTAIN_CONTROL]
     ns.total_time = max((n.end for n in ns.notes), default=0.0)
     return ns
 
@@ -440,10 +460,99 @@ def _cut(ns: NoteSequence, cuts: Sequence[float]) -> list[NoteSequence]:
         notes[piece].append(note if same else dataclasses.replace(note, start=start, end=end))
     meters = _state_per_piece([(t, (num, den)) for t, num, den in ns.time_signatures], cuts)
     tempos = _state_per_piece(list(ns.tempos), cuts)
+    sustain = _pedals_per_piece(ns.sustain, cuts)
     return [dataclasses.replace(
         ns, notes=notes[i], total_time=max((n.end for n in notes[i]), default=0.0),
-        time_signatures=[(t, num, den) for t, (num, den) in meters[i]], tempos=tempos[i])
+        time_signatures=[(t, num, den) for t, (num, den) in meters[i]], tempos=tempos[i], sustain=sustain[i])
         for i in range(last)]
+
+
+def split_every(ns: NoteSequence, seconds: float) -> list[NoteSequence]:
+    """Cut ``ns`` every ``seconds`` (the last piece ends with the last note), as the reference's
+    fixed-length split: notes go to the piece they start in and are cut at its end."""
+    cuts = [0.0] + np.arange(seconds, ns.total_time, seconds).tolist()
+    if ns.total_time > cuts[-1]:
+        cuts.append(ns.total_time)
+    return _cut(ns, cuts) if len(cuts) > 1 else []
+
+
+def _pedals_per_piece(pedals: list[tuple[float, int, int]], cuts: Sequence[float]) -> list[list[tuple[float, int, int]]]:
+    """Sustain changes ``(time s, instrument, value)`` of each piece between ``cuts``, as the reference
+    carries pedals: a piece opens with each instrument's pedal in force at its start (at 0 s; instruments
+    in the order their pedals were first seen) and keeps the changes strictly inside it, shifted."""
+    last = len(cuts) - 1
+    pieces: list[list[tuple[float, int, int]]] = [[] for _ in range(last)]
+    in_force: dict[int, tuple[float, int, int]] = {}
+    piece = -1
+    for pedal in sorted(pedals, key=lambda p: p[0]):
+        time, instrument, value = pedal
+        if time <= cuts[0]:
+            in_force[instrument] = pedal
+            continue
+        while piece < last and time > cuts[piece + 1]:
+            piece += 1
+            if piece == last:
+                break
+            pieces[piece] += [(0.0, i, v) for _, i, v in in_force.values()]
+        if piece == last:
+            break
+        if time < cuts[piece + 1]:
+            pieces[piece].append((time - cuts[piece], instrument, value))
+        in_force[instrument] = pedal
+    while piece < last - 1:
+        piece += 1
+        pieces[piece] += [(0.0, i, v) for _, i, v in in_force.values()]
+    return pieces
+
+
+def apply_sustain(ns: NoteSequence) -> NoteSequence:
+    """A copy of ``ns`` (unquantized) with its sustain pedals played out, as the reference's
+    ``apply_sustain_control_changes``: while an instrument's pedal is down its notes sound on until the
+    pedal comes up or the same pitch is struck again (a note so cut to no length is dropped); drum notes
+    are left alone; notes still held at the last event end there."""
+    notes = [dataclasses.replace(n) for n in ns.notes]
+    NOTE_ON, NOTE_OFF, PEDAL_DOWN, PEDAL_UP = 2, 3, 0, 1  # the reference's order of events at one time
+    events: list[tuple[float, int, object]] = [(n.start, NOTE_ON, n) for n in notes if not n.is_drum]
+    events += [(n.end, NOTE_OFF, n) for n in notes if not n.is_drum]
+    events += [(time, PEDAL_DOWN if value >= 64 else PEDAL_UP, instrument) for time, instrument, value in ns.sustain]
+    events.sort(key=lambda e: (e[0], e[1]))
+    total_time = ns.total_time
+    sounding: dict[int, list[Note]] = defaultdict(list)
+    down: dict[int, bool] = defaultdict(bool)
+    dropped: set[int] = set()
+    time = 0.0
+    for time, kind, what in events:
+        if kind == PEDAL_DOWN:
+            down[what] = True
+        elif kind == PEDAL_UP:
+            down[what] = False
+            still = []
+            for note in sounding[what]:
+                if note.end < time:  # sounding only for the pedal: it ends now
+                    note.end = time
+                    total_time = max(total_time, time)
+                else:
+                    still.append(note)
+            sounding[what] = still
+        elif kind == NOTE_ON:
+            if down[what.instrument]:
+                kept = []
+                for note in sounding[what.instrument]:
+                    if note.pitch == what.pitch:
+                        note.end = time
+                        if note.start == note.end:
+                            dropped.add(id(note))
+                    else:
+                        kept.append(note)
+                sounding[what.instrument] = kept
+            sounding[what.instrument].append(what)
+        elif not down[what.instrument]:
+            sounding[what.instrument] = [note for note in sounding[what.instrument] if note is not what]
+    for held in sounding.values():
+        for note in held:
+            note.end = time
+            total_time = time
+    return dataclasses.replace(ns, notes=[n for n in notes if id(n) not in dropped], total_time=total_time)
 
 
 def _state_per_piece(events: list[tuple[float, object]], cuts: Sequence[float]) -> list[list[tuple[float, object]]]:

@@ -27,7 +27,7 @@ class Preset:
     model: ModelConfig  # the model and its optimisation
     batch_size: int  # examples per training step
     steps: int  # training steps
-    dataset: str  # the data it is meant for: "gmd" (Groove MIDI Dataset), "maestro" or "lmd" (Lakh MIDI Dataset)
+    dataset: str  # the data it is meant for: "gmd" (Groove MIDI Dataset), "maestro" or "lakh" (Lakh MIDI)
     transpose_range: tuple[int, int] | None = None  # augmentation: random transposition in semitones
     force: bool = False  # the loss does not fit the converter: building needs force=True, on purpose
     origin: str = "reference"  # "reference" (Magenta's configs.py), "report" (the 4-bar study) or "hvae"
@@ -67,6 +67,23 @@ _TRIO_PARTS = (90, 90, 512)
 _TRIO_HIERDEC = dict(z_size=512, decoder="hierarchical", loss="multi-categorical", free_bits=256.0, max_beta=0.2,
                      decoder_options={"rnn_sizes": (1024, 1024), "level_lengths": (16, 16),
                                       "split_depths": _TRIO_PARTS})
+# The reference's multi-instrument performances (hier-multiperf_vel_1bar_*): one bar of up to 8 instruments,
+# 64 events each at 24 steps per quarter; the encoder reads each instrument's events, then the 8 instruments;
+# the decoder's conductor gives each instrument's segment. Med: a 1024-unit encoder, a 3x512 decoder.
+_MULTIPERF_1BAR = {"num_velocity_bins": 8, "hop_size_bars": 1, "max_num_instruments": 8,
+                   "max_events_per_instrument": 64, "steps_per_quarter": 24}
+
+
+def _multiperf(name: str, description: str, encoder_size: int, decoder_size: int) -> Preset:
+    return Preset(
+        name=name, description=description, converter="multiperf", converter_options=_MULTIPERF_1BAR,
+        model=ModelConfig(z_size=512, encoder="hierarchical", decoder="hierarchical", loss="categorical",
+                          encoder_options={"rnn_sizes": (encoder_size,), "level_lengths": (64, 8),
+                                           "padded_segments": True},
+                          decoder_options={"rnn_sizes": (decoder_size,) * 3, "level_lengths": (8, 64)}),
+        batch_size=256, steps=50_000, dataset="lakh", transpose_range=(-3, 3))
+
+
 # GrooVAE's model (groovae_4bar and its 2-bar variants): the small sizes, dropout keep probability 0.3.
 _GROOVAE = ModelConfig(z_size=256, decoder="groove", loss="groove", encoder_options={"rnn_sizes": (512,)},
                        decoder_options={"rnn_sizes": (256, 256)}, dropout=0.7, **_DRUMS_KL)
@@ -168,7 +185,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
         converter_options=_TRIO_16BAR,
         model=ModelConfig(z_size=512, loss="multi-categorical", encoder_options={"rnn_sizes": (2048, 2048)},
                           decoder_options={"rnn_sizes": (2048, 2048, 2048)}),
-        batch_size=256, steps=50_000, dataset="lmd"),
+        batch_size=256, steps=50_000, dataset="lakh"),
     Preset(
         name="hierdec-trio_16bar",
         description=("The reference's 16-bar trio model: a 2x2048 encoder, a 2x1024 conductor and one 2x1024 "
@@ -176,7 +193,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
         converter="trio",
         converter_options=_TRIO_16BAR,
         model=ModelConfig(**_TRIO_HIERDEC, encoder_options={"rnn_sizes": (2048, 2048)}),
-        batch_size=256, steps=50_000, dataset="lmd"),
+        batch_size=256, steps=50_000, dataset="lakh"),
     Preset(
         name="hier-trio_16bar",
         description=("The reference's 16-bar trio model with a hierarchical encoder (bars of 16 steps, then the "
@@ -185,7 +202,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
         converter_options=_TRIO_16BAR,
         model=ModelConfig(**_TRIO_HIERDEC, encoder="hierarchical",
                           encoder_options={"rnn_sizes": (1024,), "level_lengths": (16, 16)}),
-        batch_size=256, steps=50_000, dataset="lmd"),
+        batch_size=256, steps=50_000, dataset="lakh"),
     Preset(
         name="groovae_4bar",
         description=("The reference's GrooVAE (the report's GrooVAE run): hits, velocities and offsets of "
@@ -210,6 +227,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
                   ("The reference's 2-bar GrooVAE with the input hits given to the decoder as controls "
                    "(configs.py: groovae_2bar_hits_control_tfds)."),
                   hits_as_controls=True),
+    _multiperf("hier-multiperf_vel_1bar_med",
+               ("The reference's multi-instrument model: one bar of up to 8 instruments' performances with 8 "
+                "velocity bins; hierarchical encoder of 1024, conductor and decoder of 3x512."), 1024, 512),
+    _multiperf("hier-multiperf_vel_1bar_big",
+               ("hier-multiperf_vel_1bar_med with a 2048-unit encoder and a conductor and decoder of 3x1024."),
+               2048, 1024),
     Preset(
         name="hier-groove-4bar",
         description=("The report's failing run: hierarchical decoder and softmax cross-entropy on groove "
@@ -250,12 +273,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
 
 # The reference's configurations (configs.py) whose components hvae does not have.
 UNSUPPORTED: dict[str, UnsupportedConfig] = {u.name: u for u in [
-    UnsupportedConfig("hier-multiperf_vel_1bar_med", "multi-instrument performances: no such converter in hvae"),
-    UnsupportedConfig("hier-multiperf_vel_1bar_big", "multi-instrument performances: no such converter in hvae"),
-    UnsupportedConfig("hier-multiperf_vel_1bar_med_chords", "multi-instrument performances with chords: no "
-                                                            "such converter in hvae"),
-    UnsupportedConfig("hier-multiperf_vel_1bar_big_chords", "multi-instrument performances with chords: no "
-                                                            "such converter in hvae"),
+    UnsupportedConfig("hier-multiperf_vel_1bar_med_chords", "multi-instrument performances conditioned on "
+                                                            "chords: the multiperf converter has no chord controls"),
+    UnsupportedConfig("hier-multiperf_vel_1bar_big_chords", "multi-instrument performances conditioned on "
+                                                            "chords: the multiperf converter has no chord controls"),
 ]}
 
 

@@ -101,8 +101,9 @@ def export_command(checkpoint: Path, out_dir: Path, force: bool) -> None:
 
     CHECKPOINT is a run directory (its newest checkpoint) or a checkpoint directory. Writes
     config.json, weights_manifest.json and float32 shards of at most 4 MB. magenta.js runs
-    flat models with a single-layer bidirectional encoder (drums, melody and groove); other
-    models are refused with the reason.
+    flat models with a single-layer bidirectional encoder (drums, melody and groove), and
+    hierarchical ones beside a two-level hierarchical encoder of one layer per level (also
+    multi-instrument performances of one bar); other models are refused with the reason.
 
     \b
     Example:

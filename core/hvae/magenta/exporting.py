@@ -6,8 +6,9 @@ magenta.js (``@magenta/music``'s ``MusicVAE``) reads the reference's variable na
 (:mod:`hvae.magenta.variables`) and builds its model from them and from ``config.json``'s
 ``dataConverter``. It runs flat decoders beside a single-layer bidirectional encoder, and
 hierarchical decoders beside a two-level hierarchical encoder (one layer per level) that splits
-windows into the decoder's bars, and a NADE (the nade loss) on drum rolls, which it decodes greedily
-only; a model it cannot run is refused in one line, before anything is written.
+windows into the decoder's bars (a multi-instrument model's instruments: its MultitrackConverter, one
+chunk a window), and a NADE (the nade loss) on drum rolls, which it decodes greedily only; a model it cannot
+run is refused in one line, before anything is written.
 """
 
 from __future__ import annotations
@@ -143,6 +144,19 @@ def _data_converter(converter: Any, loss: str) -> dict[str, Any]:
         return {"type": "TrioConverter", "args": {
             "numSteps": steps, "melArgs": dict(track), "bassArgs": dict(track),
             "drumsArgs": {"pitchClasses": [list(c) for c in converter.drums.classes]}}}
+    if name == "multiperf":
+        if loss != "categorical":
+            raise HvaeError(f"magenta.js decodes performances with a categorical output, not the {loss!r} loss.")
+        window_steps = options.steps_per_quarter * options.quarters_per_bar * options.hop_size_bars
+        if options.hop_size_bars != options.chunk_size_bars or window_steps != 4 * options.steps_per_quarter:
+            raise HvaeError("magenta.js's MultitrackConverter reads windows of one chunk whose steps are its time "
+                            "shifts (4 quarters): this model's windows of "
+                            f"{options.hop_size_bars} bars of {options.quarters_per_bar} quarters in chunks of "
+                            f"{options.chunk_size_bars} cannot be exported.")
+        return {"type": "MultitrackConverter",
+                "args": {"numSteps": steps, "stepsPerQuarter": options.steps_per_quarter, "totalSteps": window_steps,
+                         "numVelocityBins": options.num_velocity_bins, "minPitch": options.min_pitch,
+                         "maxPitch": options.max_pitch}}
     raise HvaeError(f"magenta.js has no data converter for hvae's {name!r} converter.")
 
 

@@ -1,4 +1,4 @@
-"""hvae's built-in converters: drums, groove, melody and trio, as the reference defines them."""
+"""hvae's built-in converters: drums, groove, melody, multiperf and trio, as the reference defines them."""
 
 from hvae.hookspecs import hookimpl
 
@@ -8,9 +8,11 @@ def hvae_register_converters(register):
     from hvae_converters.drums import DrumsConverter
     from hvae_converters.groove import GrooveConverter
     from hvae_converters.melody import MelodyConverter
+    from hvae_converters.multiperf import MultiperfConverter
     from hvae_converters.trio import TrioConverter
 
     register(DrumsConverter)
     register(GrooveConverter)
     register(MelodyConverter)
+    register(MultiperfConverter)
     register(TrioConverter)

@@ -38,10 +38,10 @@ import numpy as np
 from hvae.arguments import tempo
 from hvae.errors import ConversionError, HvaeError
 from hvae.interfaces import Converter, ConverterOptions, Example
-from hvae.music import DEFAULT_QPM, MidiSource, NoteSequence, quantize, read_midi, split_on_time_changes, to_midi
+from hvae.music import DEFAULT_QPM, MidiSource, NoteSequence, quantize, read_midi, to_midi
 from hvae_converters.drums import DrumsConverter
 from hvae_converters.melody import MelodyConverter
-from hvae_converters.windows import windows_of_pieces
+from hvae_converters.windows import windows_of_file
 
 MELODY_PROGRAMS = range(0, 32)  # piano, chromatic percussion, organ, guitar
 BASS_PROGRAMS = range(32, 40)
@@ -103,9 +103,7 @@ class TrioConverter(Converter):
 
     def convert(self, source: MidiSource) -> list[Example]:
         """Every window of every trio in ``source``, each ``(T, 692)`` float32: three one-hot parts."""
-        o = self.options
-        windows = windows_of_pieces(split_on_time_changes(read_midi(source)), self.piece_windows,
-                                    o.max_tensors_per_notesequence, o.seed)
+        windows = windows_of_file(source, self.piece_windows, self.options)
         self.check_window_memory(len(windows))
         return [self._example(w) for w in windows]
 

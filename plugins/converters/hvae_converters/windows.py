@@ -12,6 +12,8 @@ from typing import Callable, Sequence, TypeVar
 import numpy as np
 
 from hvae.errors import ConversionError
+from hvae.interfaces import ConverterOptions
+from hvae.music import MidiSource, NoteSequence, read_midi, split_on_time_changes
 
 T = TypeVar("T")
 
@@ -75,3 +77,11 @@ def windows_of_pieces(pieces: Sequence[T], piece_windows: Callable[[T], list[np.
     if not windows:
         raise ConversionError("; ".join(dict.fromkeys(reasons)) or "no notes")
     return windows
+
+
+def windows_of_file(source: MidiSource, piece_windows: Callable[[NoteSequence], list[np.ndarray]],
+                    options: ConverterOptions) -> list[np.ndarray]:
+    """The windows of a MIDI file cut where its tempo or meter changes, as :func:`windows_of_pieces`
+    with the converter's ``max_tensors_per_notesequence`` and ``seed``."""
+    return windows_of_pieces(split_on_time_changes(read_midi(source)), piece_windows,
+                             options.max_tensors_per_notesequence, getattr(options, "seed", None))

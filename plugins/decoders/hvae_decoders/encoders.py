@@ -157,6 +157,7 @@ class HierarchicalLstmEncoderOptions:
     rnn_sizes: tuple[int, ...] = (256,)  # units per layer and direction at every level (the reference's enc_rnn_size)
     dropout: float = 0.0  # dropout on each layer's input while training (1 - the reference's dropout_keep_prob)
     backend: str = "auto"  # auto, reference (nn.LSTM) or fast (hvae's recurrence): same results (hvae_decoders.backend)
+    padded_segments: bool = False  # level 0 reads each segment up to its last non-zero row (multiperf's lengths)
 
 
 class _Level(nn.Module):
@@ -174,7 +175,9 @@ class HierarchicalLstmEncoder(Encoder):
     ``(mu, sigma)``. Every level has ``rnn_sizes`` and its own weights, stored under the reference's
     ``encoder/hierarchical_level_<n>/`` scopes. The product of ``level_lengths`` is the window's steps.
     A sequence shorter than its window is encoded over the segments it covers, each over its own
-    steps (the reference takes only whole windows).
+    steps (the reference takes only whole windows). With ``padded_segments`` level 0 reads each segment
+    only up to its last row that is not zeros: the reference's per-segment lengths of a converter that pads
+    each segment after its end token (multiperf's instruments); the levels above read every segment.
     """
 
     name = "hierarchical"
@@ -218,10 +221,14 @@ class HierarchicalLstmEncoder(Encoder):
         dropout = self.options.dropout if self.training else 0.0
         covered = lengths.to(device=inputs.device, dtype=torch.long)  # (B,): steps, then segments, covered
         x = inputs  # (B, T, D): each level turns segments of its length into one embedding each
-        for level, length in zip(self.levels, self.options.level_lengths):
+        for number, (level, length) in enumerate(zip(self.levels, self.options.level_lengths)):
             segments = x.shape[1] // length
             starts = length * torch.arange(segments, device=x.device)  # (S,)
             split = (covered.unsqueeze(1) - starts).clamp(0, length).flatten()  # (B S,)
+            if number == 0 and self.options.padded_segments:
+                # a segment ends after its last row that is not padding (padding follows the end token)
+                rows = (x != 0).any(dim=-1).view(batch * segments, length)  # (B S, length)
+                split = torch.where(rows.any(dim=1), length - rows.flip(1).to(torch.int8).argmax(dim=1), 0)
             pieces = x.reshape(batch * segments, length, x.shape[2])  # (B S, length, D), in time order per b
             x = final_states(level.forward_layers, level.backward_layers, pieces, split, dropout,
                              self.options.backend).view(batch, segments, -1)  # (B, S, 2H)
