@@ -20,6 +20,9 @@ Public API::
     hvae.drumify_file(run, "bass.mid", "out/")     # also reconstruct_file, humanize_file (whole=True: any
     #                                               length), interpolate_files, grid_files, mean_file, similar_file
 
+    with hvae.Session(hvae.TrainRequest(preset="demo", train={"steps": 200})) as session:   # as hvae train
+        result = session.train()                    # also TrainRequest(resume="runs/...", train={"steps": 400})
+
 ``hvae.load_model`` is the earlier name of ``hvae.open_run``, kept.
 """
 
@@ -34,6 +37,7 @@ from hvae.errors import (CheckpointError, ConversionError, HvaeError, Incompatib
 if TYPE_CHECKING:
     from hvae.interfaces import Converter, Decoder, Encoder, Example, Loss
     from hvae.run import load_model, open_run
+    from hvae.session import Session, TrainRequest
     from hvae.magenta.exporting import export_magenta_js
     from hvae.magenta.importing import import_checkpoint
     from hvae.midifile import write_midi
@@ -47,6 +51,7 @@ LATENT = ("reconstruct_file", "interpolate_files", "grid_files", "mean_file", "s
 _LAZY = {"Converter": "hvae.interfaces", "Decoder": "hvae.interfaces", "Encoder": "hvae.interfaces",
          "Example": "hvae.interfaces", "Loss": "hvae.interfaces", "NoteSequence": "hvae.music",
          "quantize": "hvae.music", "read_midi": "hvae.music", "load_model": "hvae.run", "open_run": "hvae.run",
+         "Session": "hvae.session", "TrainRequest": "hvae.session",
          "import_checkpoint": "hvae.magenta.importing", "export_magenta_js": "hvae.magenta.exporting",
          "write_midi": "hvae.midifile", "AttributeVectors": "hvae.attributes",
          "attribute_vectors": "hvae.attributes", "measure_attributes": "hvae.attributes",
