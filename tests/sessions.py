@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from hvae.run import RunConfig
+from hvae.rundir import RunConfig
 from hvae.session import Session, TrainRequest
 from hvae.training import Trainer
 

@@ -22,7 +22,7 @@ from hvae.checkpoint import MANIFEST, MODEL_FILE, Checkpoint, find_checkpoint, l
 from hvae.data import DEMO_DIR, prepare_dataset
 from hvae.errors import CheckpointError
 from hvae.presets import get_preset
-from hvae.run import RunConfig, TrainConfig, open_run
+from hvae.rundir import RunConfig, TrainConfig, open_run
 from hvae.training import Trainer
 from sessions import train_new
 

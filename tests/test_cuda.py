@@ -38,7 +38,7 @@ from hvae.data import DEMO_DIR
 from hvae.model import Batch, DataSpec, ModelConfig, MusicVAE, build_model
 from hvae.plugins import make_converter, registry
 from hvae.presets import get_preset
-from hvae.run import METRICS_FILE
+from hvae.rundir import METRICS_FILE
 from hvae.session import Session, TrainRequest
 
 STEPS = 8

@@ -32,8 +32,8 @@ from hvae.checkpoint import list_checkpoints, read_checkpoint
 from hvae.data import DEMO_DIR, load_split, prepare_dataset
 from hvae.errors import CheckpointError
 from hvae.presets import get_preset
+from hvae.rundir import METRICS_FILE, RunConfig, TrainConfig
 from hvae.runlock import RunInUseError
-from hvae.run import METRICS_FILE, RunConfig, TrainConfig
 from sessions import new_session, resumed_session, train_new, train_on
 from clihelp import invoke
 

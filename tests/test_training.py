@@ -21,7 +21,7 @@ from hvae.data import DEMO_DIR, prepare_dataset
 from hvae.errors import HvaeError, TrainingError
 from hvae.model import learning_rate_at
 from hvae.presets import get_preset
-from hvae.run import METRICS_FILE, RunConfig, TrainConfig
+from hvae.rundir import METRICS_FILE, RunConfig, TrainConfig
 from hvae.training import batch_indices
 from sessions import new_session, resumed_session, train_new
 

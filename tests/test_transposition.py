@@ -23,7 +23,7 @@ from hvae.data import load_split
 from hvae.errors import HvaeError
 from hvae.presets import get_preset
 from hvae.plugins import make_converter
-from hvae.run import RunConfig, TrainConfig
+from hvae.rundir import RunConfig, TrainConfig
 from hvae.training import make_batch, transpositions
 from sessions import new_session, train_new, train_on
 

@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 from hvae.data.cache import default_cache_dir
 from hvae.errors import HvaeError, IncompatibleError, TrainingError
 from hvae.evaluation import Evaluation, evaluation_of, format_value
+from hvae.generation import reconstruct_examples
 from hvae.model import build_model, trainable_parameters
 from hvae.music import DEFAULT_QPM
 from hvae.options import field_names
@@ -41,9 +42,8 @@ from hvae.report.comparison import write_comparison_page
 from hvae.report.curves import plot_curves
 from hvae.report.pianoroll import Panel, lanes_of, plot_rolls, window_quarters
 from hvae.report.run import ReportOptions, write_run_report
-from hvae.run import MAX_MINUTES, RunConfig, RunDir, open_run, unique_path
+from hvae.rundir import MAX_MINUTES, RunConfig, RunDir, open_run, unique_path
 from hvae.safefiles import check_output_file, check_output_folder, foreign_entries, write_atomic
-from hvae.sampling import reconstruct_examples
 from hvae.session import DEFAULT_PRESET, Session, TrainRequest
 from hvae.training import Trainer
 

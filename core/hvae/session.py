@@ -53,7 +53,7 @@ from hvae.options import field_names, parse_overrides
 from hvae.plausible import density_range
 from hvae.plugins import make_converter, registry
 from hvae.presets import get_preset
-from hvae.run import CONFIG_FILE, RUNS_DIR, RunConfig, RunDir, TrainConfig, carry_over, plan_model, unique_path
+from hvae.rundir import CONFIG_FILE, RUNS_DIR, RunConfig, RunDir, TrainConfig, carry_over, plan_model, unique_path
 from hvae.runlock import RunLock
 from hvae.training import Trainer, TrainResult
 

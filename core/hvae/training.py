@@ -2,7 +2,7 @@
 
 Starting and resuming a run (the lock, the processes, the configuration, the model, the checkpoint restored)
 is :mod:`hvae.session`'s; the trainer it makes writes the run directory (its layout and files:
-:mod:`hvae.run`): a line of metrics.jsonl every ``log_every`` steps and a checkpoint every ``checkpoint_every``.
+:mod:`hvae.rundir`): a line of metrics.jsonl every ``log_every`` steps and a checkpoint every ``checkpoint_every``.
 
 The batch order and every random draw of a step are functions of (seed, step) only: the latent
 noise comes from a generator seeded with (seed, step), dropout and scheduled sampling from a stream
@@ -55,7 +55,7 @@ from hvae.errors import TrainingError
 from hvae.interfaces import Converter
 from hvae.manifest import is_count
 from hvae.model import Batch, ModelOutput, MusicVAE, clip_gradients, make_lr_schedule, make_optimizer
-from hvae.run import RunConfig, RunDir, checkpoint_meta
+from hvae.rundir import RunConfig, RunDir, checkpoint_meta
 
 LOGGED_PARTS = ("loss", "r_loss", "kl", "kl_bits")  # ModelOutput scalars written to metrics.jsonl
 NOISE_STREAM, RANK_STREAM, TRANSPOSE_STREAM = 1, 2, 3  # tags of a training step's random streams (see _seed)

@@ -13,14 +13,14 @@ from tqdm import tqdm
 from hvae import distributed
 from hvae.cli import ARGS
 from hvae.cli.params import MINUTES, QPM, RUN, SEED, TEMPERATURE, THREADS
+from hvae.generation import sample_checkpoint
 from hvae.model import trainable_parameters
 from hvae.music import DEFAULT_QPM
 from hvae.presets import list_presets
 from hvae.pretrained import shipped_model
-from hvae.run import fork_run
 from hvae.report.audio import render_previews
+from hvae.rundir import fork_run
 from hvae.safefiles import sigterm_as_exit
-from hvae.sampling import sample_checkpoint
 from hvae.session import DEFAULT_PRESET, NO_TRANSPOSITION, RESUMABLE, WHAT_TO_TRAIN, Session, TrainRequest, \
     default_run_dir
 from hvae.training import TrainResult

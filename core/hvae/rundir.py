@@ -1,5 +1,5 @@
-"""A run: what it is made of (:class:`RunConfig`), its directory (:class:`RunDir`), and loading it back
-(:func:`open_run`).
+"""A run directory: what the run in it is made of (:class:`RunConfig`), its files (:class:`RunDir`), and
+loading a trained run back from it (:func:`open_run`).
 
 A run directory holds::
 
@@ -18,8 +18,8 @@ A run directory holds::
     .lock           held by the process training in it (:mod:`hvae.runlock`)
     corrupt/        checkpoints that failed their checks when resuming, moved aside
 
-:class:`RunDir` names each of them, reads and writes the run's files (the configuration, the metrics log),
-finds its newest checkpoint and holds its lock. :func:`plan_model` makes a model's configuration from
+:class:`RunDir` names each of them, reads and writes the run's files (the configuration, the metrics log,
+the density range), holds its lock and sets a corrupt checkpoint aside. :func:`plan_model` makes a model's configuration from
 components and ``key=value`` options. :func:`open_run` rebuilds a trained run (model, converter,
 configuration, step) from a checkpoint, and gives its data split's windows. Starting and resuming a run's
 training is :mod:`hvae.session`'s business.
