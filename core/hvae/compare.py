@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import torch
+
 from hvae.data.cache import default_cache_dir
 from hvae.errors import HvaeError, IncompatibleError, TrainingError
 from hvae.evaluation import Evaluation, evaluation_of, format_value
@@ -212,8 +214,9 @@ def plan(grid: Grid) -> tuple[list[RunConfig], list[Refused]]:
         if key in seen:
             continue
         seen.add(key)
-        try:
-            build_model(config.model, resolved.converter, force=config.force)
+        try:  # (the meta device allocates nothing: each combination's model is built for real once, to train)
+            with torch.device("meta"):
+                build_model(config.model, resolved.converter, force=config.force)
         except IncompatibleError as exc:
             refused.append(Refused(config.name, str(exc)))
             continue

@@ -19,10 +19,11 @@ A run directory holds::
     corrupt/        checkpoints that failed their checks when resuming, moved aside
 
 :class:`RunDir` names each of them, reads and writes the run's files (the configuration, the metrics log,
-the density range), holds its lock and sets a corrupt checkpoint aside. :func:`plan_model` makes a model's configuration from
-components and ``key=value`` options. :func:`open_run` rebuilds a trained run (model, converter,
-configuration, step) from a checkpoint, and gives its data split's windows. Starting and resuming a run's
-training is :mod:`hvae.session`'s business.
+the density range), holds its lock and sets a corrupt checkpoint aside. :func:`plan_model` makes a model's
+configuration from components and ``key=value`` options. :func:`open_run` rebuilds a trained run (model,
+converter, configuration, step) from a checkpoint, and gives its data split's windows; :func:`fork_run` makes
+a new run directory that goes on from another's checkpoint. Starting and resuming a run's training is
+:mod:`hvae.session`'s business.
 """
 
 from __future__ import annotations
