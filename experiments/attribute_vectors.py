@@ -26,7 +26,7 @@ import torch
 
 from hvae.attributes import attribute_vectors, measure_attributes
 from hvae.pretrained import shipped_models
-from hvae.run import open_run
+from hvae.rundir import open_run
 
 SCALES = np.linspace(-1.5, 1.5, 7)
 SWEPT = "gmd-drums-4bar"

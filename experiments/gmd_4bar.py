@@ -79,7 +79,7 @@ def evaluate(args: argparse.Namespace) -> None:
     import shutil
 
     from hvae.report.curves import plot_curves
-    from hvae.run import RunDir
+    from hvae.rundir import RunDir
 
     out = Path(args.out)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}

@@ -7,7 +7,7 @@ float16, its configuration (named <name>), metrics.jsonl, plausible.json and a m
 
 The card (Markdown, first line the title, then a one-paragraph summary) is written as MODEL_CARD.md. The
 training data's folder is not recorded: a model in the box reads the bundled GMD demo subset unless a
-command is given --data (hvae.run.open_run).
+command is given --data (hvae.rundir.open_run).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hvae.checkpoint import read_checkpoint, write_checkpoint
 from hvae.plausible import training_range
 from hvae.plugins import make_converter
 from hvae.pretrained import CARD, PRETRAINED_DIR
-from hvae.run import METRICS_FILE, RunConfig, RunDir
+from hvae.rundir import METRICS_FILE, RunConfig, RunDir
 
 DATA_NAME = "groove-midi-dataset-v1.0.0"  # what config.json says of the data (the folder is not installed)
 

@@ -14,7 +14,7 @@ import hvae
 from clihelp import invoke
 from hvae.data import DEMO_DIR
 from hvae.errors import HvaeError, InvalidArgument
-from hvae.sampling import write_samples
+from hvae.generation import write_samples
 
 NAN = math.nan
 BEAT = DEMO_DIR / "drummer1/session1/2_funk_80_beat_4-4.mid"

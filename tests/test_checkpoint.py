@@ -22,8 +22,9 @@ from hvae.checkpoint import MANIFEST, MODEL_FILE, Checkpoint, find_checkpoint, l
 from hvae.data import DEMO_DIR, prepare_dataset
 from hvae.errors import CheckpointError
 from hvae.presets import get_preset
-from hvae.run import RunConfig, TrainConfig, open_run
+from hvae.rundir import RunConfig, TrainConfig, open_run
 from hvae.training import Trainer
+from sessions import train_new
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +40,7 @@ def trained(tmp_path_factory) -> Trainer:
                        model=model, train=TrainConfig(batch_size=16, steps=4, checkpoint_every=2, eval_examples=16,
                                                          threads=1),
                        data_dir=str(DEMO_DIR), cache_dir=str(cache), preset="demo")
-    trainer = Trainer.start(tmp_path_factory.mktemp("runs") / "tiny", config, progress=False)
-    trainer.train(progress=False)
-    return trainer
+    return train_new(tmp_path_factory.mktemp("runs") / "tiny", config)
 
 
 @pytest.fixture

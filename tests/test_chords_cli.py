@@ -17,8 +17,8 @@ from hvae.cli import main
 from hvae.music import read_midi
 from hvae.plugins import make_converter
 from hvae.presets import get_preset
-from hvae.run import open_run
-from hvae.sampling import sample_checkpoint
+from hvae.rundir import open_run
+from hvae.generation import sample_checkpoint
 
 TRIO = Path(__file__).parent / "data" / "trio"
 TINY = ["-m", "z_size=8", "-m", "encoder.rnn_sizes=16", "-m", "decoder.rnn_sizes=16", "--batch-size", "16",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from hvae.run import RunDir
+from hvae.rundir import RunDir
 from clihelp import invoke, one_line_error
 
 # Every combination shrunk to 32-unit LSTMs and batches of 32 on one thread; no audio: runs of seconds.

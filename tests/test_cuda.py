@@ -38,8 +38,8 @@ from hvae.data import DEMO_DIR
 from hvae.model import Batch, DataSpec, ModelConfig, MusicVAE, build_model
 from hvae.plugins import make_converter, registry
 from hvae.presets import get_preset
-from hvae.run import METRICS_FILE, plan_run
-from hvae.training import Trainer
+from hvae.rundir import METRICS_FILE
+from hvae.session import Session, TrainRequest
 
 STEPS = 8
 # output kind -> (depth, the losses that fit it); every decoder runs with each
@@ -254,27 +254,27 @@ def test_scheduled_sampling_on_cuda_draws_first_then_equals_the_plain_step_loop(
 SHRUNK = ["z_size=8", "encoder.rnn_sizes=16", "decoder.rnn_sizes=16"]
 
 
-def cuda_trainer(preset: str, root: Path) -> Trainer:
-    train = {"steps": 3, "batch_size": 16, "seed": 0, "device": "cuda", "amp": None, "threads": None, "log_every": 10,
-             "eval_every": 0, "checkpoint_every": 10, "workers": 2, "transpose_range": None}
-    config = plan_run(preset, None, None, None, None, (), SHRUNK, train, DEMO_DIR, root / "cache", False)
-    return Trainer.start(root / "run", config, progress=False)
+def cuda_session(preset: str, root: Path) -> Session:
+    train = {"steps": 3, "batch_size": 16, "seed": 0, "device": "cuda", "log_every": 10, "eval_every": 0,
+             "checkpoint_every": 10, "workers": 2}
+    return Session(TrainRequest(preset=preset, model_options=SHRUNK, train=train, data_dir=DEMO_DIR,
+                                cache_dir=root / "cache", out_dir=root / "run"), progress=False)
 
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("preset", ["hier-drums-4bar", "groovae_4bar"])
 def test_a_training_step_on_cuda_waits_for_nothing(preset, tmp_path):
-    trainer = cuda_trainer(preset, tmp_path)
-    trainer.model.train()
-    trainer._train_step()  # the first step sets up cuDNN and the optimiser's state
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        trainer._train_step()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    trainer._check_finite()
-    trainer.lock.release()
+    with cuda_session(preset, tmp_path) as session:
+        trainer = session.trainer
+        trainer.model.train()
+        trainer._train_step()  # the first step sets up cuDNN and the optimiser's state
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            trainer._train_step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        trainer._check_finite()
 
 
 @pytest.mark.cuda

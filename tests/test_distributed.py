@@ -34,7 +34,7 @@ from hvae.data import DEMO_DIR, Shard, load_split, merge_caches, prepare_dataset
 from hvae.distributed import World, lost_peer
 from hvae.errors import HvaeError
 from hvae.presets import get_preset
-from hvae.run import METRICS_FILE
+from hvae.rundir import METRICS_FILE
 from hvae.training import batch_indices
 
 # The demo preset shrunk to 16-unit LSTMs, one thread per process, a line in metrics.jsonl per step.

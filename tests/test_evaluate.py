@@ -142,7 +142,7 @@ def test_a_folder_that_is_no_checkpoint_is_a_one_line_error(tmp_path):
 
 
 def test_kl_is_reported_in_bits_per_window(drums_json, trained_drums):
-    from hvae.run import open_run
+    from hvae.rundir import open_run
     from hvae.data import load_split
     from hvae.model import kl_divergence
 

@@ -19,10 +19,10 @@ from clihelp import invoke
 from hostile import PEAK_LIMIT_MB, peak_mb
 from hvae.data import DEMO_DIR
 from hvae.errors import InvalidArgument
+from hvae.generation import write_samples
 from hvae.report.pianoroll import MAX_PANELS
 from hvae.report.run import MAX_SAMPLES, ReportOptions, write_run_report
-from hvae.run import open_run
-from hvae.sampling import write_samples
+from hvae.rundir import open_run
 
 FUNK = DEMO_DIR / "drummer1/session1/2_funk_80_beat_4-4.mid"
 ROCK = DEMO_DIR / "drummer1/session3/9_rock_135_beat_4-4.mid"
@@ -89,7 +89,7 @@ def test_a_long_interpolation_stays_within_the_memory_of_a_short_one(trained_dru
     """Measured (Linux x86-64, CPU torch, the tiny model): 2 steps peak at 305 MB, 200 steps at 418 MB, 1,000
     steps at 917 MB in 51 s (the issue measured 2.2 GB and 197 s, with a 1200 x 245,500-pixel picture; now
     1200 x 5,890)."""
-    from hvae.sampling import MAX_INTERPOLATION
+    from hvae.generation import MAX_INTERPOLATION
 
     assert MAX_INTERPOLATION == 256  # the longest allowed: its memory is about 200 steps'
     assert peak_mb("interpolate", trained_drums, FUNK, ROCK, "--steps", MAX_INTERPOLATION, "--out", tmp_path) \

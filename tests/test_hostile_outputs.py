@@ -14,7 +14,7 @@ from clihelp import invoke, one_line_error
 from hvae.compare import Budget, run_grid, write_results
 from hvae.errors import OutputExistsError
 from hvae.report.run import ReportOptions, write_run_report
-from hvae.run import RunDir
+from hvae.rundir import RunDir
 from hvae.runlock import RunInUseError
 
 

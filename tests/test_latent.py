@@ -17,7 +17,7 @@ import torch
 
 import hvae
 from hvae.data import DEMO_DIR
-from hvae.sampling import slerp
+from hvae.generation import slerp
 from clihelp import invoke, one_line_error
 
 FUNK = DEMO_DIR / "drummer1/session1/2_funk_80_beat_4-4.mid"  # 26 four-bar drum windows

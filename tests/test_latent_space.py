@@ -20,7 +20,7 @@ import torch
 
 import hvae
 from hvae.data import DEMO_DIR
-from hvae.sampling import LINEAR, SLERP, grid_latents, similar_latents
+from hvae.generation import LINEAR, SLERP, grid_latents, similar_latents
 from clihelp import invoke, one_line_error
 
 FUNK = DEMO_DIR / "drummer1/session1/2_funk_80_beat_4-4.mid"

@@ -493,7 +493,7 @@ def test_force_replaces_nothing_but_an_earlier_output(tmp_path, monkeypatch):
 
 
 def test_force_does_not_replace_a_run_a_training_holds(tmp_path):
-    from hvae.run import RunDir
+    from hvae.rundir import RunDir
 
     source = need(CHECKPOINTS / "cat-drums_2bar_small" / "tf")
     run = imported(tmp_path, source, "cat-drums_2bar_small")
@@ -522,7 +522,7 @@ def test_exporting_again_replaces_the_earlier_export_only_with_force(tmp_path):
 
 
 def test_a_new_run_from_an_earlier_one_is_refused_a_folder_in_use_in_the_callers_words(tmp_path):
-    from hvae.run import fork_run
+    from hvae.rundir import fork_run
 
     run = imported(tmp_path, need(CHECKPOINTS / "cat-drums_2bar_small" / "tf"), "cat-drums_2bar_small")
     message = one_line_error(invoke("train", "--resume", run, "--out", run, "--steps", 101))

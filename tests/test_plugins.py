@@ -391,7 +391,7 @@ def test_a_plugin_whose_code_fails_is_named_not_called_a_misfit(hvae_plugin):
 def test_a_checkpoint_whose_plugin_fails_names_the_plugin(hvae_plugin, trained_drums, tmp_path):
     from hvae import manifest
     from hvae.checkpoint import MANIFEST, find_checkpoint
-    from hvae.run import open_run
+    from hvae.rundir import open_run
 
     copy = Path(shutil.copytree(find_checkpoint(trained_drums), tmp_path / "checkpoints" / "step-00000040"))
     written = json.loads((copy / MANIFEST).read_text())

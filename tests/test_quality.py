@@ -20,7 +20,7 @@ import pytest
 from hvae import quality
 from hvae.data import load_split, prepare_dataset
 from hvae.plugins import make_converter
-from hvae.run import DEMO_DIR
+from hvae.rundir import DEMO_DIR
 from clihelp import invoke
 
 TICKS = 480  # ticks per quarter of the files written here

@@ -27,7 +27,7 @@ from hvae.data import DEMO_DIR
 from hvae.report.audio import find_renderer
 from hvae.report.curves import curves_figure, plot_curves
 from hvae.report.pianoroll import Panel, lanes_of, plot_rolls, roll_figure
-from hvae.run import RunDir
+from hvae.rundir import RunDir
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

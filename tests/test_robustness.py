@@ -32,9 +32,9 @@ from hvae.checkpoint import list_checkpoints, read_checkpoint
 from hvae.data import DEMO_DIR, load_split, prepare_dataset
 from hvae.errors import CheckpointError
 from hvae.presets import get_preset
+from hvae.rundir import METRICS_FILE, RunConfig, TrainConfig
 from hvae.runlock import RunInUseError
-from hvae.run import METRICS_FILE, RunConfig, TrainConfig
-from hvae.training import Trainer
+from sessions import new_session, resumed_session, train_new, train_on
 from clihelp import invoke
 
 HVAE = str(Path(sys.executable).parent / "hvae")
@@ -159,7 +159,7 @@ class Crash(BaseException):
 @pytest.mark.parametrize("fatal", range(6))
 def test_a_checkpoint_write_dying_at_any_file_leaves_the_previous_checkpoint(cache, tmp_path, monkeypatch, fatal):
     run = tmp_path / "run"
-    Trainer.start(run, tiny_config(cache, steps=2), progress=False).train(progress=False)
+    train_new(run, tiny_config(cache, steps=2))
     good = list_checkpoints(run)
     calls = {"n": 0}
     real_write, real_fsync = checkpoint_module.write_atomic, manifest_module.fsync_folder
@@ -180,19 +180,16 @@ def test_a_checkpoint_write_dying_at_any_file_leaves_the_previous_checkpoint(cac
     monkeypatch.setattr(checkpoint_module, "write_atomic", dying_write)
     monkeypatch.setattr(manifest_module, "write_atomic", dying_write)
     monkeypatch.setattr(manifest_module, "fsync_folder", dying_fsync)
-    trainer = Trainer.resume(run, steps=4, progress=False)
-    with pytest.raises(Crash):
-        trainer.train(progress=False)
-    del trainer
+    with pytest.raises(Crash), resumed_session(run, steps=4) as session:
+        session.train()
     monkeypatch.undo()
     committed = list_checkpoints(run)
     assert committed[: len(good)] == good
     newest = read_checkpoint(run)  # the newest committed one reads and verifies
     assert newest.step == (4 if fatal == 5 else 2)  # only the fsync after the manifest comes too late to matter
-    resumed = Trainer.resume(run, progress=False)
-    resumed.train(progress=False)
+    train_on(run)
     straight = tmp_path / "straight"
-    Trainer.start(straight, tiny_config(cache), progress=False).train(progress=False)
+    train_new(straight, tiny_config(cache))
     assert_same_state(straight, run)
     assert not list(run.rglob("*.tmp-*"))
 
@@ -281,13 +278,15 @@ def test_a_second_run_on_a_directory_in_use_is_refused_and_the_first_is_untouche
     assert resumed.exit_code == 0, resumed.output
 
 
-def test_the_lock_is_held_from_start_until_training_returns(cache, tmp_path):
+def test_the_lock_is_held_from_entering_the_session_until_leaving_it(cache, tmp_path):
     run = tmp_path / "run"
-    trainer = Trainer.start(run, tiny_config(cache, steps=2), progress=False)
-    with pytest.raises(RunInUseError, match=f"pid {os.getpid()} on "):
-        Trainer.resume(run, progress=False)
-    trainer.train(progress=False)
-    Trainer.resume(run, steps=3, progress=False).train(progress=False)
+    with new_session(run, tiny_config(cache, steps=2)) as session:
+        with pytest.raises(RunInUseError, match=f"pid {os.getpid()} on "):
+            resumed_session(run).__enter__()
+        session.train()
+        with pytest.raises(RunInUseError, match=f"pid {os.getpid()} on "):  # trained, still held
+            resumed_session(run).__enter__()
+    train_on(run, steps=3)
     assert read_checkpoint(run).step == 3
 
 
@@ -303,5 +302,5 @@ def test_a_start_that_fails_leaves_no_run_directory(tmp_path):
 
 def test_resume_refuses_a_directory_that_is_not_a_run(tmp_path):
     with pytest.raises(CheckpointError, match="is not an hvae run directory"):
-        Trainer.resume(tmp_path, progress=False)
+        train_on(tmp_path)
 

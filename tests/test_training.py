@@ -21,8 +21,9 @@ from hvae.data import DEMO_DIR, prepare_dataset
 from hvae.errors import HvaeError, TrainingError
 from hvae.model import learning_rate_at
 from hvae.presets import get_preset
-from hvae.run import METRICS_FILE, RunConfig, TrainConfig
-from hvae.training import Trainer, batch_indices
+from hvae.rundir import METRICS_FILE, RunConfig, TrainConfig
+from hvae.training import batch_indices
+from sessions import new_session, resumed_session, train_new
 
 TRAIN_FIELDS = {"split", "step", "loss", "r_loss", "kl", "kl_bits", "beta", "lr", "accuracy", "examples_per_s"}
 VALIDATION_FIELDS = {"split", "step", "examples", "loss", "r_loss", "kl", "kl_bits", "beta", "accuracy"}
@@ -58,7 +59,8 @@ def metrics(run_dir: Path) -> list[dict]:
 
 def test_loss_falls_over_a_few_dozen_steps_on_real_demo_windows(demo_cache, tmp_path):
     config = tiny_run(demo_cache, {"learning_rate": 3e-3}, steps=40, batch_size=32, log_every=5)
-    result = Trainer.start(tmp_path / "run", config, progress=False).train(progress=False)
+    with new_session(tmp_path / "run", config) as session:
+        result = session.train()
     losses = [line["loss"] for line in metrics(tmp_path / "run") if line["split"] == "train"]
     assert result.step == 40
     assert losses[0] > 390  # 64 steps of a uniform guess over 512 classes: 64 ln 512 = 399 nats
@@ -69,14 +71,12 @@ def test_loss_falls_over_a_few_dozen_steps_on_real_demo_windows(demo_cache, tmp_
 def test_stop_and_resume_gives_the_same_weights_as_training_straight(demo_cache, tmp_path):
     # dropout and scheduled sampling draw random numbers every step: the resumed run must draw the same
     changes = {"dropout": 0.3, "sampling_rate": 0.5}
-    straight = Trainer.start(tmp_path / "straight", tiny_run(demo_cache, changes, steps=8, eval_every=3),
-                             progress=False)
-    straight.train(progress=False)
-    first = Trainer.start(tmp_path / "stopped", tiny_run(demo_cache, changes, steps=3, eval_every=3), progress=False)
-    first.train(progress=False)
-    resumed = Trainer.resume(tmp_path / "stopped", steps=8, progress=False)
-    assert resumed.step == 3
-    resumed.train(progress=False)
+    straight = train_new(tmp_path / "straight", tiny_run(demo_cache, changes, steps=8, eval_every=3))
+    train_new(tmp_path / "stopped", tiny_run(demo_cache, changes, steps=3, eval_every=3))
+    with resumed_session(tmp_path / "stopped", steps=8) as session:
+        resumed = session.trainer
+        assert resumed.step == 3
+        session.train()
 
     expected, actual = straight.model.state_dict(), resumed.model.state_dict()
     assert expected.keys() == actual.keys()
@@ -92,14 +92,13 @@ def test_stop_and_resume_gives_the_same_weights_as_training_straight(demo_cache,
 
 def test_a_run_killed_after_its_checkpoint_resumes_from_it_without_duplicate_lines(demo_cache, tmp_path):
     run = tmp_path / "run"
-    Trainer.start(run, tiny_run(demo_cache, steps=6, log_every=1, checkpoint_every=3), progress=False).train(
-        progress=False)
+    train_new(run, tiny_run(demo_cache, steps=6, log_every=1, checkpoint_every=3))
     shutil.rmtree(list_checkpoints(run)[-1])  # killed after logging step 6, before checkpointing it
     with open(run / METRICS_FILE, "a") as log:
         log.write('{"split": "train", "st')  # and in the middle of a line
-    resumed = Trainer.resume(run, progress=False)
-    assert resumed.step == 3
-    resumed.train(progress=False)
+    with resumed_session(run) as session:
+        assert session.trainer.step == 3
+        session.train()
     steps = [line["step"] for line in metrics(run) if line["split"] == "train"]
     assert steps == [1, 2, 3, 4, 5, 6]
 
@@ -107,10 +106,8 @@ def test_a_run_killed_after_its_checkpoint_resumes_from_it_without_duplicate_lin
 def test_a_loss_that_is_not_finite_stops_training_and_keeps_the_last_good_checkpoint(demo_cache, tmp_path):
     # a learning rate of 1e20 throws the weights far out in one step; the next KL overflows to inf
     run = tmp_path / "run"
-    trainer = Trainer.start(run, tiny_run(demo_cache, {"learning_rate": 1e20}, steps=6, log_every=1,
-                                          checkpoint_every=1), progress=False)
     with pytest.raises(TrainingError, match=r"loss is (inf|nan) at step 2.*step-00000001 \(step 1\), is intact"):
-        trainer.train(progress=False)
+        train_new(run, tiny_run(demo_cache, {"learning_rate": 1e20}, steps=6, log_every=1, checkpoint_every=1))
     assert [p.name for p in list_checkpoints(run)] == ["step-00000001"]
     kept = read_checkpoint(run)
     assert kept.step == 1
@@ -122,7 +119,6 @@ def test_steps_after_a_loss_that_is_not_finite_leave_the_weights_and_moments_as_
     # the loss is read on the host only when a line, a validation or a checkpoint is due (here at step 4):
     # steps 2 to 4 run, but none of their updates may land
     config = tiny_run(demo_cache, {"learning_rate": 1e20}, steps=6, log_every=4, checkpoint_every=4)
-    trainer = Trainer.start(tmp_path / "run", config, progress=False)
     weights, moments = {}, {}
 
     def keep_after_step_one(optimizer, args, kwargs):
@@ -130,9 +126,11 @@ def test_steps_after_a_loss_that_is_not_finite_leave_the_weights_and_moments_as_
             weights.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
             moments.update({(i, k): v.clone() for i, s in optimizer.state_dict()["state"].items() for k, v in s.items()})
 
-    trainer.optimizer.register_step_post_hook(keep_after_step_one)
-    with pytest.raises(TrainingError, match=r"loss is (inf|nan) at step 2.*no checkpoint was written yet"):
-        trainer.train(progress=False)
+    with new_session(tmp_path / "run", config) as session:
+        trainer = session.trainer
+        trainer.optimizer.register_step_post_hook(keep_after_step_one)
+        with pytest.raises(TrainingError, match=r"loss is (inf|nan) at step 2.*no checkpoint was written yet"):
+            session.train()
     assert trainer.step == 4
     assert all(torch.equal(v, weights[k]) for k, v in trainer.model.state_dict().items())
     assert all(torch.equal(v, moments[i, k]) for i, s in trainer.optimizer.state_dict()["state"].items()
@@ -141,9 +139,7 @@ def test_steps_after_a_loss_that_is_not_finite_leave_the_weights_and_moments_as_
 
 
 def test_metrics_lines_hold_the_loss_parts_at_each_logged_step(demo_cache, tmp_path):
-    trainer = Trainer.start(tmp_path / "run", tiny_run(demo_cache, steps=7, log_every=3, eval_every=4),
-                            progress=False)
-    trainer.train(progress=False)
+    trainer = train_new(tmp_path / "run", tiny_run(demo_cache, steps=7, log_every=3, eval_every=4))
     lines = metrics(tmp_path / "run")
     assert [(l["split"], l["step"]) for l in lines] == [
         ("train", 1), ("train", 3), ("validation", 4), ("train", 6), ("train", 7), ("validation", 7)]
@@ -169,6 +165,7 @@ def test_each_epoch_visits_every_window_once_in_a_seeded_order():
 
 
 def test_a_run_directory_holding_a_run_is_not_started_again(demo_cache, tmp_path):
-    Trainer.start(tmp_path / "run", tiny_run(demo_cache, steps=1), progress=False).train(progress=False)
+    train_new(tmp_path / "run", tiny_run(demo_cache, steps=1))
     with pytest.raises(HvaeError, match="already holds a run"):
-        Trainer.start(tmp_path / "run", tiny_run(demo_cache, steps=1), progress=False)
+        with new_session(tmp_path / "run", tiny_run(demo_cache, steps=1)):
+            pass

@@ -23,8 +23,9 @@ from hvae.data import load_split
 from hvae.errors import HvaeError
 from hvae.presets import get_preset
 from hvae.plugins import make_converter
-from hvae.run import RunConfig, TrainConfig
-from hvae.training import Trainer, make_batch, transpositions
+from hvae.rundir import RunConfig, TrainConfig
+from hvae.training import make_batch, transpositions
+from sessions import new_session, train_new, train_on
 
 TINY = ["-m", "z_size=8", "-m", "encoder.rnn_sizes=16", "-m", "decoder.rnn_sizes=16",
         "-m", "decoder.conductor_sizes=16", "--batch-size", "4", "--threads", "1", "--no-progress"]
@@ -60,30 +61,29 @@ def test_the_semitones_are_a_function_of_seed_and_step_within_the_range():
 
 
 def test_a_training_batch_is_moved_by_its_semitones(piano, tmp_path):
-    trainer = Trainer.start(tmp_path / "run", melody_run(piano, tmp_path / "cache"), progress=False)
+    with new_session(tmp_path / "run", melody_run(piano, tmp_path / "cache")) as session:
+        session.train()
+        converter = session.trainer.converter
     windows = load_split(tmp_path / "cache", "train")
     rows = np.arange(min(4, len(windows)))
     semitones = np.array([3, -2, 0, 5])[: len(rows)]
     plain = make_batch(windows, rows, torch.device("cpu"))
-    moved = make_batch(windows, rows, torch.device("cpu"), trainer.converter, semitones)
+    moved = make_batch(windows, rows, torch.device("cpu"), converter, semitones)
     for before, after, shift in zip(plain.outputs, moved.outputs, semitones):
         pitched = before.argmax(-1) >= 2
         assert torch.equal(after.argmax(-1)[pitched], before.argmax(-1)[pitched] + int(shift))
         assert torch.equal(after.argmax(-1)[~pitched], before.argmax(-1)[~pitched])
     assert torch.equal(moved.inputs, moved.outputs)
-    trainer.train(progress=False)
 
 
 def test_a_transposing_run_stopped_and_resumed_ends_as_a_straight_one(piano, tmp_path):
-    Trainer.start(tmp_path / "straight", melody_run(piano, tmp_path / "cache"), progress=False).train(progress=False)
-    Trainer.start(tmp_path / "stopped", melody_run(piano, tmp_path / "cache", steps=2), progress=False).train(
-        progress=False)
-    Trainer.resume(tmp_path / "stopped", steps=4, progress=False).train(progress=False)
+    train_new(tmp_path / "straight", melody_run(piano, tmp_path / "cache"))
+    train_new(tmp_path / "stopped", melody_run(piano, tmp_path / "cache", steps=2))
+    train_on(tmp_path / "stopped", steps=4)
     a, b = read_checkpoint(tmp_path / "straight"), read_checkpoint(tmp_path / "stopped")
     assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
     untransposed = tmp_path / "untransposed"
-    Trainer.start(untransposed, melody_run(piano, tmp_path / "cache", transpose_range=None), progress=False).train(
-        progress=False)
+    train_new(untransposed, melody_run(piano, tmp_path / "cache", transpose_range=None))
     c = read_checkpoint(untransposed)
     assert not all(torch.equal(a.model[k], c.model[k]) for k in a.model)  # the augmentation changed training
 
@@ -92,7 +92,7 @@ def test_a_converter_that_cannot_transpose_is_refused_before_any_work(piano, tmp
     config = melody_run(piano, tmp_path / "cache")
     config = dataclasses.replace(config, converter="drums", converter_options={})
     with pytest.raises(HvaeError, match="Converter 'drums' cannot transpose its windows"):
-        Trainer.start(tmp_path / "run", config, progress=False)
+        train_new(tmp_path / "run", config)
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
     assert not make_converter(config.converter, config.converter_options).transposable
 

@@ -23,6 +23,9 @@ Public API::
     hvae.drumify_file(run, "bass.mid", "out/")     # also reconstruct_file, humanize_file (whole=True: any
     #                                               length), interpolate_files, grid_files, mean_file, similar_file
 
+    with hvae.Session(hvae.TrainRequest(preset="demo", train={"steps": 200})) as session:   # as hvae train
+        result = session.train()                    # also TrainRequest(resume="runs/...", train={"steps": 400})
+
 ``hvae.load_model`` is the earlier name of ``hvae.open_run``, kept.
 """
 
@@ -36,7 +39,8 @@ from hvae.errors import (CheckpointError, ConversionError, HvaeError, Incompatib
 
 if TYPE_CHECKING:
     from hvae.interfaces import Converter, Decoder, Encoder, Example, Loss
-    from hvae.run import load_model, open_run
+    from hvae.rundir import load_model, open_run
+    from hvae.session import Session, TrainRequest
     from hvae.magenta.exporting import export_magenta_js
     from hvae.magenta.importing import import_checkpoint
     from hvae.midifile import write_midi
@@ -49,7 +53,8 @@ LATENT = ("reconstruct_file", "interpolate_files", "grid_files", "mean_file", "s
 # Loaded on first use (PEP 562): importing hvae, as `hvae --help` does, does not load torch.
 _LAZY = {"Converter": "hvae.interfaces", "Decoder": "hvae.interfaces", "Encoder": "hvae.interfaces",
          "Example": "hvae.interfaces", "Loss": "hvae.interfaces", "NoteSequence": "hvae.music",
-         "quantize": "hvae.music", "read_midi": "hvae.music", "load_model": "hvae.run", "open_run": "hvae.run",
+         "quantize": "hvae.music", "read_midi": "hvae.music", "load_model": "hvae.rundir", "open_run": "hvae.rundir",
+         "Session": "hvae.session", "TrainRequest": "hvae.session",
          "import_checkpoint": "hvae.magenta.importing", "export_magenta_js": "hvae.magenta.exporting",
          "write_midi": "hvae.midifile", "AttributeVectors": "hvae.attributes",
          "attribute_vectors": "hvae.attributes", "measure_attributes": "hvae.attributes",

@@ -1,6 +1,6 @@
 """Checks of the values hvae's public functions take: counts, temperatures, tempos and other numbers.
 
-Each public entry point (``MusicVAE.sample``, ``Converter.from_tensors``, :func:`hvae.sampling.write_samples`,
+Each public entry point (``MusicVAE.sample``, ``Converter.from_tensors``, :func:`hvae.generation.write_samples`,
 ...) checks what it is given once, here, so that a value of the wrong type or out of range raises
 :class:`~hvae.errors.InvalidArgument` in one line, worded as the command line words it, instead of a
 ``ZeroDivisionError`` or ``RuntimeError`` from deep inside NumPy or torch, or a NaN accepted silently.

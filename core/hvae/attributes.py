@@ -30,14 +30,14 @@ import numpy as np
 import torch
 
 from hvae.errors import HvaeError
+from hvae.generation import decode_latents, encode_examples
 from hvae.interfaces import Converter
 from hvae.latent import DRUM_CHANNEL_10, Window, read_window
 from hvae.midifile import midi_bytes, write_new
 from hvae.music import DEFAULT_QPM
 from hvae.quality import Feature, measure, reads_hits, steps_per_bar
 from hvae.report.pianoroll import Panel, lanes_of, roll_png, window_quarters
-from hvae.run import LoadedRun
-from hvae.sampling import decode_latents, encode_examples
+from hvae.rundir import LoadedRun
 from hvae.safefiles import write_atomic
 
 FORMAT = "hvae-attributes/1"

@@ -24,11 +24,12 @@ only ``step-N`` folders whose manifest says the same run (``run_id``) wrote them
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors.torch import load as load_tensors
@@ -55,6 +56,18 @@ TENSOR_FILES = (MODEL_FILE, OPTIMIZER_FILE, RNG_FILE)
 # Not AttributeError: that is a bug in a plugin's code, reported as a PluginError naming it (Registration.build)
 REBUILD_ERRORS = (KeyError, TypeError, ValueError, RuntimeError, OverflowError)
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, and torch.save's zip container
+
+
+@contextlib.contextmanager
+def rebuilding(path: str | os.PathLike) -> Iterator[None]:
+    """Inside the block, what rebuilding from the checkpoint at ``path`` raises (:data:`REBUILD_ERRORS`)
+    becomes a :class:`CheckpointError` naming it, in one line."""
+    try:
+        yield
+    except REBUILD_ERRORS as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(f"Checkpoint {path} does not fit this hvae and its plugins: "
+                              f"{type(exc).__name__}: {reason}") from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,21 +29,24 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import torch
+
 from hvae.data.cache import default_cache_dir
 from hvae.errors import HvaeError, IncompatibleError, TrainingError
 from hvae.evaluation import Evaluation, evaluation_of, format_value
+from hvae.generation import reconstruct_examples
 from hvae.model import build_model, trainable_parameters
 from hvae.music import DEFAULT_QPM
 from hvae.options import field_names
-from hvae.plugins import make_converter, registry
+from hvae.plugins import registry
 from hvae.presets import get_preset
 from hvae.report.comparison import write_comparison_page
 from hvae.report.curves import plot_curves
 from hvae.report.pianoroll import Panel, lanes_of, plot_rolls, window_quarters
 from hvae.report.run import ReportOptions, write_run_report
-from hvae.run import DEFAULT_PRESET, MAX_MINUTES, RunConfig, RunDir, open_run, plan_run, unique_path
+from hvae.rundir import MAX_MINUTES, RunConfig, RunDir, open_run, unique_path
 from hvae.safefiles import check_output_file, check_output_folder, foreign_entries, write_atomic
-from hvae.sampling import reconstruct_examples
+from hvae.session import DEFAULT_PRESET, Session, TrainRequest
 from hvae.training import Trainer
 
 RUNS_DIR = "runs"
@@ -196,8 +199,11 @@ def plan(grid: Grid) -> tuple[list[RunConfig], list[Refused]]:
     seen: set[str] = set()
     for preset, converter, decoder, loss in itertools.product(
             presets, grid.converters or (None,), grid.decoders or (None,), grid.losses or (None,)):
-        config = plan_run(preset, converter, None, decoder, loss, pairs[converter or get_preset(preset).converter],
-                          grid.model_options, dict(grid.train_options), grid.data_dir, None, grid.force)
+        resolved = TrainRequest(preset=preset, converter=converter, decoder=decoder, loss=loss,
+                                converter_options=pairs[converter or get_preset(preset).converter],
+                                model_options=grid.model_options, train=dict(grid.train_options),
+                                data_dir=grid.data_dir, force=grid.force).resolve()
+        config = resolved.config
         if grid.converters or grid.decoders or grid.losses:  # name it by what varies
             parts = (config.converter, config.model.decoder, config.model.loss)
             config = dataclasses.replace(config, name="-".join(((preset,) if len(presets) > 1 else ()) + parts))
@@ -208,8 +214,9 @@ def plan(grid: Grid) -> tuple[list[RunConfig], list[Refused]]:
         if key in seen:
             continue
         seen.add(key)
-        try:
-            build_model(config.model, make_converter(config.converter, config.converter_options), force=config.force)
+        try:  # (the meta device allocates nothing: each combination's model is built for real once, to train)
+            with torch.device("meta"):
+                build_model(config.model, resolved.converter, force=config.force)
         except IncompatibleError as exc:
             refused.append(Refused(config.name, str(exc)))
             continue
@@ -226,13 +233,16 @@ def _train(config: RunConfig, run_dir: Path, budget: Budget, progress: bool) -> 
     """
     train = dataclasses.replace(config.train, minutes=budget.minutes) if budget.minutes is not None else \
         dataclasses.replace(config.train, steps=budget.steps)
-    trainer = Trainer.start(run_dir, dataclasses.replace(config, train=train), progress=progress)
-    started = time.perf_counter()
-    try:
-        trainer.train(progress=progress)
-    except TrainingError as exc:
-        return trainer, time.perf_counter() - started, str(exc)
-    return trainer, time.perf_counter() - started, None
+    error = None
+    with Session(TrainRequest(config=dataclasses.replace(config, train=train), out_dir=run_dir),
+                 progress=progress) as session:
+        started = time.perf_counter()
+        try:
+            session.train()
+        except TrainingError as exc:
+            error = str(exc)
+        trainer, seconds = session.trainer, time.perf_counter() - started
+    return trainer, seconds, error
 
 
 def check_comparison_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> None:

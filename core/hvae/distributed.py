@@ -16,7 +16,7 @@ import atexit
 import dataclasses
 import os
 import sys
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -95,13 +95,14 @@ class World:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def on_main(self, work: Callable[[], Any]) -> None:
-        """Call ``work()`` on rank 0 alone while the others wait; an :class:`HvaeError` it raises is
-        raised on every rank, so no rank waits for one that gave up."""
+    def on_main(self, work: Callable[[], T]) -> T | None:
+        """Call ``work()`` on rank 0 alone while the others wait; its value on rank 0, None on the others.
+        An :class:`HvaeError` it raises is raised on every rank, so no rank waits for one that gave up."""
         failure: HvaeError | None = None
+        value = None
         if self.main:
             try:
-                work()
+                value = work()
             except HvaeError as exc:
                 failure = exc
         message = self.from_main(None if failure is None else str(failure))
@@ -109,6 +110,7 @@ class World:
             raise failure
         if message is not None:
             raise HvaeError(message)
+        return value
 
 
 # Gloo reports a peer that is gone (a closed or reset connection) as a bare RuntimeError, no type or errno of

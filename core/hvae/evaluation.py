@@ -56,7 +56,7 @@ from hvae.model import LN2, MusicVAE, kl_divergence, valid_steps
 from hvae.music import DEFAULT_QPM  # the tempo MIDI is written at (the reference's 120 qpm)
 from hvae.plausible import DensityRange, draw_plausible, hits_per_bar, plausible_range, reads_hits
 from hvae import quality
-from hvae.run import LoadedRun, open_run
+from hvae.rundir import LoadedRun, open_run
 
 GREEDY = 0.0  # decoding temperature of the metrics: the most likely draw at every step
 SAMPLES = 256  # prior samples for the sample quality (MGEval and GrooveEvaluator compare sets of this order)

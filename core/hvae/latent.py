@@ -3,7 +3,7 @@ four), decode the mean of two, vary one (similar), humanize a quantised drum par
 (drumify); each writes MIDI files and a piano-roll picture of them.
 
 A MIDI file is read with the model's converter into windows of the model's length; one window is
-encoded to μ and decoded free-running (the decoding itself: :mod:`hvae.sampling`). User files are read as
+encoded to μ and decoded free-running (the decoding itself: :mod:`hvae.generation`). User files are read as
 the reference reads them at inference (:meth:`hvae.interfaces.Converter.for_user_input`: the groove
 converter's inference mode), so any General MIDI drum kit is read (into the same classes, in the same
 order, as in training).
@@ -33,14 +33,14 @@ import numpy as np
 import torch
 
 from hvae.errors import ConversionError, HvaeError
+from hvae.generation import (CHORDS_HINT, SLERP, blend, encode_examples, decode_latents, grid_examples,
+                             interpolate_examples, reconstruct_examples, similar_examples, takes_chords)
 from hvae.interfaces import Converter, Example
 from hvae.midifile import concatenate, midi_bytes, write_new
 from hvae.music import DEFAULT_QPM, NoteSequence, read_midi
 from hvae.options import field_names
 from hvae.report.pianoroll import Panel, lanes_of, picture_note, roll_png, window_quarters
-from hvae.run import LoadedRun
-from hvae.sampling import (CHORDS_HINT, SLERP, blend, encode_examples, decode_latents, grid_examples,
-                           interpolate_examples, reconstruct_examples, similar_examples, takes_chords)
+from hvae.rundir import LoadedRun
 
 DRUM_CHANNEL_10, DRUM_CHANNEL_ANY = "10", "any"
 DRUM_CHANNELS = (DRUM_CHANNEL_10, DRUM_CHANNEL_ANY)  # where drums are read from: General MIDI's channel, or all

@@ -18,7 +18,7 @@ from hvae.data import CacheError, load_split
 from hvae.errors import CheckpointError, HvaeError
 from hvae.interfaces import Converter
 from hvae.model import MusicVAE
-from hvae.run import PLAUSIBLE_FILE, LoadedRun
+from hvae.rundir import PLAUSIBLE_FILE, LoadedRun
 
 PERCENTILES = (5.0, 95.0)  # the range of the training windows' densities a sample must lie in
 ROUNDS = 10  # redraws at most, for the samples still outside the range

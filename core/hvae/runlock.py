@@ -1,7 +1,7 @@
 """One run at a time in a run directory.
 
 A training run holds an exclusive lock on its run directory's lock file (``<run>/.lock``, named by
-:class:`hvae.run.RunDir`) from the moment it claims the directory
+:class:`hvae.rundir.RunDir`) from the moment it claims the directory
 until it stops. A second run on the same directory (``hvae train --out`` or ``--resume``) is
 refused with the holder's process id, host and start time instead of interleaving checkpoints and
 metrics. The operating system drops the lock when the holder dies, even by SIGKILL, so there is

@@ -1,7 +1,8 @@
-"""Training a MusicVAE: the loop, its metrics log, checkpoints, resuming, and stopping cleanly.
+"""Training a MusicVAE: the loop, its metrics log, checkpoints, and stopping cleanly.
 
-The trainer writes a run directory (its layout and files: :mod:`hvae.run`): config.json first, then a
-line of metrics.jsonl every ``log_every`` steps and a checkpoint every ``checkpoint_every``.
+Starting and resuming a run (the lock, the processes, the configuration, the model, the checkpoint restored)
+is :mod:`hvae.session`'s; the trainer it makes writes the run directory (its layout and files:
+:mod:`hvae.rundir`): a line of metrics.jsonl every ``log_every`` steps and a checkpoint every ``checkpoint_every``.
 
 The batch order and every random draw of a step are functions of (seed, step) only: the latent
 noise comes from a generator seeded with (seed, step), dropout and scheduled sampling from a stream
@@ -45,22 +46,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hvae import distributed
 from hvae.board import Board
-from hvae.checkpoint import REBUILD_ERRORS, Checkpoint, capture_rng, list_checkpoints, no_checkpoint_error, \
-    read_checkpoint, restore_rng, unrecognised_checkpoints, write_checkpoint
-from hvae.data import PrepareReport, WindowSet, load_split, prepare_dataset
+from hvae.checkpoint import Checkpoint, capture_rng, rebuilding, restore_rng, write_checkpoint
+from hvae.data import WindowSet
 from hvae.device import autocast, default_autocast_dtype, grad_scaler, host_to_device
 from hvae.distributed import World
-from hvae.errors import CheckpointError, HvaeError, TrainingError
+from hvae.errors import TrainingError
 from hvae.interfaces import Converter
 from hvae.manifest import is_count
-from hvae.model import Batch, ModelOutput, MusicVAE, build_model, clip_gradients, make_lr_schedule, make_optimizer, \
-    model_from_dict
-from hvae.plausible import density_range
-from hvae.plugins import make_converter
-from hvae.run import RunConfig, RunDir, checkpoint_meta, resume_config
-from hvae.runlock import RunLock
+from hvae.model import Batch, ModelOutput, MusicVAE, clip_gradients, make_lr_schedule, make_optimizer
+from hvae.rundir import RunConfig, RunDir, checkpoint_meta
 
 LOGGED_PARTS = ("loss", "r_loss", "kl", "kl_bits")  # ModelOutput scalars written to metrics.jsonl
 NOISE_STREAM, RANK_STREAM, TRANSPOSE_STREAM = 1, 2, 3  # tags of a training step's random streams (see _seed)
@@ -79,20 +74,6 @@ class TrainResult:
     validation: dict[str, float] | None  # the last validation pass, None when there was none
     seconds: float  # wall time of the call
     out_of_time: bool = False  # stopped at the deadline of ``minutes`` (validated and checkpointed; resumable)
-
-
-def prepare_data(config: RunConfig, converter: Converter, progress: bool = True) -> PrepareReport:
-    """Convert the run's MIDI folder into its cache, or find it already there."""
-    if not config.data_dir:
-        raise HvaeError(f"Run {config.name!r} has no MIDI folder to train on (imported without --data): import "
-                        f"it again with 'hvae import ... --data DIR'.")
-    report = prepare_dataset(converter, config.data_dir, config.cache_dir, workers=config.train.workers,
-                             progress=progress)
-    if report.splits["train"].windows == 0:
-        raise HvaeError(f"No training windows: none of the {len(report.files)} MIDI files under {config.data_dir} "
-                        f"in the train split gave a window with converter {config.converter!r}. "
-                        f"Run 'hvae data prepare' to see why each file was skipped.")
-    return report
 
 
 def batch_indices(examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -140,29 +121,21 @@ def transpositions(seed: int, step: int, batch_size: int, transpose_range: tuple
 
 
 class Trainer:
-    """One run in memory: model, optimiser, schedule, data and the step reached.
+    """One run in memory at its step: model, optimiser, schedule, data; :meth:`train` runs the loop.
 
-    Build it with :meth:`start` (a new run directory) or :meth:`resume` (the newest checkpoint of
-    an existing one), then call :meth:`train`. Under torchrun every process does the same, and
-    ``world`` says which process this is.
-
-    From :meth:`start` or :meth:`resume` until :meth:`train` returns, the process (rank 0) holds
-    the run directory's lock (:mod:`hvae.runlock`): a second run on the directory is refused.
-    ``notes`` holds what the user should hear about the data and checkpoints (a cache rebuilt, a
-    corrupt checkpoint passed over).
+    A :class:`hvae.session.Session` makes it (for a new run, or a resumed one through :meth:`restore`) and
+    holds the run directory's lock while it trains. Under torchrun every process holds one, and ``world``
+    says which process this is.
     """
 
-    def __init__(self, run_dir: Path, config: RunConfig, model: MusicVAE, converter: Converter,
-                 train_set: WindowSet, validation_set: WindowSet, device: torch.device, step: int = 0,
-                 world: World = World(), lock: RunLock | None = None, notes: list[str] | None = None,
-                 run_id: str | None = None):
-        self.run_dir, self.config, self.model, self.converter = run_dir, config, model, converter
-        self.dir = RunDir(run_dir)  # its files and folders
-        self.run_id = run_id or uuid.uuid4().hex  # recorded in each checkpoint: pruning removes only this run's
+    def __init__(self, run: RunDir, *, config: RunConfig, model: MusicVAE, converter: Converter, train_set: WindowSet,
+                 validation_set: WindowSet, device: torch.device, world: World = World()):
+        self.dir, self.run_dir = run, run.path  # its files and folders
+        self.config, self.model, self.converter = config, model, converter
+        self.run_id = uuid.uuid4().hex  # recorded in each checkpoint: pruning removes only this run's
         self.interval = _Interval()  # the training line being summed (saved in checkpoints: see _Interval)
-        self.train_set, self.validation_set, self.device, self.step = train_set, validation_set, device, step
-        self.world, self.lock, self.notes = world, lock, list(notes or [])
-        world.share(config.train.batch_size)
+        self.train_set, self.validation_set, self.device, self.step = train_set, validation_set, device, 0
+        self.world = world
         self.parallel = world.wrap(model, device)  # what a training step calls: the model, or DDP around it
         self.optimizer = make_optimizer(model, model.config)
         self.schedule = make_lr_schedule(self.optimizer, model.config)
@@ -174,129 +147,27 @@ class Trainer:
         self.checkpointed_step = -1  # step of last_checkpoint
         self.board: Board | None = None  # the TensorBoard log while training with tensorboard on
 
-    @classmethod
-    def start(cls, run_dir: str | os.PathLike, config: RunConfig, progress: bool = True) -> "Trainer":
-        """A new run in ``run_dir`` (created; it must not hold a run already). Seeds everything first.
-
-        Under torchrun every process calls it: all take rank 0's ``run_dir``, and rank 0 prepares
-        the data while the others wait, then every rank loads it.
-        """
-        world, device = distributed.join(config.train.device)
-        world.share(config.train.batch_size)
-        autocast(device, enabled=config.train.amp)  # a precision this device cannot run: refused before any work
-        check_memory(config, _checked_converter(config))
-        run = RunDir(world.from_main(os.fspath(run_dir)))
-        lock = run.lock() if world.main else None
-        fresh = not run.path.exists()
-        world.on_main(lambda: _claim_new(run, lock))
-        try:
-            return cls._begin(run.path, config, world, device, lock, progress)
-        except BaseException:
-            if lock is not None:
-                lock.release()
-                if fresh:
-                    run.forget_start()
-            raise
-
-    @classmethod
-    def _begin(cls, run_dir: Path, config: RunConfig, world: World, device: torch.device, lock: RunLock | None,
-               progress: bool, notes: list[str] | None = None) -> "Trainer":
-        """Step 0 of a run: the seeded model, the data, config.json written."""
-        converter = _checked_converter(config)
-        torch.manual_seed(config.train.seed)
-        model = build_model(config.model, converter, force=config.force).to(device)
-        reports: list[PrepareReport] = []
-        world.on_main(lambda: reports.append(prepare_data(config, converter, progress)))
-        config = dataclasses.replace(config, model=model.config,
-                                     converter_options=dataclasses.asdict(converter.options))
-        train_set = load_split(config.cache_dir, "train")
-        if world.main:
-            RunDir(run_dir).write_config(config)
-            _keep_density_range(RunDir(run_dir), converter, train_set)
-        return cls(run_dir, config, model, converter, train_set,
-                   load_split(config.cache_dir, "validation"), device, world=world, lock=lock,
-                   notes=(notes or []) + _data_notes(reports))
-
-    @classmethod
-    def resume(cls, run_dir: str | os.PathLike, steps: int | None = None, device: str | None = None,
-               amp: bool | None = None, threads: int | None = None, progress: bool = True,
-               minutes: float | None = None) -> "Trainer":
-        """Continue the run in ``run_dir`` from its newest checkpoint, optionally to a new total of
-        ``steps``, within a new time budget of ``minutes``, on another ``device``, with mixed precision
-        switched (``amp``) or other ``threads``.
-
-        Lines logged after that checkpoint are dropped from metrics.jsonl: those steps run again.
-        A run stopped before its first checkpoint begins again from step 0 (its config.json and
-        seed give the same start). A checkpoint that fails its checks is reported (``notes``),
-        moved to ``<run>/corrupt/``, and the one before it is used. Under torchrun every process reads the same checkpoint; it may have been written by a run
-        with another number of processes.
-        """
-        run_dir = Path(run_dir)
-        config, notes = resume_config(run_dir)
-        overrides = {k: v for k, v in (("steps", steps), ("minutes", minutes), ("device", device), ("amp", amp),
-                                       ("threads", threads)) if v is not None}
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
-        world, target = distributed.join(config.train.device)
-        world.share(config.train.batch_size)
-        autocast(target, enabled=config.train.amp)
-        lock = RunDir(run_dir).lock() if world.main else None
-        world.on_main(lambda: (lock.acquire(), RunDir(run_dir).check_layout()))
-        try:
-            return cls._resume(run_dir, config, world, target, lock, progress, notes)
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-
-    @classmethod
-    def _resume(cls, run_dir: Path, config: RunConfig, world: World, target: torch.device, lock: RunLock | None,
-                progress: bool, notes: list[str]) -> "Trainer":
-        chosen: list[tuple[Checkpoint | None, list[str]]] = []
-        world.on_main(lambda: chosen.append(_readable_checkpoint(run_dir)))
-        found = world.from_main(os.fspath(chosen[0][0].path) if chosen and chosen[0][0] else None)
-        if found is None:  # stopped before its first checkpoint
-            if world.main:
-                RunDir(run_dir).truncate_metrics(0, 0)
-            return cls._begin(run_dir, config, world, target, lock, progress,
-                              notes=notes + (chosen[0][1] if chosen else []))
-        checkpoint, passed_over = chosen[0] if chosen else (read_checkpoint(found), [])
-        notes = notes + passed_over
-        converter = _checked_converter(config)
-        try:
-            model = model_from_dict(checkpoint.meta["model"])
-            model.load_state_dict(checkpoint.model)
-        except REBUILD_ERRORS as exc:
-            raise CheckpointError(f"Checkpoint {checkpoint.path} does not fit this hvae and its plugins: "
-                                  f"{type(exc).__name__}: {exc}") from None
-        model.to(target)
-        reports: list[PrepareReport] = []
-        world.on_main(lambda: reports.append(prepare_data(config, converter, progress)))
-        trainer = cls(run_dir, config, model, converter, load_split(config.cache_dir, "train"),
-                      load_split(config.cache_dir, "validation"), target, step=checkpoint.step, world=world,
-                      lock=lock, notes=notes + _data_notes(reports), run_id=checkpoint.meta.get("run_id"))
-        try:
+    def restore(self, checkpoint: Checkpoint) -> list[str]:
+        """Go on from ``checkpoint``, written by this run's architecture: its weights, step, optimiser
+        moments and learning-rate schedule, loss scaler, random state, the training line being summed, and
+        which run wrote it. Returns what the user should hear (weights with no optimiser state to continue)."""
+        notes = []
+        with rebuilding(checkpoint.path):
+            self.model.load_state_dict(checkpoint.model)
             if checkpoint.optimizer is None:  # imported weights (hvae import): no optimiser state to continue
-                trainer.schedule = make_lr_schedule(trainer.optimizer, model.config, start_step=checkpoint.step)
-                trainer.notes.append(f"{checkpoint.path} holds no optimiser state (imported or shipped weights): "
-                                     f"training goes on with a fresh Adam, at the learning rate of step "
-                                     f"{checkpoint.step}.")
+                self.schedule = make_lr_schedule(self.optimizer, self.model.config, start_step=checkpoint.step)
+                notes.append(f"{checkpoint.path} holds no optimiser state (imported or shipped weights): "
+                             f"training goes on with a fresh Adam, at the learning rate of step {checkpoint.step}.")
             else:
-                trainer.optimizer.load_state_dict(checkpoint.optimizer)
-                trainer.schedule.load_state_dict(checkpoint.meta["lr_schedule"])
+                self.optimizer.load_state_dict(checkpoint.optimizer)
+                self.schedule.load_state_dict(checkpoint.meta["lr_schedule"])
             if checkpoint.meta.get("grad_scaler"):
-                trainer.scaler.load_state_dict(checkpoint.meta["grad_scaler"])
+                self.scaler.load_state_dict(checkpoint.meta["grad_scaler"])
             restore_rng(checkpoint.rng)
-        except REBUILD_ERRORS as exc:
-            raise CheckpointError(f"Checkpoint {checkpoint.path} does not fit this hvae and its plugins: "
-                                  f"{type(exc).__name__}: {exc}") from None
-        trainer.interval.load(checkpoint.meta.get("interval"), target)
-        trainer.last_checkpoint, trainer.checkpointed_step = checkpoint.path, checkpoint.step
-        if world.main:
-            trainer.dir.truncate_metrics(checkpoint.step, checkpoint.meta.get("metrics_log", {}).get("bytes"))
-            trainer.dir.write_config(config)
-            if trainer.dir.read_plausible() is None:
-                _keep_density_range(trainer.dir, converter, trainer.train_set)
-        return trainer
+        self.interval.load(checkpoint.meta.get("interval"), self.device)
+        self.step, self.run_id = checkpoint.step, checkpoint.meta.get("run_id") or self.run_id
+        self.last_checkpoint, self.checkpointed_step = checkpoint.path, checkpoint.step
+        return notes
 
     def train(self, progress: bool = True) -> TrainResult:
         """Train up to ``config.train.steps``; log, validate and checkpoint on the way and at the end.
@@ -305,18 +176,8 @@ class Trainer:
         or saved). With ``config.train.minutes``, returns at that deadline (counted from this call's
         start) after the step under way, a validation pass and a checkpoint, as at the last step.
         Returns early, after a checkpoint, on Ctrl-C or SIGTERM (to any of the processes:
-        they agree after each step, and all stop after the same one). Gives up the run directory's
-        lock when it returns.
+        they agree after each step, and all stop after the same one).
         """
-        # (held since start or resume, unless trained before; every rank takes part in on_main)
-        self.world.on_main(lambda: self.lock.acquire() if self.lock is not None else None)
-        try:
-            return self._train(progress)
-        finally:
-            if self.lock is not None:
-                self.lock.release()
-
-    def _train(self, progress: bool) -> TrainResult:
         cfg = self.config.train
         started = time.perf_counter()
         first = last = validation = None
@@ -484,91 +345,6 @@ class Trainer:
         if self.board is not None:
             self.board.add(record)
         return record
-
-
-def _checked_converter(config: RunConfig) -> Converter:
-    """The run's converter, refused if the run transposes and the converter cannot."""
-    converter = make_converter(config.converter, config.converter_options)
-    if config.train.transpose_range is not None and not converter.transposable:
-        raise HvaeError(f"Converter {config.converter!r} cannot transpose its windows, so it cannot train with "
-                        f"transpose_range {tuple(config.train.transpose_range)}: give --transpose 0.")
-    return converter
-
-
-def check_memory(config: RunConfig, converter: Converter) -> None:
-    """Refuse, before any folder is made or anything allocated, a run whose model (weights, gradients
-    and Adam's two moments) and batches (inputs and outputs) alone would not fit in this machine's
-    memory. The model is built on PyTorch's meta device, which allocates nothing, to count its weights."""
-    with torch.device("meta"):
-        model = build_model(config.model, converter, force=config.force)
-    weights = sum(p.numel() for p in model.parameters()) * 4 * 4
-    batches = config.train.batch_size * converter.steps * \
-        (converter.input_depth + converter.output_depth + converter.control_depth) * 4 * 2
-    total = _physical_memory()
-    if total and weights + batches > total:
-        raise HvaeError(f"This run needs at least {(weights + batches) / 2**30:,.1f} GiB (the model "
-                        f"{weights / 2**30:,.1f} GiB with its gradients and optimiser state, a batch of "
-                        f"{config.train.batch_size:,} {batches / 2**30:,.1f} GiB), more than this machine's "
-                        f"{total / 2**30:,.1f} GiB: lower the batch size or the model's sizes.")
-
-
-def _physical_memory() -> int | None:
-    """Bytes of memory this machine has (None where the platform does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _claim_new(run: RunDir, lock: RunLock) -> None:
-    """Lock the run directory (creating it), then make sure it holds no run yet."""
-    lock.acquire()
-    try:
-        run.check_layout()
-        run.check_new()
-    except HvaeError:
-        lock.release()
-        raise
-
-
-def _readable_checkpoint(run_dir: Path) -> tuple[Checkpoint | None, list[str]]:
-    """The newest checkpoint of ``run_dir`` that passes its checks, and a note for each newer one
-    that did not (each moved to ``<run>/corrupt/``, where nothing reads or prunes it). None (and a
-    note) when the run has no checkpoint yet."""
-    found = list_checkpoints(run_dir)
-    if not found and unrecognised_checkpoints(run_dir):
-        raise no_checkpoint_error(run_dir)  # weights it cannot name are not replaced by fresh ones
-    if not found:
-        return None, [f"{run_dir} stopped before its first checkpoint: beginning again from step 0."]
-    notes = []
-    for directory in reversed(found):
-        try:
-            return read_checkpoint(directory), notes
-        except CheckpointError as exc:
-            notes.append(f"{exc} Moved it to {RunDir(run_dir).set_aside(directory)}.")
-    raise CheckpointError(f"No readable checkpoint in {run_dir}: {' '.join(notes)}")
-
-
-def _keep_density_range(run: RunDir, converter: Converter, train_set: WindowSet) -> None:
-    """Write the training windows' density range into the run directory (drum models), where sampling reads
-    it: a run keeps it when moved, shipped or its data cache is gone."""
-    found = density_range(converter, train_set.outputs) if len(train_set) else None
-    if found is not None:
-        run.write_plausible(found.low, found.high)
-
-
-def _data_notes(reports: list[PrepareReport]) -> list[str]:
-    """What to tell the user about the data a run was given (rank 0 holds the report)."""
-    if not reports:
-        return []
-    report, notes = reports[0], []
-    if report.rebuild_reason and report.rebuild_reason != "no cache yet":
-        notes.append(f"Data cache {report.cache_dir} rebuilt: {report.rebuild_reason}.")
-    skipped = [f for f in report.files if f.status != "converted"]
-    if skipped:
-        notes.append(f"{len(skipped)} of {len(report.files)} MIDI files gave no window; "
-                     f"'hvae data info {report.cache_dir} -v' lists each with its reason.")
-    return notes
 
 
 def _seed(seed: int, step: int, stream: int, *more: int) -> int:

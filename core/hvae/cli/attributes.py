@@ -15,7 +15,7 @@ from hvae.cli.params import GREEDY_OR_TEMPERATURE, QPM, RUN, SEED
 from hvae.data import SPLITS
 from hvae.device import resolve_device
 from hvae.latent import DRUM_CHANNEL_10, DRUM_CHANNELS
-from hvae.run import open_run
+from hvae.rundir import open_run
 
 
 def register(main: click.Group) -> None:

@@ -16,11 +16,11 @@ from hvae.cli.params import CHORDS, GREEDY_OR_TEMPERATURE, QPM, RUN, SEED, Finit
 from hvae.data.splits import MIDI_SUFFIXES
 from hvae.device import resolve_device
 from hvae.errors import HvaeError
+from hvae.generation import INTERPOLATION_MODES, MAX_INTERPOLATION, SLERP
 from hvae.latent import (DRUM_CHANNEL_10, DRUM_CHANNELS, Written, check_drumifier, check_groove_transfer,
                          check_humanizer, drumify_file, grid_files, groove_transfer_file, humanize_file,
                          interpolate_files, mean_file, reconstruct_file, similar_file)
-from hvae.run import LoadedRun, open_run
-from hvae.sampling import INTERPOLATION_MODES, MAX_INTERPOLATION, SLERP
+from hvae.rundir import LoadedRun, open_run
 
 MIDI_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 MIDI_INPUTS = click.Path(path_type=Path)  # files or folders; each checked (and reported) by itself

@@ -57,7 +57,7 @@ def import_command(source: Path, preset: str | None, out_dir: Path, model_option
       hvae import drums_2bar_lokl_small/ --out runs/js-drums   # the one preset it fits
       hvae import mel_2bar_small/ --preset cat-mel_2bar_small --out runs/mel --data maestro/
     """
-    from hvae.run import plan_model
+    from hvae.rundir import plan_model
     from hvae.magenta.importing import import_checkpoint
     from hvae.options import parse_overrides
     from hvae.plugins import registry

@@ -13,7 +13,7 @@ from hvae.arguments import MAX_QPM, MIN_QPM
 from hvae.data import SPLITS
 from hvae.music import DEFAULT_QPM
 from hvae.pretrained import shipped_model, shipped_models
-from hvae.run import MAX_MINUTES, MAX_THREADS
+from hvae.rundir import MAX_MINUTES, MAX_THREADS
 
 
 
@@ -44,7 +44,7 @@ CHORDS = click.option("--chords", metavar="'C G Am F'", default=None,
 
 class RunOrModel(click.ParamType):
     """A run directory, a checkpoint directory or a file in one (that exists), or the name of a model in the
-    box (``hvae models``); given as a path, which :func:`hvae.run.open_run` resolves."""
+    box (``hvae models``); given as a path, which :func:`hvae.rundir.open_run` resolves."""
 
     name = "run"
 

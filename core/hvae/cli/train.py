@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -13,26 +11,25 @@ import click
 from tqdm import tqdm
 
 from hvae import distributed
-from hvae.board import require_tensorboard
 from hvae.cli import ARGS
 from hvae.cli.params import CHORDS, MINUTES, QPM, RUN, SEED, TEMPERATURE, THREADS
-from hvae.data import default_cache_dir
+from hvae.generation import DEFAULT_CHORDS, sample_checkpoint, takes_chords
 from hvae.model import trainable_parameters
 from hvae.music import DEFAULT_QPM
 from hvae.presets import list_presets
 from hvae.pretrained import shipped_model
-from hvae.run import DEFAULT_PRESET, NO_TRANSPOSITION, RUNS_DIR, RunConfig, RunDir, fork_run, plan_run, resume_config, \
-    unique_path
 from hvae.report.audio import render_previews
+from hvae.rundir import fork_run
 from hvae.safefiles import sigterm_as_exit
-from hvae.sampling import DEFAULT_CHORDS, sample_checkpoint, takes_chords
-from hvae.training import Trainer, TrainResult
+from hvae.session import DEFAULT_PRESET, NO_TRANSPOSITION, RESUMABLE, WHAT_TO_TRAIN, Session, TrainRequest, \
+    default_run_dir
+from hvae.training import TrainResult
 
 MAX_SAMPLES = 10_000  # files of one sample call: a few minutes at ~30 ms a file (streamed, so memory stays flat)
 TRAIN_FLAGS = ("steps", "minutes", "batch_size", "seed", "device", "amp", "threads", "log_every", "eval_every",
                "checkpoint_every", "workers", "transpose_range", "tensorboard")  # TrainConfig fields with an option
-# What --config takes from the earlier run; the options for these cannot be given with it.
-FROM_CONFIG = ("preset", "converter", "encoder", "decoder", "loss", "converter_options", "model_options", "force")
+# What --resume takes besides RESUMABLE: how to run it, and where (--out, --data: a new run forked from it)
+WITH_RESUME = ("nproc", "progress", "out_dir", "data_dir")
 
 
 def _transpose(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
@@ -61,11 +58,6 @@ def register(main: click.Group) -> None:
     main.add_command(train)
     main.add_command(sample)
     main.add_command(run)
-
-
-def default_run_dir(name: str) -> Path:
-    """``runs/<name>-<YYYYmmdd-HHMMSS>``, with a counter when that exists already."""
-    return unique_path(RUNS_DIR / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def _config_options(func: Callable) -> Callable:
@@ -153,16 +145,20 @@ def _device_options(func: Callable) -> Callable:
                         help="auto (CUDA when there is one), cpu, cuda, cuda:N or mps (Apple silicon). Default: auto.")(func)
 
 
-def _config_from_params(params: dict[str, Any]) -> RunConfig:
-    if params.get("tensorboard"):
-        require_tensorboard()
-    return plan_run(
-        params["preset"], params["converter"], params["encoder"], params["decoder"], params["loss"],
-        params["converter_options"], params["model_options"], {k: params[k] for k in TRAIN_FLAGS},
-        params["data_dir"], params["cache_dir"], params["force"])
+def _request(params: dict[str, Any], *, resume: Path | None = None, earlier: Path | None = None) -> TrainRequest:
+    """The training call the command line asks for: the resume of the run in ``resume``, a new run with the
+    configuration of the ``earlier`` one, or else a new run from a preset and the options given."""
+    train = {k: params[k] for k in TRAIN_FLAGS}
+    if resume is not None:
+        return TrainRequest(resume=resume, train={k: train[k] for k in RESUMABLE})
+    where = {k: params[k] for k in ("data_dir", "cache_dir", "out_dir")}
+    if earlier is not None:
+        return TrainRequest.from_earlier(earlier, train=train, **where)
+    return TrainRequest(train=train, **where, **{k: params[k] for k in WHAT_TO_TRAIN})
 
 
-def _describe(trainer: Trainer) -> None:
+def _describe(session: Session) -> None:
+    trainer = session.trainer
     if not trainer.world.main:
         return
     c, m = trainer.config, trainer.model.config
@@ -181,7 +177,7 @@ def _describe(trainer: Trainer) -> None:
         click.echo(f"Augment: each training window transposed by {low:+d} to {high:+d} semitones at random")
     if c.train.tensorboard:
         click.echo(f"Log:    {trainer.dir.tensorboard} (see it with: tensorboard --logdir {trainer.run_dir})")
-    for note in trainer.notes:
+    for note in session.notes:
         click.echo(f"Note:   {note}", err=True)
 
 
@@ -213,15 +209,22 @@ def _summarise(result: TrainResult) -> None:
                    f"continue with: hvae train --resume {result.run_dir}", err=True)
 
 
-def _start(config: RunConfig, params: dict[str, Any]) -> Trainer:
-    return Trainer.start(params["out_dir"] or default_run_dir(config.name), config, progress=params["progress"])
+def _train(ctx: click.Context, request: TrainRequest, params: dict[str, Any]) -> tuple[TrainResult, Session]:
+    """What ``train`` and ``run`` do: in N processes with --nproc, say what is trained, train it. Returns how
+    it ended and the session, left (its lock released, the process group too)."""
+    _in_processes(ctx, params, request)
+    with Session(request, progress=params["progress"]) as session:
+        _describe(session)
+        result = session.train()
+    return result, session
 
 
-def _in_processes(ctx: click.Context, params: dict[str, Any], batch_size: int) -> None:
+def _in_processes(ctx: click.Context, params: dict[str, Any], request: TrainRequest) -> None:
     """With --nproc N, start this command again in N processes under torchrun (see hvae.distributed.launch),
     without --nproc: torchrun's own parser would take it for an abbreviation of its --nproc-per-node."""
     if params["nproc"] is None:
         return
+    batch_size = request.resolve().config.train.batch_size  # refused here, before any process starts
     distributed.World(size=params["nproc"]).share(batch_size)  # a batch that does not divide: say so once
     args, given = [], iter(ctx.meta[ARGS])
     for arg in given:
@@ -230,24 +233,6 @@ def _in_processes(ctx: click.Context, params: dict[str, Any], batch_size: int) -
         elif not arg.startswith("--nproc="):
             args.append(arg)
     distributed.launch(params["nproc"], args)
-
-
-def config_from_earlier(config_file: Path, params: dict[str, Any]) -> RunConfig:
-    """A new run's configuration from an earlier run's config.json (or its directory): the same data,
-    converter, model and training, with the training options, --data and --cache given on top."""
-    earlier = RunDir(config_file.parent if config_file.is_file() else config_file).read_config()
-    if params.get("tensorboard"):
-        require_tensorboard()
-    given = {k: params[k] for k in TRAIN_FLAGS if params[k] is not None}
-    if given.get("transpose_range") == NO_TRANSPOSITION:
-        given["transpose_range"] = None
-    changes: dict[str, Any] = {"train": dataclasses.replace(earlier.train, **given)}
-    if params["data_dir"] is not None:
-        changes["data_dir"] = str(params["data_dir"].resolve())
-    if params["cache_dir"] is not None or params["data_dir"] is not None:
-        changes["cache_dir"] = str(params["cache_dir"] or default_cache_dir(
-            params["data_dir"], earlier.converter, earlier.converter_options))
-    return dataclasses.replace(earlier, **changes)
 
 
 def _resume_where(source: Path, params: dict[str, Any]) -> Path:
@@ -277,7 +262,7 @@ def _given(ctx: click.Context, params: dict[str, Any], names: Sequence[str]) -> 
 @click.command()
 @click.option("--resume", "resume_dir", type=RUN, default=None,
               help="Continue the run in this directory from its newest checkpoint, exactly as if it had not "
-                   "stopped. Only --steps, --minutes, --device, --amp, --threads, --nproc and --progress may "
+                   f"stopped. Only {', '.join('--' + name for name in RESUMABLE)}, --nproc and --progress may "
                    "be given with it, and --out (with --data) to continue in a new run directory instead, "
                    "leaving this one as it is: that is how a model in the box is fine-tuned (hvae models).")
 @click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path), default=None,
@@ -307,31 +292,21 @@ def train(ctx: click.Context, resume_dir: Path | None, config_file: Path | None,
     if resume_dir is not None and config_file is not None:
         raise click.UsageError("--resume continues a run and --config starts a new one: give one of them.")
     if resume_dir is not None:
-        allowed = {"steps", "minutes", "device", "amp", "threads", "nproc", "progress", "out_dir", "data_dir"}
-        given = _given(ctx, params, [k for k in params if k not in allowed])
+        given = _given(ctx, params, [k for k in params if k not in RESUMABLE + WITH_RESUME])
         if given:
             raise click.UsageError(f"--resume continues a run as it was configured; {', '.join(given)} "
                                    f"cannot be given with it.")
-        resume_dir = _resume_where(resume_dir, params)
-        _in_processes(ctx, params, resume_config(resume_dir)[0].train.batch_size)
-        trainer = Trainer.resume(resume_dir, steps=params["steps"], device=params["device"], amp=params["amp"],
-                                 threads=params["threads"], progress=params["progress"], minutes=params["minutes"])
+        request = _request(params, resume=_resume_where(resume_dir, params))
+    elif config_file is not None:
+        given = _given(ctx, params, WHAT_TO_TRAIN)
+        if given:
+            raise click.UsageError(f"--config trains what the earlier run trained; {', '.join(given)} "
+                                   f"cannot be given with it.")
+        request = _request(params, earlier=config_file)
     else:
-        if config_file is not None:
-            given = _given(ctx, params, FROM_CONFIG)
-            if given:
-                raise click.UsageError(f"--config trains what the earlier run trained; {', '.join(given)} "
-                                       f"cannot be given with it.")
-            config = config_from_earlier(config_file, params)
-        else:
-            config = _config_from_params(params)
-        _in_processes(ctx, params, config.train.batch_size)
-        trainer = _start(config, params)
-    _describe(trainer)
-    result, world = trainer.train(progress=params["progress"]), trainer.world
-    del trainer  # (and its DistributedDataParallel wrapper) before the process group goes
-    distributed.leave(world)
-    _report(result, world.main)
+        request = _request(params)
+    result, session = _train(ctx, request, params)
+    _report(result, session.world.main)
 
 
 @click.command()
@@ -428,17 +403,11 @@ def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, re
       hvae run --converter drums --decoder hierarchical --loss categorical -o slice_bars=4
       hvae run --preset hier-groove-4bar --force --steps 200
     """
-    config = _config_from_params(params)
-    _in_processes(ctx, params, config.train.batch_size)
-    trainer = _start(config, params)
-    _describe(trainer)
-    if chords is None and takes_chords(trainer.converter):
+    result, session = _train(ctx, _request(params), params)
+    world, seed, device = session.world, session.config.train.seed, str(session.device)
+    if chords is None and takes_chords(session.converter):
         chords = DEFAULT_CHORDS
         click.echo(f"Note:   the samples play over the chords {chords} (choose with --chords).", err=True)
-    result, world = trainer.train(progress=params["progress"]), trainer.world
-    seed, device = trainer.config.train.seed, str(trainer.device)
-    del trainer  # (and its DistributedDataParallel wrapper) before the process group goes
-    distributed.leave(world)
     if world.main:  # stopped early too (a signal, the time budget): samples of the last checkpoint
         _summarise(result)
         drawn = sample_checkpoint(result.checkpoint, n=num_samples, temperature=temperature, seed=seed, qpm=qpm,

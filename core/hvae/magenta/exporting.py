@@ -22,7 +22,7 @@ from hvae.safefiles import atomic_directory, check_output_folder
 from hvae.errors import HvaeError
 from hvae.magenta import jsformat
 from hvae.magenta.variables import to_reference
-from hvae.run import open_run
+from hvae.rundir import open_run
 
 @dataclasses.dataclass(frozen=True)
 class ExportResult:

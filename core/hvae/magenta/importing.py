@@ -39,7 +39,7 @@ from hvae.magenta.variables import (GLOBAL_STEP, check_reference, describe_archi
 from hvae.model import ModelConfig, MusicVAE, build_model, trainable_parameters
 from hvae.plugins import make_converter
 from hvae.presets import PRESETS, Preset, get_preset
-from hvae.run import RunConfig, RunDir, TrainConfig, checkpoint_meta
+from hvae.rundir import RunConfig, RunDir, TrainConfig, checkpoint_meta
 from hvae.runlock import RunLock
 from hvae.safefiles import atomic_directory, check_output_folder, read_plain_file, sigterm_as_exit, write_atomic
 

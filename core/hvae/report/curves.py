@@ -1,4 +1,4 @@
-"""Loss-curve pictures from runs' ``metrics.jsonl`` records (:meth:`hvae.run.RunDir.metrics`; PNG, matplotlib's
+"""Loss-curve pictures from runs' ``metrics.jsonl`` records (:meth:`hvae.rundir.RunDir.metrics`; PNG, matplotlib's
 Agg renderer)."""
 
 from __future__ import annotations

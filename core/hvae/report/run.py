@@ -26,17 +26,17 @@ from hvae import arguments
 from hvae.data.windows import WindowSet
 from hvae.device import resolve_device
 from hvae.evaluation import SAMPLES, Evaluation, SampleQuality, evaluation_of, format_value, metric_labels
+from hvae.generation import interpolate_examples, reconstruct_examples, write_samples
 from hvae.midifile import concatenate, write_midi
 from hvae.model import trainable_parameters
 from hvae.music import DEFAULT_QPM
+from hvae.plausible import plausible_range
 from hvae.report import html
 from hvae.report.audio import Renderer, find_renderer
 from hvae.report.curves import plot_curves
 from hvae.report.pianoroll import Panel, lanes_of, picture_note, plot_rolls, window_quarters
-from hvae.run import LoadedRun, RunDir, open_run
+from hvae.rundir import LoadedRun, RunDir, open_run
 from hvae.safefiles import atomic_directory, refuse_links, write_atomic
-from hvae.plausible import plausible_range
-from hvae.sampling import interpolate_examples, reconstruct_examples, write_samples
 
 PAGE = "index.html"
 # What one page shows at most: each sample and reconstruction is a MIDI file, a WAV and a roll on the page, and

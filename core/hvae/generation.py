@@ -30,7 +30,7 @@ from hvae.midifile import midi_bytes, write_new_from
 from hvae.model import MusicVAE
 from hvae.music import DEFAULT_QPM  # tempo written to sampled MIDI, quarter notes per minute (the reference's)
 from hvae.plausible import ROUNDS, DensityRange, draw_plausible, plausible_range
-from hvae.run import open_run
+from hvae.rundir import open_run
 from hvae.safefiles import is_plain_name, refuse_links
 
 # Sequences in one interpolation: all are decoded and held, and written as one file and one picture too;

@@ -1,5 +1,5 @@
-"""A run: what it is made of (:class:`RunConfig`), its directory (:class:`RunDir`), and loading it back
-(:func:`open_run`).
+"""A run directory: what the run in it is made of (:class:`RunConfig`), its files (:class:`RunDir`), and
+loading a trained run back from it (:func:`open_run`).
 
 A run directory holds::
 
@@ -18,10 +18,12 @@ A run directory holds::
     .lock           held by the process training in it (:mod:`hvae.runlock`)
     corrupt/        checkpoints that failed their checks when resuming, moved aside
 
-:class:`RunDir` names each of them, reads and writes the run's files (the configuration, the metrics log),
-finds its newest checkpoint and holds its lock. :func:`plan_run` makes a new run's configuration from a
-preset and what the command line says on top (``hvae train``, ``hvae compare``). :func:`open_run` rebuilds
-a trained run (model, converter, configuration, step) from a checkpoint, and gives its data split's windows.
+:class:`RunDir` names each of them, reads and writes the run's files (the configuration, the metrics log,
+the density range), holds its lock and sets a corrupt checkpoint aside. :func:`plan_model` makes a model's
+configuration from components and ``key=value`` options. :func:`open_run` rebuilds a trained run (model,
+converter, configuration, step) from a checkpoint, and gives its data split's windows; :func:`fork_run` makes
+a new run directory that goes on from another's checkpoint. Starting and resuming a run's training is
+:mod:`hvae.session`'s business.
 """
 
 from __future__ import annotations
@@ -37,16 +39,14 @@ from typing import IO, Any, Mapping, Sequence
 import torch
 
 from hvae import __version__
-from hvae.checkpoint import CHECKPOINTS, JSON_LIMIT, MAX_STEP, REBUILD_ERRORS, \
-    list_checkpoints, read_checkpoint, read_manifest, write_checkpoint
+from hvae.checkpoint import CHECKPOINTS, JSON_LIMIT, MAX_STEP, read_checkpoint, rebuilding, write_checkpoint
 from hvae.data import DEMO_DIR, WindowSet, default_cache_dir, load_split, prepare_dataset
-from hvae.errors import CheckpointError, HvaeError, OutputExistsError, UnsafePathError, plain_errors_as
+from hvae.errors import CheckpointError, HvaeError, OutputExistsError, UnsafePathError
 from hvae.interfaces import Converter
 from hvae.manifest import is_count
 from hvae.model import ModelConfig, MusicVAE, model_from_dict
 from hvae.options import field_names, from_jsonable, parse_overrides
 from hvae.plugins import make_converter, registry
-from hvae.presets import get_preset
 from hvae.pretrained import is_shipped, shipped_model
 from hvae.runlock import RunLock
 from hvae.safefiles import NAME_LIMIT, ensure_dir, foreign_entries, is_plain_name, open_regular, read_plain_file, \
@@ -70,10 +70,7 @@ METRICS_LIMIT = 1 << 30  # bytes of metrics.jsonl read back at most (a million s
 MAX_THREADS = 256  # torch's thread pools crash (SIGSEGV) when asked for tens of thousands
 MAX_BATCH_SIZE = 1 << 20  # examples per step; more is a typing mistake (the reference trains with 512)
 MAX_MINUTES = 525_600  # a training call's time budget, at most a year
-RESUMABLE = ("steps", "minutes", "device", "amp", "threads")  # TrainConfig fields --resume may change (kept in config.json)
-DEFAULT_PRESET = "demo"
 COMPONENT_KINDS = {"encoder": "encoders", "decoder": "decoders", "loss": "losses"}
-NO_TRANSPOSITION = ()  # a transpose_range given to plan_run that means none, whatever the preset says
 RUN_ENTRIES = frozenset((CONFIG_FILE, METRICS_FILE, CHECKPOINTS, SAMPLES_DIR, RECONSTRUCTIONS_DIR, INTERPOLATIONS_DIR,
                          HUMANIZED_DIR, SIMILAR_DIR, DRUMIFIED_DIR, REPORT_DIR, BOARD_DIR, IMPORT_NOTE, LOCK_FILE,
                          REPORT_LOCK_FILE, PLAUSIBLE_FILE, CORRUPT_DIR, ATTRIBUTES_FILE, TRANSFORMED_DIR))
@@ -414,58 +411,6 @@ def _line_step(line: bytes, default: int) -> int:
     return default if record is None else record["step"]
 
 
-def resume_config(run_dir: str | os.PathLike) -> tuple[RunConfig, list[str]]:
-    """The configuration a resumed run continues with, and notes on how it was chosen.
-
-    Each checkpoint holds its run's full configuration; resuming uses the newest readable one's, so a
-    run is continued as it was trained. From ``config.json`` it takes only what ``--resume`` may change
-    (steps, minutes, device, amp, threads); any other difference is named in a note. Without a readable
-    checkpoint (a run stopped before its first), ``config.json`` is the configuration. Raises
-    :class:`CheckpointError` when neither is readable.
-    """
-    run = RunDir(run_dir)
-    try:
-        written, problem = run.read_config(), None
-    except CheckpointError as exc:
-        written, problem = None, str(exc)
-    saved = _newest_saved_config(run.path)
-    if saved is None:
-        if written is None:
-            raise CheckpointError(problem)
-        return written, []
-    directory, config = saved
-    if written is None:
-        return config, [f"{problem.rstrip('.')}: resuming with the configuration saved in {directory}."]
-    config = dataclasses.replace(config, train=dataclasses.replace(
-        config.train, **{k: getattr(written.train, k) for k in RESUMABLE}))
-    changed = _differences(config.to_json(), written.to_json())
-    if not changed:
-        return config, []
-    return config, [f"{run.config_file} differs from the configuration saved in {directory} "
-                    f"({'; '.join(changed)}): resuming with the checkpoint's, as the run was trained "
-                    f"(only {', '.join(RESUMABLE)} are read from {CONFIG_FILE}; start a new run to change others)."]
-
-
-def _newest_saved_config(run_dir: Path) -> tuple[Path, RunConfig] | None:
-    """The newest checkpoint whose manifest reads, and the run configuration it holds."""
-    for directory in reversed(list_checkpoints(run_dir)):
-        try:
-            return directory, RunConfig.from_json(read_manifest(directory)["run"])
-        except (CheckpointError, KeyError):
-            continue
-    return None
-
-
-def _differences(checkpoint: Any, written: Any, where: str = "") -> list[str]:
-    """``key: checkpoint value -> config.json value`` for each leaf that differs."""
-    if isinstance(checkpoint, dict) and isinstance(written, dict):
-        return [line for key in sorted(set(checkpoint) | set(written))
-                for line in _differences(checkpoint.get(key), written.get(key), f"{where}{key}.")]
-    if checkpoint == written:
-        return []
-    return [f"{where.rstrip('.')} {json.dumps(checkpoint)} in the checkpoint, {json.dumps(written)} in {CONFIG_FILE}"]
-
-
 def checkpoint_meta(config: RunConfig, model: MusicVAE, **more: Any) -> dict[str, Any]:
     """What a run's checkpoint records beside its tensors (as JSON): the run's name and config, the
     model's architecture, the plugins (and versions) behind each component, and ``more``."""
@@ -481,7 +426,7 @@ def checkpoint_meta(config: RunConfig, model: MusicVAE, **more: Any) -> dict[str
     return json.loads(json.dumps(meta))
 
 
-def _carry_over(options: dict[str, Any], factory: type) -> dict[str, Any]:
+def carry_over(options: dict[str, Any], factory: type) -> dict[str, Any]:
     """The options a replaced component shares (by name) with its replacement."""
     names = set(field_names(factory.Options))
     return {k: v for k, v in options.items() if k in names}
@@ -500,8 +445,8 @@ def plan_model(model: ModelConfig, encoder: str | None, decoder: str | None, los
     for role, name in (("encoder", encoder), ("decoder", decoder)):
         if name is not None and name != getattr(model, role):
             factory = reg.get(COMPONENT_KINDS[role], name).factory
-            changes[role], changes[f"{role}_options"] = name, _carry_over(dict(getattr(model, f"{role}_options")),
-                                                                         factory)
+            changes[role], changes[f"{role}_options"] = name, carry_over(dict(getattr(model, f"{role}_options")),
+                                                                        factory)
     if loss is not None and loss != model.loss:
         reg.get("losses", loss)
         changes["loss"], changes["loss_options"] = loss, {}
@@ -521,46 +466,6 @@ def plan_model(model: ModelConfig, encoder: str | None, decoder: str | None, los
         value = parse_overrides(factory.Options, [rest], what=f"{role} {name!r}")
         model = dataclasses.replace(model, **{f"{role}_options": {**getattr(model, f"{role}_options"), **value}})
     return model
-
-
-def plan_run(preset_name: str | None, converter: str | None, encoder: str | None, decoder: str | None,
-             loss: str | None, converter_pairs: Sequence[str], model_pairs: Sequence[str],
-             train_options: Mapping[str, Any], data_dir: Path | None, cache_dir: Path | None,
-             force: bool) -> RunConfig:
-    """A new run's configuration: the preset (default ``demo``), then the components, ``key=value``
-    options and training options given on top (None: the preset's), as ``hvae train`` takes them.
-
-    A converter other than the preset's keeps the preset's converter options it also has. A
-    ``transpose_range`` of :data:`NO_TRANSPOSITION` means none, whatever the preset says.
-    """
-    preset = get_preset(preset_name or DEFAULT_PRESET)
-    converter_name = converter or preset.converter
-    factory = registry().get("converters", converter_name).factory
-    options = dict(preset.converter_options) if converter_name == preset.converter else \
-        _carry_over(dict(preset.converter_options), factory)
-    options.update(parse_overrides(factory.Options, converter_pairs, what=f"converter {converter_name!r}"))
-    with plain_errors_as(f"Converter {converter_name!r} rejected its options"):
-        built = make_converter(converter_name, options)
-    model = plan_model(preset.model, encoder, decoder, loss, model_pairs)
-    # the preset's augmentation goes with its converter
-    transpose = preset.transpose_range if converter_name == preset.converter else None
-    train = TrainConfig(batch_size=preset.batch_size, steps=preset.steps, transpose_range=transpose)
-    given = {k: v for k, v in train_options.items() if v is not None}
-    if given.get("transpose_range") == NO_TRANSPOSITION:
-        given["transpose_range"] = None
-    train = dataclasses.replace(train, **given)
-    if data_dir is None:
-        if preset.dataset != "gmd":
-            raise HvaeError(f"Preset {preset.name!r} is meant for the {preset.dataset} data set, which is not "
-                            f"bundled: give its folder with --data.")
-        data_dir = DEMO_DIR
-    changed = (converter_name, model.encoder, model.decoder, model.loss) != \
-        (preset.converter, preset.model.encoder, preset.model.decoder, preset.model.loss)
-    name = "-".join(n for n in (converter_name, model.decoder, model.loss) if n) if changed else preset.name
-    return RunConfig(name=name, converter=converter_name, converter_options=dataclasses.asdict(built.options),
-                     model=model, train=train, data_dir=str(Path(data_dir).resolve()),
-                     cache_dir=str(cache_dir or default_cache_dir(data_dir, built.name, built.options)),
-                     preset=preset.name, force=force or (preset.force and not changed))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -608,14 +513,11 @@ def open_run(path: str | os.PathLike, device: torch.device | str = "cpu") -> Loa
     outputs go to ``runs/<name>/``."""
     path = resolve_run(path)
     checkpoint = read_checkpoint(path, with_optimizer=False)
-    try:
+    with rebuilding(checkpoint.path):
         config = RunConfig.from_json(checkpoint.meta["run"])
         model = model_from_dict(checkpoint.meta["model"])
         model.load_state_dict(checkpoint.model)
         converter = make_converter(config.converter, config.converter_options)
-    except REBUILD_ERRORS as exc:
-        raise CheckpointError(f"Checkpoint {checkpoint.path} does not fit this hvae and its plugins: "
-                              f"{type(exc).__name__}: {_first_line(exc)}") from None
     bad = [name for name, tensor in checkpoint.model.items() if tensor.is_floating_point() and
            not bool(torch.isfinite(tensor).all())]
     if bad:
@@ -681,7 +583,3 @@ def resolve_run(path: str | os.PathLike) -> Path:
 
 
 load_model = open_run  # the name earlier hvae gave open_run; kept for notebooks and scripts that use it
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
