@@ -31,15 +31,12 @@ from magenta.models.music_vae import data_hierarchical, lstm_models
 from magenta.models.music_vae.base_model import MusicVAE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_fixture import WINDOWS, write_fixture  # noqa: E402
+from reference_fixture import COMMON, WINDOWS, write_fixture  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZES = dict(z_size=8, enc_rnn_size=[16], dec_rnn_size=[16, 16, 16])
 # hier-multiperf_vel_1bar_med's hyperparameters: the reference's defaults but for its sizes
-HPARAMS = dict(batch_size=WINDOWS, max_seq_len=512, free_bits=0.0, max_beta=1.0, beta_rate=0.0, learning_rate=0.001,
-               decay_rate=0.9999, min_learning_rate=1e-5, grad_clip=1.0, clip_mode="global_norm",
-               grad_norm_clip_to_zero=10000, dropout_keep_prob=1.0, sampling_schedule="constant", sampling_rate=0.0,
-               **SIZES)
+HPARAMS = dict(COMMON, max_seq_len=512, free_bits=0.0, max_beta=1.0, z_size=8, enc_rnn_size=[16],
+               dec_rnn_size=[16, 16, 16])
 CONVERTER = data_hierarchical.MultiInstrumentPerformanceConverter(
     num_velocity_bins=8, hop_size_bars=1, max_num_instruments=8, max_events_per_instrument=64,
     max_tensors_per_notesequence=None)
@@ -56,12 +53,10 @@ def windows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.asarray(lengths[:WINDOWS], np.int32))
 
 
-def build(hparams):
-    model = MusicVAE(lstm_models.HierarchicalLstmEncoder(lstm_models.BidirectionalLstmEncoder, [64, 8]),
-                     lstm_models.HierarchicalLstmDecoder(lstm_models.CategoricalLstmDecoder(), [8, 64],
-                                                         disable_autoregression=True))
-    model.build(hparams, output_depth=CONVERTER.output_depth, is_training=True)
-    return model
+def multiperf_model() -> MusicVAE:
+    return MusicVAE(lstm_models.HierarchicalLstmEncoder(lstm_models.BidirectionalLstmEncoder, [64, 8]),
+                    lstm_models.HierarchicalLstmDecoder(lstm_models.CategoricalLstmDecoder(), [8, 64],
+                                                        disable_autoregression=True))
 
 
 def main() -> None:
@@ -69,7 +64,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    write_fixture(args.out, *windows(), HPARAMS, build, args.seed)
+    write_fixture(args.out, *windows(), HPARAMS, multiperf_model, args.seed)
     write_js_folder(args.out / "tf" / "model.ckpt", args.out / "js")
 
 

@@ -27,6 +27,7 @@ describes them, the LSTM kernels to 2 bytes, the rest to 1).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -36,15 +37,12 @@ from magenta.models.music_vae import configs, data, lstm_models
 from magenta.models.music_vae.base_model import MusicVAE
 import note_seq
 
-from reference_fixture import STEP, WINDOWS, reference_results
+from reference_fixture import COMMON, WINDOWS, restore, write_fixture
 
 DEMO = Path(__file__).resolve().parent.parent / "core" / "hvae" / "demo" / "groove"
-SIZES = dict(z_size=16, enc_rnn_size=[24], dec_rnn_size=[32, 32])
 # configs.py's nade-drums hyperparameters, at the small sizes (no dropout, no scheduled sampling: teacher forcing)
-HPARAMS = dict(batch_size=WINDOWS, max_seq_len=32, nade_num_hidden=128, free_bits=48.0, max_beta=0.2, beta_rate=0.0,
-               learning_rate=0.001, decay_rate=0.9999, min_learning_rate=1e-5, grad_clip=1.0,
-               clip_mode="global_norm", grad_norm_clip_to_zero=10000, dropout_keep_prob=1.0,
-               sampling_schedule="constant", sampling_rate=0.0, **SIZES)
+HPARAMS = dict(COMMON, max_seq_len=32, nade_num_hidden=128, free_bits=48.0, max_beta=0.2, enc_rnn_size=[24],
+               dec_rnn_size=[32, 32])
 CONFIGS = {"nade-drums_2bar_reduced": data.REDUCED_DRUM_PITCH_CLASSES,
            "nade-drums_2bar_full": data.FULL_DRUM_PITCH_CLASSES}
 # magenta.js's quantisation of the hosted *_q2 folder: bytes per stored value, by variable
@@ -72,23 +70,15 @@ def windows(pitch_classes) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str
     return np.array(inputs, np.float32), np.array(outputs, np.float32), lengths, files, picked
 
 
-def build(hparams, depth: int):
-    model = MusicVAE(lstm_models.BidirectionalLstmEncoder(), lstm_models.MultiLabelRnnNadeDecoder())
-    model.build(hparams, output_depth=depth, is_training=True)
-    return model
+def nade_model() -> MusicVAE:
+    return MusicVAE(lstm_models.BidirectionalLstmEncoder(), lstm_models.MultiLabelRnnNadeDecoder())
 
 
-def greedy_nade(model, mu):
-    """The reference's greedy NADE decode from z = mu: no temperature, a hit where p >= 0.5 (on the variables the
-    loss built: a flat decoder's sampling graph makes its layers anew)."""
-    with tf.variable_scope(tf.get_variable_scope(), reuse=True):
-        return model.sample(WINDOWS, max_length=32, z=mu, temperature=None)[0]
-
-
-def margins(hparams, depth: int, found: dict, lengths: np.ndarray, names: dict, checkpoint: Path) -> np.ndarray:
+def margins(build, found: dict, lengths: np.ndarray, checkpoint: Path) -> np.ndarray:
     """The smallest |p - 0.5| over each greedy step's drums, teacher-forced on the greedy decode."""
+    depth = found["greedy"].shape[-1]
     with tf.Graph().as_default():
-        model = build(hparams, depth)
+        model = build()
         fed = tf.constant(np.pad(found["greedy"][:, :-1], [(0, 0), (1, 0), (0, 0)]))
         results = model.decoder.reconstruction_loss(fed, tf.constant(found["greedy"]), tf.constant(lengths),
                                                     tf.constant(found["mu"]), None)[2]
@@ -98,27 +88,34 @@ def margins(hparams, depth: int, found: dict, lengths: np.ndarray, names: dict, 
         _, cond_probs = decoder._nade.log_prob(tf.reshape(tf.constant(found["greedy"]), [-1, depth]), b_enc, b_dec)
         margin = tf.reshape(tf.reduce_min(tf.abs(cond_probs - 0.5), axis=-1), [WINDOWS, -1])
         with tf.Session() as session:
-            tf.train.Saver([v for v in tf.global_variables() if v.op.name in names]).restore(session, str(checkpoint))
+            restore(session, checkpoint)
             return session.run(margin)
 
 
-def fed_back_losses(hparams, depth: int, inputs: np.ndarray, outputs: np.ndarray, lengths: np.ndarray, eps: np.ndarray,
-                    names: dict, checkpoint: Path) -> np.ndarray:
+def fed_back_losses(build, hparams, inputs: np.ndarray, outputs: np.ndarray, lengths: np.ndarray, eps: np.ndarray,
+                    checkpoint: Path) -> np.ndarray:
     """Each window's reconstruction loss (z = mu + sigma * eps) with scheduled sampling at probability 1: every step
     after the first is fed the NADE's draw from the step before, which the reference's training helper makes
     without a temperature (greedy), so the loss is deterministic."""
     hparams.sampling_schedule, hparams.sampling_rate = "constant", 1.0
     with tf.Graph().as_default():
-        model = build(hparams, depth)
+        model = build()
         q_z = model.encode(tf.constant(inputs), tf.constant(lengths))
         z = q_z.loc + q_z.stddev() * tf.constant(eps)
         x_input = tf.pad(tf.constant(outputs)[:, :-1], [(0, 0), (1, 0), (0, 0)])
         r_loss = model.decoder.reconstruction_loss(x_input, tf.constant(outputs), tf.constant(lengths), z, None)[0]
         with tf.Session() as session:
-            tf.train.Saver([v for v in tf.global_variables() if v.op.name in names]).restore(session, str(checkpoint))
+            restore(session, checkpoint)
             losses = session.run(r_loss)
     hparams.sampling_schedule, hparams.sampling_rate = HPARAMS["sampling_schedule"], HPARAMS["sampling_rate"]
     return losses
+
+
+def nade_results(inputs: np.ndarray, outputs: np.ndarray, lengths: np.ndarray, build, hparams, found: dict,
+                 eps: np.ndarray, checkpoint: Path) -> dict:
+    """The NADE's results beside write_fixture's own: ``margin`` and ``r_loss_fed_back``."""
+    return dict(margin=margins(build, found, lengths, checkpoint),
+                r_loss_fed_back=fed_back_losses(build, hparams, inputs, outputs, lengths, eps, checkpoint))
 
 
 def quantise(values: np.ndarray, nbytes: int) -> tuple[bytes, dict]:
@@ -168,26 +165,13 @@ def main() -> None:
     args = parser.parse_args()
     for name, pitch_classes in CONFIGS.items():
         inputs, outputs, lengths, files, picked = windows(pitch_classes)
-        depth = outputs.shape[-1]
-        hparams = lstm_models.get_default_hparams()
-        for key, value in HPARAMS.items():  # the reference's HParams: attributes, no update()
-            setattr(hparams, key, value)
-        rng = np.random.default_rng(args.seed)
-        eps = rng.standard_normal((WINDOWS, SIZES["z_size"])).astype(np.float32)
         out = args.out / name
-        found, names = reference_results(lambda h: build(h, depth), hparams, inputs, outputs, lengths, eps, rng, out,
-                                         greedy_nade, args.seed)
-        found["margin"] = margins(hparams, depth, found, lengths, names, out / "tf" / "model.ckpt")
-        found["r_loss_fed_back"] = fed_back_losses(hparams, depth, inputs, outputs, lengths, eps, names,
-                                                   out / "tf" / "model.ckpt")
-        np.savez_compressed(out / "expected.npz", inputs=inputs, outputs=outputs, lengths=lengths, eps=eps,
-                            step=np.int64(STEP), files=np.array(files), window=np.array(picked),
-                            **{k: np.asarray(v, np.float32) for k, v in found.items()})
-        (out / "variables.json").write_text(json.dumps(names, indent=1) + "\n")
+        write_fixture(out, inputs, outputs, lengths, HPARAMS, nade_model, args.seed,
+                      arrays=dict(files=np.array(files), window=np.array(picked)),
+                      results=functools.partial(nade_results, inputs, outputs, lengths))
         (out / "variables_full_size.json").write_text(json.dumps(configuration_variables(name), indent=1) + "\n")
         if name == "nade-drums_2bar_reduced":
-            write_js(out / "tf" / "model.ckpt", out / "js", depth)
-        print(f"written {out}: {depth} drums, loss {found['loss']:.6g}, after one step {found['loss_after']:.6g}")
+            write_js(out / "tf" / "model.ckpt", out / "js", outputs.shape[-1])
 
 
 if __name__ == "__main__":
