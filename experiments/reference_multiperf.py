@@ -3,6 +3,7 @@ the reference's environment (Magenta 2.1.4), not hvae's:
 
     ../shared/reference/speed/setup.sh /tmp/refenv
     /tmp/refenv/bin/python experiments/reference_multiperf.py --out tests/data/multiperf
+    /tmp/refenv/bin/python experiments/reference_multiperf.py --out tests/data/multiperf --chords
 
 The windows the reference's MultiInstrumentPerformanceConverter makes, in its order, every window kept
 (``max_tensors_per_notesequence`` off), under each of the SETTINGS of tests/multiperf_files.py. A window
@@ -17,6 +18,11 @@ reference's from_tensors reads back from the windows (see ``notes``).
 - ``random_reference.npz``: the random files of tests/multitrack.py and tests/multiperf_files.py (sustain
   pedals, pedals shared by a track's instruments, up to eleven instruments, dense bars);
   ``multitrack_digest`` and ``multiperf_digest``: each set's sha256.
+
+With ``--chords``, the chord-conditioned converter (``chord_encoding`` a TriadChordOneHotEncoding, chords
+inferred by the reference) under each of the CHORD_SETTINGS, the real and the random files in one file,
+``chords_reference.npz``; each window's controls also, as each row's triad class (-1: a padding row of
+zeros), key ``{file stem}/{setting}/chords``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pathlib import Path
 import note_seq
 import numpy as np
 from magenta.models.music_vae import data_hierarchical
+from note_seq import chords_encoder_decoder
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -45,9 +52,12 @@ def tokens(window: np.ndarray) -> np.ndarray:
     return np.where(sums == 1, window.argmax(axis=-1), -1).astype(np.int16)
 
 
-def windows(paths: list[Path], key, with_notes: bool = False) -> dict[str, np.ndarray]:
+def windows(paths: list[Path], key, with_notes: bool = False, settings: dict | None = None) -> dict[str, np.ndarray]:
     arrays = {}
-    for name, options in multiperf_files.SETTINGS.items():
+    for name, options in (settings or multiperf_files.SETTINGS).items():
+        options = dict(options)
+        if options.pop("chord_encoding", None) == "triad":
+            options["chord_encoding"] = chords_encoder_decoder.TriadChordOneHotEncoding()
         converter = data_hierarchical.MultiInstrumentPerformanceConverter(max_tensors_per_notesequence=None,
                                                                           **options)
         for path in sorted(paths):
@@ -57,6 +67,8 @@ def windows(paths: list[Path], key, with_notes: bool = False) -> dict[str, np.nd
             if tensors.outputs:
                 arrays[f"{key(path)}/{name}"] = np.stack([tokens(w) for w in tensors.outputs])
                 arrays[f"{key(path)}/{name}/lengths"] = np.stack(tensors.lengths).astype(np.int16)
+                if "chord_encoding" in options:
+                    arrays[f"{key(path)}/{name}/chords"] = np.stack([tokens(c) for c in tensors.controls])
                 if with_notes:
                     arrays[f"{key(path)}/{name}/notes"] = notes(converter, tensors.outputs)
     return arrays
@@ -73,8 +85,21 @@ def notes(converter, outputs) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="tests/data/multiperf")
+    parser.add_argument("--chords", action="store_true", help="the chord-conditioned settings only")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.chords:
+        settings = multiperf_files.CHORD_SETTINGS
+        arrays = windows(sorted((ROOT / "tests" / "data" / "trio").glob("*.mid")), lambda p: p.stem,
+                         settings=settings)
+        with tempfile.TemporaryDirectory() as folder:
+            trio_paths = multitrack.write_files(Path(folder) / "trio")
+            perf_paths = multiperf_files.write_files(Path(folder) / "perf")
+            arrays.update(windows(trio_paths + perf_paths, lambda p: "random_" + p.stem, settings=settings))
+            np.savez_compressed(args.out / "chords_reference.npz",
+                                multitrack_digest=np.array(multitrack.digest(trio_paths)),
+                                multiperf_digest=np.array(multitrack.digest(perf_paths)), **arrays)
+        return
     real = windows(sorted((ROOT / "tests" / "data" / "trio").glob("*.mid")), lambda p: p.stem, with_notes=True)
     real.update(windows([GROOVE / f for f in multiperf_files.GMD_FILES], lambda p: "gmd_" + p.stem))
     np.savez_compressed(args.out / "reference.npz", **real)

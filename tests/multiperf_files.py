@@ -37,6 +37,14 @@ SETTINGS = {
     "first_only": dict(num_velocity_bins=2, hop_size_bars=4, chunk_size_bars=4, first_subsequence_only=True,
                        max_events_per_instrument=256),
 }
+# The chord-conditioned settings (option chord_encoding="triad"; the reference's TriadChordOneHotEncoding): the
+# hier-multiperf_vel_1bar_*_chords presets' converter, two-bar windows of two chunks (chords of a later chunk),
+# and 3/4 bars (one chord a bar).
+CHORD_SETTINGS = {
+    "med_chords": dict(SETTINGS["med"], chord_encoding="triad"),
+    "two_chunks_chords": dict(SETTINGS["two_chunks"], chord_encoding="triad"),
+    "plain_3_4_chords": dict(SETTINGS["plain_3_4"], chord_encoding="triad"),
+}
 SUSTAIN = 64  # the sustain pedal's control number
 
 

@@ -11,7 +11,7 @@ import torch
 from hvae.errors import IncompatibleError, UnknownComponentError
 from hvae.model import DataSpec, build_model, trainable_parameters
 from hvae.plugins import make_converter, registry
-from hvae.presets import Preset, get_preset, list_presets
+from hvae.presets import UNSUPPORTED, Preset, get_preset, list_presets
 
 torch.set_num_threads(1)
 
@@ -20,7 +20,8 @@ REFERENCE = ["cat-drums_2bar_small", "cat-drums_2bar_big", "cat-mel_2bar_small",
              "cat-mel_2bar_med_chords",
              "hierdec-mel_16bar", "groovae_4bar", "groovae_2bar_humanize", "groovae_2bar_tap_fixed_velocity",
              "groovae_2bar_tap_fixed_velocity_note_dropout", "groovae_2bar_add_closed_hh",
-             "groovae_2bar_hits_control", "hier-multiperf_vel_1bar_med", "hier-multiperf_vel_1bar_big"] + NADE
+             "groovae_2bar_hits_control", "hier-multiperf_vel_1bar_med", "hier-multiperf_vel_1bar_big",
+             "hier-multiperf_vel_1bar_med_chords", "hier-multiperf_vel_1bar_big_chords"] + NADE
 TRIO = ["flat-trio_16bar", "hierdec-trio_16bar", "hier-trio_16bar"]
 REPORT = ["hier-groove-4bar", "groovae_4bar", "hier-drums-4bar", "hier-mel-4bar"]
 # What each converter writes, for building without the converter itself: (kind, input depth, output depth).
@@ -131,10 +132,21 @@ def test_the_trio_presets_keep_the_references_sizes_and_variable_count(name):
     assert (cfg.encoder, cfg.encoder_options["rnn_sizes"]) == encoder
 
 
-def test_the_reference_configs_hvae_cannot_build_are_refused_with_the_reason():
-    for name, reason in [("hier-multiperf_vel_1bar_med_chords", "chord"), ("hier-multiperf_vel_1bar_big_chords", "chord")]:
-        with pytest.raises(UnknownComponentError, match=f"reference's {name} is not supported: .*{reason}"):
-            get_preset(name)
+def test_every_reference_configuration_is_a_preset_none_unsupported():
+    assert UNSUPPORTED == {}
+    # configs.py's 23 configurations; groovae_2bar_hits_control_tfds is groovae_2bar_hits_control here
+    assert len(set(REFERENCE + TRIO)) == 22 and set(REFERENCE + TRIO) <= set(list_presets())
+
+
+def test_the_multiperf_chord_presets_keep_the_references_converter_and_sizes():
+    for size, (encoder, decoder) in {"med": (1024, 512), "big": (2048, 1024)}.items():
+        plain, chords = get_preset(f"hier-multiperf_vel_1bar_{size}"), get_preset(f"hier-multiperf_vel_1bar_{size}_chords")
+        assert dict(chords.converter_options) == {**dict(plain.converter_options), "chord_encoding": "triad"}
+        assert chords.model == plain.model and chords.transpose_range == plain.transpose_range == (-3, 3)
+        assert (chords.model.encoder_options["rnn_sizes"], chords.model.decoder_options["rnn_sizes"]) == \
+            ((encoder,), (decoder,) * 3)
+        converter = make_converter(chords.converter, chords.converter_options)
+        assert (converter.input_depth, converter.control_depth, converter.steps) == (490, 49, 512)
 
 
 def test_big_reference_presets_keep_the_references_sizes():
@@ -183,7 +195,7 @@ def test_hvae_presets_lists_each_preset_with_its_size_and_origin():
     # The reference's own variable count (encoder, decoder, dense layers) for cat-drums_2bar_small.
     assert rows["cat-drums_2bar_small"][-2:] == ["4,636,672", "reference"]
     assert rows["demo"][-1] == "hvae" and rows["hier-drums-4bar"][-1] == "report"
-    assert "hier-multiperf_vel_1bar_med_chords: multi-instrument" in result.output
+    assert "does not support" not in result.output and "hier-multiperf_vel_1bar_med_chords" in rows
     assert "hier-trio_16bar: " not in result.output and "nade-drums_2bar_full: " not in result.output
     assert rows["hierdec-trio_16bar"][-2:] == [f"{TRIO_VARIABLES['hierdec-trio_16bar']:,}", "reference"]
     table = json.loads(invoke("presets", "--json").output)

@@ -89,6 +89,9 @@ class NoteSequence:
     # Sustain-pedal changes (control 64): (time s, instrument, value), each instrument's in file order. A
     # pedal set before an instrument's first note counts for it, as the reference reads it.
     sustain: list[tuple[float, int, int]] = dataclasses.field(default_factory=list)
+    # Chord symbols (time s, chord), as the reference's chord annotations: each holds until the next. Split
+    # like tempos (a piece opens with the chord in force); MIDI files carry none, converters infer them.
+    chords: list[tuple[float, int]] = dataclasses.field(default_factory=list)
     ticks_per_quarter: int = STANDARD_PPQ
     source: str = ""  # file name, for messages
     # Filled by quantize():
@@ -461,9 +464,11 @@ def _cut(ns: NoteSequence, cuts: Sequence[float]) -> list[NoteSequence]:
     meters = _state_per_piece([(t, (num, den)) for t, num, den in ns.time_signatures], cuts)
     tempos = _state_per_piece(list(ns.tempos), cuts)
     sustain = _pedals_per_piece(ns.sustain, cuts)
+    chords = _state_per_piece(list(ns.chords), cuts)
     return [dataclasses.replace(
         ns, notes=notes[i], total_time=max((n.end for n in notes[i]), default=0.0),
-        time_signatures=[(t, num, den) for t, (num, den) in meters[i]], tempos=tempos[i], sustain=sustain[i])
+        time_signatures=[(t, num, den) for t, (num, den) in meters[i]], tempos=tempos[i], sustain=sustain[i],
+        chords=chords[i])
         for i in range(last)]
 
 
@@ -556,7 +561,7 @@ def apply_sustain(ns: NoteSequence) -> NoteSequence:
 
 
 def _state_per_piece(events: list[tuple[float, object]], cuts: Sequence[float]) -> list[list[tuple[float, object]]]:
-    """Tempo or meter events ``(time s, value)`` of each piece between ``cuts``.
+    """Tempo, meter or chord events ``(time s, value)`` of each piece between ``cuts``.
 
     A piece opens with the event in force at its start (moved to 0 s) and keeps the events
     strictly inside it, shifted; an event on a cut belongs to the next piece's opening.

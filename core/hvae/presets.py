@@ -74,9 +74,10 @@ _MULTIPERF_1BAR = {"num_velocity_bins": 8, "hop_size_bars": 1, "max_num_instrume
                    "max_events_per_instrument": 64, "steps_per_quarter": 24}
 
 
-def _multiperf(name: str, description: str, encoder_size: int, decoder_size: int) -> Preset:
+def _multiperf(name: str, description: str, encoder_size: int, decoder_size: int, chords: bool = False) -> Preset:
     return Preset(
-        name=name, description=description, converter="multiperf", converter_options=_MULTIPERF_1BAR,
+        name=name, description=description, converter="multiperf",
+        converter_options={**_MULTIPERF_1BAR, "chord_encoding": "triad"} if chords else _MULTIPERF_1BAR,
         model=ModelConfig(z_size=512, encoder="hierarchical", decoder="hierarchical", loss="categorical",
                           encoder_options={"rnn_sizes": (encoder_size,), "level_lengths": (64, 8),
                                            "padded_segments": True},
@@ -233,6 +234,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     _multiperf("hier-multiperf_vel_1bar_big",
                ("hier-multiperf_vel_1bar_med with a 2048-unit encoder and a conductor and decoder of 3x1024."),
                2048, 1024),
+    _multiperf("hier-multiperf_vel_1bar_med_chords",
+               ("hier-multiperf_vel_1bar_med conditioned on chords (magenta.js multitrack_chords): the chord at "
+                "each event (49 triad classes, inferred from the notes)."), 1024, 512, chords=True),
+    _multiperf("hier-multiperf_vel_1bar_big_chords",
+               "hier-multiperf_vel_1bar_big conditioned on chords, as hier-multiperf_vel_1bar_med_chords.",
+               2048, 1024, chords=True),
     Preset(
         name="hier-groove-4bar",
         description=("The report's failing run: hierarchical decoder and softmax cross-entropy on groove "
@@ -272,12 +279,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
 ]}
 
 # The reference's configurations (configs.py) whose components hvae does not have.
-UNSUPPORTED: dict[str, UnsupportedConfig] = {u.name: u for u in [
-    UnsupportedConfig("hier-multiperf_vel_1bar_med_chords", "multi-instrument performances conditioned on "
-                                                            "chords: the multiperf converter has no chord controls"),
-    UnsupportedConfig("hier-multiperf_vel_1bar_big_chords", "multi-instrument performances conditioned on "
-                                                            "chords: the multiperf converter has no chord controls"),
-]}
+UNSUPPORTED: dict[str, UnsupportedConfig] = {}  # none: hvae has every one of the 23
 
 
 def list_presets() -> list[str]:

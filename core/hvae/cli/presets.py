@@ -59,6 +59,7 @@ def presets(as_json: bool) -> None:
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    click.echo("\nThe reference's configurations hvae does not support:")
+    if table["unsupported"]:
+        click.echo("\nThe reference's configurations hvae does not support:")
     for u in table["unsupported"]:
         click.echo(f"  {u['name']}: {u['reason']}")

@@ -38,7 +38,7 @@ def magenta_js_config(model: Any, converter: Any) -> dict[str, Any]:
     cfg = model.config
     if cfg.decoder not in ("flat", "groove", "hierarchical"):
         raise HvaeError(f"magenta.js has no counterpart of the {cfg.decoder!r} decoder.")
-    chords = converter.name == "melody" and converter.options.chord_encoding == "triad"
+    chords = converter.name in ("melody", "multiperf") and converter.options.chord_encoding == "triad"
     if model.spec.control_depth and not chords:
         raise HvaeError("magenta.js cannot be given this model's controls (hits_as_controls): a model with "
                         "controls cannot be exported to it.")

@@ -77,6 +77,22 @@ def infer_chords(qns: NoteSequence) -> np.ndarray:
     Raises :class:`ConversionError` where the reference cannot infer chords: a meter it has no chord
     rate for, a bar that does not split into whole-step chords, an empty piece, more than ``MAX_CHORDS``.
     """
+    path, steps_per_chord, _ = _infer_frames(qns)
+    steps = np.minimum(np.arange(qns.total_steps) // steps_per_chord, len(path) - 1)
+    return path[steps]
+
+
+def infer_chord_symbols(qns: NoteSequence) -> list[tuple[float, int]]:
+    """The chord changes of a quantized piece as the reference writes them into it, ``(time s, chord index)``:
+    one where a frame's chord differs from the one before (the first frame's at 0 s), timed at the frame's
+    start ``frame * seconds per chord``. Raises :class:`ConversionError` as :func:`infer_chords`."""
+    path, _, seconds_per_chord = _infer_frames(qns)
+    changes = np.flatnonzero(np.diff(path, prepend=-1))
+    return [(int(frame) * seconds_per_chord, int(path[frame])) for frame in changes]
+
+
+def _infer_frames(qns: NoteSequence) -> tuple[np.ndarray, int, float]:
+    """Each frame's inferred chord ``(frames,)``, the steps and the seconds of a frame."""
     meter = (qns.numerator, qns.denominator)
     if meter not in CHORDS_PER_BAR:
         raise ConversionError(f"chords cannot be inferred in {meter[0]}/{meter[1]} time")
@@ -91,8 +107,7 @@ def infer_chords(qns: NoteSequence) -> np.ndarray:
     if frames > MAX_CHORDS:
         raise ConversionError(f"chords cannot be inferred for {frames:,} chords, at most {MAX_CHORDS:,}")
     path = _viterbi(CONCENTRATION * np.dot(_pitch_profiles(qns, seconds_per_chord, frames), _chord_vectors().T))
-    steps = np.minimum(np.arange(qns.total_steps) // steps_per_chord, frames - 1)
-    return path[steps]
+    return path, steps_per_chord, seconds_per_chord
 
 
 def chords_at(per_step: np.ndarray, steps: np.ndarray) -> np.ndarray:

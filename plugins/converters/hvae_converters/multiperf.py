@@ -33,21 +33,28 @@ How a file becomes windows, as the reference does it:
    reference reads them (velocities by bin; a chunk of no note counts as drums). Every segment must have
    at most ``max_events_per_instrument - 2`` events, and the window at least ``min_total_events``.
 
-Not here yet (issue 25): the reference's chord variant (``hier-multiperf_vel_1bar_*_chords``, option
-``chord_encoding``), which needs the chord inference the melody converter is getting. What it adds, to build
-on it: where a piece has no chord symbols, chords are inferred once on the piece quantized at
-``steps_per_quarter`` (a piece whose chords cannot be inferred, or whose bar is wrong, gives nothing) and
-copied back to it; the controls are one triad one-hot (TriadChordOneHotEncoding: no chord, then 12 roots x
-major, minor, augmented, diminished) per row of a segment: "no chord" on the program row, the chord in force
-at each event's step (two chords on one step drop the window), the last chord again on the end row, "no
-chord" on the padding instruments' rows and zeros on padding rows.
+With ``chord_encoding="triad"`` (the reference's ``hier-multiperf_vel_1bar_*_chords``) each window also
+carries chords as controls, one-hot over the 49 triad classes of :mod:`hvae_converters.chords`, one per row
+of a segment, as the reference aligns them with the performance events:
+
+    row 0          no chord (the program token's row)
+    rows 1..n      the chord in force at the step of each event (the step before its time shift)
+    row n+1        the last chord again (no chord for a segment of no events)
+    the rest       zeros (padding); an instrument a chunk lacks: no chord on its lone end token's row
+
+MIDI files have no chord symbols, so the chords of each piece (after its pedals are played out) are
+inferred once on the piece quantized at ``steps_per_quarter`` (:func:`hvae_converters.chords.infer_chord_symbols`);
+a piece whose chords cannot be inferred, or whose bar is not ``steps_per_quarter * quarters_per_bar``
+steps, gives no window. The chord changes are cut with the piece into windows (each window opens with the
+chord in force at its start) and quantized with it; an event after the window's last note's end takes the
+chord in force there, and a window where two different chords fall on one step is not taken.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from typing import Any
+from typing import Any, Sequence
 
 import miditoolkit
 import numpy as np
@@ -57,6 +64,7 @@ from hvae.errors import ConversionError, HvaeError
 from hvae.interfaces import Converter, ConverterOptions, Example
 from hvae.music import (DEFAULT_QPM, MidiSource, Note, NoteSequence, apply_sustain, quantize, quantize_to_step,
                         split_every, to_midi)
+from hvae_converters import chords
 from hvae_converters.windows import windows_of_file
 
 NOTE_ON, NOTE_OFF, TIME_SHIFT, VELOCITY = 1, 2, 3, 4  # kinds of performance event
@@ -87,6 +95,7 @@ class MultiperfOptions(ConverterOptions):
     max_pitch: int = 127  # highest pitch of the events; a window with a note above it is not taken
     first_subsequence_only: bool = False  # take only pieces of one window or less, and their first window
     seed: int = 0  # random state for choosing windows when max_tensors_per_notesequence is set
+    chord_encoding: str | None = None  # "triad": the chord at each event as controls (49 one-hot classes)
 
 
 @dataclasses.dataclass
@@ -126,6 +135,9 @@ class MultiperfConverter(Converter):
         if not 0 <= o.min_pitch <= o.max_pitch <= 127:
             raise HvaeError(f"Options min_pitch and max_pitch of converter 'multiperf' must satisfy "
                             f"0 <= min_pitch <= max_pitch <= 127, not {o.min_pitch} and {o.max_pitch}.")
+        if o.chord_encoding not in (None, "triad"):
+            raise HvaeError(f"Option chord_encoding of converter 'multiperf' must be None or 'triad', not "
+                            f"{o.chord_encoding!r}.")
         self._pitches = o.max_pitch - o.min_pitch + 1
         self._max_shift = MAX_SHIFT_QUARTERS * o.steps_per_quarter
         self._steps_per_bar = o.steps_per_quarter * o.quarters_per_bar
@@ -149,19 +161,32 @@ class MultiperfConverter(Converter):
         return self.end_token + 1
 
     @property
+    def control_depth(self) -> int:
+        """49 triad classes with ``chord_encoding="triad"``, else 0."""
+        return chords.TRIAD_CLASSES if self.options.chord_encoding else 0
+
+    @property
     def steps(self) -> int:
         return int(np.prod(self.level_lengths))
 
     def convert(self, source: MidiSource) -> list[Example]:
-        """Every window of ``source``, each ``(steps, output_depth)`` float32 one-hot rows (zero rows pad)."""
+        """Every window of ``source``, each ``(steps, output_depth)`` float32 one-hot rows (zero rows pad); the
+        controls ``(steps, 49)`` one-hot chords with ``chord_encoding`` (zero rows pad), else ``(steps, 0)``."""
         windows = windows_of_file(source, self.piece_windows, self.options)
         self.check_window_memory(len(windows))
         return [self._example(w) for w in windows]
 
     def piece_windows(self, piece: NoteSequence) -> list[np.ndarray]:
-        """The windows of one piece of constant tempo and meter: each row's token, -1 for padding, (steps,)."""
+        """The windows of one piece of constant tempo and meter: each row's token, -1 for padding, (steps,);
+        with ``chord_encoding`` also each row's triad class, -1 for padding, (steps, 2)."""
         o = self.options
         piece = apply_sustain(piece)
+        if o.chord_encoding:
+            whole = quantize(piece, o.steps_per_quarter)  # for the inference only, as the reference
+            if whole.steps_per_bar != self._steps_per_bar:
+                raise ConversionError(f"{whole.numerator}/{whole.denominator} time: {whole.steps_per_bar:g} steps "
+                                      f"per bar, {self._steps_per_bar} needed")
+            piece = dataclasses.replace(piece, chords=chords.infer_chord_symbols(whole))
         qpm = piece.tempos[0][1] if piece.tempos else DEFAULT_QPM
         parts = split_every(piece, 60.0 * o.quarters_per_bar * o.hop_size_bars / qpm)
         if o.first_subsequence_only and len(parts) > 1:
@@ -180,7 +205,8 @@ class MultiperfConverter(Converter):
         return windows
 
     def _window(self, q: NoteSequence) -> np.ndarray | None:
-        """One window's tokens (steps,), or None where the reference takes none."""
+        """One window's tokens (steps,) (with ``chord_encoding``, tokens and triads (steps, 2)), or None where
+        the reference takes none."""
         o = self.options
         if any(not o.min_pitch <= n.pitch <= o.max_pitch for n in q.notes):
             return None
@@ -213,7 +239,21 @@ class MultiperfConverter(Converter):
                 program = self.num_events + (PROGRAMS if segment.is_drum else segment.program)
                 tokens = [program] + [self._token(e) for e in segment.events] + [self.end_token]
                 window[c, i, :len(tokens)] = tokens
-        return window.reshape(-1)
+        if not o.chord_encoding:
+            return window.reshape(-1)
+        per_step = _chords_per_step(q)
+        if per_step is None:
+            return None
+        triads = np.full_like(window, -1)
+        triads[:, :, 0] = chords.NO_CHORD  # the program token's row, or a lacking instrument's end token
+        for c, chunk in enumerate(chunks):
+            for i, segment in enumerate(chunk):
+                shifts = [value if kind == TIME_SHIFT else 0 for kind, value in segment.events]
+                steps = c * self._chunk_steps + np.cumsum([0] + shifts[:-1], dtype=np.int64)[:len(shifts)]
+                at_events = chords.TRIAD_OF_CHORD[chords.chords_at(per_step, steps)].tolist()
+                rows = [chords.NO_CHORD] + at_events
+                triads[c, i, :len(rows) + 1] = rows + rows[-1:]  # the end token's row repeats the last chord
+        return np.stack([window.reshape(-1), triads.reshape(-1)], axis=1)
 
     def segment_lengths(self, outputs: np.ndarray) -> np.ndarray:
         """Each segment's length in rows of a window ``(steps, output_depth)``: its token rows, before the zero
@@ -342,11 +382,15 @@ class MultiperfConverter(Converter):
         return notes
 
     def _example(self, window: np.ndarray) -> Example:
-        onehot = np.zeros((len(window), self.output_depth), dtype=np.float32)
-        rows = np.flatnonzero(window >= 0)
-        onehot[rows, window[rows]] = 1.0
-        return Example(inputs=onehot, outputs=onehot.copy(), controls=np.zeros((len(window), 0), dtype=np.float32),
-                       length=len(window))
+        tokens = window if window.ndim == 1 else window[:, 0]
+        onehot = np.zeros((len(tokens), self.output_depth), dtype=np.float32)
+        rows = np.flatnonzero(tokens >= 0)
+        onehot[rows, tokens[rows]] = 1.0
+        controls = np.zeros((len(tokens), self.control_depth), dtype=np.float32)
+        if window.ndim == 2:
+            rows = np.flatnonzero(window[:, 1] >= 0)
+            controls[rows, window[rows, 1]] = 1.0
+        return Example(inputs=onehot, outputs=onehot.copy(), controls=controls, length=len(tokens))
 
     def transpose(self, inputs: np.ndarray, outputs: np.ndarray,
                   semitones: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -356,16 +400,10 @@ class MultiperfConverter(Converter):
         The reference transposes the NoteSequence before converting it (drums stay, notes that leave the
         pitch range are dropped); here the cached windows are moved and none is cut short.
         """
+        shift = self._shifts(outputs, semitones)
+
         def move(windows: np.ndarray) -> np.ndarray:
-            tokens = windows.argmax(axis=-1)  # (B, T)
-            present = windows.max(axis=-1) > 0  # False on padding
-            programs = tokens.reshape(len(windows), -1, self.level_lengths[-1])[:, :, 0]  # (B, segments)
-            drums = np.repeat(programs == self.num_events + PROGRAMS, self.level_lengths[-1], axis=1)  # (B, T)
-            pitched = present & (tokens < 2 * self._pitches) & ~drums
-            pitch = tokens % self._pitches
-            low = np.where(pitched, pitch, self._pitches).min(axis=1)  # (B,)
-            high = np.where(pitched, pitch, -1).max(axis=1)
-            shift = np.where(pitched.any(axis=1), np.clip(semitones, -low, self._pitches - 1 - high), 0)
+            tokens, present, pitched = self._read(windows)
             moved = np.zeros_like(windows)
             b, t = np.nonzero(present)
             moved[b, t, np.where(pitched, tokens + shift[:, None], tokens)[b, t]] = 1
@@ -374,12 +412,57 @@ class MultiperfConverter(Converter):
         moved = move(outputs)
         return (moved if inputs is outputs else move(inputs)), moved
 
+    def transpose_controls(self, controls: np.ndarray, outputs: np.ndarray, semitones: np.ndarray) -> np.ndarray:
+        """Chord controls ``(B, T, 49)`` moved with their windows' notes: each chord's root by the semitones
+        :meth:`transpose` moves ``outputs`` (the windows before moving) by; no chord and padding stay."""
+        if not self.control_depth:
+            return controls
+        shift = self._shifts(outputs, semitones)
+        triads = controls.argmax(axis=-1)  # (B, T)
+        quality, root = np.divmod(triads - 1, 12)
+        moved = np.where(triads > 0, 1 + quality * 12 + (root + shift[:, None]) % 12, triads)
+        return np.eye(chords.TRIAD_CLASSES, dtype=controls.dtype)[moved] * (controls.max(axis=-1) > 0)[..., None]
+
+    def chord_controls(self, progression: str | Sequence[str]) -> np.ndarray:
+        """One-hot triads ``(steps, 49)`` playing ``progression`` (``"C G Am F"`` or a list of symbols) in every
+        segment, as magenta.js conditions its multitrack models: no chord on the program token's row, the
+        chords on the other rows, the same for each instrument and chunk. Rows are events, not time: one chord
+        is what magenta.js allows; several are spread evenly over the rows (chord ``i`` of ``n`` from row
+        ``1 + floor(i·(rows-1)/n)``), so their order holds but not their beats."""
+        if not self.control_depth:
+            return super().chord_controls(progression)
+        rows = self.level_lengths[-1]
+        segment = np.concatenate([np.eye(chords.TRIAD_CLASSES, dtype=np.float32)[[chords.NO_CHORD]],
+                                  chords.progression_controls(chords.parse_progression(progression), rows - 1)])
+        return np.tile(segment, (self.steps // rows, 1))
+
+    def _read(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each row's token, whether the row is there (not padding) and whether it is a pitched instrument's
+        (not drums') note-on or note-off, (B, T) each."""
+        tokens = windows.argmax(axis=-1)  # (B, T)
+        present = windows.max(axis=-1) > 0  # False on padding
+        programs = tokens.reshape(len(windows), -1, self.level_lengths[-1])[:, :, 0]  # (B, segments)
+        drums = np.repeat(programs == self.num_events + PROGRAMS, self.level_lengths[-1], axis=1)  # (B, T)
+        return tokens, present, present & (tokens < 2 * self._pitches) & ~drums
+
+    def _shifts(self, outputs: np.ndarray, semitones: np.ndarray) -> np.ndarray:
+        """``(B,)``: ``semitones`` clamped per window so that its pitched notes stay within the pitch range."""
+        tokens, _, pitched = self._read(outputs)
+        pitch = tokens % self._pitches
+        low = np.where(pitched, pitch, self._pitches).min(axis=1)  # (B,)
+        high = np.where(pitched, pitch, -1).max(axis=1)
+        return np.where(pitched.any(axis=1), np.clip(semitones, -low, self._pitches - 1 - high), 0)
+
     def from_tensors(self, outputs: np.ndarray, controls: np.ndarray | None = None,
                      qpm: float = DEFAULT_QPM) -> miditoolkit.MidiFile:
         """One window ``(steps, output_depth)`` as MIDI at ``qpm``, one track per instrument that plays, read
         as the reference reads it: in each segment the most likely token of each row up to the first end
         token; the instrument's program (or drums, on channel 10) is its first chunk's first program token
-        (none: piano); other program tokens are ignored; its chunks' events follow one another."""
+        (none: piano); other program tokens are ignored; its chunks' events follow one another.
+
+        Chord ``controls`` ``(steps, 49)`` of a chord-conditioned model are written as markers named after the
+        chords ("Am", "N.C."), as the reference writes chords back: each event's chord at the event's step (of
+        those within its chunk), all instruments' sorted by time, a marker where the chord changes."""
         qpm = tempo(qpm)
         outputs = np.asarray(outputs)
         if outputs.shape != (self.steps, self.output_depth):
@@ -390,6 +473,10 @@ class MultiperfConverter(Converter):
         seconds_per_step = 60.0 / (o.steps_per_quarter * qpm)
         quarters = o.hop_size_bars * o.quarters_per_bar
         midi = to_midi([], qpm=qpm, time_signature=(o.quarters_per_bar, 4), quarters=quarters)
+        triads = None
+        if controls is not None and self.control_depth:
+            triads = np.asarray(controls).argmax(axis=-1).reshape(self.level_lengths)
+        timed_chords: list[tuple[int, int]] = []  # (step, triad) of each event
         for instrument in range(o.max_num_instruments):
             events: list[tuple[int, int]] = []
             program_token = None
@@ -399,13 +486,25 @@ class MultiperfConverter(Converter):
                 programs = [t - self.num_events for t in row if t >= self.num_events]
                 if chunk == 0:
                     program_token = programs[0] if programs else 0
-                events += self._set_length([self._event(t) for t in row if t < self.num_events], self._chunk_steps)
+                chunk_events = [self._event(t) for t in row if t < self.num_events]
+                if triads is not None:
+                    at = [triads[chunk, instrument, i] for i, t in enumerate(row) if t < self.num_events]
+                    steps = np.cumsum([0] + [v if k == TIME_SHIFT else 0 for k, v in chunk_events])[:len(at)]
+                    timed_chords += [(chunk * self._chunk_steps + int(step), int(triad))
+                                     for step, triad in zip(steps[steps < self._chunk_steps], at)]
+                events += self._set_length(chunk_events, self._chunk_steps)
             is_drum = program_token == PROGRAMS
             track = _Track(events, 0 if is_drum else program_token, is_drum)
             notes = [Note(n.pitch, n.velocity, n.start_step * seconds_per_step, n.end_step * seconds_per_step,
                           track.is_drum, track.program) for n in self._read_back(events, 0, track)]
             if notes:
                 midi.instruments += to_midi(notes, qpm=qpm, quarters=quarters).instruments
+        current = None
+        for step, triad in sorted(timed_chords):
+            if triad != current:
+                midi.markers.append(miditoolkit.Marker(chords.triad_name(triad),
+                                                       round(step * midi.ticks_per_beat / o.steps_per_quarter)))
+                current = triad
         return midi
 
     def _event(self, token: int) -> tuple[int, int]:
@@ -426,3 +525,23 @@ def _bin_size(bins: int) -> int:
 
 def _velocity_bin(velocity: int, bins: int) -> int:
     return (velocity - 1) // _bin_size(bins) + 1
+
+
+def _chords_per_step(q: NoteSequence) -> np.ndarray | None:
+    """The inferred chord in force at each step of a quantized window ``(q.total_steps,)``, from its chord
+    changes as the reference reads them: changes on or after the last step are ignored, no chord before the
+    first; None where two different chords fall on one step."""
+    marks = sorted(((quantize_to_step(time, q.steps_per_second), chord) for time, chord in q.chords),
+                   key=lambda mark: mark[0])
+    per_step = np.full(q.total_steps, chords.NO_CHORD, dtype=np.int64)
+    previous = None
+    for step, chord in marks:
+        if step >= q.total_steps:
+            break
+        if previous is not None and step == previous[0]:
+            if chord != previous[1]:
+                return None
+            continue
+        per_step[step:] = chord
+        previous = (step, chord)
+    return per_step
