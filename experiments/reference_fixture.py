@@ -276,10 +276,15 @@ def _train_step(build, hparams, inputs, outputs, lengths, controls, eps, rng, se
 def _greedy(model, hparams, mu, c_in):
     """The free-running decode from z = mu, drawing greedily (patch_reference), on the variables the loss built
     (a flat decoder's sampling graph would make its layers anew). The reference samples under one control
-    sequence at a time: with controls, each window is decoded under its own."""
+    sequence at a time: with controls, each window is decoded under its own, alone; the hierarchical decoder
+    cannot decode one window alone (its conductor always runs hparams.batch_size rows, whatever the number asked
+    for), so there each window is its row of the whole batch decoded under its controls."""
     with tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE):
         if c_in is None:
             return model.sample(hparams.batch_size, max_length=hparams.max_seq_len, z=mu, temperature=None)[0]
+        if isinstance(model.decoder, lstm_models.HierarchicalLstmDecoder):
+            return tf.stack([model.sample(hparams.batch_size, max_length=hparams.max_seq_len, z=mu, temperature=None,
+                                          c_input=c_in[i])[0][i] for i in range(hparams.batch_size)])
         return tf.concat([model.sample(1, max_length=hparams.max_seq_len, z=mu[i:i + 1], temperature=None,
                                        c_input=c_in[i])[0] for i in range(hparams.batch_size)], axis=0)
 

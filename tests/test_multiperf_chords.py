@@ -1,7 +1,7 @@
 """Chord-conditioned multi-instrument performances (hier-multiperf_vel_1bar_*_chords): a checkpoint the reference
 wrote imports and computes what the reference computed under the windows' chords; the preset trains and samples
-from the command line on real files; `hvae sample --chords` plays a progression; chords move with transposed
-windows."""
+from the command line on real files; `hvae sample --chords` plays a chord (one: several are refused in one line);
+chords move with transposed windows."""
 
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ def test_the_references_checkpoint_imports_and_computes_what_the_reference_compu
     result = invoke("import", REFERENCE / "tf", "--preset", PRESET, "-m", "encoder.rnn_sizes=16",
                     "-m", "decoder.rnn_sizes=16,16,16", "-m", "z_size=8", "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
+    assert f"Next:     hvae sample {tmp_path / 'run'} -n 4 --chords 'C'\n" in result.output  # one chord a window
     with np.load(REFERENCE / "expected.npz") as data:
         expected = {k: data[k] for k in data.files}
     assert expected["controls"].shape == (8, 512, 49)
@@ -81,12 +82,12 @@ def test_the_references_checkpoint_imports_and_computes_what_the_reference_compu
 @pytest.fixture(scope="module")
 def chord_run(tmp_path_factory) -> Path:
     """`hvae run --preset hier-multiperf_vel_1bar_med_chords` with tiny sizes, 20 steps on the trio files, then
-    3 samples over the default progression."""
+    3 samples over the default chord, one (a multi-instrument window plays over one chord)."""
     root = tmp_path_factory.mktemp("multiperf_chords")
     result = invoke("run", "--preset", PRESET, *TINY, "--steps", "20", "--data", TRIO, "--cache", root / "cache",
                     "--out", root / "run", "-n", "3", "--temperature", "1.0")
     assert result.exit_code == 0, result.output
-    assert "Trained to step 20" in result.output and "the samples play over the chords C G Am F" in result.output
+    assert "Trained to step 20" in result.output and "the samples play over the chords C (choose" in result.output
     samples = sorted((root / "run" / "samples").glob("*.mid"))
     assert len(samples) == 3
     return root / "run"
@@ -99,19 +100,19 @@ def test_run_trains_and_samples_one_track_per_instrument_over_chords(chord_run):
         assert midi.max_tick <= 4 * midi.ticks_per_beat + 1
 
 
-def test_sample_plays_the_chords_given(chord_run, tmp_path):
-    result = invoke("sample", chord_run, "--chords", "C G Am F", "-n", "3", "--seed", "1", "--temperature", "1.0",
+def test_sample_plays_the_chord_given(chord_run, tmp_path):
+    result = invoke("sample", chord_run, "--chords", "Am", "-n", "3", "--seed", "1", "--temperature", "1.0",
                     "--out", tmp_path / "given")
     assert result.exit_code == 0, result.output
     paths = sorted((tmp_path / "given").glob("*.mid"))
     assert len(paths) == 3
     markers = [[m.text for m in miditoolkit.MidiFile(str(p)).markers if m.text != "end"] for p in paths]
-    # the events' chords where they change, in time order: the progression's (an event drawn on a program
-    # token's row has no chord), no others
-    assert all({"C", "G"} <= set(m) <= {"N.C.", "C", "G", "Am", "F"} for m in markers), markers
-    # the chords steer the decoder: the same seed over other chords draws other performances
-    other = sample_checkpoint(chord_run, tmp_path / "other", n=3, seed=1, temperature=1.0, chords="C#dim F#aug Bbm Eb")
-    again = sample_checkpoint(chord_run, tmp_path / "again", n=3, seed=1, temperature=1.0, chords=["C", "G", "Am", "F"])
+    # the events' chords where they change, in time order: the chord given (an event drawn on a program
+    # token's row has no chord), no other
+    assert all("Am" in m and set(m) <= {"N.C.", "Am"} for m in markers), markers
+    # the chord steers the decoder: the same seed over another chord draws other performances
+    other = sample_checkpoint(chord_run, tmp_path / "other", n=3, seed=1, temperature=1.0, chords="C#dim")
+    again = sample_checkpoint(chord_run, tmp_path / "again", n=3, seed=1, temperature=1.0, chords=["Am"])
     assert [p.read_bytes() for p in again.paths] == [p.read_bytes() for p in paths]
     assert [p.read_bytes() for p in other.paths] != [p.read_bytes() for p in paths]
 
@@ -127,18 +128,34 @@ def test_sample_without_chords_asks_for_them_in_one_line(chord_run, tmp_path):
     assert result.exit_code != 0
     assert result.output.strip() == ("Error: This model is conditioned on 49 control values per step (converter "
                                      "'multiperf'): drawing from it needs those controls (give a chord progression, "
-                                     "e.g. --chords 'C G Am F').")
+                                     "e.g. --chords 'C').")
 
 
-def test_chord_controls_give_each_segment_no_chord_then_the_progression():
-    """As magenta.js conditions multitrack_chords: no chord on each segment's program row, the chords on the rest,
-    alike in every segment; several chords are spread over the rows in order."""
+def test_chord_controls_give_each_segment_no_chord_then_the_chord():
+    """As magenta.js conditions multitrack_chords: no chord on each segment's program row, the chord on the rest,
+    alike in every segment."""
     converter = make_converter("multiperf", get_preset(PRESET).converter_options)
     one = converter.chord_controls("Am").argmax(axis=1).reshape(8, 64)
     assert (one[:, 0] == chords.NO_CHORD).all() and (one[:, 1:] == 22).all()
-    four = converter.chord_controls("C G Am F").argmax(axis=1).reshape(8, 64)
-    assert (four == four[0]).all()
-    assert four[0].tolist() == [0] + [1] * 16 + [8] * 16 + [22] * 16 + [6] * 15
+    assert np.array_equal(converter.chord_controls(["Am"]), converter.chord_controls("Am"))
+
+
+SEVERAL = ("Error: A multi-instrument window plays over one chord, not 4: its events are not placed in time until "
+           "decoded (give one chord, e.g. --chords 'Am').")
+
+
+def test_several_chords_are_refused_in_one_line_from_the_cli_and_python(chord_run, tmp_path):
+    """As magenta.js refuses a progression for its variable-length multitrack segments: the rows are events,
+    whose times are only known once decoded, so chords cannot be placed on beats."""
+    result = CliRunner().invoke(main, ["sample", str(chord_run), "--chords", "Am F C G", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and result.output.strip() == SEVERAL
+    with pytest.raises(HvaeError) as refused:
+        sample_checkpoint(chord_run, tmp_path / "python", n=1, chords=["Am", "F", "C", "G"])
+    assert f"Error: {refused.value}" == SEVERAL
+    with pytest.raises(HvaeError) as refused:
+        hvae.open_run(chord_run).converter.chord_controls("Am F C G")
+    assert f"Error: {refused.value}" == SEVERAL
+    assert not list(tmp_path.rglob("*.mid"))
 
 
 def test_transposing_moves_the_chords_with_the_notes():

@@ -76,7 +76,7 @@ def write_samples(model: MusicVAE, converter: Converter, out_dir: str | os.PathL
     models, figures in benchmarks/RESULTS.md; the draws differ from float32's by rounding). With ``plausible``, drum
     sequences whose hits per bar lie outside it are drawn again (see :mod:`hvae.plausible`). A model conditioned
     on chords (``cat-mel_2bar_med_chords``) plays every sample over ``chords``, a progression such as
-    ``"C G Am F"`` spread evenly over the window.
+    ``"C G Am F"`` spread evenly over the window (a multi-instrument window: one chord, ``"C"``).
     """
     n, temperature = arguments.count(n, "The number of samples"), arguments.temperature(temperature, greedy=False)
     qpm, batch_size = arguments.tempo(qpm), arguments.count(batch_size, "The batch size")
@@ -136,8 +136,9 @@ def sample_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike 
     return dataclasses.replace(drawn, notes=notes + drawn.notes)
 
 
-DEFAULT_CHORDS = "C G Am F"  # what `hvae run` samples a chord-conditioned model over when given no --chords
-CHORDS_HINT = " (give a chord progression, e.g. --chords 'C G Am F')"  # where a chord model is given none
+def chords_hint(converter: Converter) -> str:
+    """What to add where a chord-conditioned model is given no chords: its default progression as the example."""
+    return f" (give a chord progression, e.g. --chords '{converter.default_chords}')"
 
 
 def _chord_controls(converter: Converter, chords: str | Sequence[str] | None) -> np.ndarray | None:
@@ -145,7 +146,7 @@ def _chord_controls(converter: Converter, chords: str | Sequence[str] | None) ->
     controls and no chords are given, or chords are given and the model takes none."""
     if chords is None:
         if converter.control_depth:
-            hint = CHORDS_HINT if takes_chords(converter) else ""
+            hint = chords_hint(converter) if takes_chords(converter) else ""
             raise HvaeError(f"This model is conditioned on {converter.control_depth} control values per step "
                             f"(converter {converter.name!r}): drawing from it needs those controls{hint}.")
         return None

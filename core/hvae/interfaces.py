@@ -68,6 +68,7 @@ class Converter(abc.ABC):
     classes: tuple[tuple[int, ...], ...] = ()  # drum converters: each class's MIDI pitches, in class order
     parts: tuple[tuple[str, int], ...] = ()  # "onehot-parts" converters: (name, depth) of each part, in order
     padded_rows: bool = False  # rows of all zeros pad its windows (multiperf's segments): not steps of the loss
+    default_chords: str = "C G Am F"  # chord converters: what `hvae run` samples over when given no --chords
 
     def __init__(self, options: ConverterOptions | None = None, **overrides: Any):
         base = options if options is not None else self.Options()

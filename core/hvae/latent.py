@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from hvae.errors import ConversionError, HvaeError
-from hvae.generation import (CHORDS_HINT, SLERP, blend, encode_examples, decode_latents, grid_examples,
+from hvae.generation import (SLERP, blend, chords_hint, encode_examples, decode_latents, grid_examples,
                              interpolate_examples, reconstruct_examples, similar_examples, takes_chords)
 from hvae.interfaces import Converter, Example
 from hvae.midifile import concatenate, midi_bytes, write_new
@@ -304,7 +304,7 @@ def interpolate_files(loaded: LoadedRun, a: str | os.PathLike, b: str | os.PathL
     converter = loaded.converter.for_user_input()
     if chords is None and takes_chords(converter):
         raise HvaeError(f"This model is conditioned on chords: an interpolation between two files plays over a "
-                        f"progression{CHORDS_HINT}.")
+                        f"progression{chords_hint(converter)}.")
     controls = None if chords is None else converter.chord_controls(chords)
     start = read_window(converter, a, window_a, drum_channel=drum_channel)
     end = read_window(converter, b, window_b, drum_channel=drum_channel)

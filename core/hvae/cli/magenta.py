@@ -82,7 +82,9 @@ def import_command(source: Path, preset: str | None, out_dir: Path, model_option
             f"{len(result.skipped)} variables: the optimiser's slots and global_step"
         click.echo(f"Skipped:  {names} (fine-tuning starts a fresh optimiser)")
     click.echo(f"Run:      {result.run_dir}  (preset {result.preset}, checkpoint {result.checkpoint.name})")
-    chords = " --chords 'C G Am F'" if get_preset(result.preset).converter_options.get("chord_encoding") else ""
+    imported = get_preset(result.preset)
+    chords = (f" --chords '{registry().get('converters', imported.converter).factory.default_chords}'"
+              if imported.converter_options.get("chord_encoding") else "")
     click.echo(f"Next:     hvae sample {result.run_dir} -n 4{chords}")
 
 

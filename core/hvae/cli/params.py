@@ -39,7 +39,8 @@ MINUTES = FiniteRange(min=0, min_open=True, max=MAX_MINUTES)  # a training call'
 # --chords of the commands that draw from a chord-conditioned model (cat-mel_2bar_med_chords)
 CHORDS = click.option("--chords", metavar="'C G Am F'", default=None,
                       help="For a model conditioned on chords: the progression to play over, chord symbols spread "
-                           "evenly over the window as magenta.js spreads them (four over 2 bars: half a bar each).")
+                           "evenly over the window as magenta.js spreads them (four over 2 bars: half a bar each); a "
+                           "multi-instrument window plays over one chord.")
 
 
 class RunOrModel(click.ParamType):

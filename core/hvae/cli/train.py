@@ -13,7 +13,7 @@ from tqdm import tqdm
 from hvae import distributed
 from hvae.cli import ARGS
 from hvae.cli.params import CHORDS, MINUTES, QPM, RUN, SEED, TEMPERATURE, THREADS
-from hvae.generation import DEFAULT_CHORDS, sample_checkpoint, takes_chords
+from hvae.generation import sample_checkpoint, takes_chords
 from hvae.model import trainable_parameters
 from hvae.music import DEFAULT_QPM
 from hvae.presets import list_presets
@@ -406,7 +406,7 @@ def run(ctx: click.Context, num_samples: int, temperature: float, qpm: float, re
     result, session = _train(ctx, _request(params), params)
     world, seed, device = session.world, session.config.train.seed, str(session.device)
     if chords is None and takes_chords(session.converter):
-        chords = DEFAULT_CHORDS
+        chords = session.converter.default_chords
         click.echo(f"Note:   the samples play over the chords {chords} (choose with --chords).", err=True)
     if world.main:  # stopped early too (a signal, the time budget): samples of the last checkpoint
         _summarise(result)

@@ -115,6 +115,7 @@ class MultiperfConverter(Converter):
     output_kind = "onehot"
     Options = MultiperfOptions
     padded_rows = True
+    default_chords = "C"  # one chord: see chord_controls
 
     def __init__(self, options: MultiperfOptions | None = None, **overrides: Any):
         super().__init__(options, **overrides)
@@ -424,16 +425,20 @@ class MultiperfConverter(Converter):
         return np.eye(chords.TRIAD_CLASSES, dtype=controls.dtype)[moved] * (controls.max(axis=-1) > 0)[..., None]
 
     def chord_controls(self, progression: str | Sequence[str]) -> np.ndarray:
-        """One-hot triads ``(steps, 49)`` playing ``progression`` (``"C G Am F"`` or a list of symbols) in every
+        """One-hot triads ``(steps, 49)`` playing the one chord of ``progression`` (``"C"`` or ``["C"]``) in every
         segment, as magenta.js conditions its multitrack models: no chord on the program token's row, the
-        chords on the other rows, the same for each instrument and chunk. Rows are events, not time: one chord
-        is what magenta.js allows; several are spread evenly over the rows (chord ``i`` of ``n`` from row
-        ``1 + floor(i·(rows-1)/n)``), so their order holds but not their beats."""
+        chord on the other rows, the same for each instrument and chunk. Rows are events, not time: when an
+        event plays is only known once it is decoded, so a window cannot be given chords on beats, and more than
+        one chord is refused (:class:`HvaeError`), as magenta.js refuses them."""
         if not self.control_depth:
             return super().chord_controls(progression)
+        triads = chords.parse_progression(progression)
+        if len(triads) > 1:
+            raise HvaeError(f"A multi-instrument window plays over one chord, not {len(triads)}: its events are "
+                            f"not placed in time until decoded (give one chord, e.g. --chords "
+                            f"'{chords.triad_name(triads[0])}').")
         rows = self.level_lengths[-1]
-        segment = np.concatenate([np.eye(chords.TRIAD_CLASSES, dtype=np.float32)[[chords.NO_CHORD]],
-                                  chords.progression_controls(chords.parse_progression(progression), rows - 1)])
+        segment = np.eye(chords.TRIAD_CLASSES, dtype=np.float32)[[chords.NO_CHORD] + triads * (rows - 1)]
         return np.tile(segment, (self.steps // rows, 1))
 
     def _read(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
