@@ -43,7 +43,9 @@ from hvae.session import Session, TrainRequest
 
 STEPS = 8
 # output kind -> (depth, the losses that fit it); every decoder runs with each
-KINDS = {"onehot": (12, ["categorical"]), "groove": (9, ["groove", "groove-gated"]), "multihot": (5, ["bernoulli"])}
+KINDS = {"onehot": (12, ["categorical"]), "groove": (9, ["groove", "groove-gated"]),
+         "multihot": (5, ["bernoulli", "nade"]), "onehot-parts": (12, ["multi-categorical"])}
+PARTS = (("a", 4), ("b", 3), ("c", 5))  # the onehot-parts kind's parts, depths adding to 12
 COMBOS = [(decoder, kind, loss) for decoder in ("flat", "hierarchical", "groove")
           for kind, (_, losses) in KINDS.items() for loss in losses]
 IDS = [f"{d}-{k}-{l}" for d, k, l in COMBOS]
@@ -59,7 +61,8 @@ def tiny_model(decoder: str, kind: str, loss: str, seed: int = 0, backend: str =
         options.update(level_lengths=(2, 4), conductor_sizes=(10, 14))
     torch.manual_seed(seed)
     model = build_model(ModelConfig(z_size=6, encoder_options={"rnn_sizes": (10, 8)}, decoder=decoder, loss=loss,
-                                    decoder_options=options), DataSpec("test", kind, depth, depth, 0, STEPS))
+                                    decoder_options=options),
+                        DataSpec("test", kind, depth, depth, 0, STEPS, parts=PARTS if kind == "onehot-parts" else ()))
     with torch.no_grad():
         model.decoder.core.output.weight.mul_(20)
         model.encoder.mu.weight.normal_()  # (initialised at 0.001 scale, z would barely depend on x)
@@ -72,6 +75,9 @@ def tiny_batch(kind: str, batch: int = 4, seed: int = 5) -> tuple[Batch, torch.T
     g = torch.Generator().manual_seed(seed)
     if kind == "onehot":
         outputs = F.one_hot(torch.randint(0, depth, (batch, STEPS), generator=g), depth).float()
+    elif kind == "onehot-parts":
+        outputs = torch.cat([F.one_hot(torch.randint(0, d, (batch, STEPS), generator=g), d).float()
+                             for _, d in PARTS], -1)
     elif kind == "groove":
         hits = (torch.rand(batch, STEPS, depth // 3, generator=g) < 0.4).float()
         outputs = torch.cat([hits, torch.rand(hits.shape, generator=g) * hits,

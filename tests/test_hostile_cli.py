@@ -213,7 +213,7 @@ def test_registrations_that_are_not_classes_are_reported_not_used(hvae_plugin):
     assert "registered a loss that is not a class" in listing.output
     assert "decoders hook failed: SystemExit(4)" in listing.output
     line = one_line_error(invoke("train", "--converter", "lambda-drums", "--steps", 1))
-    assert line.startswith("Error: Unknown converter 'lambda-drums'. Installed: drums, groove, melody.")
+    assert line.startswith("Error: Unknown converter 'lambda-drums'. Installed: drums, groove, melody, multiperf, trio.")
 
 
 def test_an_unknown_loss_is_called_a_loss():
