@@ -10,7 +10,7 @@ Spec, on one CUDA GPU (tests marked ``cuda``; they skip on a machine without one
   bfloat16); greedy draws equal float64's at 90% of steps or more; and at the GMD presets' sizes and
   batch of 512 the whole gradient within 5e-2 of float32's;
 - the fast sampler and scheduled sampling's draw-first pass (the decoders' default backend) equal the
-  plain step-by-step loops (``backend="reference"``) on CUDA, same generator;
+  plain step-by-step loops (``backend="plain"``) on CUDA, same generator;
 - a training step (scheduled sampling, dropout) and a sampling call make no host synchronisation
   (``torch.cuda.set_sync_debug_mode("error")`` raises on any);
 - two processes on two GPUs (NCCL) log what one process logs (skipped with fewer than two GPUs).
@@ -231,7 +231,7 @@ def test_bfloat16_autocast_keeps_float32s_gradient_at_a_presets_size_and_batch(p
                                                ("hierarchical", "multihot", "bernoulli")])
 def test_the_fast_sampler_on_cuda_equals_the_plain_loop(decoder, kind, loss):
     fast, plain = (on(tiny_model(decoder, kind, loss, seed=1, backend=backend), CUDA).eval()
-                   for backend in ("auto", "reference"))
+                   for backend in ("auto", "plain"))
     z = torch.randn(32, 6, device=CUDA)
     generator = lambda: torch.Generator(CUDA).manual_seed(7)
     with torch.no_grad():
@@ -243,7 +243,7 @@ def test_the_fast_sampler_on_cuda_equals_the_plain_loop(decoder, kind, loss):
 @pytest.mark.parametrize("probability", [0.3, 1.0])
 def test_scheduled_sampling_on_cuda_draws_first_then_equals_the_plain_step_loop(probability):
     fast, plain = (on(tiny_model("flat", "onehot", "categorical", seed=2, backend=backend), CUDA)
-                   for backend in ("auto", "reference"))
+                   for backend in ("auto", "plain"))
     z, lengths = torch.randn(5, 6, device=CUDA), torch.full((5,), STEPS, device=CUDA)
     targets = F.one_hot(torch.randint(0, 12, (5, STEPS), device=CUDA), 12).float()
     raws = [model.decoder(z, targets, lengths, sampling_probability=probability, loss=model.loss,

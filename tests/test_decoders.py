@@ -1,5 +1,5 @@
 """The encoder and the decoders: shapes, gradients, the fast sampler against the plain loop (the
-``backend`` option's "fast" against its "reference"), the hierarchical decoder's batched bars against
+``backend`` option's "fast" against its "plain"), the hierarchical decoder's batched bars against
 bar-by-bar decoding, and lengths in the encoder."""
 
 from __future__ import annotations
@@ -105,14 +105,14 @@ def test_the_groove_decoder_has_grooves_defaults():
     assert cls.default_loss == "groove"
 
 
-# --- the fast sampler draws what the plain loop (hvae_decoders.reference) draws ------------------
+# --- the fast sampler draws what the plain loop (hvae_decoders.plain) draws ------------------
 
 
 def decoder_pair(name: str, depth: int, raw_size: int, control_depth: int = 0, seed: int = 0, **options):
     """The same decoder (same weights, output weights scaled up so that a wrong gate shows in the
-    draws) with the fast backend and with the reference one."""
+    draws) with the fast backend and with the plain one."""
     pair = [make_decoder(name, depth, raw_size, control_depth, seed, backend=backend, **options).eval()
-            for backend in ("fast", "reference")]
+            for backend in ("fast", "plain")]
     for decoder in pair:
         with torch.no_grad():
             decoder.core.output.weight.mul_(20)
@@ -161,14 +161,14 @@ def test_a_built_decoder_switches_backend_when_its_options_are_replaced():
     loss, decoder, z = Counting(12), make_decoder("hierarchical", 12, 12).eval(), torch.randn(3, Z)
     decoder.sample(z, STEPS, 1.0, loss)
     assert calls == [3] * STEPS  # the fast sampler's stepper calls the replaced per-step draw, once a step
-    decoder.options = dataclasses.replace(decoder.options, backend="reference")
+    decoder.options = dataclasses.replace(decoder.options, backend="plain")
     calls.clear()
     decoder.sample(z, STEPS, 1.0, loss)
     assert calls == [3] * STEPS  # the plain loop: sample_step, which draws through it
 
 
 @pytest.mark.parametrize("decoder_name", ["flat", "hierarchical"])
-@pytest.mark.parametrize("backend", ["auto", "fast", "reference"])
+@pytest.mark.parametrize("backend", ["auto", "fast", "plain"])
 def test_a_loss_that_replaces_sample_step_is_sampled_with_its_own_draws_on_every_backend(decoder_name, backend):
     """A categorical loss whose sample_step always draws class 0: every path draws only class 0, in
     free-running sampling and in scheduled sampling (the fast paths step aside for it)."""
@@ -298,7 +298,7 @@ def test_hierarchical_teacher_forcing_equals_bar_by_bar_decoding():
     assert torch.allclose(batched, torch.cat(by_bar, 1), atol=1e-5)
 
 
-@pytest.mark.parametrize("backend", ["auto", "reference"])
+@pytest.mark.parametrize("backend", ["auto", "plain"])
 @pytest.mark.parametrize("decoder_name,kind,loss_name,control_depth,dropout", [
     ("flat", "onehot", "categorical", 0, 0.0), ("hierarchical", "onehot", "categorical", CONTROLS, 0.0),
     ("flat", "groove", "groove", CONTROLS, 0.0), ("hierarchical", "multihot", "bernoulli", 0, 0.0),
@@ -442,7 +442,7 @@ def plain_bidirectional(level, sequence: torch.Tensor) -> torch.Tensor:
     return torch.cat([out_fw[:, -1], out_bw[:, 0]], dim=-1)
 
 
-@pytest.mark.parametrize("backend", ["reference", "fast"])
+@pytest.mark.parametrize("backend", ["plain", "fast"])
 @pytest.mark.parametrize("one_hot", [False, True])  # the fast path reads one-hot inputs as row gathers
 def test_the_hierarchical_encoder_encodes_each_segment_then_the_segments_in_order(backend, one_hot):
     """Three levels (16 steps as 2 x 2 x 4): each level's bidirectional encoder reads its segments one
@@ -503,3 +503,13 @@ def test_importing_the_decoders_installs_no_global_hook():
             "print(len(o._global_optimizer_pre_hooks), len(o._global_optimizer_post_hooks))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["0", "0"]
+
+
+def test_the_plain_backend_keeps_its_earlier_name():
+    """Run directories written when the plain loops were called "reference" load and decode as before."""
+    from hvae_decoders.backend import check_backend, fast_sampling
+
+    check_backend("reference", "decoder")
+    assert not fast_sampling("reference") and not fast_sampling("plain") and fast_sampling("auto")
+    with pytest.raises(HvaeError, match="backend must be one of auto, plain, fast"):
+        check_backend("slow", "decoder")

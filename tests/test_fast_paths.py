@@ -14,7 +14,7 @@ from hvae.errors import HvaeError
 from hvae.interfaces import FastDraws
 from hvae.model import Batch, DataSpec, ModelConfig, build_model, clip_gradients
 from hvae.plugins import registry
-from hvae_decoders.lstm_autograd import one_hot_indices, recurrence
+from hvae_decoders.recurrence import one_hot_indices, recurrence
 from hvae_decoders.onednn import Product, linear
 
 torch.set_num_threads(1)
@@ -162,7 +162,7 @@ def test_scheduled_sampling_draws_first_then_equals_the_plain_step_loop(probabil
 
 
 def test_an_unknown_backend_is_refused():
-    with pytest.raises(HvaeError, match="backend must be one of auto, reference, fast"):
+    with pytest.raises(HvaeError, match="backend must be one of auto, plain, fast"):
         flat_decoders("plain")
     with pytest.raises(HvaeError, match="backend"):
         registry().get("encoders", "bidirectional").factory(6, 4, backend="cudnn")

@@ -129,7 +129,7 @@ def test_build_model_gives_the_loss_the_converters_parts_unless_it_has_its_own()
 def test_the_flat_decoders_fast_sampler_draws_what_the_plain_loop_draws():
     cls, loss = registry().get("decoders", "flat").factory, multi(output_depths=DEPTHS)
     pair = []
-    for backend in ("fast", "reference"):
+    for backend in ("fast", "plain"):
         torch.manual_seed(4)
         decoder = cls(output_depth=DEPTH, raw_size=DEPTH, z_size=Z, steps=STEPS, rnn_sizes=(12, 10),
                       backend=backend).eval()
@@ -179,7 +179,7 @@ def test_each_core_is_the_unsplit_decoder_of_its_part_under_the_same_conductor()
         start += depth
 
 
-@pytest.mark.parametrize("backend", ["fast", "reference"])
+@pytest.mark.parametrize("backend", ["fast", "plain"])
 def test_greedy_sampling_feeds_each_part_its_own_argmax(backend):
     """Decoded greedily, each step is the argmax of each part of the raw outputs that teacher forcing on the
     decoded sequence itself gives (each bar starts from the previous bar's last step)."""

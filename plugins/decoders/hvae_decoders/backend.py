@@ -1,12 +1,13 @@
 """The ``backend`` option of the encoder and the decoders: which implementation of the same maths runs.
 
-- ``"reference"``: the plain versions. Sampling and scheduled sampling run the step loops of
-  :mod:`hvae_decoders.reference` (one LSTM step at a time on the layers' own weights, one
+- ``"plain"`` (also accepted under its earlier name, ``"reference"``): the plain versions, the definition
+  the others are checked against. Sampling and scheduled sampling run the step loops of
+  :mod:`hvae_decoders.plain` (one LSTM step at a time on the layers' own weights, one
   ``loss.sample_step`` a step); teacher forcing and the encoder run ``nn.LSTM`` (cuDNN on CUDA,
   oneDNN on CPU).
 - ``"fast"``: the tuned versions wherever one exists: the sampler of :mod:`hvae_decoders.sampler`,
   scheduled sampling that draws first and then teacher-forces, and hvae's recurrence
-  (:mod:`hvae_decoders.lstm_autograd`) for teacher forcing and for an encoder of any size, on any device.
+  (:mod:`hvae_decoders.recurrence`) for teacher forcing and for an encoder of any size, on any device.
 - ``"auto"`` (the default): what runs fastest on the device: the sampler and draw-first scheduled
   sampling everywhere; on CUDA every teacher-forced layer as ``nn.LSTM`` (cuDNN does it all); off
   CUDA the decoders' layers as hvae's recurrence, and the encoder's from ``RECURRENCE_MIN_UNITS`` units.
@@ -24,7 +25,8 @@ import torch
 
 from hvae.errors import HvaeError
 
-BACKENDS = ("auto", "reference", "fast")
+BACKENDS = ("auto", "plain", "fast")
+EARLIER_NAMES = {"reference": "plain"}  # run directories written before the rename keep loading
 
 # Devices whose teacher-forced LSTM layers run as nn.LSTM under "auto" (cuDNN on CUDA).
 NN_LSTM_DEVICES = frozenset({"cuda"})
@@ -36,13 +38,13 @@ RECURRENCE_MIN_UNITS = 1024
 
 def check_backend(backend: object, what: str) -> None:
     """Raise :class:`HvaeError` unless ``backend`` is one of :data:`BACKENDS`."""
-    if backend not in BACKENDS:
+    if backend not in BACKENDS and backend not in EARLIER_NAMES:
         raise HvaeError(f"{what}: backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
 
 
 def fast_sampling(backend: str) -> bool:
     """Whether free-running decoding and scheduled sampling take their fast paths."""
-    return backend != "reference"
+    return EARLIER_NAMES.get(backend, backend) != "plain"
 
 
 def decoder_recurrence(backend: str, device: torch.device) -> bool:

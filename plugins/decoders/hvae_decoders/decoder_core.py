@@ -5,7 +5,7 @@ hierarchical one. Step t's input is ``[previous output (D), embedding (K), contr
 the initial state is ``tanh(dense(embedding))``; a dense layer on the top LSTM output gives the raw
 outputs the loss reads.
 
-What the plain loops (:mod:`hvae_decoders.reference`) and the fast sampler
+What the plain loops (:mod:`hvae_decoders.plain`) and the fast sampler
 (:class:`hvae_decoders.sampler.SteppingWeights`) read of a core, and nothing more: ``output_depth``,
 ``embedding_size``, ``control_depth``; :attr:`LstmCore.layers` (one-layer ``nn.LSTM`` modules, first
 to top); :meth:`LstmCore.input_columns` (the first layer's input weights split by what they read);
@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from hvae.interfaces import Loss
-from hvae_decoders import reference
+from hvae_decoders import plain
 from hvae_decoders.backend import decoder_recurrence, fast_sampling
 from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear
-from hvae_decoders.lstm_autograd import gather_rows, one_hot_indices
+from hvae_decoders.recurrence import gather_rows, one_hot_indices
 from hvae_decoders.sampler import CoreSampler, SteppingWeights, draws_classes, fast_draws, feeds_back_draws
 
 def one_hot(indices: torch.Tensor, depth: int) -> torch.Tensor:
@@ -91,10 +91,10 @@ class LstmCore(nn.Module):
         and without dropout (which drops each step's input differently) the first layer's input part
         is built the cheap way, a one-hot previous output as a row gather and the embedding
         projected once per sequence, and the layers run :func:`recurrence`; otherwise they run as
-        nn.LSTM (:func:`hvae_decoders.reference.teacher_forced`).
+        nn.LSTM (:func:`hvae_decoders.plain.teacher_forced`).
         """
         if not decoder_recurrence(backend, previous.device) or (self.lstm.dropout and self.training):
-            return reference.teacher_forced(self, embedding, previous, controls)
+            return plain.teacher_forced(self, embedding, previous, controls)
         state = self.initial_state(embedding)
         first = self.layers[0]
         w_fed, w_embedding, w_controls = self.input_columns()
@@ -119,7 +119,7 @@ class LstmCore(nn.Module):
         ``previous[:, t]``. Gradients flow through the draw
         where it is differentiable (groove velocities and offsets), as in the reference.
 
-        The plain loop, :func:`hvae_decoders.reference.scheduled`, runs with the reference backend,
+        The plain loop, :func:`hvae_decoders.plain.scheduled`, runs with the plain backend,
         with dropout, and for every loss whose draws are not class indices from its fast draws or
         that feeds back something else than its draw at temperature 1 (its own ``feedback_step``). The
         fast backend's one path: a drawn class carries no gradient, so the draws are made first,
@@ -128,7 +128,7 @@ class LstmCore(nn.Module):
         use_draw = torch.rand(previous.shape[:2], generator=generator, device=previous.device) < probability  # (N, T)
         if not fast_sampling(backend) or (self.lstm.dropout and self.training) or not draws_classes(loss) \
                 or not feeds_back_draws(loss):
-            return reference.scheduled((self,), embedding, previous, controls, use_draw, loss, generator)
+            return plain.scheduled((self,), embedding, previous, controls, use_draw, loss, generator)
         return self.teacher_forced(embedding, self._fed_with_draws(embedding, previous, controls, use_draw,
                                                                    loss, generator), controls, backend=backend)
 

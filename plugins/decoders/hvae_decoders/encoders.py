@@ -15,7 +15,7 @@ from hvae.errors import HvaeError
 from hvae.interfaces import Encoder
 from hvae_decoders.backend import encoder_recurrence
 from hvae_decoders.lstm import reference_lstm, small_normal_linear
-from hvae_decoders.lstm_autograd import gather_rows, one_hot_indices, recurrence
+from hvae_decoders.recurrence import gather_rows, one_hot_indices, recurrence
 from hvae_decoders.onednn import linear
 from hvae_decoders.options import resolve_options
 
@@ -24,7 +24,7 @@ from hvae_decoders.options import resolve_options
 class BidirectionalLstmEncoderOptions:
     rnn_sizes: tuple[int, ...] = (256,)  # units per layer and direction (the reference's enc_rnn_size)
     dropout: float = 0.0  # dropout on each layer's input while training (1 - the reference's dropout_keep_prob)
-    backend: str = "auto"  # auto, reference (nn.LSTM) or fast (hvae's recurrence): same results (hvae_decoders.backend)
+    backend: str = "auto"  # auto, plain (nn.LSTM) or fast (hvae's recurrence): same results (hvae_decoders.backend)
 
 
 def _reversal_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
@@ -156,7 +156,7 @@ class HierarchicalLstmEncoderOptions:
     level_lengths: tuple[int, ...] | None = None  # (steps per segment, segments, ...), lowest level first; None: (16, bars)
     rnn_sizes: tuple[int, ...] = (256,)  # units per layer and direction at every level (the reference's enc_rnn_size)
     dropout: float = 0.0  # dropout on each layer's input while training (1 - the reference's dropout_keep_prob)
-    backend: str = "auto"  # auto, reference (nn.LSTM) or fast (hvae's recurrence): same results (hvae_decoders.backend)
+    backend: str = "auto"  # auto, plain (nn.LSTM) or fast (hvae's recurrence): same results (hvae_decoders.backend)
     padded_segments: bool = False  # level 0 reads each segment up to its last non-zero row (multiperf's lengths)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from hvae.interfaces import Decoder, Loss
-from hvae_decoders import reference
+from hvae_decoders import plain
 from hvae_decoders.backend import fast_sampling
 from hvae_decoders.decoder_core import LstmCore, one_hot, shift_right
 from hvae_decoders.options import resolve_options
@@ -19,7 +19,7 @@ from hvae_decoders.sampler import draws_classes, fast_draws, stepping_dtype
 class FlatDecoderOptions:
     rnn_sizes: tuple[int, ...] = (512,)  # LSTM units per layer (the reference's dec_rnn_size)
     dropout: float = 0.0  # dropout on each layer's input while training (1 - the reference's dropout_keep_prob)
-    backend: str = "auto"  # auto, reference (the plain loops) or fast: which code runs, same results (hvae_decoders.backend)
+    backend: str = "auto"  # auto, plain (the plain loops) or fast: which code runs, same results (hvae_decoders.backend)
 
 
 class FlatDecoder(Decoder):
@@ -55,7 +55,7 @@ class FlatDecoder(Decoder):
                generator: torch.Generator | None = None) -> torch.Tensor:
         if fast_sampling(self.options.backend) and fast_draws(loss):
             return self._sample_fast(z, steps, temperature, loss, controls, generator)
-        return reference.sample(self.core, z, steps, temperature, loss, controls, generator)  # the plain loop
+        return plain.sample(self.core, z, steps, temperature, loss, controls, generator)  # the plain loop
 
     def _sample_fast(self, z: torch.Tensor, steps: int, temperature: float, loss: Loss,
                      controls: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:

@@ -10,7 +10,7 @@ from torch import nn
 
 from hvae.errors import HvaeError
 from hvae.interfaces import Decoder, Loss
-from hvae_decoders import reference
+from hvae_decoders import plain
 from hvae_decoders.backend import fast_sampling
 from hvae_decoders.decoder_core import LstmCore, one_hot, shift_right
 from hvae_decoders.lstm import InitialState, StackedLstm
@@ -26,7 +26,7 @@ class HierarchicalDecoderOptions:
     rnn_sizes: tuple[int, ...] = (512,)  # core LSTM units per layer (the reference's dec_rnn_size)
     conductor_sizes: tuple[int, ...] | None = None  # conductor units per layer; None: rnn_sizes, as the reference
     dropout: float = 0.0  # dropout on each layer's input while training (1 - the reference's dropout_keep_prob)
-    backend: str = "auto"  # auto, reference (the plain loops) or fast: which code runs, same results (hvae_decoders.backend)
+    backend: str = "auto"  # auto, plain (the plain loops) or fast: which code runs, same results (hvae_decoders.backend)
     # Non-empty: one core decoder per output part of these depths, in order (a trio's melody, bass and drums:
     # 90, 90, 512), adding up to the output depth; each is fed its own part (the reference's split decoder).
     split_depths: tuple[int, ...] = ()
@@ -44,7 +44,7 @@ class HierarchicalDecoder(Decoder):
     (``cores``, in place of ``core``): conditioned on the same conductor output, fed only its own part's
     previous output, giving that part's raw outputs (the loss must ask one raw value per output value).
     Sampling and scheduled sampling step the cores together and let the loss draw each step from their
-    raw outputs side by side; they run the plain loops (:mod:`hvae_decoders.reference`) on every backend.
+    raw outputs side by side; they run the plain loops (:mod:`hvae_decoders.plain`) on every backend.
     """
 
     name = "hierarchical"
@@ -131,7 +131,7 @@ class HierarchicalDecoder(Decoder):
         if probability > 0.0:
             use_draw = torch.rand(previous.shape[:2] + (len(self.cores),), generator=generator,
                                   device=previous.device) < probability  # (N, L, parts)
-            return reference.scheduled(self.cores, embeddings, previous, controls, use_draw, loss, generator)
+            return plain.scheduled(self.cores, embeddings, previous, controls, use_draw, loss, generator)
         parts = previous.split(self.options.split_depths, dim=-1)
         return torch.cat([core.teacher_forced(embeddings, part, controls, backend=self.options.backend)
                           for core, part in zip(self.cores, parts)], dim=-1)  # (N, L, R)
@@ -148,7 +148,7 @@ class HierarchicalDecoder(Decoder):
             return self._sample_fast(z, temperature, loss, controls, generator)
         embeddings = self.conduct(z, dropout=False)  # (B, bars, H_conductor)
         cores = tuple(self.cores) if split else (self.core,)
-        return reference.sample_bars(cores, embeddings, self.bar_steps, temperature, loss, controls,
+        return plain.sample_bars(cores, embeddings, self.bar_steps, temperature, loss, controls,
                                      generator)  # the plain loop
 
     def _sample_fast(self, z: torch.Tensor, temperature: float, loss: Loss, controls: torch.Tensor | None,

@@ -4,7 +4,7 @@ The reference's LSTM cell has one kernel over ``[input, hidden]`` (Glorot-unifor
 and adds 1.0 to the forget gate. Here each layer is a one-layer ``nn.LSTM`` whose forget-gate input
 bias starts at 1.0 and whose second bias is held at zero, so Adam sees the same parameters as the
 reference's. A decoder whose first layer's input part is cheap runs its layers' parameters through
-:func:`hvae_decoders.lstm_autograd.recurrence` off CUDA (:meth:`StackedLstm.from_first_gates`).
+:func:`hvae_decoders.recurrence.recurrence` off CUDA (:meth:`StackedLstm.from_first_gates`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hvae_decoders.lstm_autograd import recurrence
+from hvae_decoders.recurrence import recurrence
 from hvae_decoders.onednn import linear
 
 State = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (h, c), each (N, H)
@@ -55,7 +55,7 @@ def small_normal_linear(in_features: int, out_features: int) -> nn.Linear:
 def lstm_cell(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One LSTM update from pre-activation gates ``(N, 4H)`` in PyTorch's order i, f, g, o: ``(h, c)``.
 
-    The definition, differentiable; :func:`hvae_decoders.lstm_autograd.lstm_cell_` is its in-place
+    The definition, differentiable; :func:`hvae_decoders.recurrence.lstm_cell_` is its in-place
     twin for the fast paths."""
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)

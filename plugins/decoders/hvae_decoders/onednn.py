@@ -6,7 +6,7 @@ product is bound by reading the weight, in float32 and in bfloat16 (figures: ben
 "The figures behind the code's choices"). PyTorch exposes it as ``torch.ops.mkldnn`` operators (its
 compiler's CPU backend uses them); where they are missing (builds without oneDNN), and on CUDA, the
 product is a plain one (as for small work, see ONEDNN_MIN_WORK). Not differentiable: for loops without autograd, and for
-:mod:`hvae_decoders.lstm_autograd`, which writes its own backward pass.
+:mod:`hvae_decoders.recurrence`, which writes its own backward pass.
 """
 
 from __future__ import annotations

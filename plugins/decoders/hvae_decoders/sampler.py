@@ -5,12 +5,12 @@ with the weights reordered once per call, see :mod:`hvae_decoders.onednn`) and a
 element-wise operations; the state lives in one preallocated row per sequence. The embedding's part
 of the first layer's input (z, or a bar's conductor output) and the controls' part are projected once
 per sequence, not every step; a fed-back one-hot output is a row gather instead of a matrix product.
-Each layer's cell is :func:`hvae_decoders.lstm_autograd.lstm_cell_` (gate order i, f, g, o). A loss
+Each layer's cell is :func:`hvae_decoders.recurrence.lstm_cell_` (gate order i, f, g, o). A loss
 with :class:`hvae.interfaces.FastDraws` draws the random numbers of all steps at once and, if it draws
 classes, hands back indices; the sampler runs only for such a loss (:func:`fast_draws`: a loss without
 them, or whose ``sample_step`` was replaced, is sampled by the plain loop). Nothing here reads a
 tensor's value on the host, so CUDA streams stay busy. The plain loop this computes the same as is
-:func:`hvae_decoders.reference.sample`."""
+:func:`hvae_decoders.plain.sample`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from hvae.device import host_reads_are_free
 from hvae.interfaces import FastDraws, Loss
 from hvae_decoders.lstm import State
-from hvae_decoders.lstm_autograd import lstm_cell_, one_hot_indices
+from hvae_decoders.recurrence import lstm_cell_, one_hot_indices
 from hvae_decoders.onednn import Product
 
 # From this many values per layer on (batch x units), float32 gates take tanh as 2 sigmoid(2x) - 1:
