@@ -19,7 +19,6 @@ import math
 import os
 import stat
 from collections import defaultdict
-from pathlib import Path
 from typing import Callable, Iterable, Sequence, Union
 
 import miditoolkit

@@ -28,7 +28,7 @@ from hvae_decoders import plain
 from hvae_decoders.backend import decoder_recurrence, fast_sampling
 from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear
 from hvae_decoders.recurrence import gather_rows, one_hot_indices
-from hvae_decoders.sampler import CoreSampler, SteppingWeights, draws_classes, fast_draws, feeds_back_draws
+from hvae_decoders.sampler import CoreSampler, SteppingWeights, draws_classes, feeds_back_draws
 
 def one_hot(indices: torch.Tensor, depth: int) -> torch.Tensor:
     """Class indices ``(B, T)`` as float32 one-hot vectors ``(B, T, depth)``."""
