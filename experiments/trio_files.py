@@ -19,9 +19,13 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import sys
 from pathlib import Path
 
 import mido
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from multitrack import track  # noqa: E402  (the random multi-track files' writer: events in time order)
 
 TPQ = 480  # ticks per quarter in the files written
 DRUM_CHANNEL = 9
@@ -89,7 +93,7 @@ def write(path: Path, parts: list[Part], tempos: list[tuple[float, float]], sign
     midi = mido.MidiFile(type=1, ticks_per_beat=TPQ)
     conductor = [(0, mido.MetaMessage("time_signature", numerator=signature[0], denominator=signature[1]))]
     conductor += [(round(q * TPQ), mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(qpm))) for q, qpm in tempos]
-    midi.tracks.append(_track(conductor))
+    midi.tracks.append(track(conductor))
     for part in parts:
         events = [(0, mido.MetaMessage("track_name", name=part.name))]
         if part.channel != DRUM_CHANNEL:
@@ -100,19 +104,9 @@ def write(path: Path, parts: list[Part], tempos: list[tuple[float, float]], sign
             events.append((round(start * TPQ), mido.Message("note_on", channel=part.channel, note=pitch,
                                                             velocity=velocity)))
             events.append((round(end * TPQ), mido.Message("note_off", channel=part.channel, note=pitch)))
-        midi.tracks.append(_track(events))
+        midi.tracks.append(track(events))
     path.parent.mkdir(parents=True, exist_ok=True)
     midi.save(path)
-
-
-def _track(events: list[tuple[int, mido.Message]]) -> mido.MidiTrack:
-    track = mido.MidiTrack()
-    now = 0
-    # note-offs before note-ons at the same tick, so a repeated pitch restarts
-    for tick, msg in sorted(events, key=lambda e: (e[0], e[1].type == "note_on")):
-        track.append(msg.copy(time=tick - now))
-        now = tick
-    return track
 
 
 def notes(voice: list[tuple[float, float, int]], velocity: int = 80, shift: int = 0,

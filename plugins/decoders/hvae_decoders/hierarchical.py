@@ -149,7 +149,7 @@ class HierarchicalDecoder(Decoder):
         embeddings = self.conduct(z, dropout=False)  # (B, bars, H_conductor)
         cores = tuple(self.cores) if split else (self.core,)
         return plain.sample_bars(cores, embeddings, self.bar_steps, temperature, loss, controls,
-                                     generator)  # the plain loop
+                                 generator)  # the plain loop
 
     def _sample_fast(self, z: torch.Tensor, temperature: float, loss: Loss, controls: torch.Tensor | None,
                      generator: torch.Generator | None) -> torch.Tensor:

@@ -9,7 +9,8 @@ fed the target or, where chosen, the model's own draw. Teacher forcing (:func:`t
 This is what ``backend="plain"`` runs (:mod:`hvae_decoders.backend`) and what the fast paths
 (:mod:`hvae_decoders.sampler`, :mod:`hvae_decoders.recurrence`) are tested against. ``core`` is
 an :class:`hvae_decoders.decoder_core.LstmCore`, read only through its stepping interface (see that
-module): step t's input is ``[previous output (D), embedding (K), controls at t (C)]``. Shapes: N sequences, T steps, R raw outputs per step.
+module): step t's input is ``[previous output (D), embedding (K), controls at t (C)]``. Shapes: N
+sequences, T steps, R raw outputs per step.
 """
 
 from __future__ import annotations
