@@ -259,3 +259,12 @@ def progression_controls(triads: list[int], steps: int) -> np.ndarray:
         raise HvaeError(f"{len(triads)} chords do not fit in {steps} steps")
     owner = (np.arange(steps) * len(triads)) // steps
     return np.eye(TRIAD_CLASSES, dtype=np.float32)[np.asarray(triads)[owner]]
+
+
+def transpose_triads(controls: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """One-hot triads ``(B, T, TRIAD_CLASSES)`` with each window's roots moved by ``shift`` ``(B,)`` semitones;
+    no chord stays no chord and all-zero (padding) rows stay zero."""
+    triads = controls.argmax(axis=-1)  # (B, T)
+    quality, root = np.divmod(triads - 1, 12)
+    moved = np.where(triads > 0, 1 + quality * 12 + (root + shift[:, None]) % 12, triads)
+    return np.eye(TRIAD_CLASSES, dtype=controls.dtype)[moved] * (controls.max(axis=-1) > 0)[..., None]

@@ -111,11 +111,7 @@ class MelodyConverter(Converter):
         :meth:`transpose` moves ``outputs`` (the windows before moving) by; no chord and padding stay."""
         if not self.control_depth:
             return controls
-        shift = self._shifts(self._read(outputs), semitones)
-        triads = controls.argmax(axis=-1)  # (B, T)
-        quality, root = np.divmod(triads - 1, 12)
-        moved = np.where(triads > 0, 1 + quality * 12 + (root + shift[:, None]) % 12, triads)
-        return np.eye(chords.TRIAD_CLASSES, dtype=controls.dtype)[moved] * (controls.max(axis=-1) > 0)[..., None]
+        return chords.transpose_triads(controls, self._shifts(self._read(outputs), semitones))
 
     def chord_controls(self, progression: str | Sequence[str]) -> np.ndarray:
         """One-hot triads ``(steps, 49)`` playing ``progression`` (``"C G Am F"`` or a list of symbols) evenly
