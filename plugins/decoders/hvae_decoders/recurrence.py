@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from hvae_decoders import native
 from hvae_decoders.onednn import Product, product
 
 def tanh_(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -35,13 +36,18 @@ def lstm_cell_(gates: torch.Tensor, c: torch.Tensor, c_out: torch.Tensor, h_out:
     twin the sampler and :func:`recurrence` step with.
 
     gates ``(N, 4H)``: the pre-activation gates, overwritten with the activations; ``c_out = f c + i g``
-    (``c_out`` may be ``c``); ``h_out = o tanh(c_out)``, with ``tanh(c_out)`` left in ``tanh_c``.
-    Without ``tanh_g`` both tanh are ``2 sigmoid(2x) - 1`` (:func:`tanh_`), so one sigmoid covers
-    all four gates and the g part of ``gates`` ends as ``tanh(g)`` (what the backward pass reads).
-    With ``tanh_g`` (an ``(N, H)`` buffer) ``torch.tanh`` writes ``tanh(g)`` there and gives
+    (``c_out`` may be ``c``); ``h_out = o tanh(c_out)``; ``tanh_c`` is scratch. Where hvae's fused
+    cell applies (float32 on the CPU, :mod:`hvae_decoders.native`) it does all of this in one call,
+    with ``tanh(g)`` left in the g part of ``gates``. Otherwise, as PyTorch operations: without
+    ``tanh_g`` both tanh are ``2 sigmoid(2x) - 1`` (:func:`tanh_`), so one sigmoid covers all four
+    gates and the g part of ``gates`` ends as ``tanh(g)`` (what the backward pass reads). With
+    ``tanh_g`` (an ``(N, H)`` buffer) ``torch.tanh`` writes ``tanh(g)`` there and gives
     ``tanh(c_out)``, one sigmoid still covering the gates (their g part then ends unused): fewer
     operations, where there are few values.
     """
+    if native.applies(gates) and native.rows_fit(gates, c, c_out, h_out):
+        native.cell_(gates, c, c_out, h_out)
+        return
     size = c.shape[-1]
     sigmoid_tanh = tanh_g is None
     if sigmoid_tanh:
@@ -95,10 +101,14 @@ class _Recurrence(torch.autograd.Function):
         cs = gates.new_empty(steps, batch, size)
         recurrent = Product(weight.t(), batch)  # h @ weight_hh.T
         tanh_c = gates.new_empty(batch, size)
+        fused = native.applies(gates) and native.rows_fit(c0)
         h, c = h0, c0
         for t in range(steps):
             g = gates[t]  # (N, 4H): the input part, then the activations
-            lstm_cell_(g.add_(recurrent(h)), c, cs[t], hs[t], tanh_c)
+            if fused:
+                native.cell_(g, c, cs[t], hs[t], add=recurrent(h))
+            else:
+                lstm_cell_(g.add_(recurrent(h)), c, cs[t], hs[t], tanh_c)
             h, c = hs[t], cs[t]
         ctx.mark_dirty(flat_gates)
         ctx.set_materialize_grads(False)
@@ -117,8 +127,18 @@ class _Recurrence(torch.autograd.Function):
         gates = flat_gates.view(steps, batch, 4 * size)
         one = gates.new_ones(())
         back = Product(weight, batch)  # dgates @ weight_hh
-        dh = torch.zeros_like(h0)  # (N, H): the gradient reaching h_t
-        dc = torch.zeros_like(c0)  # and c_t
+        dh = torch.zeros_like(h0, memory_format=torch.contiguous_format)  # (N, H): the gradient reaching h_t
+        dc = torch.zeros_like(c0, memory_format=torch.contiguous_format)  # and c_t
+        if native.applies(gates):  # one fused call a step for the element-wise part
+            grad_hs = grad_hs.contiguous() if grad_hs is not None else None
+            c0 = c0.contiguous()
+            for t in range(steps - 1, -1, -1):
+                g = gates[t]  # the activations in; the gradients before the activations out
+                native.cell_backward_(g, cs[t], cs[t - 1] if t else c0, dh,
+                                      grad_hs[t] if grad_hs is not None else None, dc)
+                if t or ctx.needs_input_grad[2]:
+                    dh = back(g)
+            return _results(ctx, flat_gates, gates, hs, weight, h0, dh, dc)
         tanh_c, scratch = torch.empty_like(c0), torch.empty_like(c0)
         for t in range(steps - 1, -1, -1):
             g = gates[t]  # the activations in; the gradients before the activations out
@@ -137,11 +157,16 @@ class _Recurrence(torch.autograd.Function):
             dc, scratch = scratch, dc
             if t or ctx.needs_input_grad[2]:
                 dh = back(g)
-        grad_weight = None
-        if ctx.needs_input_grad[1]:  # sum over steps of h_{t-1}^T dgates_t, in one product
-            grad_weight = product(hs[:-1].flatten(0, 1).t(), gates[1:].flatten(0, 1).t()).add_(h0.t() @ gates[0])
-        return (flat_gates, grad_weight, dh if ctx.needs_input_grad[2] else None,
-                dc if ctx.needs_input_grad[3] else None)
+        return _results(ctx, flat_gates, gates, hs, weight, h0, dh, dc)
+
+
+def _results(ctx, flat_gates, gates, hs, weight, h0, dh, dc):
+    """:class:`_Recurrence`'s backward results once its steps are done (the gate gradients in ``gates``)."""
+    grad_weight = None
+    if ctx.needs_input_grad[1]:  # sum over steps of h_{t-1}^T dgates_t, in one product
+        grad_weight = product(hs[:-1].flatten(0, 1).t(), gates[1:].flatten(0, 1).t()).add_(h0.t() @ gates[0])
+    return (flat_gates, grad_weight, dh if ctx.needs_input_grad[2] else None,
+            dc if ctx.needs_input_grad[3] else None)
 
 
 def recurrence(gates: torch.Tensor, weight: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor) -> torch.Tensor:

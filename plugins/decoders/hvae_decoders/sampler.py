@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from hvae.device import host_reads_are_free
 from hvae.interfaces import FastDraws, Loss
+from hvae_decoders import native
 from hvae_decoders.lstm import State
 from hvae_decoders.recurrence import lstm_cell_, one_hot_indices
 from hvae_decoders.onednn import Product
@@ -142,6 +143,8 @@ class CoreSampler:
         self.tanh_cells = [zeros(size, exact) for size in sizes]
         sigmoid_tanh = dtype == torch.float32 and batch * max(sizes) >= SIGMOID_TANH_VALUES
         self.tanh_gates = [None if sigmoid_tanh else zeros(size) for size in sizes]  # torch.tanh's g
+        # hvae's fused cell (one call a layer-step) where it applies: float32 on the CPU.
+        self.fused = native.applies(self.cells[0]) and exact == dtype
 
     def reset(self, state: State) -> None:
         """Start from per-layer ``(h, c)`` states, each ``(B, H)``."""
@@ -152,12 +155,19 @@ class CoreSampler:
     def _cell(self, layer: int, gates: torch.Tensor) -> None:
         """Update layer's c and h in place from its pre-activation gates ``(B, 4H)``."""
         cell = self.cells[layer]
-        lstm_cell_(gates, cell, cell, self.h_slots[layer], self.tanh_cells[layer], self.tanh_gates[layer])
+        if self.fused:
+            native.cell_(gates, cell, cell, self.h_slots[layer])
+        else:
+            lstm_cell_(gates, cell, cell, self.h_slots[layer], self.tanh_cells[layer], self.tanh_gates[layer])
 
     def _step(self, first_input: torch.Tensor) -> torch.Tensor:
         """Every layer's step, given the first layer's input part of the gates ``(B, 4H_0)``; the raw outputs."""
         w = self.w
-        self._cell(0, w.first(self.operands[0]).add_(first_input))
+        gates = w.first(self.operands[0])
+        if self.fused and first_input.shape == gates.shape and first_input.stride(1) == 1:
+            native.cell_(gates, self.cells[0], self.cells[0], self.h_slots[0], add=first_input)
+        else:
+            self._cell(0, gates.add_(first_input))
         for layer, (product, bias) in enumerate(w.layers, start=1):
             self._cell(layer, product(self.operands[layer], bias))
         return w.output(self.h_slots[-1], w.output_bias)  # (B, R)

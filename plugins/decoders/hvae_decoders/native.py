@@ -1,0 +1,102 @@
+"""hvae's fused LSTM cell (``_native.c``), where it was built at install, through ctypes.
+
+One call does a layer-step's element-wise work, forward (:func:`cell_`) or backward
+(:func:`cell_backward_`), that PyTorch does in 6-11 operations: faster at every batch size on CPU
+(benchmarks/RESULTS.md). :func:`applies` says where it runs: float32 tensors on the CPU, the library
+present, and ``HVAE_NATIVE`` not ``0``. Elsewhere the callers (:func:`hvae_decoders.recurrence.lstm_cell_`,
+:class:`hvae_decoders.recurrence._Recurrence`) run the same maths as PyTorch operations; the two
+agree to float rounding (``tests/test_native.py``). :func:`note` is the one line, printed once to
+standard error by the first call that could have used it, that says when a machine without a C
+compiler at install runs without it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.machinery
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+_HERE = Path(__file__).resolve().parent
+_I64 = ctypes.c_int64
+_PTR = ctypes.c_void_p
+
+
+def _load() -> ctypes.CDLL | None:
+    if os.environ.get("HVAE_NATIVE", "1") == "0":
+        return None
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = _HERE / f"_native{suffix}"
+        if path.is_file():
+            try:
+                library = ctypes.CDLL(str(path))
+            except OSError:
+                return None
+            library.hvae_lstm_forward.argtypes = [_I64, _I64, _PTR, _I64, _PTR, _I64, _PTR, _I64, _PTR, _I64, _PTR, _I64]
+            library.hvae_lstm_forward.restype = None
+            library.hvae_lstm_backward.argtypes = [_I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR]
+            library.hvae_lstm_backward.restype = None
+            return library
+    return None
+
+
+_LIBRARY = _load()
+AVAILABLE = _LIBRARY is not None
+_forward = _LIBRARY.hvae_lstm_forward if AVAILABLE else None
+_backward = _LIBRARY.hvae_lstm_backward if AVAILABLE else None
+_noted = False
+
+
+def applies(gates: torch.Tensor) -> bool:
+    """Whether the fused cell runs for these gates: float32 on the CPU, the library built (if it is
+    not, the first such call prints :func:`note`)."""
+    if gates.dtype != torch.float32 or gates.device.type != "cpu":
+        return False
+    if not AVAILABLE:
+        global _noted
+        line = None if _noted else note()
+        _noted = True
+        if line:
+            print(line, file=sys.stderr)
+    return AVAILABLE
+
+
+def note() -> str | None:
+    """One line for a CPU run without the fused cell (None where it is there or turned off on purpose)."""
+    if AVAILABLE or os.environ.get("HVAE_NATIVE", "1") == "0":
+        return None
+    return ("hvae: note: the fused LSTM cell was not built (no C compiler when hvae-decoders was installed), so "
+            "training and sampling on the CPU run slower, with the same results; reinstall hvae-decoders where a C "
+            "compiler is present to build it.")
+
+
+def rows_fit(*tensors: torch.Tensor) -> bool:
+    """Whether each tensor is 2-D with unit stride within its rows, as :func:`cell_` reads them."""
+    return all(t.dim() == 2 and t.stride(1) == 1 for t in tensors)
+
+
+def cell_(gates: torch.Tensor, c: torch.Tensor, c_out: torch.Tensor, h_out: torch.Tensor,
+          add: torch.Tensor | None = None) -> None:
+    """:func:`hvae_decoders.lstm.lstm_cell` in place: gates ``(N, 4H)`` (plus ``add``, same shape, if
+    given) become the activations (i, f, tanh(g), o), ``c_out = f c + i tanh(g)``, ``h_out = o
+    tanh(c_out)``; ``c``, ``c_out``, ``h_out`` are ``(N, H)``. Every argument has unit stride within
+    rows (rows may be spaced apart: slices of wider rows, :func:`rows_fit`); ``c_out`` may be ``c``.
+    Unchecked: the callers check the layout once, before their loops."""
+    rows, size = c.shape
+    _forward(rows, size, gates.data_ptr(), gates.stride(0), None if add is None else add.data_ptr(),
+             0 if add is None else add.stride(0), c.data_ptr(), c.stride(0),
+             c_out.data_ptr(), c_out.stride(0), h_out.data_ptr(), h_out.stride(0))
+
+
+def cell_backward_(gates: torch.Tensor, c: torch.Tensor, c_prev: torch.Tensor, dh: torch.Tensor,
+                   grad_h: torch.Tensor | None, dc: torch.Tensor) -> None:
+    """The backward pass through one step of :func:`cell_`: the activations in ``gates (N, 4H)`` become
+    the gradients of the pre-activation gates, given c_t, c_{t-1} and the gradients reaching h_t
+    (``dh``, plus ``grad_h`` if given) and c_t (``dc``, which becomes the gradient reaching c_{t-1}).
+    All contiguous (unchecked, as for :func:`cell_`)."""
+    rows, size = c.shape
+    _backward(rows, size, gates.data_ptr(), c.data_ptr(), c_prev.data_ptr(), dh.data_ptr(),
+              grad_h.data_ptr() if grad_h is not None else None, dc.data_ptr())
