@@ -90,7 +90,7 @@ class TrainConfig:
     seed: int = 0  # seeds initialisation, batch order, the latent noise and dropout
     device: str = "auto"  # "cpu", "cuda", "cuda:N" or "auto" (CUDA when there is one)
     amp: bool = False  # mixed precision (autocast) where the device supports it
-    threads: int | None = None  # CPU threads torch may use while training; None: its default (one per core)
+    threads: int | None = None  # CPU threads torch may use while training; None: the cores others leave free (hvae.cpushare)
     workers: int | None = None  # processes converting MIDI when the data is not cached; None: one per CPU
     # Augmentation: each training window moved by a random whole number of semitones in [low, high]
     # (the reference's transpose_range); None: as they are. Needs a converter that can transpose.

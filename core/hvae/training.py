@@ -40,12 +40,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from hvae import cpushare
 from hvae.board import Board
 from hvae.checkpoint import Checkpoint, capture_rng, rebuilding, restore_rng, write_checkpoint
 from hvae.data import WindowSet
@@ -188,13 +189,14 @@ class Trainer:
         self.board = Board(self.dir.tensorboard, self.step) if cfg.tensorboard and self.world.main else None
         deadline = started + cfg.minutes * 60.0 if cfg.minutes is not None else math.inf
         out_of_time = False
-        with _StopRequest() as stop, _cpu_threads(cfg.threads), metrics_file as log, \
+        with _StopRequest() as stop, _cpu_threads(cfg.threads) as adapt_threads, metrics_file as log, \
                 contextlib.closing(self.board) if self.board else contextlib.nullcontext(), \
                 tqdm(total=cfg.steps, initial=self.step, unit="step", desc=self.config.name,
                      disable=not (progress and self.world.main), dynamic_ncols=True) as bar:
             stopping = self._stop_signal(stop)
             while self.step < cfg.steps and not stopping and not out_of_time:
                 parts, lr = self._train_step()
+                adapt_threads()
                 stopping = self._stop_signal(stop)
                 out_of_time = self._past(deadline)
                 interval.add(parts, lr, examples=cfg.batch_size)
@@ -526,13 +528,29 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
+ADAPT_THREADS_S = 5.0  # seconds between looks at how busy other processes keep the CPU (threads=None)
+
+
 @contextlib.contextmanager
-def _cpu_threads(threads: int | None) -> Iterator[None]:
-    """Let torch use ``threads`` CPU threads inside the block (None: leave its setting alone)."""
+def _cpu_threads(threads: int | None) -> Iterator[Callable[[], None]]:
+    """Let torch use ``threads`` CPU threads inside the block. None: the cores other processes leave
+    free (:mod:`hvae.cpushare`), looked at again every ``ADAPT_THREADS_S`` seconds by the function the
+    block gets (called once a step)."""
     previous = torch.get_num_threads()
+    share = cpushare.CpuShare() if threads is None else None
+    looked = time.monotonic()
+
+    def adapt() -> None:
+        nonlocal looked
+        if share is not None and time.monotonic() - looked >= ADAPT_THREADS_S:
+            looked = time.monotonic()
+            chosen = share.threads()
+            if chosen != torch.get_num_threads():
+                torch.set_num_threads(chosen)
+
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        yield
+        yield adapt
     finally:
         torch.set_num_threads(previous)

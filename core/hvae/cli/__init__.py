@@ -7,6 +7,7 @@ import os
 
 import click
 
+from hvae import cpushare
 from hvae.errors import HvaeError, OutputExistsError
 
 
@@ -83,6 +84,7 @@ class HvaeGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
+        cpushare.choose_for_process()  # before a command loads PyTorch: threads for the cores left free
         try:
             return super().invoke(ctx)
         except OutputExistsError as exc:  # the library says out= and overwrite=True; here they are options

@@ -51,7 +51,7 @@ def register(main: click.Group) -> None:
               help="Examples per step for every combination. Default: each preset's.")
 @click.option("--seed", type=SEED, default=None, help="Seed of every combination. Default: 0.")
 @click.option("--threads", type=THREADS, default=None,
-              help="CPU threads for training. Default: PyTorch's (one per core).")
+              help="CPU threads for training. Default: one per core that other processes leave free.")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Folder of MIDI files all combinations train on. Default: the bundled demo subset.")
 @click.option("--cache", "cache_root", type=click.Path(file_okay=False, path_type=Path), default=None,

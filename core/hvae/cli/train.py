@@ -136,8 +136,8 @@ def _device_options(func: Callable) -> Callable:
     func = click.option("--progress/--no-progress", default=True, show_default=True,
                         help="Show progress bars on stderr.")(func)
     func = click.option("--threads", type=THREADS, default=None,
-                        help="CPU threads for training. Default: PyTorch's (one per core); 1 is often faster "
-                             "for small models and on a machine other jobs share.")(func)
+                        help="CPU threads for training. Default: one per core that other processes leave free, "
+                             "looked at again every few seconds (on an idle machine, one per core).")(func)
     func = click.option("--amp/--no-amp", default=None,
                         help="Mixed precision (bfloat16 autocast; float16 on GPUs without bfloat16). "
                              "Default: off.")(func)
