@@ -1,15 +1,21 @@
 """``x @ weight.T`` for a weight used many times in a row: each step of a sampling loop or a recurrence.
 
-On CPU PyTorch sends float32 products to MKL. At the shapes of an LSTM step oneDNN's product, with
-the weight reordered once into its blocked layout, is faster, most of all at batch 1, where the
-product is bound by reading the weight, in float32 and in bfloat16 (figures: benchmarks/RESULTS.md,
-"The figures behind the code's choices"). PyTorch exposes it as ``torch.ops.mkldnn`` operators (its
-compiler's CPU backend uses them); where they are missing (builds without oneDNN), and on CUDA, the
-product is a plain one (as for small work, see ONEDNN_MIN_WORK). Not differentiable: for loops without autograd, and for
+On CPU PyTorch sends float32 products to MKL. oneDNN's product, with the weight reordered once into
+its blocked layout, is often faster at the shapes of an LSTM step, but not on every CPU nor at every
+shape: on an AMD EPYC (Zen 4/5) it was about 2x MKL's at batch 1; on an Intel Xeon (2026-12-07) MKL's
+was faster at batch 1 (8.7 against 22.7 us at 1 x 256 by 1024) and at some shapes at batch 64,
+oneDNN's at others (figures: benchmarks/RESULTS.md, "The figures behind the code's choices"). So
+:class:`Product` times both, once per shape, batch and thread count in a process
+(:func:`onednn_is_faster`), and keeps the faster. PyTorch exposes oneDNN's product as
+``torch.ops.mkldnn`` operators (its compiler's CPU backend uses them); where they are missing (builds
+without oneDNN), and on CUDA, the product is a plain one. The two engines' results differ by float
+rounding only. Not differentiable: for loops without autograd, and for
 :mod:`hvae_decoders.recurrence`, which writes its own backward pass.
 """
 
 from __future__ import annotations
+
+import time
 
 import torch
 
@@ -25,6 +31,37 @@ _onednn_linear = torch.ops.mkldnn._linear_pointwise.default if ONEDNN else None
 # Below this much work (batch x weight values) MKL's product is as fast: a batch-1 step of a small
 # model reads a weight of a megabyte or less from cache, and oneDNN's call costs more.
 ONEDNN_MIN_WORK = 1 << 19
+# Above this much work both engines run near the machine's rate and timing them would cost more than
+# it could save: oneDNN's is taken, as measured on large LSTMs (benchmarks/RESULTS.md).
+TIMED_MAX_WORK = 1 << 24
+ONEDNN_MARGIN = 0.95  # oneDNN's product is kept where it takes at most this fraction of MKL's time
+_FASTER: dict[tuple, bool] = {}  # (weight shape, batch, dtype, threads) -> whether oneDNN's product is faster
+
+
+def onednn_is_faster(weight: torch.Tensor, batch: int) -> bool:
+    """Whether oneDNN's packed product beats MKL's for ``x (batch, K) @ weight.T`` here: timed once per
+    shape, batch, dtype and thread count in a process (best of 5 alternating rounds of 3 calls each,
+    a millisecond or so at LSTM shapes); without timing for the largest work (oneDNN's)."""
+    work = batch * weight.numel()
+    if work > TIMED_MAX_WORK:
+        return True
+    key = (tuple(weight.shape), batch, weight.dtype, torch.get_num_threads())
+    if key not in _FASTER:
+        weight = weight.detach().contiguous()
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
+        right = weight.t().contiguous()
+        x = torch.randn(batch, weight.shape[1]).to(weight.dtype)
+        engines = [lambda: _onednn_linear(x, packed, None, "none", [], ""), lambda: torch.mm(x, right)]
+        best = [float("inf")] * 2
+        for _ in range(5):
+            for index, run in enumerate(engines):
+                run()
+                started = time.perf_counter()
+                for _ in range(3):
+                    run()
+                best[index] = min(best[index], time.perf_counter() - started)
+        _FASTER[key] = best[0] <= ONEDNN_MARGIN * best[1]
+    return _FASTER[key]
 
 
 class Product:
@@ -37,7 +74,7 @@ class Product:
         weight = weight.detach()
         self.packed = self.right = None
         if (ONEDNN and weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16)
-                and batch * weight.numel() >= ONEDNN_MIN_WORK):
+                and batch * weight.numel() >= ONEDNN_MIN_WORK and onednn_is_faster(weight, batch)):
             self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch)
         else:
             self.right = weight.t().contiguous()  # (K, N)
