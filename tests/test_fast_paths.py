@@ -64,7 +64,7 @@ def test_one_hot_rows_are_recognised():
 
 
 # (name, data spec, model options): one-hot and multi-hot inputs, controls, both decoders,
-# scheduled sampling, and the groove loss.
+# scheduled sampling, the groove loss, and dropout.
 MODELS = {
     "flat-onehot-scheduled": (
         DataSpec("test", "onehot", 12, 12, 0, STEPS),
@@ -81,6 +81,9 @@ MODELS = {
     "groove": (
         DataSpec("test", "groove", 9, 9, 0, STEPS),
         dict(decoder="groove", decoder_options={"rnn_sizes": (16, 12), "dropout": 0.0})),
+    "groove-dropout": (  # the recurrence with the plain path's dropout masks
+        DataSpec("test", "groove", 9, 9, 0, STEPS),
+        dict(decoder="groove", decoder_options={"rnn_sizes": (16, 12), "dropout": 0.5})),
 }
 
 

@@ -12,8 +12,9 @@
   sampling everywhere; on CUDA every teacher-forced layer as ``nn.LSTM`` (cuDNN does it all); off
   CUDA the decoders' layers as hvae's recurrence, and the encoder's from ``RECURRENCE_MIN_UNITS`` units.
 
-Dropout while training changes each step's input differently, so a model that drops runs
-teacher forcing as ``nn.LSTM`` and scheduled sampling as the plain loop whatever the backend.
+Dropout while training changes each step's input differently: a decoder that drops builds its
+layers' input parts as products over the dropped inputs (the same masks as the plain path's for a
+seed) and runs scheduled sampling as the plain loop whatever the backend.
 The backends compute the same thing (same draws for a seed, outputs equal to float rounding);
 ``tests/test_fast_paths.py`` and ``tests/test_decoders.py`` compare them through this option. How
 fast each is: benchmarks/RESULTS.md.

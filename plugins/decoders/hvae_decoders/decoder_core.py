@@ -26,7 +26,7 @@ from torch import nn
 from hvae.interfaces import Loss
 from hvae_decoders import plain
 from hvae_decoders.backend import decoder_recurrence, fast_sampling
-from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear
+from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear, input_gates
 from hvae_decoders.recurrence import gather_rows, one_hot_indices
 from hvae_decoders.sampler import CoreSampler, SteppingWeights, draws_classes, feeds_back_draws
 
@@ -88,14 +88,19 @@ class LstmCore(nn.Module):
         """Raw outputs ``(N, T, R)`` when step t is fed ``previous[:, t]`` (one pass per layer).
 
         Where ``backend`` runs hvae's recurrence (:func:`hvae_decoders.backend.decoder_recurrence`)
-        and without dropout (which drops each step's input differently) the first layer's input part
-        is built the cheap way, a one-hot previous output as a row gather and the embedding
-        projected once per sequence, and the layers run :func:`recurrence`; otherwise they run as
-        nn.LSTM (:func:`hvae_decoders.plain.teacher_forced`).
+        the layers run :func:`recurrence`; otherwise as nn.LSTM (:func:`hvae_decoders.plain.teacher_forced`).
+        Without dropout the first layer's input part is built the cheap way, a one-hot previous output
+        as a row gather and the embedding projected once per sequence. With dropout (which drops each
+        step's input differently) it is one product over the dropped inputs, each layer's input
+        dropped in the plain path's batch-first layout: the same masks for the same seed.
         """
-        if not decoder_recurrence(backend, previous.device) or (self.lstm.dropout and self.training):
+        if not decoder_recurrence(backend, previous.device):
             return plain.teacher_forced(self, embedding, previous, controls)
         state = self.initial_state(embedding)
+        if self.lstm.dropout and self.training:
+            gates = input_gates(self.layers[0], self.drop(plain.step_inputs(previous, embedding, controls))
+                                .transpose(0, 1))  # (T N, 4H_0)
+            return self.output(self.lstm.from_first_gates(gates, state)).transpose(0, 1)  # (N, T, R)
         first = self.layers[0]
         w_fed, w_embedding, w_controls = self.input_columns()
         classes = one_hot_indices(previous)  # (N, T) or None

@@ -112,7 +112,10 @@ class StackedLstm(nn.Module):
 
     def from_first_gates(self, gates: torch.Tensor, state: State, dropout: bool = True) -> torch.Tensor:
         """Top layer outputs ``(T, N, H_top)``, time-major, given the first layer's input part of the
-        gates with its biases, ``(T, N, 4H_0)`` or ``(T N, 4H_0)`` (overwritten, see :func:`recurrence`)."""
+        gates with its biases, ``(T, N, 4H_0)`` or ``(T N, 4H_0)`` (overwritten, see :func:`recurrence`).
+        Each later layer's input is dropped (while training) in its time-major memory order, which is
+        also that of the batch-first ``nn.LSTM`` outputs :meth:`forward` drops (transposed views):
+        the same masks for the same seed."""
         x = None
         for layer, (h, c) in zip(self.layers, state):
             if x is not None:
