@@ -306,6 +306,28 @@ def test_amp_on_a_cpu_without_bfloat16_lstms_is_one_line_not_a_traceback(trained
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_amp_sampling_in_a_fresh_process_runs_where_the_cpu_has_bfloat16_lstms(trained_drums, tmp_path):
+    """The bfloat16 probe runs with gradients whatever its caller's mode: in a fresh ``hvae sample --amp``
+    its first caller is the sampler, under ``no_grad``, where a probe without gradients called every
+    CPU one without bfloat16."""
+    import subprocess
+    import sys
+
+    from hvae.device import cpu_bfloat16_lstm
+
+    with torch.no_grad():
+        under_no_grad = cpu_bfloat16_lstm.__wrapped__()
+    with torch.inference_mode():
+        under_inference_mode = cpu_bfloat16_lstm.__wrapped__()
+    assert under_no_grad == under_inference_mode == cpu_bfloat16_lstm.__wrapped__()
+    if not cpu_bfloat16_lstm():
+        pytest.skip("this CPU runs no bfloat16 LSTM (the refusal is tested above)")
+    done = subprocess.run([sys.executable, "-m", "hvae.cli", "sample", str(trained_drums), "-n", "1", "--amp",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "out").glob("*.mid"))) == 1
+
+
 def test_training_with_amp_on_such_a_cpu_is_refused_before_the_run_directory_is_made(tmp_path):
     import os
     import subprocess

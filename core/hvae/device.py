@@ -133,14 +133,16 @@ def autocast(device: torch.device | str, enabled: bool = True, dtype: torch.dtyp
 @functools.lru_cache(maxsize=1)
 def cpu_bfloat16_lstm() -> bool:
     """Whether this CPU's oneDNN runs an LSTM forward and backward under bfloat16 autocast (tried once, on a
-    2-unit LSTM)."""
-    lstm = torch.nn.LSTM(2, 2)
-    try:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out, _ = lstm(torch.zeros(1, 1, 2, requires_grad=True))
-        out.float().sum().backward()
-    except RuntimeError:
-        return False
+    2-unit LSTM, with gradients on whatever the caller's mode: a first call from sampling, under
+    ``no_grad``, must not read a backward pass that cannot run as a CPU that cannot)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        lstm = torch.nn.LSTM(2, 2)
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out, _ = lstm(torch.zeros(1, 1, 2, requires_grad=True))
+            out.float().sum().backward()
+        except RuntimeError:
+            return False
     return True
 
 
