@@ -116,3 +116,36 @@ def test_a_run_without_the_fused_cell_says_so_once_and_trains_the_same(tmp_path,
     assert len(without) == 6
     if built:
         assert with_cell == pytest.approx(without, rel=1e-4)
+
+
+def test_training_under_bfloat16_autocast_gives_the_cell_only_float32_and_matches_without_it(monkeypatch):
+    """Under autocast the sampler's and the backward pass's products come out in bfloat16: the fused cell
+    must not take them (it would write float32 values past their end); the step equals the one without
+    the cell, to bfloat16's rounding."""
+    from hvae.device import autocast, cpu_bfloat16_lstm
+    from hvae.model import ModelConfig, build_model
+    from hvae.plugins import make_converter
+
+    if not cpu_bfloat16_lstm():
+        pytest.skip("this CPU runs no bfloat16 LSTM")
+
+    def step() -> tuple[torch.Tensor, torch.Tensor]:
+        torch.manual_seed(0)
+        config = ModelConfig(z_size=8, encoder_options={"rnn_sizes": (16,)}, decoder="flat",
+                             decoder_options={"rnn_sizes": (32, 32)}, sampling_schedule="constant", sampling_rate=0.5)
+        model = build_model(config, make_converter("drums", {"slice_bars": 2, "roll_input": False})).train()
+        classes = torch.randint(0, model.spec.output_depth, (4, model.spec.steps), generator=torch.Generator().manual_seed(1))
+        x = torch.nn.functional.one_hot(classes, model.spec.output_depth).float()
+        from hvae.model import Batch
+
+        with autocast("cpu", True):
+            out = model(Batch(x, x, torch.full((4,), model.spec.steps)), step=1, generator=torch.Generator().manual_seed(2))
+            out.loss.backward()
+        return out.loss.detach().float(), model.decoder.core.layers[0].weight_hh_l0.grad
+
+    fused_loss, fused_grad = step()
+    monkeypatch.setattr(native, "AVAILABLE", False)
+    monkeypatch.setattr(native, "_noted", True)
+    plain_loss, plain_grad = step()
+    assert torch.isfinite(fused_loss) and torch.allclose(fused_loss, plain_loss, rtol=2e-2)
+    assert torch.allclose(fused_grad, plain_grad, rtol=5e-2, atol=5e-3)

@@ -8,9 +8,8 @@
    (hvae_decoders/native.py) with the tensors' addresses; as a Python module it is empty. Without it
    hvae runs the same maths as PyTorch operations.
 
-   Gate order i, f, g, o (PyTorch's). float32 only. tanh(x) is 2 sigmoid(2x) - 1 and exp is a
-   polynomial accurate to about 2 units in the last place, so results equal PyTorch's to float
-   rounding, not bit for bit. Rows are independent; within a row every value is read before it is
+   Gate order i, f, g, o (PyTorch's). float32 only. exp and tanh are polynomials accurate to a few
+   units in the last place, so results equal PyTorch's to float rounding, not bit for bit. Rows are independent; within a row every value is read before it is
    written, so an output may be the very input it replaces (c_out == c), but not overlap it otherwise. */
 
 #define PY_SSIZE_T_CLEAN
@@ -48,7 +47,20 @@ INLINE float exp_(float x) {
 
 INLINE float sigmoid_(float x) { return 1.0f / (1.0f + exp_(-x)); }
 
-INLINE float tanh_(float x) { return 2.0f / (1.0f + exp_(-2.0f * x)) - 1.0f; }
+/* tanh(x): an odd polynomial below |x| = 0.625, where 2 sigmoid(2x) - 1 would lose its leading digits
+   (the Cephes tanhf scheme), else 1 - 2 / (exp(2|x|) + 1) with the sign of x; both computed, one kept,
+   so the loop stays branch-free. */
+INLINE float tanh_(float x) {
+    float a = x < 0.0f ? -x : x, s = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * s + 2.06390887954e-2f;
+    p = p * s - 5.37397155531e-2f;
+    p = p * s + 1.33314422036e-1f;
+    p = p * s - 3.33332819422e-1f;
+    float small = p * s * x + x;
+    float big = 1.0f - 2.0f / (exp_(2.0f * a) + 1.0f);
+    return a < 0.625f ? small : (x < 0.0f ? -big : big);
+}
 
 /* One row: gates (4H), plus `add` (4H) when not NULL, -> activations in place (i, f, tanh(g), o);
    c_out = f c + i tanh(g); h = o tanh(c_out). */

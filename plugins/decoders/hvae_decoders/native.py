@@ -73,30 +73,52 @@ def note() -> str | None:
             "compiler is present to build it.")
 
 
-def rows_fit(*tensors: torch.Tensor) -> bool:
-    """Whether each tensor is 2-D with unit stride within its rows, as :func:`cell_` reads them."""
-    return all(t.dim() == 2 and t.stride(1) == 1 for t in tensors)
+def _fits(tensors: tuple[torch.Tensor, ...], widths: tuple[int, ...], rows: int) -> bool:
+    """Whether the C loop may read and write these tensors: float32 on the CPU, ``rows`` rows of the
+    given widths, unit stride within rows. Checked at every call: a tensor of another dtype (an
+    autocast product in bfloat16, say) would be written past its end."""
+    return all(t.dtype == torch.float32 and t.device.type == "cpu" and t.dim() == 2 and t.stride(1) == 1
+               and t.shape[0] == rows and t.shape[1] == width for t, width in zip(tensors, widths))
 
 
 def cell_(gates: torch.Tensor, c: torch.Tensor, c_out: torch.Tensor, h_out: torch.Tensor,
-          add: torch.Tensor | None = None) -> None:
-    """:func:`hvae_decoders.lstm.lstm_cell` in place: gates ``(N, 4H)`` (plus ``add``, same shape, if
-    given) become the activations (i, f, tanh(g), o), ``c_out = f c + i tanh(g)``, ``h_out = o
-    tanh(c_out)``; ``c``, ``c_out``, ``h_out`` are ``(N, H)``. Every argument has unit stride within
-    rows (rows may be spaced apart: slices of wider rows, :func:`rows_fit`); ``c_out`` may be ``c``.
-    Unchecked: the callers check the layout once, before their loops."""
+          add: torch.Tensor | None = None) -> bool:
+    """:func:`hvae_decoders.lstm.lstm_cell` in place, where the fused cell can run; whether it did.
+
+    gates ``(N, 4H)`` (plus ``add``, same shape, if given) become the activations (i, f, tanh(g), o),
+    ``c_out = f c + i tanh(g)``, ``h_out = o tanh(c_out)``; ``c``, ``c_out``, ``h_out`` are ``(N, H)``.
+    Every argument float32 on the CPU with unit stride within rows (rows may be spaced apart: slices
+    of wider rows); ``c_out`` may be ``c``. Otherwise nothing is done and the answer is False: the
+    caller runs the same maths as PyTorch operations."""
+    if not AVAILABLE or c.dim() != 2:
+        return False
     rows, size = c.shape
+    tensors, widths = (gates, c, c_out, h_out), (4 * size, size, size, size)
+    if add is not None:
+        tensors, widths = tensors + (add,), widths + (4 * size,)
+    if not _fits(tensors, widths, rows):
+        return False
     _forward(rows, size, gates.data_ptr(), gates.stride(0), None if add is None else add.data_ptr(),
              0 if add is None else add.stride(0), c.data_ptr(), c.stride(0),
              c_out.data_ptr(), c_out.stride(0), h_out.data_ptr(), h_out.stride(0))
+    return True
 
 
 def cell_backward_(gates: torch.Tensor, c: torch.Tensor, c_prev: torch.Tensor, dh: torch.Tensor,
-                   grad_h: torch.Tensor | None, dc: torch.Tensor) -> None:
-    """The backward pass through one step of :func:`cell_`: the activations in ``gates (N, 4H)`` become
-    the gradients of the pre-activation gates, given c_t, c_{t-1} and the gradients reaching h_t
-    (``dh``, plus ``grad_h`` if given) and c_t (``dc``, which becomes the gradient reaching c_{t-1}).
-    All contiguous (unchecked, as for :func:`cell_`)."""
+                   grad_h: torch.Tensor | None, dc: torch.Tensor) -> bool:
+    """The backward pass through one step of :func:`cell_`, where it can run; whether it did.
+
+    The activations in ``gates (N, 4H)`` become the gradients of the pre-activation gates, given c_t,
+    c_{t-1} and the gradients reaching h_t (``dh``, plus ``grad_h`` if given) and c_t (``dc``, which
+    becomes the gradient reaching c_{t-1}). All float32, contiguous, on the CPU; otherwise nothing is
+    done and the answer is False."""
+    if not AVAILABLE or c.dim() != 2:
+        return False
     rows, size = c.shape
+    tensors = (gates, c, c_prev, dh, dc) + ((grad_h,) if grad_h is not None else ())
+    if not (_fits(tensors, (4 * size,) + (size,) * (len(tensors) - 1), rows)
+            and all(t.is_contiguous() for t in tensors)):
+        return False
     _backward(rows, size, gates.data_ptr(), c.data_ptr(), c_prev.data_ptr(), dh.data_ptr(),
               grad_h.data_ptr() if grad_h is not None else None, dc.data_ptr())
+    return True

@@ -45,8 +45,7 @@ def lstm_cell_(gates: torch.Tensor, c: torch.Tensor, c_out: torch.Tensor, h_out:
     ``tanh(c_out)``, one sigmoid still covering the gates (their g part then ends unused): fewer
     operations, where there are few values.
     """
-    if native.applies(gates) and native.rows_fit(gates, c, c_out, h_out):
-        native.cell_(gates, c, c_out, h_out)
+    if native.applies(gates) and native.cell_(gates, c, c_out, h_out):
         return
     size = c.shape[-1]
     sigmoid_tanh = tanh_g is None
@@ -108,14 +107,13 @@ class _Recurrence(torch.autograd.Function):
         cs = gates.new_empty(steps, batch, size)
         recurrent = Product(weight.t(), batch)  # h @ weight_hh.T
         tanh_c = gates.new_empty(batch, size)
-        fused = native.applies(gates) and native.rows_fit(c0)
+        fused = native.applies(gates)
         h, c = h0, c0
         for t in range(steps):
             g = gates[t]  # (N, 4H): the input part, then the activations
-            if fused:
-                native.cell_(g, c, cs[t], hs[t], add=recurrent(h))
-            else:
-                lstm_cell_(g.add_(recurrent(h)), c, cs[t], hs[t], tanh_c)
+            product = recurrent(h)
+            if not (fused and native.cell_(g, c, cs[t], hs[t], add=product)):
+                lstm_cell_(g.add_(product), c, cs[t], hs[t], tanh_c)
             h, c = hs[t], cs[t]
         ctx.mark_dirty(flat_gates)
         ctx.set_materialize_grads(False)
@@ -125,6 +123,11 @@ class _Recurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_hs: torch.Tensor | None, _grad_gates: None):
+        with torch.autocast(ctx.saved_tensors[0].device.type, enabled=False):  # float32, as the forward ran
+            return _Recurrence._backward(ctx, grad_hs)
+
+    @staticmethod
+    def _backward(ctx, grad_hs: torch.Tensor | None):
         if ctx.spent:
             raise RuntimeError("hvae's LSTM recurrence can be differentiated once per forward pass "
                                "(its gate gradients overwrite the saved activations).")
@@ -136,13 +139,14 @@ class _Recurrence(torch.autograd.Function):
         back = Product(weight, batch)  # dgates @ weight_hh
         dh = torch.zeros_like(h0, memory_format=torch.contiguous_format)  # (N, H): the gradient reaching h_t
         dc = torch.zeros_like(c0, memory_format=torch.contiguous_format)  # and c_t
-        if native.applies(gates):  # one fused call a step for the element-wise part
-            grad_hs = grad_hs.contiguous() if grad_hs is not None else None
+        if native.applies(gates) and (grad_hs is None or grad_hs.dtype == gates.dtype):
+            grad_hs = grad_hs.contiguous() if grad_hs is not None else None  # one fused call a step
             c0 = c0.contiguous()
             for t in range(steps - 1, -1, -1):
                 g = gates[t]  # the activations in; the gradients before the activations out
-                native.cell_backward_(g, cs[t], cs[t - 1] if t else c0, dh,
-                                      grad_hs[t] if grad_hs is not None else None, dc)
+                if not native.cell_backward_(g, cs[t], cs[t - 1] if t else c0, dh,
+                                             grad_hs[t] if grad_hs is not None else None, dc):
+                    raise RuntimeError("hvae's fused LSTM cell refused tensors its forward pass accepted")
                 if t or ctx.needs_input_grad[2]:
                     dh = back(g)
             return _results(ctx, flat_gates, gates, hs, weight, h0, dh, dc)

@@ -155,18 +155,14 @@ class CoreSampler:
     def _cell(self, layer: int, gates: torch.Tensor) -> None:
         """Update layer's c and h in place from its pre-activation gates ``(B, 4H)``."""
         cell = self.cells[layer]
-        if self.fused:
-            native.cell_(gates, cell, cell, self.h_slots[layer])
-        else:
+        if not (self.fused and native.cell_(gates, cell, cell, self.h_slots[layer])):
             lstm_cell_(gates, cell, cell, self.h_slots[layer], self.tanh_cells[layer], self.tanh_gates[layer])
 
     def _step(self, first_input: torch.Tensor) -> torch.Tensor:
         """Every layer's step, given the first layer's input part of the gates ``(B, 4H_0)``; the raw outputs."""
         w = self.w
         gates = w.first(self.operands[0])
-        if self.fused and first_input.shape == gates.shape and first_input.stride(1) == 1:
-            native.cell_(gates, self.cells[0], self.cells[0], self.h_slots[0], add=first_input)
-        else:
+        if not (self.fused and native.cell_(gates, self.cells[0], self.cells[0], self.h_slots[0], add=first_input)):
             self._cell(0, gates.add_(first_input))
         for layer, (product, bias) in enumerate(w.layers, start=1):
             self._cell(layer, product(self.operands[layer], bias))
