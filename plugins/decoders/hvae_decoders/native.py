@@ -81,19 +81,29 @@ def _fits(tensors: tuple[torch.Tensor, ...], widths: tuple[int, ...], rows: int)
                and t.shape[0] == rows and t.shape[1] == width for t, width in zip(tensors, widths))
 
 
+def states_fit(c: torch.Tensor, c_out: torch.Tensor, h_out: torch.Tensor) -> bool:
+    """Whether :func:`cell_` may read ``c`` and write ``c_out`` and ``h_out``: for a loop that steps
+    on the same state buffers, checked once before it (then ``cell_(..., states_checked=True)``)."""
+    return AVAILABLE and c.dim() == 2 and _fits((c, c_out, h_out), (c.shape[1],) * 3, c.shape[0])
+
+
 def cell_(gates: torch.Tensor, c: torch.Tensor, c_out: torch.Tensor, h_out: torch.Tensor,
-          add: torch.Tensor | None = None) -> bool:
+          add: torch.Tensor | None = None, *, states_checked: bool = False) -> bool:
     """:func:`hvae_decoders.lstm.lstm_cell` in place, where the fused cell can run; whether it did.
 
     gates ``(N, 4H)`` (plus ``add``, same shape, if given) become the activations (i, f, tanh(g), o),
     ``c_out = f c + i tanh(g)``, ``h_out = o tanh(c_out)``; ``c``, ``c_out``, ``h_out`` are ``(N, H)``.
     Every argument float32 on the CPU with unit stride within rows (rows may be spaced apart: slices
     of wider rows); ``c_out`` may be ``c``. Otherwise nothing is done and the answer is False: the
-    caller runs the same maths as PyTorch operations."""
+    caller runs the same maths as PyTorch operations. ``states_checked``: the caller has checked
+    ``c``, ``c_out`` and ``h_out`` with :func:`states_fit` (or made them so), and only the fresh
+    ``gates`` and ``add`` are checked here: less work in a decoding loop."""
     if not AVAILABLE or c.dim() != 2:
         return False
     rows, size = c.shape
-    tensors, widths = (gates, c, c_out, h_out), (4 * size, size, size, size)
+    tensors, widths = (gates,), (4 * size,)
+    if not states_checked:
+        tensors, widths = tensors + (c, c_out, h_out), widths + (size,) * 3
     if add is not None:
         tensors, widths = tensors + (add,), widths + (4 * size,)
     if not _fits(tensors, widths, rows):

@@ -107,12 +107,13 @@ class _Recurrence(torch.autograd.Function):
         cs = gates.new_empty(steps, batch, size)
         recurrent = Product(weight.t(), batch)  # h @ weight_hh.T
         tanh_c = gates.new_empty(batch, size)
-        fused = native.applies(gates)
+        # cs and hs are made here, float32 rows like cs[0] and hs[0]: the states are checked once
+        fused = native.applies(gates) and native.states_fit(c0, cs[0], hs[0])
         h, c = h0, c0
         for t in range(steps):
             g = gates[t]  # (N, 4H): the input part, then the activations
             product = recurrent(h)
-            if not (fused and native.cell_(g, c, cs[t], hs[t], add=product)):
+            if not (fused and native.cell_(g, c, cs[t], hs[t], add=product, states_checked=True)):
                 lstm_cell_(g.add_(product), c, cs[t], hs[t], tanh_c)
             h, c = hs[t], cs[t]
         ctx.mark_dirty(flat_gates)
