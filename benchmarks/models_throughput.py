@@ -37,9 +37,12 @@ def one(name: str, batch: int, budget_s: float) -> dict:
     sys.path.insert(0, str(HERE))
     import floors
     import workloads
+    from hvae import device
     from hvae.model import ModelConfig, build_model
     from hvae.plugins import make_converter
 
+    if hasattr(device, "ask_for_thread_independent_products"):  # as hvae train does (a tree before it: not)
+        device.ask_for_thread_independent_products()
     torch.set_num_threads(workloads.THREADS)
     config = json.loads((REPO / "core/hvae/pretrained" / name / "config.json").read_text())
     torch.manual_seed(0)

@@ -15,6 +15,7 @@ from hvae.interfaces import FastDraws
 from hvae.model import Batch, DataSpec, ModelConfig, build_model, clip_gradients
 from hvae.plugins import registry
 from hvae_decoders.recurrence import one_hot_indices, recurrence
+from hvae_decoders import onednn
 from hvae_decoders.onednn import Product, linear
 
 torch.set_num_threads(1)
@@ -98,7 +99,7 @@ def make_batch(spec: DataSpec, batch: int = 4) -> Batch:
     inputs = outputs.clone() if spec.input_depth == spec.output_depth else (
         torch.rand(batch, STEPS, spec.input_depth, generator=g) < 0.3).float()
     controls = torch.rand(batch, STEPS, spec.control_depth, generator=g) if spec.control_depth else None
-    return Batch(inputs, outputs, torch.tensor([STEPS, STEPS, 5, 3][:batch]), controls)
+    return Batch(inputs, outputs, torch.tensor(([STEPS, STEPS, 5, 3] * batch)[:batch]), controls)
 
 
 def with_backend(options: dict, backend: str) -> dict:
@@ -134,6 +135,26 @@ def test_a_training_step_gives_the_same_loss_outputs_and_gradients_fast_and_plai
     assert fast_grads.keys() == plain_grads.keys()
     for key in plain_grads:
         assert torch.allclose(fast_grads[key], plain_grads[key], rtol=1e-3, atol=1e-5), key
+
+
+@pytest.mark.parametrize("name", ["flat-onehot-scheduled", "groove-dropout"])
+def test_a_training_steps_products_never_hang_on_a_timing(name, monkeypatch):
+    """Which engine is faster is timed per process and may differ from one to the next; a training's
+    products (the recurrence, scheduled sampling's draws) take a fixed engine, so the same seed trains
+    the same model in every process. Layers of 256 units at batch 16: work the timing would decide."""
+    def timed(weight, batch):
+        raise AssertionError(f"a training's product was timed: {tuple(weight.shape)} at batch {batch}")
+
+    monkeypatch.setattr(onednn, "onednn_is_faster", timed)
+    spec, options = MODELS[name]
+    options = {**options, "decoder_options": {**options["decoder_options"], "rnn_sizes": (256,), "backend": "fast"}}
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(z_size=6, encoder_options={"rnn_sizes": (256,), "backend": "fast"}, **options),
+                        spec).train()
+    model(make_batch(spec, 16), step=10, generator=torch.Generator().manual_seed(3)).loss.backward()
+    model.eval()
+    with torch.no_grad(), pytest.raises(AssertionError, match="timed"):  # sampling does time them
+        model.sample(16, generator=torch.Generator().manual_seed(3))
 
 
 def flat_decoders(*backends: str, depth: int = 12):
@@ -197,8 +218,9 @@ def test_onednn_products_equal_plain_ones():
     assert torch.allclose(fast, plain, atol=1e-4)
     assert all(torch.allclose(f, p, atol=1e-3) for f, p in zip(fast_grads, plain_grads))
     with torch.no_grad():
-        assert torch.allclose(Product(weight, 64)(x, bias), plain, atol=1e-4)
-        assert torch.allclose(Product(weight, 1)(x[:1]), x[:1] @ weight.t(), atol=1e-4)
+        for timed in (True, False):
+            assert torch.allclose(Product(weight, 64, timed=timed)(x, bias), plain, atol=1e-4)
+            assert torch.allclose(Product(weight, 1, timed=timed)(x[:1]), x[:1] @ weight.t(), atol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["flat-onehot-scheduled", "groove"])

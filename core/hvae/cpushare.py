@@ -9,6 +9,10 @@ least one: measured when a command starts (:func:`choose_for_process`, before Py
 again every few seconds of a training (:class:`CpuShare`, from what the machine did meanwhile).
 Linux only (``/proc/stat``); elsewhere PyTorch's default stands. No PyTorch here: the command line
 calls this before PyTorch loads.
+
+A training changes its thread count only where that cannot change what it computes
+(:func:`hvae.device.products_independent_of_threads`): so the same seed trains the same model on a
+busy machine as on an idle one.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 import time
 
 START_WINDOW_S = 0.05  # how long a command watches the machine before it starts
+_chosen: str | None = None  # the OMP_NUM_THREADS that choose_for_process set, if it set one
 
 
 def _cpu_times() -> tuple[int, int, int] | None:
@@ -74,5 +79,11 @@ def choose_for_process(window: float = START_WINDOW_S) -> int | None:
     time.sleep(window)
     threads = share.threads()
     if threads < share.cores:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
+        global _chosen
+        os.environ["OMP_NUM_THREADS"] = _chosen = str(threads)
     return threads
+
+
+def threads_set_by_user() -> bool:
+    """Whether ``OMP_NUM_THREADS`` holds somebody's choice rather than :func:`choose_for_process`'s."""
+    return "OMP_NUM_THREADS" in os.environ and os.environ["OMP_NUM_THREADS"] != _chosen

@@ -15,6 +15,12 @@ for every teacher-forced LSTM layer, float32 as IEEE float32 (no TF32, so a floa
 computes what one on a CPU computes, to rounding; ``--amp`` is the fast mode), no cuDNN autotuning.
 Batches reach the GPU through pinned memory without the host waiting (:func:`host_to_device`).
 
+On CPU a training asks for products summed in the same order on any number of threads
+(:func:`ask_for_thread_independent_products`: MKL's strict reproducibility mode, before MKL's first
+product in the process), so that it may change its thread count with the machine's load
+(:mod:`hvae.cpushare`) and still compute what it would have on an idle machine;
+:func:`products_independent_of_threads` checks that this holds in the process.
+
 Under torchrun each process trains on its own device: ``resolve_device("auto", local_rank=1)`` is
 ``cuda:1`` on a machine with GPUs (``cuda:0`` where each process sees one GPU), else the CPU; and
 :func:`distributed_backend` picks the collective library for it (NCCL on CUDA, Gloo on CPU).
@@ -24,11 +30,47 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from typing import ContextManager
 
 import torch
 
 from hvae.errors import HvaeError
+
+# MKL's strict reproducibility mode: the code path MKL picks for the CPU, each product summed in an order
+# that does not depend on the thread count. No measurable cost in a training step here; it slows
+# batch-1 products (10 -> 17 us at 1 x 256 by 1024; benchmarks/RESULTS.md), so only trainings ask for it.
+STRICT_PRODUCTS = "AUTO,STRICT"
+# Products whose sum MKL otherwise splits between threads: (rows summed over, columns left, columns right),
+# the shape of a weight's gradient. About 2 ms in all.
+_PROBED_PRODUCTS = ((2048, 128, 64), (16384, 32, 32))
+
+
+def ask_for_thread_independent_products() -> None:
+    """Ask MKL for products whose result does not depend on the thread count (a user's ``MKL_CBWR``
+    stands). Takes effect only before MKL's first product in the process."""
+    os.environ.setdefault("MKL_CBWR", STRICT_PRODUCTS)
+
+
+@functools.cache
+def products_independent_of_threads(threads: int) -> bool:
+    """Whether CPU products give the same bits on one thread as on ``threads`` in this process."""
+    if threads <= 1:
+        return True
+    previous = torch.get_num_threads()
+    generator = torch.Generator().manual_seed(0)
+    try:
+        for rows, left, right in _PROBED_PRODUCTS:
+            a, b = torch.randn(rows, left, generator=generator), torch.randn(rows, right, generator=generator)
+            torch.set_num_threads(1)
+            one = a.t() @ b
+            torch.set_num_threads(threads)
+            if not torch.equal(one, a.t() @ b):
+                return False
+        return True
+    finally:
+        torch.set_num_threads(previous)
+
 
 def resolve_device(spec: str | torch.device = "auto", local_rank: int | None = None) -> torch.device:
     """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (Apple

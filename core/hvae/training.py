@@ -50,7 +50,8 @@ from hvae import cpushare
 from hvae.board import Board
 from hvae.checkpoint import Checkpoint, capture_rng, rebuilding, restore_rng, write_checkpoint
 from hvae.data import WindowSet
-from hvae.device import autocast, default_autocast_dtype, grad_scaler, host_to_device
+from hvae.device import (autocast, default_autocast_dtype, grad_scaler, host_to_device,
+                         products_independent_of_threads)
 from hvae.distributed import World
 from hvae.errors import TrainingError
 from hvae.interfaces import Converter
@@ -535,9 +536,15 @@ ADAPT_THREADS_S = 5.0  # seconds between looks at how busy other processes keep 
 def _cpu_threads(threads: int | None) -> Iterator[Callable[[], None]]:
     """Let torch use ``threads`` CPU threads inside the block. None: the cores other processes leave
     free (:mod:`hvae.cpushare`), looked at again every ``ADAPT_THREADS_S`` seconds by the function the
-    block gets (called once a step)."""
+    block gets (called once a step), where products give the same result on any number of threads
+    (:func:`hvae.device.products_independent_of_threads`); elsewhere all the cores, throughout, so
+    that the machine's load cannot change the model. ``OMP_NUM_THREADS`` set by the user stands."""
     previous = torch.get_num_threads()
-    share = cpushare.CpuShare() if threads is None else None
+    share = None
+    if threads is None and not cpushare.threads_set_by_user():
+        share = cpushare.CpuShare()
+        if not products_independent_of_threads(share.cores):
+            share, threads = None, share.cores
     looked = time.monotonic()
 
     def adapt() -> None:

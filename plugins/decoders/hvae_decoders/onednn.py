@@ -6,7 +6,10 @@ shape: on an AMD EPYC (Zen 4/5) it was about 2x MKL's at batch 1; on an Intel Xe
 was faster at batch 1 (8.7 against 22.7 us at 1 x 256 by 1024) and at some shapes at batch 64,
 oneDNN's at others (figures: benchmarks/RESULTS.md, "The figures behind the code's choices"). So
 :class:`Product` times both, once per shape, batch and thread count in a process
-(:func:`onednn_is_faster`), and keeps the faster. PyTorch exposes oneDNN's product as
+(:func:`onednn_is_faster`), and keeps the faster, where it may: a timed choice can differ from one
+process to the next, and with it the rounding, so the products of a training (its recurrence, its
+scheduled sampling) take an engine by a fixed rule (:func:`onednn_by_rule`) and the same seed
+trains the same model every time. PyTorch exposes oneDNN's product as
 ``torch.ops.mkldnn`` operators (its compiler's CPU backend uses them); where they are missing (builds
 without oneDNN), and on CUDA, the product is a plain one. The two engines' results differ by float
 rounding only. Not differentiable: for loops without autograd, and for
@@ -64,17 +67,31 @@ def onednn_is_faster(weight: torch.Tensor, batch: int) -> bool:
     return _FASTER[key]
 
 
+def onednn_by_rule(weight: torch.Tensor, batch: int) -> bool:
+    """Whether oneDNN's product is taken without timing (a training's products): for a weight of 4M
+    values or more at any batch (reading it from memory dominates, and oneDNN's layout reads it faster:
+    0.64-0.82 of MKL's time at batch 2), and for one of 512K or more at a batch of 32 or more. As
+    timed on the Intel Xeon of 2026-12-07 at 2 threads: MKL's faster at 64 x 256 by 1024 (7 %), 64 x 128
+    by 512 (41 %) and 16 x 512 by 2048 (5 %); oneDNN's at 64 x 512 by 1024 (10 %), 64 x 512 by 2048
+    (16 %) and 64 x 2048 by 512 (8 %) (benchmarks/RESULTS.md, "The figures behind the code's choices")."""
+    values = weight.numel()
+    return values >= 1 << 22 or (values >= 1 << 19 and batch >= 32)
+
+
 class Product:
     """``x (M, K) -> x @ weight.T (+ bias) (M, N)`` for a fixed ``weight (N, K)``.
 
     ``batch`` is the M the products will mostly have (oneDNN picks its weight layout for it).
+    ``timed``: the engine the faster here (:func:`onednn_is_faster`); False for a training's products,
+    which must round alike in every process: the engine :func:`onednn_by_rule` names.
     """
 
-    def __init__(self, weight: torch.Tensor, batch: int):
+    def __init__(self, weight: torch.Tensor, batch: int, *, timed: bool):
         weight = weight.detach()
         self.packed = self.right = None
         if (ONEDNN and weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16)
-                and batch * weight.numel() >= ONEDNN_MIN_WORK and onednn_is_faster(weight, batch)):
+                and (onednn_is_faster(weight, batch) if timed and batch * weight.numel() >= ONEDNN_MIN_WORK
+                     else onednn_by_rule(weight, batch))):
             self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch)
         else:
             self.right = weight.t().contiguous()  # (K, N)

@@ -105,7 +105,7 @@ class _Recurrence(torch.autograd.Function):
         steps = gates.shape[0]
         hs = gates.new_empty(steps, batch, size)
         cs = gates.new_empty(steps, batch, size)
-        recurrent = Product(weight.t(), batch)  # h @ weight_hh.T
+        recurrent = Product(weight.t(), batch, timed=False)  # h @ weight_hh.T; a training's: untimed
         tanh_c = gates.new_empty(batch, size)
         # cs and hs are made here, float32 rows like cs[0] and hs[0]: the states are checked once
         fused = native.applies(gates) and native.states_fit(c0, cs[0], hs[0])
@@ -137,7 +137,7 @@ class _Recurrence(torch.autograd.Function):
         steps, batch, size = hs.shape
         gates = flat_gates.view(steps, batch, 4 * size)
         one = gates.new_ones(())
-        back = Product(weight, batch)  # dgates @ weight_hh
+        back = Product(weight, batch, timed=False)  # dgates @ weight_hh
         dh = torch.zeros_like(h0, memory_format=torch.contiguous_format)  # (N, H): the gradient reaching h_t
         dc = torch.zeros_like(c0, memory_format=torch.contiguous_format)  # and c_t
         if native.applies(gates) and (grad_hs is None or grad_hs.dtype == gates.dtype):

@@ -79,7 +79,10 @@ class SteppingWeights:
 
     @classmethod
     def from_core(cls, core, classes: bool, dtype: torch.dtype, batch: int) -> "SteppingWeights":
-        """Lay out ``core``'s current parameters (an LstmCore, read through its stepping interface)."""
+        """Lay out ``core``'s current parameters (an LstmCore, read through its stepping interface).
+        A core in training mode (scheduled sampling's draws) gets products that round alike in every
+        process (:class:`hvae_decoders.onednn.Product`, ``timed=False``)."""
+        timed = not core.training
         layers = list(core.layers)
         first = layers[0]
         w_out, w_embedding, control_cols = core.input_columns()  # (4H_0, D), (4H_0, K), (4H_0, C)
@@ -91,15 +94,15 @@ class SteppingWeights:
         stacked = []
         for layer in layers[1:]:
             weight = torch.cat([layer.weight_ih_l0, layer.weight_hh_l0], dim=1)  # (4H_l, H_{l-1} + H_l)
-            stacked.append((Product(cast(weight), batch), cast(layer.bias_ih_l0 + layer.bias_hh_l0)))
+            stacked.append((Product(cast(weight), batch, timed=timed), cast(layer.bias_ih_l0 + layer.bias_hh_l0)))
         return cls(
             sizes=tuple(layer.hidden_size for layer in layers), output_depth=core.output_depth, classes=classes,
             feed=cast(w_out.t()) if classes else None,
-            first=Product(cast(w_rec if classes else torch.cat([w_out, w_rec], dim=1)), batch),
+            first=Product(cast(w_rec if classes else torch.cat([w_out, w_rec], dim=1)), batch, timed=timed),
             embedding=cast(w_embedding),
             bias=cast(first.bias_ih_l0 + first.bias_hh_l0),
             controls=cast(control_cols) if control_cols.shape[1] else None,
-            layers=tuple(stacked), output=Product(cast(core.output.weight), batch),
+            layers=tuple(stacked), output=Product(cast(core.output.weight), batch, timed=timed),
             output_bias=cast(core.output.bias))
 
     def project_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
