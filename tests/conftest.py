@@ -12,6 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hvae.device import ask_for_thread_independent_products
+
+# What a training session asks for, asked for the whole test process before its first product: the
+# trainings the tests run in this process compute what `hvae train` computes, on any number of threads.
+ask_for_thread_independent_products()
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HVAE_SHARED", REPO.parent / "shared"))
 GMD = SHARED / "data" / "groove"
