@@ -90,8 +90,8 @@ class Product:
         weight = weight.detach()
         self.packed = self.right = None
         if (ONEDNN and weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16)
-                and (onednn_is_faster(weight, batch) if timed and batch * weight.numel() >= ONEDNN_MIN_WORK
-                     else onednn_by_rule(weight, batch))):
+                and batch * weight.numel() >= ONEDNN_MIN_WORK
+                and (onednn_is_faster(weight, batch) if timed else onednn_by_rule(weight, batch))):
             self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch)
         else:
             self.right = weight.t().contiguous()  # (K, N)
