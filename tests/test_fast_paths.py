@@ -185,6 +185,47 @@ def test_scheduled_sampling_draws_first_then_equals_the_plain_step_loop(probabil
         assert torch.allclose(f, p, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("probability", [0.0, 0.02, 0.2])
+@pytest.mark.parametrize("controls", [False, True])
+def test_scheduled_sampling_steps_only_the_sequences_fed_a_draw(monkeypatch, probability, controls):
+    """On the CPU the draw-first pass steps only the sequences that are fed a draw, up to the last such
+    step: the same draws as the whole batch's pass (what runs where the host cannot read which), and
+    the generator left where the plain loop leaves it, even where no sequence is fed a draw."""
+    from hvae_decoders import decoder_core
+
+    loss = registry().get("losses", "categorical").factory(12)
+    torch.manual_seed(3)
+    core = decoder_core.LstmCore(12, 12, 6, 3 if controls else 0, (16, 12), 0.0)
+    with torch.no_grad():
+        core.output.weight.mul_(20)  # decisive draws: a product's rounding cannot move them
+    batch = 40
+    embedding = torch.randn(batch, 6)
+    previous = F.one_hot(torch.randint(0, 12, (batch, STEPS)), 12).float()
+    control = torch.randn(batch, STEPS, 3) if controls else None
+    use_draw = torch.rand(batch, STEPS, generator=torch.Generator().manual_seed(1)) < probability
+    if probability == 0.02:  # one late step and one early one, in two sequences
+        use_draw.zero_()
+        use_draw[7, 5] = use_draw[30, 2] = True
+
+    def fed(host_reads: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        monkeypatch.setattr(decoder_core, "host_reads_are_free", lambda device: host_reads)
+        generator = torch.Generator().manual_seed(9)
+        got = core._fed_with_draws(embedding, previous, control, use_draw, loss, generator)
+        return got, torch.rand(4, generator=generator)
+
+    stepped, after = fed(True)
+    whole, whole_after = fed(False)
+    assert torch.equal(stepped, whole)
+    assert torch.equal(after, whole_after)
+    generator = torch.Generator().manual_seed(9)  # the plain loop's draws: one per step from step 1
+    for _ in range(STEPS - 1):
+        loss.feedback_step(torch.zeros(batch, 12), generator)
+    assert torch.equal(after, torch.rand(4, generator=generator))
+    unchanged = ~use_draw
+    unchanged[:, 0] = True
+    assert torch.equal(stepped[unchanged], previous[unchanged])
+
+
 def test_an_unknown_backend_is_refused():
     with pytest.raises(HvaeError, match="backend must be one of auto, plain, fast"):
         flat_decoders("slow")

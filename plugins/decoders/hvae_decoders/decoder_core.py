@@ -23,12 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hvae.device import host_reads_are_free
 from hvae.interfaces import Loss
 from hvae_decoders import plain
 from hvae_decoders.backend import decoder_recurrence, fast_sampling
 from hvae_decoders.lstm import InitialState, StackedLstm, State, glorot_linear, input_gates
 from hvae_decoders.recurrence import gather_rows, one_hot_indices
-from hvae_decoders.sampler import CoreSampler, SteppingWeights, draws_classes, feeds_back_draws
+from hvae_decoders.sampler import CoreSampler, SteppingWeights, draws_classes, feeds_back_draws, step_draws
 
 def one_hot(indices: torch.Tensor, depth: int) -> torch.Tensor:
     """Class indices ``(B, T)`` as float32 one-hot vectors ``(B, T, depth)``."""
@@ -141,17 +142,52 @@ class LstmCore(nn.Module):
     def _fed_with_draws(self, embedding: torch.Tensor, previous: torch.Tensor, controls: torch.Tensor | None,
                         use_draw: torch.Tensor, loss: Loss, generator: torch.Generator | None) -> torch.Tensor:
         """What scheduled sampling feeds each step, ``(N, T, D)``: ``previous``, with the class drawn
-        from step t-1's output (one-hot) at the steps ``use_draw`` picks from step 1 on."""
+        from step t-1's output (one-hot) at the steps ``use_draw`` picks from step 1 on.
+
+        Where the host reads ``use_draw`` for free (the CPU), only the sequences fed a draw somewhere
+        are stepped, and only up to the last step that feeds one: early in a training, at a
+        probability of 0.001, that is a few sequences of a batch of 64. The draws still take the
+        random numbers of every sequence and step, so the generator moves as in the plain loop and each
+        draw is the one the whole batch's pass would make (its products' rounding aside: a smaller
+        batch may take another engine, see :class:`hvae_decoders.onednn.Product`).
+        """
         batch, steps, depth = previous.shape
-        sampler = self.sampler(batch, loss, 1.0, generator, torch.float32)
-        sampler.reset(self.initial_state(embedding))
-        base = sampler.w.project_embedding(embedding)  # (N, 4H_0)
-        if controls is not None:
-            base = base.unsqueeze(1) + sampler.w.project_controls(controls)  # (N, T, 4H_0)
-        drawn = torch.zeros(batch, steps, dtype=torch.long, device=previous.device)  # (N, T)
-        sampler.run_scheduled(base, sampler.w.project_fed(previous), use_draw, drawn)
         use_draw = use_draw.clone()
         use_draw[:, 0] = False
+        drawn = torch.zeros(batch, steps, dtype=torch.long, device=previous.device)  # (N, T)
+        rows, last = None, steps - 1  # the sequences stepped (None: all) and how many steps
+        if host_reads_are_free(previous.device):
+            rows = use_draw.any(dim=1).nonzero().squeeze(1)
+            used_steps = use_draw.any(dim=0).nonzero()
+            last = int(used_steps[-1]) if len(used_steps) else 0
+            if len(rows) == batch:
+                rows = None
+        draw = everyone = step_draws(loss, steps - 1, 1.0, generator)
+        raw_all = None  # every sequence's raw outputs of a step, those not stepped left at zero
+        if rows is not None:
+            raw_all = torch.zeros(batch, self.output.out_features, device=previous.device)
+
+            def draw_rows(raw: torch.Tensor) -> torch.Tensor:
+                raw_all.index_copy_(0, rows, raw)
+                return everyone(raw_all).index_select(0, rows)
+            draw = draw_rows
+        if last:
+            pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))
+            sampler = self.sampler(batch if rows is None else len(rows), loss, 1.0, generator, torch.float32)
+            embedding_rows = pick(embedding)
+            sampler.reset(self.initial_state(embedding_rows))
+            base = sampler.w.project_embedding(embedding_rows)  # (n, 4H_0)
+            if controls is not None:
+                base = base.unsqueeze(1) + sampler.w.project_controls(pick(controls))  # (n, T, 4H_0)
+            drawn_rows = drawn if rows is None else drawn.new_zeros(len(rows), steps)
+            sampler.run_scheduled(base, sampler.w.project_fed(pick(previous)), pick(use_draw), drawn_rows, draw, last)
+            if rows is not None:
+                drawn.index_copy_(0, rows, drawn_rows)
+        if last < steps - 1:  # the draws no sequence is fed still take their random numbers
+            if raw_all is None:
+                raw_all = torch.zeros(batch, self.output.out_features, device=previous.device)
+            for _ in range(steps - 1 - last):
+                everyone(raw_all)
         return torch.where(use_draw.unsqueeze(-1), one_hot(drawn, depth).to(previous.dtype), previous)
 
     @torch.no_grad()

@@ -202,17 +202,21 @@ class CoreSampler:
         torch.stack(draws, dim=1, out=out)
         return feed
 
-    def run_scheduled(self, base: torch.Tensor, fed: torch.Tensor, use_draw: torch.Tensor,
-                      drawn: torch.Tensor) -> None:
+    def run_scheduled(self, base: torch.Tensor, fed: torch.Tensor, use_draw: torch.Tensor, drawn: torch.Tensor,
+                      draw: Callable[[torch.Tensor], torch.Tensor] | None = None, steps: int | None = None) -> None:
         """Scheduled sampling's draws (class layout): step t's first-layer input part is ``fed[:, t]``
         or, where ``use_draw[:, t]`` (t >= 1), the row of the class drawn from step t-1's output.
 
         base: ``(B, 4H_0)`` or ``(B, T, 4H_0)``; fed: ``(B, T, 4H_0)``; use_draw: ``(B, T)`` bool;
         drawn: ``(B, T)`` int64, receives the draws at steps 1..T-1 (one per step, as training makes them).
+        draw: the function making each step's draw (default: the loss's stepper for T-1 steps);
+        steps: how many steps to run (default T-1), the draws of steps 1..``steps``.
         """
         per_step = base.dim() == 3
-        draw = step_draws(self.loss, fed.shape[1] - 1, self.temperature, self.generator)
-        for t in range(fed.shape[1] - 1):
+        steps = fed.shape[1] - 1 if steps is None else steps
+        if draw is None:
+            draw = step_draws(self.loss, fed.shape[1] - 1, self.temperature, self.generator)
+        for t in range(steps):
             first_input = fed[:, t]
             if t:
                 first_input = torch.where(use_draw[:, t, None], self.w.feed.index_select(0, drawn[:, t]), first_input)
