@@ -43,6 +43,8 @@ def one(name: str, batch: int, budget_s: float) -> dict:
 
     if hasattr(device, "ask_for_thread_independent_products"):  # as hvae train does (a tree before it: not)
         device.ask_for_thread_independent_products()
+    if hasattr(device, "keep_freed_memory"):  # as hvae train does (a tree before it: not)
+        device.keep_freed_memory()
     torch.set_num_threads(workloads.THREADS)
     config = json.loads((REPO / "core/hvae/pretrained" / name / "config.json").read_text())
     torch.manual_seed(0)

@@ -27,7 +27,7 @@ import cases
 import floors
 import workloads
 from hvae.data import prepare_dataset
-from hvae.device import ask_for_thread_independent_products, autocast
+from hvae.device import ask_for_thread_independent_products, autocast, keep_freed_memory
 from hvae.plugins import make_converter
 from hvae.presets import get_preset
 
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.point.startswith("train_step:"):
         ask_for_thread_independent_products()  # as hvae train does, before MKL's first product
+        keep_freed_memory()  # as hvae train does
     torch.set_num_threads(args.threads)
     what, _, name = args.point.partition(":")
     if what == "convert":

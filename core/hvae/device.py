@@ -19,7 +19,9 @@ On CPU a training asks for products summed in the same order on any number of th
 (:func:`ask_for_thread_independent_products`: MKL's strict reproducibility mode, before MKL's first
 product in the process), so that it may change its thread count with the machine's load
 (:mod:`hvae.cpushare`) and still compute what it would have on an idle machine;
-:func:`products_independent_of_threads` checks that this holds in the process.
+:func:`products_independent_of_threads` checks that this holds in the process. It also asks the C
+library's malloc to keep the memory it frees (:func:`keep_freed_memory`): each step allocates the same
+large tensors again, and fresh pages cost a page fault each.
 
 Under torchrun each process trains on its own device: ``resolve_device("auto", local_rank=1)`` is
 ``cuda:1`` on a machine with GPUs (``cuda:0`` where each process sees one GPU), else the CPU; and
@@ -29,6 +31,7 @@ Under torchrun each process trains on its own device: ``resolve_device("auto", l
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import os
 from typing import ContextManager
@@ -50,6 +53,33 @@ def ask_for_thread_independent_products() -> None:
     """Ask MKL for products whose result does not depend on the thread count (a user's ``MKL_CBWR``
     stands). Takes effect only before MKL's first product in the process."""
     os.environ.setdefault("MKL_CBWR", STRICT_PRODUCTS)
+
+
+# glibc's malloc gives freed blocks of 128 KiB and more back to the system (each its own mapping, and the
+# heap's top trimmed), and PyTorch's CPU allocator keeps nothing: a training step, which allocates and
+# frees the same large tensors every step, then touches fresh pages every step, one page fault each 4 KiB
+# (29,000 a step of cat-drums_2bar_small at batch 64, 86,000 of groovae_4bar: a fifth of their time,
+# benchmarks/RESULTS.md). Below these sizes glibc keeps them for the next allocation instead. Larger
+# blocks still get their own mappings: kept in the heap they raise hierdec-mel_16bar's peak memory at
+# batch 64 by a tenth (7.3 -> 8.2 GB), for 2 % of its step.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
+_MALLOC_SETTINGS = ((_M_MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_", 256 << 20),  # blocks under 256 MiB: from the heap
+                    (_M_TRIM_THRESHOLD, "MALLOC_TRIM_THRESHOLD_", 256 << 20))  # a free top under 256 MiB: kept
+
+
+def keep_freed_memory() -> bool:
+    """Ask the C library's malloc to keep the memory this process frees for its next allocations
+    (glibc's ``mallopt``: blocks under 256 MiB from the heap, whose free top is kept up to 256 MiB),
+    instead of giving it back to the system and faulting fresh pages in at the next step. For a
+    training: what it keeps is what its steps allocate again. A setting made through glibc's
+    environment variables (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``) stands. Whether
+    both settings took (False with another C library, where nothing is done)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return all(name in os.environ or mallopt(parameter, value) == 1 for parameter, name, value in _MALLOC_SETTINGS)
 
 
 @functools.cache
