@@ -186,11 +186,12 @@ def test_scheduled_sampling_draws_first_then_equals_the_plain_step_loop(probabil
 
 
 @pytest.mark.parametrize("probability", [0.0, 0.02, 0.2])
-@pytest.mark.parametrize("controls", [False, True])
-def test_scheduled_sampling_steps_only_the_sequences_fed_a_draw(monkeypatch, probability, controls):
+@pytest.mark.parametrize("controls,amp", [(False, False), (True, False), (False, True)])
+def test_scheduled_sampling_steps_only_the_sequences_fed_a_draw(monkeypatch, probability, controls, amp):
     """On the CPU the draw-first pass steps only the sequences that are fed a draw, up to the last such
     step: the same draws as the whole batch's pass (what runs where the host cannot read which), and
-    the generator left where the plain loop leaves it, even where no sequence is fed a draw."""
+    the generator left where the plain loop leaves it, even where no sequence is fed a draw; also under
+    bfloat16 autocast (``--amp``), where the pass's raw outputs are bfloat16."""
     from hvae_decoders import decoder_core
 
     loss = registry().get("losses", "categorical").factory(12)
@@ -210,7 +211,8 @@ def test_scheduled_sampling_steps_only_the_sequences_fed_a_draw(monkeypatch, pro
     def fed(host_reads: bool) -> tuple[torch.Tensor, torch.Tensor]:
         monkeypatch.setattr(decoder_core, "host_reads_are_free", lambda device: host_reads)
         generator = torch.Generator().manual_seed(9)
-        got = core._fed_with_draws(embedding, previous, control, use_draw, loss, generator)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            got = core._fed_with_draws(embedding, previous, control, use_draw, loss, generator)
         return got, torch.rand(4, generator=generator)
 
     stepped, after = fed(True)

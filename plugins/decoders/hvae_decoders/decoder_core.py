@@ -162,15 +162,17 @@ class LstmCore(nn.Module):
             last = int(used_steps[-1]) if len(used_steps) else 0
             if len(rows) == batch:
                 rows = None
-        draw = everyone = step_draws(loss, steps - 1, 1.0, generator)
-        raw_all = None  # every sequence's raw outputs of a step, those not stepped left at zero
-        if rows is not None:
-            raw_all = torch.zeros(batch, self.output.out_features, device=previous.device)
+        everyone = step_draws(loss, steps - 1, 1.0, generator)
+        raw_all: list[torch.Tensor] = []  # every sequence's raw outputs of a step, zeros where not stepped
 
-            def draw_rows(raw: torch.Tensor) -> torch.Tensor:
-                raw_all.index_copy_(0, rows, raw)
-                return everyone(raw_all).index_select(0, rows)
-            draw = draw_rows
+        def all_rows(dtype: torch.dtype) -> torch.Tensor:
+            if not raw_all:  # in the pass's dtype (autocast's, under autocast)
+                raw_all.append(torch.zeros(batch, self.output.out_features, dtype=dtype, device=previous.device))
+            return raw_all[0]
+
+        def draw_rows(raw: torch.Tensor) -> torch.Tensor:
+            return everyone(all_rows(raw.dtype).index_copy_(0, rows, raw.to(raw_all[0].dtype))).index_select(0, rows)
+        draw = everyone if rows is None else draw_rows
         if last:
             pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))
             sampler = self.sampler(batch if rows is None else len(rows), loss, 1.0, generator, torch.float32)
@@ -184,10 +186,9 @@ class LstmCore(nn.Module):
             if rows is not None:
                 drawn.index_copy_(0, rows, drawn_rows)
         if last < steps - 1:  # the draws no sequence is fed still take their random numbers
-            if raw_all is None:
-                raw_all = torch.zeros(batch, self.output.out_features, device=previous.device)
+            filler = all_rows(torch.float32)  # the built-in class draws take float32 numbers whatever the raw dtype
             for _ in range(steps - 1 - last):
-                everyone(raw_all)
+                everyone(filler)
         return torch.where(use_draw.unsqueeze(-1), one_hot(drawn, depth).to(previous.dtype), previous)
 
     @torch.no_grad()
