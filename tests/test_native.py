@@ -149,3 +149,27 @@ def test_training_under_bfloat16_autocast_gives_the_cell_only_float32_and_matche
     plain_loss, plain_grad = step()
     assert torch.isfinite(fused_loss) and torch.allclose(fused_loss, plain_loss, rtol=2e-2)
     assert torch.allclose(fused_grad, plain_grad, rtol=5e-2, atol=5e-3)
+
+
+@needs_native
+@pytest.mark.parametrize("add", [False, True])
+def test_a_stepping_cell_computes_what_the_cell_computes_and_refuses_what_it_cannot_read(add):
+    """The sampler's cell, bound to its state buffers once: the same values as :func:`native.cell_`, and
+    for gates it cannot read (another dtype, shape or layout) False, with nothing written."""
+    g = torch.Generator().manual_seed(5)
+    gates, extra = torch.randn(3, 64, generator=g) * 4, torch.randn(3, 64, generator=g)
+    c = torch.randn(3, 16, generator=g)
+    want_c, want_h, want_gates = c.clone(), torch.empty(3, 16), gates.clone()
+    assert native.cell_(want_gates, want_c, want_c, want_h, add=extra if add else None)
+    state, h = wide_rows(3, 16, 4).copy_(c), wide_rows(3, 16, 2)
+    cell = native.SteppingCell(state, h)
+    got_gates = gates.clone()
+    assert cell(got_gates, extra if add else None)
+    assert torch.equal(got_gates, want_gates) and torch.equal(state, want_c) and torch.equal(h, want_h)
+    before = (state.clone(), h.clone())
+    for wrong in (gates.double(), gates[:2], gates.t().contiguous().t(), torch.randn(3, 65)[:, :64].t()):
+        assert not cell(wrong.clone() if wrong.is_contiguous() else wrong)
+    assert not cell(gates.clone(), extra.double())
+    assert torch.equal(state, before[0]) and torch.equal(h, before[1])
+    with pytest.raises(ValueError):
+        native.SteppingCell(c.double(), h)

@@ -114,6 +114,37 @@ def cell_(gates: torch.Tensor, c: torch.Tensor, c_out: torch.Tensor, h_out: torc
     return True
 
 
+class SteppingCell:
+    """:func:`cell_` for a loop that steps on the same state buffers, updated in place: ``c`` and
+    ``h_out``, ``(N, H)``, checked (:func:`states_fit`) and their addresses taken once, here. A call
+    checks only the fresh ``gates`` and ``add`` (``(N, 4H)`` float32 on the CPU, unit stride within
+    rows) and answers whether it ran, as :func:`cell_` does: about 4 µs a call from Python instead of
+    8, where a batch-1 sampling step makes one a layer (benchmarks/RESULTS.md)."""
+
+    def __init__(self, c: torch.Tensor, h_out: torch.Tensor):
+        if not states_fit(c, c, h_out):
+            raise ValueError("SteppingCell needs float32 (N, H) state buffers on the CPU with unit stride within rows")
+        self._rows, self._size = c.shape
+        self._shape = torch.Size((self._rows, 4 * self._size))
+        self._states = (c.data_ptr(), c.stride(0), c.data_ptr(), c.stride(0), h_out.data_ptr(), h_out.stride(0))
+        self._buffers = (c, h_out)  # alive as long as their addresses are used
+
+    def _fits(self, t: torch.Tensor) -> bool:
+        return t.dtype is torch.float32 and t.is_cpu and t.shape == self._shape and t.stride(1) == 1
+
+    def __call__(self, gates: torch.Tensor, add: torch.Tensor | None = None) -> bool:
+        if not self._fits(gates):
+            return False
+        if add is None:
+            _forward(self._rows, self._size, gates.data_ptr(), gates.stride(0), None, 0, *self._states)
+        elif self._fits(add):
+            _forward(self._rows, self._size, gates.data_ptr(), gates.stride(0), add.data_ptr(), add.stride(0),
+                     *self._states)
+        else:
+            return False
+        return True
+
+
 def cell_backward_(gates: torch.Tensor, c: torch.Tensor, c_prev: torch.Tensor, dh: torch.Tensor,
                    grad_h: torch.Tensor | None, dc: torch.Tensor) -> bool:
     """The backward pass through one step of :func:`cell_`, where it can run; whether it did.

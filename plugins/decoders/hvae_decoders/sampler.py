@@ -149,6 +149,8 @@ class CoreSampler:
         # hvae's fused cell (one call a layer-step) where it applies: float32 on the CPU.
         self.fused = native.applies(self.cells[0]) and exact == dtype and all(
             native.states_fit(cell, cell, h) for cell, h in zip(self.cells, self.h_slots))  # checked once
+        self.fused_cells = [native.SteppingCell(cell, h) for cell, h in zip(self.cells, self.h_slots)] \
+            if self.fused else None
 
     def reset(self, state: State) -> None:
         """Start from per-layer ``(h, c)`` states, each ``(B, H)``."""
@@ -156,19 +158,19 @@ class CoreSampler:
             slot.copy_(h)
             cell.copy_(c)
 
-    def _cell(self, layer: int, gates: torch.Tensor) -> None:
-        """Update layer's c and h in place from its pre-activation gates ``(B, 4H)``."""
+    def _cell(self, layer: int, gates: torch.Tensor, add: torch.Tensor | None = None) -> None:
+        """Update layer's c and h in place from its pre-activation gates ``(B, 4H)`` (plus ``add``)."""
+        if self.fused and self.fused_cells[layer](gates, add):
+            return
+        if add is not None:
+            gates.add_(add)
         cell = self.cells[layer]
-        if not (self.fused and native.cell_(gates, cell, cell, self.h_slots[layer], states_checked=True)):
-            lstm_cell_(gates, cell, cell, self.h_slots[layer], self.tanh_cells[layer], self.tanh_gates[layer])
+        lstm_cell_(gates, cell, cell, self.h_slots[layer], self.tanh_cells[layer], self.tanh_gates[layer])
 
     def _step(self, first_input: torch.Tensor) -> torch.Tensor:
         """Every layer's step, given the first layer's input part of the gates ``(B, 4H_0)``; the raw outputs."""
         w = self.w
-        gates = w.first(self.operands[0])
-        if not (self.fused and native.cell_(gates, self.cells[0], self.cells[0], self.h_slots[0], add=first_input,
-                                            states_checked=True)):
-            self._cell(0, gates.add_(first_input))
+        self._cell(0, w.first(self.operands[0]), first_input)
         for layer, (product, bias) in enumerate(w.layers, start=1):
             self._cell(layer, product(self.operands[layer], bias))
         return w.output(self.h_slots[-1], w.output_bias)  # (B, R)
