@@ -98,7 +98,7 @@ def test_names_that_are_not_utf8_are_converted_and_printed(data, tmp_path):
     done = subprocess.run([HVAE, "data", "prepare", "--no-progress", "-c", "drums", "--data", str(data), "--out",
                            str(tmp_path / "cache"), "-j", "2"], capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert b"Skipped 1 of 8 files" in done.stdout
+    assert b"Skipped 1 of 8 files" in done.stdout and b"Converted 7 of 8 files in " in done.stdout
     report = prepare_dataset(hvae.get_converter("drums"), data, tmp_path / "cache", progress=False)
     assert report.cached
     records = {f.path: f.status for f in report.files}

@@ -176,8 +176,11 @@ def prepare(converter_name: str, options: tuple[str, ...], data_dir: Path | None
         click.echo(f"Cache up to date (built in {report.conversion_seconds:.1f} s with {report.workers} "
                    f"worker{'s' if report.workers != 1 else ''}); nothing converted. --force converts again.")
     else:
-        click.echo(f"Converted {len(report.files)} files in {report.conversion_seconds:.1f} s with {report.workers} "
-                   f"worker{'s' if report.workers != 1 else ''} ({report.rebuild_reason}).")
+        converted = len(report.converted)
+        of = f" of {len(report.files)}" if converted != len(report.files) else ""
+        click.echo(f"Converted {converted}{of} file{'s' if converted != 1 or of else ''} in "
+                   f"{report.conversion_seconds:.1f} s with {report.workers} worker{'s' if report.workers != 1 else ''} "
+                   f"({report.rebuild_reason}).")
     if report.windows == 0 and shard is None:
         raise click.ClickException(
             f"No usable windows: none of the {len(report.files)} MIDI files under {data_dir} gave a window with "
