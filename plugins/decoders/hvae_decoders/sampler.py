@@ -146,11 +146,11 @@ class CoreSampler:
         self.tanh_cells = [zeros(size, exact) for size in sizes]
         sigmoid_tanh = dtype == torch.float32 and batch * max(sizes) >= SIGMOID_TANH_VALUES
         self.tanh_gates = [None if sigmoid_tanh else zeros(size) for size in sizes]  # torch.tanh's g
-        # hvae's fused cell (one call a layer-step) where it applies: float32 on the CPU.
-        self.fused = native.applies(self.cells[0]) and exact == dtype and all(
+        # hvae's fused cell (one call a layer-step) where it applies: float32 on the CPU; None elsewhere.
+        fused = native.applies(self.cells[0]) and exact == dtype and all(
             native.states_fit(cell, cell, h) for cell, h in zip(self.cells, self.h_slots))  # checked once
         self.fused_cells = [native.SteppingCell(cell, h) for cell, h in zip(self.cells, self.h_slots)] \
-            if self.fused else None
+            if fused else None
 
     def reset(self, state: State) -> None:
         """Start from per-layer ``(h, c)`` states, each ``(B, H)``."""
@@ -160,7 +160,7 @@ class CoreSampler:
 
     def _cell(self, layer: int, gates: torch.Tensor, add: torch.Tensor | None = None) -> None:
         """Update layer's c and h in place from its pre-activation gates ``(B, 4H)`` (plus ``add``)."""
-        if self.fused and self.fused_cells[layer](gates, add):
+        if self.fused_cells and self.fused_cells[layer](gates, add):
             return
         if add is not None:
             gates.add_(add)
@@ -205,19 +205,16 @@ class CoreSampler:
         return feed
 
     def run_scheduled(self, base: torch.Tensor, fed: torch.Tensor, use_draw: torch.Tensor, drawn: torch.Tensor,
-                      draw: Callable[[torch.Tensor], torch.Tensor] | None = None, steps: int | None = None) -> None:
+                      draw: Callable[[torch.Tensor], torch.Tensor], steps: int) -> None:
         """Scheduled sampling's draws (class layout): step t's first-layer input part is ``fed[:, t]``
         or, where ``use_draw[:, t]`` (t >= 1), the row of the class drawn from step t-1's output.
 
         base: ``(B, 4H_0)`` or ``(B, T, 4H_0)``; fed: ``(B, T, 4H_0)``; use_draw: ``(B, T)`` bool;
         drawn: ``(B, T)`` int64, receives the draws at steps 1..T-1 (one per step, as training makes them).
-        draw: the function making each step's draw (default: the loss's stepper for T-1 steps);
-        steps: how many steps to run (default T-1), the draws of steps 1..``steps``.
+        draw: the function making each step's draw (the loss's stepper, or one that runs it for more
+        sequences than these); steps: how many steps to run (at most T-1), the draws of steps 1..``steps``.
         """
         per_step = base.dim() == 3
-        steps = fed.shape[1] - 1 if steps is None else steps
-        if draw is None:
-            draw = step_draws(self.loss, fed.shape[1] - 1, self.temperature, self.generator)
         for t in range(steps):
             first_input = fed[:, t]
             if t:
