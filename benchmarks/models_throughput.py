@@ -41,10 +41,10 @@ def one(name: str, batch: int, budget_s: float) -> dict:
     from hvae.model import ModelConfig, build_model
     from hvae.plugins import make_converter
 
-    if hasattr(device, "ask_for_thread_independent_products"):  # as hvae train does (a tree before it: not)
+    if hasattr(device, "set_up_training_process"):  # as hvae train does
+        device.set_up_training_process()
+    elif hasattr(device, "ask_for_thread_independent_products"):  # as a tree before it trained (older: neither)
         device.ask_for_thread_independent_products()
-    if hasattr(device, "keep_freed_memory"):  # as hvae train does (a tree before it: not)
-        device.keep_freed_memory()
     torch.set_num_threads(workloads.THREADS)
     config = json.loads((REPO / "core/hvae/pretrained" / name / "config.json").read_text())
     torch.manual_seed(0)

@@ -27,7 +27,7 @@ import cases
 import floors
 import workloads
 from hvae.data import prepare_dataset
-from hvae.device import ask_for_thread_independent_products, autocast, keep_freed_memory
+from hvae.device import autocast, set_up_training_process
 from hvae.plugins import make_converter
 from hvae.presets import get_preset
 
@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget", type=float, default=60.0, help="seconds of timed runs (at least 3 runs)")
     args = p.parse_args(argv)
     if args.point.startswith("train_step:"):
-        ask_for_thread_independent_products()  # as hvae train does, before MKL's first product
-        keep_freed_memory()  # as hvae train does
+        set_up_training_process()  # as hvae train does, before MKL's first product
     torch.set_num_threads(args.threads)
     what, _, name = args.point.partition(":")
     if what == "convert":

@@ -20,7 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 import cases
 import points
 import workloads
-from hvae.device import ask_for_thread_independent_products, keep_freed_memory
+from hvae.device import set_up_training_process
 
 
 def main(argv: list[str]) -> None:
@@ -32,8 +32,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--rows", type=int, default=25, help="operations listed")
     args = p.parse_args(argv)
     if args.point.startswith("train_step:"):  # as points.py and hvae train do
-        ask_for_thread_independent_products()
-        keep_freed_memory()
+        set_up_training_process()
     torch.set_num_threads(args.threads)
     try:
         case = cases.case_of(args.point)

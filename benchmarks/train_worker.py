@@ -16,7 +16,7 @@ import sys
 import torch
 
 import workloads
-from hvae.device import ask_for_thread_independent_products, keep_freed_memory
+from hvae.device import set_up_training_process
 
 
 def peak_rss() -> int:
@@ -24,8 +24,7 @@ def peak_rss() -> int:
 
 
 def main(preset: str, batch: int) -> None:
-    ask_for_thread_independent_products()  # as hvae train does, before MKL's first product
-    keep_freed_memory()  # as hvae train does
+    set_up_training_process()  # as hvae train does, before MKL's first product
     torch.set_num_threads(workloads.THREADS)
     model = workloads.model(preset)
     step = workloads.TrainingStep(model, workloads.random_batch(model, batch))

@@ -11,7 +11,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from hvae import session
+from hvae import device
 from hvae.cli import main
 from hvae.device import keep_freed_memory
 
@@ -62,7 +62,7 @@ def test_a_users_malloc_settings_stand(glibc):
 
 def test_hvae_train_keeps_freed_memory(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(session, "keep_freed_memory", lambda: calls.append(True) or True)
+    monkeypatch.setattr(device, "keep_freed_memory", lambda: calls.append(True) or True)
     result = CliRunner().invoke(main, ["train", "--preset", "demo", "--steps", "1", "--batch-size", "4",
                                        "--threads", "1", "--no-progress", "--cache", str(tmp_path / "cache"),
                                        "--out", str(tmp_path / "run")], catch_exceptions=False)

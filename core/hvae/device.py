@@ -82,6 +82,14 @@ def keep_freed_memory() -> bool:
     return all(name in os.environ or mallopt(parameter, value) == 1 for parameter, name, value in _MALLOC_SETTINGS)
 
 
+def set_up_training_process() -> None:
+    """What a training process asks for before its first product: products that do not depend on the
+    thread count (:func:`ask_for_thread_independent_products`) and the memory its steps free kept for
+    the next (:func:`keep_freed_memory`). Called by ``Session.__enter__`` and the benchmarks' training points."""
+    ask_for_thread_independent_products()
+    keep_freed_memory()
+
+
 @functools.cache
 def products_independent_of_threads(threads: int) -> bool:
     """Whether CPU products give the same bits on one thread as on ``threads`` in this process."""

@@ -44,7 +44,7 @@ from hvae.board import require_tensorboard
 from hvae.checkpoint import Checkpoint, list_checkpoints, no_checkpoint_error, read_checkpoint, read_manifest, \
     rebuilding, unrecognised_checkpoints
 from hvae.data import DEMO_DIR, PrepareReport, WindowSet, default_cache_dir, load_split, prepare_dataset
-from hvae.device import ask_for_thread_independent_products, autocast, keep_freed_memory
+from hvae.device import autocast, set_up_training_process
 from hvae.distributed import World
 from hvae.errors import CheckpointError, HvaeError, plain_errors_as
 from hvae.interfaces import Converter
@@ -267,8 +267,7 @@ class Session:
         self._fresh = False  # the run directory did not exist before this session
 
     def __enter__(self) -> "Session":
-        ask_for_thread_independent_products()  # before MKL's first product, where this process is yet to make one
-        keep_freed_memory()  # the steps allocate the same large tensors again: no page faults for them
+        set_up_training_process()  # before MKL's first product, where this process is yet to make one
         resolved = self.request.resolve()
         self.notes = list(resolved.notes)
         config, converter = resolved.config, resolved.converter
